@@ -1,0 +1,1 @@
+//! OpenAI-compatible VLM analyzer (placeholder until implemented).

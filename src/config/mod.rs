@@ -1,0 +1,3 @@
+//! Typed config.
+mod issues;
+pub use issues::{ConfigIssue, PluginConfig, Validator};

@@ -1,0 +1,48 @@
+//! Object filter: finds which objects (person, car, dog, …) a clip shows.
+
+pub mod yolo;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use crate::domain::FilterResult;
+
+/// What a filter run yields: the result and, when something was found, a JPEG of
+/// the frame with the most confident detection (the alert's snapshot).
+#[derive(Debug, Clone, Default)]
+pub struct FilterOutput {
+    pub result: FilterResult,
+    pub snapshot_jpeg: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("cannot read video {path}")]
+    Media {
+        path: String,
+        #[source]
+        source: crate::media::MediaError,
+    },
+    #[error("inference failed")]
+    Inference(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("filter worker stopped")]
+    WorkerGone,
+}
+
+impl FilterError {
+    /// A broken file stays broken; inference faults may pass.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, FilterError::Media { .. })
+    }
+}
+
+#[async_trait]
+pub trait ObjectFilter: Send + Sync {
+    /// Model or backend name, for logs and the clip record.
+    fn name(&self) -> &str;
+    /// Decodes the clip, samples frames and runs detection. CPU work runs off the
+    /// async workers.
+    async fn detect(&self, video: &Path) -> Result<FilterOutput, FilterError>;
+    async fn shutdown(&self) {}
+}

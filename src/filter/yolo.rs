@@ -1,0 +1,1 @@
+//! YOLO object filter through ONNX Runtime (placeholder until implemented).

@@ -1,0 +1,17 @@
+//! HomeSec: a home-security camera daemon. Clips from cameras go through a
+//! durable local queue, an object filter, a VLM and an alert policy to notifiers.
+
+pub mod analyzer;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod filter;
+pub mod media;
+pub mod notify;
+pub mod pipeline;
+pub mod plugins;
+pub mod policy;
+pub mod sources;
+pub mod storage;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,34 @@
+//! Notifiers: deliver alerts (MQTT + Home Assistant, webhook, email, …).
+
+pub mod homeassistant;
+pub mod mqtt;
+pub mod multiplex;
+
+use async_trait::async_trait;
+
+use crate::domain::Alert;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("not connected to {0}")]
+    NotConnected(String),
+    #[error("delivery to {target} failed")]
+    Delivery {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("delivery to {0} was not acknowledged in time")]
+    Timeout(String),
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Unique name within the configured notifiers (the outbox keys entries by it).
+    fn name(&self) -> &str;
+    /// Delivers one alert; returns only when the peer has it (e.g. MQTT PUBACK).
+    /// `snapshot` is the alert's JPEG, when one was made.
+    async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError>;
+    async fn ping(&self) -> bool;
+    async fn shutdown(&self) {}
+}

@@ -1,0 +1,3 @@
+//! The pipeline.
+#[derive(Clone)]
+pub struct ClipSink;

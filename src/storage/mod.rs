@@ -1,0 +1,36 @@
+//! Storage backends: where clips are kept for viewing (local disk, Dropbox, S3).
+
+pub mod local;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub storage_uri: String,
+    pub view_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot store {path} as {key}")]
+    Io {
+        path: String,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait StorageBackend: Send + Sync {
+    fn name(&self) -> &str;
+    /// Stores the file under `key` (e.g. `front_door/front_door_1700000000.mp4`).
+    async fn put(&self, local: &Path, key: &str) -> Result<StoredObject, StorageError>;
+    /// Whether the backend can take uploads now.
+    async fn ping(&self) -> bool;
+    async fn shutdown(&self) {}
+}

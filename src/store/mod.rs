@@ -1,0 +1,4 @@
+//! redb store.
+#[derive(Debug, thiserror::Error)]
+#[error("store")]
+pub struct StoreError;
