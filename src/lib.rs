@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod filter;
+pub mod fsutil;
 pub mod media;
 pub mod notify;
 pub mod pipeline;

@@ -1,1 +1,67 @@
-//! Telemetry.
+//! Logging setup and secret redaction.
+
+use std::error::Error;
+
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr; `HOMESEC_LOG` (or `RUST_LOG`) sets the filter, `HOMESEC_LOG_FORMAT=json`
+/// switches to JSON lines (for journald/collectors).
+pub fn init() {
+    let filter = std::env::var("HOMESEC_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let res = if std::env::var("HOMESEC_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    let _ = res; // already initialised (tests)
+}
+
+/// An error and all its causes, `outer: inner: root`.
+pub fn chain(e: &(dyn Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// Replaces the password (and user) in a URL with `***`: `rtsp://***@cam/stream`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("rtsp://admin:s3cret@10.0.0.2:554/ch1"), "rtsp://***@10.0.0.2:554/ch1");
+        assert_eq!(redact_url("rtsp://10.0.0.2/ch1"), "rtsp://10.0.0.2/ch1");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn chains_list_every_cause() {
+        let inner = std::io::Error::other("disk full");
+        let outer = crate::storage::StorageError::Io { path: "a".into(), key: "k".into(), source: inner };
+        assert_eq!(chain(&outer), "cannot store a as k: disk full");
+    }
+}

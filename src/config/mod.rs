@@ -1,3 +1,377 @@
-//! Typed config.
+//! Typed config: one YAML file, every pluggable part as `{backend, config}`
+//! validated by its plugin, secrets by env-var name. [`Config::load`] reports
+//! every problem at once, each with its YAML path and line.
+
 mod issues;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
 pub use issues::{ConfigIssue, PluginConfig, Validator};
+pub use yaml::line_of;
+
+use crate::domain::CameraName;
+
+/// All problems found in a config file.
+#[derive(Debug, thiserror::Error)]
+#[error("{} problem(s) in {}:\n{}", .issues.len(), .file.display(), render(.issues))]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+fn render(issues: &[ConfigIssue]) -> String {
+    issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A pluggable part: which backend, and its own config block (checked by the plugin).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    pub backend: String,
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// YAML path of this block (filled in by the loader).
+    #[serde(skip)]
+    pub yaml_path: String,
+}
+
+impl PluginSpec {
+    fn with_path(mut self, path: String) -> Self {
+        self.yaml_path = path;
+        self
+    }
+
+    fn default_backend(backend: &str, path: &str) -> Self {
+        Self { backend: backend.to_owned(), config: serde_json::Value::Null, yaml_path: path.to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub name: CameraName,
+    pub source: PluginSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Run the VLM only when the filter saw one of `trigger_classes`.
+    TriggerOnly,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlmSection {
+    pub backend: String,
+    #[serde(default = "default_run_mode")]
+    pub run_mode: RunMode,
+    #[serde(default = "default_trigger_classes")]
+    pub trigger_classes: Vec<String>,
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+fn default_run_mode() -> RunMode {
+    RunMode::TriggerOnly
+}
+
+fn default_trigger_classes() -> Vec<String> {
+    vec!["person".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrencyConfig {
+    /// Clips processed at once (bounds memory when many cameras fire together).
+    pub max_clips_in_flight: usize,
+    pub upload_workers: usize,
+    pub filter_workers: usize,
+    pub vlm_workers: usize,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        Self { max_clips_in_flight: 4, upload_workers: 2, filter_workers: 1, vlm_workers: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per stage before it is marked failed.
+    pub max_attempts: u32,
+    /// First delay between attempts; doubles each time up to `max_backoff_s`.
+    pub backoff_s: f64,
+    pub max_backoff_s: f64,
+    /// How long an undelivered notification is retried before it is dropped.
+    pub notify_ttl_s: u64,
+    /// How often failed uploads are retried in the background.
+    pub upload_retry_interval_s: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { max_attempts: 3, backoff_s: 2.0, max_backoff_s: 60.0, notify_ttl_s: 86_400, upload_retry_interval_s: 300 }
+    }
+}
+
+impl RetryConfig {
+    /// Delay before attempt `attempt + 1` (attempt counts from 1), with ±20 % jitter.
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let base = self.backoff_s * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let capped = base.min(self.max_backoff_s);
+        let jitter = 0.8 + 0.4 * fastrand::f64();
+        std::time::Duration::from_secs_f64((capped * jitter).max(0.0))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    /// Env var holding the API key for `/api/v1/diagnostics` (header `X-API-Key`).
+    /// Without it, diagnostics are refused.
+    pub api_key_env: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { enabled: true, host: "127.0.0.1".into(), port: 8081, api_key_env: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Byte quota for clips kept on local disk; only clips that are uploaded and
+    /// done are deleted, oldest first. Unset: keep everything.
+    pub max_local_size_bytes: Option<u64>,
+}
+
+/// The whole, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub device_id: String,
+    /// redb store, recordings, snapshots, quarantine (absolute).
+    pub data_dir: PathBuf,
+    pub cameras: Vec<CameraConfig>,
+    pub storage: PluginSpec,
+    pub filter: PluginSpec,
+    pub vlm: Option<VlmSection>,
+    pub alert_policy: PluginSpec,
+    pub notifiers: Vec<PluginSpec>,
+    pub concurrency: ConcurrencyConfig,
+    pub retry: RetryConfig,
+    pub retention: RetentionConfig,
+    pub server: ServerConfig,
+    /// The YAML text (for locating problems found later).
+    pub text: String,
+}
+
+/// The top-level keys; anything else is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // only the key names matter
+struct TopLevel {
+    version: Option<IgnoredAny>,
+    device_id: Option<IgnoredAny>,
+    data_dir: Option<IgnoredAny>,
+    cameras: Option<IgnoredAny>,
+    storage: Option<IgnoredAny>,
+    filter: Option<IgnoredAny>,
+    vlm: Option<IgnoredAny>,
+    alert_policy: Option<IgnoredAny>,
+    notifiers: Option<IgnoredAny>,
+    concurrency: Option<IgnoredAny>,
+    retry: Option<IgnoredAny>,
+    retention: Option<IgnoredAny>,
+    server: Option<IgnoredAny>,
+}
+
+/// Reads one section, recording its problem (if any) and returning its value.
+fn section<T: serde::de::DeserializeOwned>(text: &str, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<T> {
+    match yaml::read_at::<T>(text, path) {
+        Ok(v) => v,
+        Err(issue) => {
+            issues.push(issue);
+            None
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn default_device_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let cleaned: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    if valid_name(&cleaned) { cleaned } else { "homesec".into() }
+}
+
+impl Config {
+    /// Loads and validates a config file: syntax, shape, every plugin's config and
+    /// the secrets it names. On error, lists every problem found.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError { file: file.to_path_buf(), issues };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            fail(vec![ConfigIssue { path: String::new(), line: None, message: format!("cannot read the file: {e}") }])
+        })?;
+        let config_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let config_dir = std::path::absolute(&config_dir).unwrap_or(config_dir);
+        let config = Self::parse(&text, file, &config_dir).map_err(fail)?;
+        Ok(config)
+    }
+
+    /// Parses config text; `config_dir` anchors relative paths.
+    pub fn parse(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        // Syntax and top-level keys first: with broken YAML nothing else can be read.
+        if let Err(issue) = yaml::read_at::<TopLevel>(text, "") {
+            let syntax = issue.path.is_empty() && !issue.message.contains("unknown field");
+            issues.push(issue);
+            if syntax {
+                return Err(issues);
+            }
+        }
+
+        let version: Option<u32> = section(text, "version", &mut issues);
+        if let Some(v) = version.filter(|v| *v != 1) {
+            issues.push(ConfigIssue {
+                path: "version".into(),
+                line: line_of(text, "version"),
+                message: format!("unsupported config version {v} (this build reads version 1)"),
+            });
+        }
+        let device_id = section::<String>(text, "device_id", &mut issues).unwrap_or_else(default_device_id);
+        let data_dir = section::<PathBuf>(text, "data_dir", &mut issues).unwrap_or_else(|| PathBuf::from("data"));
+        let cameras: Vec<CameraConfig> = section(text, "cameras", &mut issues).unwrap_or_default();
+        let storage = section::<PluginSpec>(text, "storage", &mut issues)
+            .unwrap_or_else(|| PluginSpec::default_backend("local", "storage"));
+        let filter = section::<PluginSpec>(text, "filter", &mut issues);
+        let vlm: Option<VlmSection> = section(text, "vlm", &mut issues);
+        let alert_policy = section::<PluginSpec>(text, "alert_policy", &mut issues)
+            .unwrap_or_else(|| PluginSpec::default_backend("default", "alert_policy"));
+        let notifiers: Vec<PluginSpec> = section(text, "notifiers", &mut issues).unwrap_or_default();
+        let concurrency: ConcurrencyConfig = section(text, "concurrency", &mut issues).unwrap_or_default();
+        let retry: RetryConfig = section(text, "retry", &mut issues).unwrap_or_default();
+        let retention: RetentionConfig = section(text, "retention", &mut issues).unwrap_or_default();
+        let server: ServerConfig = section(text, "server", &mut issues).unwrap_or_default();
+
+        let locate = |p: &str| line_of(text, p);
+        let mut v = Validator::new("", &mut issues, &locate);
+        v.check(valid_name(&device_id), "device_id", "use 1-64 letters, digits, `_` or `-`");
+        if filter.is_none() && yaml::read_at::<IgnoredAny>(text, "filter").ok().flatten().is_none() {
+            v.error("filter", "missing: an object filter is required (e.g. backend: yolo)");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, cam) in cameras.iter().enumerate() {
+            let field = format!("cameras[{i}].name");
+            v.check(valid_name(cam.name.as_str()), &field, "use 1-64 letters, digits, `_` or `-`");
+            v.check(seen.insert(cam.name.clone()), &field, format!("camera `{}` is defined twice", cam.name));
+        }
+        let c = &concurrency;
+        for (field, n) in [
+            ("concurrency.max_clips_in_flight", c.max_clips_in_flight),
+            ("concurrency.upload_workers", c.upload_workers),
+            ("concurrency.filter_workers", c.filter_workers),
+            ("concurrency.vlm_workers", c.vlm_workers),
+        ] {
+            v.check(n >= 1, field, "must be at least 1");
+        }
+        v.check(retry.max_attempts >= 1, "retry.max_attempts", "must be at least 1");
+        v.check(
+            retry.backoff_s >= 0.0 && retry.max_backoff_s >= retry.backoff_s,
+            "retry.backoff_s",
+            "must be ≥ 0 and ≤ retry.max_backoff_s",
+        );
+        if let Some(env) = &server.api_key_env {
+            v.require_env("server.api_key_env", env);
+        }
+        if let Some(vlm) = &vlm {
+            v.check(
+                vlm.run_mode != RunMode::TriggerOnly || !vlm.trigger_classes.is_empty(),
+                "vlm.trigger_classes",
+                "run_mode trigger_only needs at least one trigger class",
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, n) in notifiers.iter().enumerate() {
+            let name = n.config.get("name").and_then(|v| v.as_str()).unwrap_or(&n.backend).to_owned();
+            v.check(
+                names.insert(name.clone()),
+                &format!("notifiers[{i}]"),
+                format!("two notifiers are named `{name}`: give one a distinct `config.name`"),
+            );
+        }
+
+        let data_dir = if data_dir.is_absolute() { data_dir } else { config_dir.join(data_dir) };
+        let config = Config {
+            file: file.to_path_buf(),
+            device_id,
+            data_dir,
+            cameras: cameras
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| {
+                    c.source.yaml_path = format!("cameras[{i}].source");
+                    c
+                })
+                .collect(),
+            storage: storage.with_path("storage".into()),
+            filter: filter.unwrap_or_else(|| PluginSpec::default_backend("", "filter")).with_path("filter".into()),
+            vlm,
+            alert_policy: alert_policy.with_path("alert_policy".into()),
+            notifiers: notifiers
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| n.with_path(format!("notifiers[{i}]")))
+                .collect(),
+            concurrency,
+            retry,
+            retention,
+            server,
+            text: text.to_owned(),
+        };
+        crate::plugins::check(&config, &mut issues);
+        if issues.is_empty() { Ok(config) } else { Err(issues) }
+    }
+
+    /// The directory relative paths in this config resolve against.
+    pub fn config_dir(&self) -> PathBuf {
+        let dir = self.file.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::path::absolute(&dir).unwrap_or(dir)
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("homesec.redb")
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.data_dir.join("quarantine")
+    }
+
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+
+    /// A validator whose problems get line numbers from this config's text.
+    pub fn locate(&self) -> impl Fn(&str) -> Option<u64> + '_ {
+        |p: &str| line_of(&self.text, p)
+    }
+}

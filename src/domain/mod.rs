@@ -269,6 +269,8 @@ pub struct ClipRecord {
     pub filter_result: Option<FilterResult>,
     pub analysis: Option<AnalysisResult>,
     pub decision: Option<AlertDecision>,
+    /// JPEG of the most telling frame, when the filter found something.
+    pub snapshot_path: Option<String>,
     /// Set when the pipeline has run every stage for this clip.
     pub completed_ms: Option<UnixMillis>,
     /// Set when the clip file could not be read and was moved aside.
@@ -298,6 +300,7 @@ impl ClipRecord {
             filter_result: None,
             analysis: None,
             decision: None,
+            snapshot_path: None,
             completed_ms: None,
             quarantine: None,
         }
@@ -322,8 +325,8 @@ impl ClipRecord {
     }
 
     /// The summary status, derived from the stage journal as in the reference design:
-    /// any stage in error → `error`; notify ok or the run completed → `done`; then the
-    /// furthest successful stage. A later success (a background upload retry, a
+    /// any stage in error → `error`; notify ok, or the run completed with no
+    /// notification still in the outbox → `done`; then the furthest successful stage. A later success (a background upload retry, a
     /// notification delivered from the outbox) turns `error` back into `done`.
     pub fn status(&self) -> ClipStatus {
         if self.quarantine.is_some() {
@@ -332,7 +335,8 @@ impl ClipRecord {
         if Stage::ALL.iter().any(|s| self.stage(*s).status == StageStatus::Error) {
             return ClipStatus::Error;
         }
-        if self.notify.status == StageStatus::Ok || self.completed_ms.is_some() {
+        let delivering = self.notify.status == StageStatus::Running;
+        if self.notify.status == StageStatus::Ok || (self.completed_ms.is_some() && !delivering) {
             return ClipStatus::Done;
         }
         if self.vlm.status == StageStatus::Ok {

@@ -1,1 +1,171 @@
-//! Default policy.
+//! The default alert policy: risk threshold and activity types from the VLM,
+//! detected classes when there is no analysis, with per-camera overrides.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::AlertPolicy;
+use crate::config::{PluginConfig, Validator};
+use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult, RiskLevel};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultPolicyConfig {
+    /// Alert when the VLM rates a clip at least this risky.
+    pub min_risk_level: RiskLevel,
+    /// Also alert for these VLM activity types, whatever the risk.
+    pub notify_on_activity_types: Vec<String>,
+    /// Without a VLM analysis (VLM off, skipped or down), alert when the filter
+    /// saw one of these classes.
+    pub notify_on_classes: Vec<String>,
+    /// Alert on every clip, even when nothing was detected.
+    pub notify_on_motion: bool,
+    /// Per-camera changes to the keys above.
+    pub overrides: HashMap<String, PolicyOverride>,
+}
+
+impl Default for DefaultPolicyConfig {
+    fn default() -> Self {
+        Self {
+            min_risk_level: RiskLevel::Medium,
+            notify_on_activity_types: Vec::new(),
+            notify_on_classes: vec!["person".into()],
+            notify_on_motion: false,
+            overrides: HashMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyOverride {
+    pub min_risk_level: Option<RiskLevel>,
+    pub notify_on_activity_types: Option<Vec<String>>,
+    pub notify_on_classes: Option<Vec<String>>,
+    pub notify_on_motion: Option<bool>,
+}
+
+impl PluginConfig for DefaultPolicyConfig {
+    fn validate(&self, v: &mut Validator<'_>) {
+        let _ = v;
+    }
+}
+
+impl DefaultPolicyConfig {
+    /// Checks that overrides name configured cameras.
+    pub fn check_cameras(&self, cameras: &[CameraName], v: &mut Validator<'_>) {
+        for name in self.overrides.keys() {
+            if !cameras.iter().any(|c| c.as_str() == name) {
+                v.error(&format!("overrides.{name}"), format!("no camera named `{name}` is configured"));
+            }
+        }
+    }
+}
+
+pub struct DefaultPolicy {
+    cfg: DefaultPolicyConfig,
+}
+
+impl DefaultPolicy {
+    pub fn new(cfg: DefaultPolicyConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+impl AlertPolicy for DefaultPolicy {
+    fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision {
+        let o = self.cfg.overrides.get(camera.as_str());
+        let tag = |from_override: bool| if from_override { " (per-camera)" } else { "" };
+        let min_risk = o.and_then(|o| o.min_risk_level).map_or((self.cfg.min_risk_level, false), |r| (r, true));
+        let activities = o
+            .and_then(|o| o.notify_on_activity_types.as_ref())
+            .map_or((&self.cfg.notify_on_activity_types, false), |a| (a, true));
+        let classes = o
+            .and_then(|o| o.notify_on_classes.as_ref())
+            .map_or((&self.cfg.notify_on_classes, false), |c| (c, true));
+        let on_motion = o.and_then(|o| o.notify_on_motion).map_or((self.cfg.notify_on_motion, false), |m| (m, true));
+
+        if let Some(a) = analysis {
+            if a.risk_level >= min_risk.0 {
+                return notify(format!("risk_level={}{}", a.risk_level, tag(min_risk.1)));
+            }
+            if activities.0.iter().any(|t| t == &a.activity_type) {
+                return notify(format!("activity_type={}{}", a.activity_type, tag(activities.1)));
+            }
+        } else if let Some(class) = filter.detected_classes.iter().find(|c| classes.0.contains(c)) {
+            return notify(format!("detected={class} (no VLM analysis){}", tag(classes.1)));
+        }
+        if on_motion.0 {
+            return notify(format!("motion{}", tag(on_motion.1)));
+        }
+        let why = match analysis {
+            Some(a) => format!("risk_level={} below {}", a.risk_level, min_risk.0),
+            None if filter.detected_classes.is_empty() => "nothing detected".to_owned(),
+            None => format!("detected {} (not an alert class)", filter.detected_classes.join(",")),
+        };
+        AlertDecision { notify: false, reason: why }
+    }
+}
+
+fn notify(reason: String) -> AlertDecision {
+    AlertDecision { notify: true, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(classes: &[&str]) -> FilterResult {
+        FilterResult { detected_classes: classes.iter().map(|c| c.to_string()).collect(), ..Default::default() }
+    }
+
+    fn analysis(risk: RiskLevel, activity: &str) -> AnalysisResult {
+        AnalysisResult {
+            risk_level: risk,
+            activity_type: activity.into(),
+            summary: "s".into(),
+            entities_timeline: vec![],
+            requires_review: false,
+            model: "m".into(),
+        }
+    }
+
+    fn policy(yaml: &str) -> DefaultPolicy {
+        DefaultPolicy::new(serde_saphyr::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn risk_threshold_and_activity_types() {
+        let p = policy("min_risk_level: medium\nnotify_on_activity_types: [delivery]\n");
+        let cam = CameraName::from("front");
+        let d = p.decide(&cam, &filter(&["person"]), Some(&analysis(RiskLevel::High, "unknown")));
+        assert_eq!((d.notify, d.reason.as_str()), (true, "risk_level=high"));
+        let d = p.decide(&cam, &filter(&["person"]), Some(&analysis(RiskLevel::Low, "delivery")));
+        assert_eq!((d.notify, d.reason.as_str()), (true, "activity_type=delivery"));
+        let d = p.decide(&cam, &filter(&["person"]), Some(&analysis(RiskLevel::Low, "person_passing")));
+        assert!(!d.notify);
+        assert_eq!(d.reason, "risk_level=low below medium");
+    }
+
+    #[test]
+    fn per_camera_overrides_win() {
+        let p = policy("min_risk_level: high\noverrides:\n  front:\n    min_risk_level: low\n");
+        let a = analysis(RiskLevel::Low, "unknown");
+        let d = p.decide(&"front".into(), &filter(&["person"]), Some(&a));
+        assert_eq!((d.notify, d.reason.as_str()), (true, "risk_level=low (per-camera)"));
+        assert!(!p.decide(&"back".into(), &filter(&["person"]), Some(&a)).notify);
+    }
+
+    #[test]
+    fn without_analysis_detected_classes_decide() {
+        let p = policy("{}");
+        let cam = CameraName::from("front");
+        let d = p.decide(&cam, &filter(&["car", "person"]), None);
+        assert_eq!((d.notify, d.reason.as_str()), (true, "detected=person (no VLM analysis)"));
+        assert!(!p.decide(&cam, &filter(&["car"]), None).notify);
+        assert!(!p.decide(&cam, &filter(&[]), None).notify);
+        let p = policy("notify_on_motion: true\n");
+        assert_eq!(p.decide(&cam, &filter(&[]), None).reason, "motion");
+    }
+}

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
+use crate::domain::Clip;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredObject {
     pub storage_uri: String,
@@ -28,8 +30,8 @@ pub enum StorageError {
 #[async_trait]
 pub trait StorageBackend: Send + Sync {
     fn name(&self) -> &str;
-    /// Stores the file under `key` (e.g. `front_door/front_door_1700000000.mp4`).
-    async fn put(&self, local: &Path, key: &str) -> Result<StoredObject, StorageError>;
+    /// Stores the clip's file under the backend's path template.
+    async fn put(&self, clip: &Clip, local: &Path) -> Result<StoredObject, StorageError>;
     /// Whether the backend can take uploads now.
     async fn ping(&self) -> bool;
     async fn shutdown(&self) {}

@@ -1,4 +1,419 @@
-//! redb store.
+//! The local queue and manifest in redb: clip records, the append-only event
+//! log, the notification outbox, the sync outbox (for Postgres) and the source
+//! manifests. Values are rkyv archives behind a 2-byte schema version.
+//!
+//! The repository rule: every state change goes through [`Store::write`], so a
+//! stage result and its events are committed in one transaction.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
+
+use crate::domain::{Alert, ClipEvent, ClipId, ClipRecord, EventKind, SCHEMA_VERSION, UnixMillis, now_ms};
+
+const CLIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("clips");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const CLIP_EVENTS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("clip_events");
+const NOTIFY_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("notify_outbox");
+/// Event sequence numbers not yet copied to Postgres.
+const SYNC_OUTBOX: TableDefinition<u64, ()> = TableDefinition::new("sync_outbox");
+const SOURCE_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_files");
+
 #[derive(Debug, thiserror::Error)]
-#[error("store")]
-pub struct StoreError;
+pub enum StoreError {
+    #[error("cannot open the store at {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("store I/O failed")]
+    Db(#[from] redb::Error),
+    #[error("stored {what} is unreadable: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("no clip {0} in the store")]
+    UnknownClip(ClipId),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// One notification owed to one notifier, kept until delivered or expired.
+#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct OutboxEntry {
+    pub clip_id: ClipId,
+    pub notifier: String,
+    pub alert: Alert,
+    pub created_ms: UnixMillis,
+    pub attempts: u32,
+    pub next_attempt_ms: UnixMillis,
+    pub expires_ms: UnixMillis,
+    pub last_error: Option<String>,
+}
+
+/// What a source remembers about a file it has seen (so nothing is processed twice).
+#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct SourceFileEntry {
+    pub clip_id: ClipId,
+    pub size: u64,
+    pub seen_ms: UnixMillis,
+}
+
+fn encode<T>(value: &T) -> Result<Vec<u8>, StoreError>
+where
+    T: for<'a> RkyvSerialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+{
+    let body = rkyv::to_bytes::<rancor::Error>(value)
+        .map_err(|e| StoreError::Corrupt { what: "value to write".into(), reason: e.to_string() })?;
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode<T>(what: &str, bytes: &[u8]) -> Result<T, StoreError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
+{
+    let corrupt = |reason: String| StoreError::Corrupt { what: what.to_owned(), reason };
+    let (version, body) = bytes.split_at_checked(2).ok_or_else(|| corrupt("too short".into()))?;
+    let version = u16::from_le_bytes([version[0], version[1]]);
+    if version != SCHEMA_VERSION {
+        return Err(corrupt(format!(
+            "schema version {version}, this build reads {SCHEMA_VERSION}"
+        )));
+    }
+    // rkyv needs an aligned buffer; redb's pages give no alignment guarantee.
+    let mut aligned = AlignedVec::<16>::with_capacity(body.len());
+    aligned.extend_from_slice(body);
+    rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Handle to the store; cheap to clone. Calls block on disk I/O: from async code
+/// use [`Store::run`].
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<redb::Database>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let db = redb::Database::create(path).map_err(open_err)?;
+        let store = Self { db: Arc::new(db) };
+        // Create every table so that readers never meet a missing one.
+        store.write(|_| Ok(()))?;
+        Ok(store)
+    }
+
+    /// Runs blocking store work off the async workers.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// One write transaction: everything `f` does through the [`Writer`] is
+    /// committed together or not at all.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            txn.open_table(CLIPS)?;
+            txn.open_table(EVENTS)?;
+            txn.open_multimap_table(CLIP_EVENTS)?;
+            txn.open_table(NOTIFY_OUTBOX)?;
+            txn.open_table(SYNC_OUTBOX)?;
+            txn.open_table(SOURCE_FILES)?;
+            let mut w = Writer { txn: &txn };
+            f(&mut w)?
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    pub fn get_clip(&self, id: &str) -> Result<Option<ClipRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CLIPS)?;
+        table.get(id)?.map(|v| decode(&format!("clip {id}"), v.value())).transpose()
+    }
+
+    /// Every clip record (for listings, recovery and retention).
+    pub fn all_clips(&self) -> Result<Vec<ClipRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CLIPS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push(decode(&format!("clip {}", k.value()), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Clips newest first, at most `limit`.
+    pub fn recent_clips(&self, limit: usize) -> Result<Vec<ClipRecord>, StoreError> {
+        let mut all = self.all_clips()?;
+        all.sort_by(|a, b| b.clip.start_ms.cmp(&a.clip.start_ms).then(b.created_ms.cmp(&a.created_ms)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Clips the pipeline still owes a run, newest first (startup recovery order).
+    pub fn unfinished_clips(&self) -> Result<Vec<ClipRecord>, StoreError> {
+        let mut all: Vec<_> = self.all_clips()?.into_iter().filter(ClipRecord::needs_processing).collect();
+        all.sort_by(|a, b| b.clip.start_ms.cmp(&a.clip.start_ms));
+        Ok(all)
+    }
+
+    pub fn events_for(&self, id: &str) -> Result<Vec<ClipEvent>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_multimap_table(CLIP_EVENTS)?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for seq in index.get(id)? {
+            let seq = seq?.value();
+            if let Some(v) = events.get(seq)? {
+                out.push(decode(&format!("event {seq}"), v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn source_file(&self, key: &str) -> Result<Option<SourceFileEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SOURCE_FILES)?;
+        table.get(key)?.map(|v| decode(&format!("source file {key}"), v.value())).transpose()
+    }
+
+    /// Every notification still owed, oldest first.
+    pub fn outbox(&self) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NOTIFY_OUTBOX)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((k.value(), decode(&format!("outbox entry {}", k.value()), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Number of events not yet copied to Postgres.
+    pub fn sync_backlog(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(SYNC_OUTBOX)?.len()?)
+    }
+
+    /// The oldest `limit` events not yet copied to Postgres, with their sequence numbers.
+    pub fn sync_batch(&self, limit: usize) -> Result<Vec<(u64, ClipEvent)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let pending = txn.open_table(SYNC_OUTBOX)?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for row in pending.iter()?.take(limit) {
+            let seq = row?.0.value();
+            if let Some(v) = events.get(seq)? {
+                out.push((seq, decode(&format!("event {seq}"), v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that the database answers (for health).
+    pub fn ping(&self) -> bool {
+        self.db.begin_read().and_then(|t| Ok(t.open_table(CLIPS).is_ok())).unwrap_or(false)
+    }
+}
+
+/// The operations allowed inside one write transaction.
+pub struct Writer<'t> {
+    txn: &'t redb::WriteTransaction,
+}
+
+impl Writer<'_> {
+    /// Adds a new clip with its `clip_recorded` event. Returns false (and writes
+    /// nothing) when a record with that id exists already.
+    pub fn insert_clip(&mut self, record: &ClipRecord) -> Result<bool, StoreError> {
+        let id = record.clip.clip_id.as_str();
+        {
+            let mut clips = self.txn.open_table(CLIPS)?;
+            if clips.get(id)?.is_some() {
+                return Ok(false);
+            }
+            clips.insert(id, encode(record)?.as_slice())?;
+        }
+        self.event(&ClipEvent::new(&record.clip, EventKind::ClipRecorded))?;
+        Ok(true)
+    }
+
+    pub fn clip(&self, id: &str) -> Result<ClipRecord, StoreError> {
+        let clips = self.txn.open_table(CLIPS)?;
+        let value = clips.get(id)?.ok_or_else(|| StoreError::UnknownClip(ClipId(id.to_owned())))?;
+        decode(&format!("clip {id}"), value.value())
+    }
+
+    /// Changes a clip record and appends the events that explain the change.
+    pub fn update_clip(
+        &mut self,
+        id: &str,
+        events: impl IntoIterator<Item = EventKind>,
+        change: impl FnOnce(&mut ClipRecord),
+    ) -> Result<ClipRecord, StoreError> {
+        let mut record = self.clip(id)?;
+        change(&mut record);
+        record.updated_ms = now_ms();
+        self.txn.open_table(CLIPS)?.insert(id, encode(&record)?.as_slice())?;
+        for kind in events {
+            self.event(&ClipEvent::new(&record.clip, kind))?;
+        }
+        Ok(record)
+    }
+
+    /// Appends to the event log and queues the event for Postgres.
+    fn event(&mut self, event: &ClipEvent) -> Result<u64, StoreError> {
+        let mut events = self.txn.open_table(EVENTS)?;
+        let seq = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+        events.insert(seq, encode(event)?.as_slice())?;
+        self.txn.open_multimap_table(CLIP_EVENTS)?.insert(event.clip_id.as_str(), seq)?;
+        self.txn.open_table(SYNC_OUTBOX)?.insert(seq, ())?;
+        Ok(seq)
+    }
+
+    pub fn enqueue_notification(&mut self, entry: &OutboxEntry) -> Result<u64, StoreError> {
+        let mut outbox = self.txn.open_table(NOTIFY_OUTBOX)?;
+        let seq = outbox.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+        outbox.insert(seq, encode(entry)?.as_slice())?;
+        Ok(seq)
+    }
+
+    pub fn update_notification(&mut self, seq: u64, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.txn.open_table(NOTIFY_OUTBOX)?.insert(seq, encode(entry)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_notification(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.txn.open_table(NOTIFY_OUTBOX)?.remove(seq)?;
+        Ok(())
+    }
+
+    /// Notifications still owed for a clip (other than `except`).
+    pub fn pending_notifications(&self, clip_id: &str, except: u64) -> Result<usize, StoreError> {
+        let outbox = self.txn.open_table(NOTIFY_OUTBOX)?;
+        let mut n = 0;
+        for row in outbox.iter()? {
+            let (k, v) = row?;
+            let entry: OutboxEntry = decode("outbox entry", v.value())?;
+            if k.value() != except && entry.clip_id.as_str() == clip_id {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn put_source_file(&mut self, key: &str, entry: &SourceFileEntry) -> Result<(), StoreError> {
+        self.txn.open_table(SOURCE_FILES)?.insert(key, encode(entry)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Marks events as copied to Postgres.
+    pub fn ack_synced(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut pending = self.txn.open_table(SYNC_OUTBOX)?;
+        for seq in seqs {
+            pending.remove(*seq)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Clip, Stage, StageStatus};
+
+    fn clip(id: &str, start: i64) -> Clip {
+        Clip {
+            clip_id: id.into(),
+            camera: "front".into(),
+            local_path: format!("/r/{id}.mp4"),
+            start_ms: start,
+            end_ms: start + 1000,
+            source_backend: "folder".into(),
+        }
+    }
+
+    #[test]
+    fn records_and_events_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("homesec.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|w| {
+                    assert!(w.insert_clip(&ClipRecord::new(clip("a", 1)))?);
+                    assert!(!w.insert_clip(&ClipRecord::new(clip("a", 1)))?, "duplicate ids are refused");
+                    w.insert_clip(&ClipRecord::new(clip("b", 2)))?;
+                    w.update_clip("a", [EventKind::StageSucceeded { stage: Stage::Filter }], |r| {
+                        r.filter.status = StageStatus::Ok;
+                    })?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let a = store.get_clip("a").unwrap().unwrap();
+        assert_eq!(a.filter.status, StageStatus::Ok);
+        let kinds: Vec<_> = store.events_for("a").unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventKind::ClipRecorded, EventKind::StageSucceeded { stage: Stage::Filter }]);
+        let order: Vec<_> = store.unfinished_clips().unwrap().into_iter().map(|r| r.clip.clip_id.0).collect();
+        assert_eq!(order, vec!["b", "a"], "recovery goes newest first");
+        assert_eq!(store.sync_backlog().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_failed_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let res: Result<(), _> = store.write(|w| {
+            w.insert_clip(&ClipRecord::new(clip("a", 1)))?;
+            w.update_clip("missing", [], |_| {})?;
+            Ok(())
+        });
+        assert!(matches!(res, Err(StoreError::UnknownClip(_))));
+        assert!(store.get_clip("a").unwrap().is_none());
+        assert_eq!(store.sync_backlog().unwrap(), 0);
+    }
+
+    #[test]
+    fn sync_outbox_drains_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.write(|w| w.insert_clip(&ClipRecord::new(clip("a", 1)))).unwrap();
+        store.write(|w| w.insert_clip(&ClipRecord::new(clip("b", 2)))).unwrap();
+        let batch = store.sync_batch(10).unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].1.clip_id.as_str(), "a");
+        store.write(|w| w.ack_synced(&[batch[0].0])).unwrap();
+        assert_eq!(store.sync_backlog().unwrap(), 1);
+    }
+}

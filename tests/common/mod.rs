@@ -1,0 +1,49 @@
+//! Shared helpers for integration tests: where the real test material lives.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Real test material (models, footage, images): `HOMESEC_TESTDATA`, else
+/// `../shared/testdata` beside the repository.
+pub fn testdata() -> PathBuf {
+    let dir = std::env::var_os("HOMESEC_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/testdata"));
+    assert!(dir.is_dir(), "test data not found at {} (set HOMESEC_TESTDATA)", dir.display());
+    dir
+}
+
+pub fn footage(name: &str) -> PathBuf {
+    testdata().join("footage").join(name)
+}
+
+pub fn image(name: &str) -> PathBuf {
+    testdata().join("images").join(name)
+}
+
+pub fn model(name: &str) -> PathBuf {
+    testdata().join("models").join(name)
+}
+
+/// The ONNX Runtime library: `ORT_DYLIB_PATH`, else the one `models/fetch-onnxruntime.sh`
+/// installed under `.homesec/lib/`.
+pub fn ort_library() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(p);
+    }
+    let lib_dir = repo_root().join(".homesec/lib");
+    std::fs::read_dir(&lib_dir)
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        })
+        .unwrap_or_else(|| panic!("ONNX Runtime not found in {}: run models/fetch-onnxruntime.sh", lib_dir.display()))
+}
