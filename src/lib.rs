@@ -2,6 +2,7 @@
 //! durable local queue, an object filter, a VLM and an alert policy to notifiers.
 
 pub mod analyzer;
+pub mod app;
 pub mod api;
 pub mod config;
 pub mod domain;

@@ -1,1 +1,224 @@
-fn main() {}
+//! The `homesec` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use homesec::config::Config;
+use homesec::domain::{Alert, ClipRecord, now_ms, rfc3339};
+use homesec::store::{Store, StoreError};
+
+#[derive(Parser)]
+#[command(name = "homesec", version, about = "Home-security camera daemon: clips → object filter → VLM → alerts")]
+struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, env = "HOMESEC_CONFIG", default_value = "/etc/homesec/config.yaml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run,
+    /// Check the config and list every problem, with its YAML path and line.
+    Validate,
+    /// Show recorded clips.
+    Clips {
+        #[command(subcommand)]
+        command: ClipsCommand,
+    },
+    /// Send a test alert through every configured notifier.
+    NotifyTest {
+        /// Camera name to put in the test alert (default: the first camera).
+        #[arg(long)]
+        camera: Option<String>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ClipsCommand {
+    /// Recent clips, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One clip with its stage journal and events.
+    Show { clip_id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    homesec::telemetry::init();
+    if let Command::Version = cli.command {
+        println!("homesec {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let cfg = match Config::load(&cli.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run => homesec::app::run(cfg).await.map_err(|e| homesec::telemetry::chain(&e)),
+            Command::Validate => {
+                println!("{}: OK ({} camera(s), filter {}, {} notifier(s))", cli.config.display(), cfg.cameras.len(), cfg.filter.backend, cfg.notifiers.len());
+                Ok(())
+            }
+            Command::Clips { command } => clips(&cfg, command).await,
+            Command::NotifyTest { camera } => notify_test(&cfg, camera).await,
+            Command::Version => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads clips from the store, or from the running daemon's API when the
+/// daemon holds the store open.
+async fn clips(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
+    let path = cfg.store_path();
+    if !path.exists() {
+        return Err(format!("no store at {} yet: has the daemon run?", path.display()));
+    }
+    match Store::open(&path) {
+        Ok(store) => match command {
+            ClipsCommand::List { limit } => {
+                let records = store.recent_clips(limit).map_err(|e| homesec::telemetry::chain(&e))?;
+                print_table(&records);
+                Ok(())
+            }
+            ClipsCommand::Show { clip_id } => {
+                let record = store
+                    .get_clip(&clip_id)
+                    .map_err(|e| homesec::telemetry::chain(&e))?
+                    .ok_or_else(|| format!("no clip {clip_id}"))?;
+                let events = store.events_for(&clip_id).map_err(|e| homesec::telemetry::chain(&e))?;
+                let out = serde_json::json!({ "clip": homesec::api::summary(&record), "events": events });
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                Ok(())
+            }
+        },
+        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => from_api(cfg, command).await,
+        Err(e) => Err(homesec::telemetry::chain(&e)),
+    }
+}
+
+async fn from_api(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
+    let host = if cfg.server.host == "0.0.0.0" { "127.0.0.1" } else { cfg.server.host.as_str() };
+    let base = format!("http://{host}:{}", cfg.server.port);
+    let url = match &command {
+        ClipsCommand::List { limit } => format!("{base}/api/v1/clips?limit={limit}"),
+        ClipsCommand::Show { clip_id } => format!("{base}/api/v1/clips/{clip_id}"),
+    };
+    let mut req = reqwest::Client::new().get(&url);
+    if let Some(key) = cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
+        req = req.header("x-api-key", key);
+    }
+    let resp = req.send().await.map_err(|e| format!("the daemon holds the store and its API at {base} did not answer: {e}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{url}: HTTP {status}: {body}"));
+    }
+    match command {
+        ClipsCommand::List { .. } => {
+            let rows = body["clips"].as_array().cloned().unwrap_or_default();
+            print_rows(rows.iter().map(|c| row(c)).collect());
+        }
+        ClipsCommand::Show { .. } => println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default()),
+    }
+    Ok(())
+}
+
+fn row(c: &serde_json::Value) -> [String; 5] {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let result = if let Some(q) = c["quarantine"]["reason"].as_str() {
+        q.to_owned()
+    } else if let Some(d) = c["decision"]["reason"].as_str() {
+        let alert = if c["decision"]["notify"].as_bool().unwrap_or(false) { "ALERT" } else { "no alert" };
+        format!("{alert}: {d}")
+    } else {
+        ["filter", "upload", "vlm", "notify"]
+            .iter()
+            .find_map(|st| c[*st]["last_error"].as_str().map(|e| format!("{st}: {e}")))
+            .unwrap_or_default()
+    };
+    let classes = c["filter_result"]["detected_classes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    [s(&c["clip"]["clip_id"]), s(&c["clip"]["camera"]), s(&c["status"]), classes, result]
+}
+
+fn print_table(records: &[ClipRecord]) {
+    print_rows(records.iter().map(|r| row(&homesec::api::summary(r))).collect());
+}
+
+fn print_rows(rows: Vec<[String; 5]>) {
+    if rows.is_empty() {
+        println!("no clips yet");
+        return;
+    }
+    println!("{:<32} {:<14} {:<12} {:<16} RESULT", "CLIP", "CAMERA", "STATUS", "DETECTED");
+    for r in rows {
+        println!("{:<32} {:<14} {:<12} {:<16} {}", r[0], r[1], r[2], r[3], r[4]);
+    }
+}
+
+async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String> {
+    if cfg.notifiers.is_empty() {
+        return Err("no notifiers configured".into());
+    }
+    let ctx = homesec::plugins::PluginContext::from_config(cfg);
+    let camera = camera
+        .or_else(|| cfg.cameras.first().map(|c| c.name.to_string()))
+        .unwrap_or_else(|| "test".into());
+    let clip_id = format!("{camera}_test_{}", now_ms() / 1000);
+    let alert = Alert {
+        clip_id: clip_id.as_str().into(),
+        camera_name: camera.as_str().into(),
+        storage_uri: None,
+        view_url: None,
+        risk_level: Some(homesec::domain::RiskLevel::Low),
+        activity_type: Some("test".into()),
+        notify_reason: "test alert from `homesec notify-test`".into(),
+        summary: Some("HomeSec test alert: if you see this, notifications work.".into()),
+        ts: rfc3339(now_ms()),
+        dedupe_key: clip_id.clone(),
+        upload_failed: false,
+        detected_classes: vec![],
+        snapshot_path: None,
+    };
+    let notifiers = homesec::plugins::build_notifiers(cfg, &ctx).await.map_err(|e| homesec::telemetry::chain(&e))?;
+    let mut failed = 0;
+    for n in &notifiers {
+        match n.send(&alert, None).await {
+            Ok(()) => println!("{}: delivered ({clip_id})", n.name()),
+            Err(e) => {
+                failed += 1;
+                println!("{}: FAILED: {}", n.name(), homesec::telemetry::chain(&e));
+            }
+        }
+        n.shutdown().await;
+    }
+    if failed > 0 { Err(format!("{failed} notifier(s) failed")) } else { Ok(()) }
+}

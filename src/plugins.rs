@@ -200,12 +200,18 @@ pub async fn build(cfg: &Config) -> Result<Plugins, PluginBuildError> {
         "noop" => Arc::new(policy::noop::NoopPolicy),
         other => return Err(unknown_backend("alert_policy", other)),
     };
+    let notifiers = build_notifiers(cfg, &ctx).await?;
+    Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
+}
+
+/// Builds the configured notifiers (also used alone by `homesec notify-test`).
+pub async fn build_notifiers(cfg: &Config, ctx: &PluginContext) -> Result<Vec<Arc<dyn Notifier>>, PluginBuildError> {
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     for spec in &cfg.notifiers {
         notifiers.push(match spec.backend.as_str() {
-            "mqtt" => Arc::new(notify::mqtt::build(parsed(cfg, spec, "notifier")?, &ctx).await?),
+            "mqtt" => Arc::new(notify::mqtt::build(parsed(cfg, spec, "notifier")?, ctx).await?),
             other => return Err(unknown_backend("notifier", other)),
         });
     }
-    Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
+    Ok(notifiers)
 }

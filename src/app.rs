@@ -1,0 +1,161 @@
+//! The daemon: config → plugins → store → pipeline → sources → API, until a
+//! signal asks it to stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::pipeline::{Parts, Pipeline, VlmGate};
+use crate::plugins::{self, PluginBuildError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create {path}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plugin(#[from] PluginBuildError),
+    #[error("cannot listen on {addr} (server.host / server.port)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How long in-flight clips get to finish on shutdown before they are left to resume.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    for dir in [cfg.data_dir.clone(), cfg.data_dir.join("recordings"), cfg.snapshots_dir()] {
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
+    }
+    let store = Store::open(&cfg.store_path())?;
+    let plugins = plugins::build(&cfg).await?;
+    let shutdown = CancellationToken::new();
+    let pipeline = Pipeline::new(
+        Parts {
+            store,
+            storage: plugins.storage,
+            filter: plugins.filter,
+            analyzer: plugins.analyzer,
+            vlm_gate: VlmGate {
+                run_mode: cfg.vlm.as_ref().map_or(crate::config::RunMode::Never, |v| v.run_mode),
+                trigger_classes: cfg.vlm.as_ref().map(|v| v.trigger_classes.clone()).unwrap_or_default(),
+            },
+            policy: plugins.policy,
+            notifiers: crate::notify::multiplex::Notifiers::new(plugins.notifiers),
+            retry: cfg.retry.clone(),
+            concurrency: cfg.concurrency.clone(),
+            snapshots_dir: cfg.snapshots_dir(),
+        },
+        shutdown.clone(),
+    );
+    pipeline.start(&cfg.data_dir.join("recordings")).await?;
+
+    let sources_shutdown = shutdown.child_token();
+    let mut source_tasks = Vec::new();
+    for source in &plugins.sources {
+        let (source, sink, token) = (source.clone(), pipeline.sink(), sources_shutdown.clone());
+        source_tasks.push(tokio::spawn(async move {
+            if let Err(e) = source.run(sink, token).await {
+                error!(camera = %source.camera(), error = %crate::telemetry::chain(&e), "source stopped");
+            }
+        }));
+    }
+
+    let server = if cfg.server.enabled {
+        let api_key = cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok());
+        let state = Arc::new(AppState {
+            pipeline: pipeline.clone(),
+            sources: plugins.sources.clone(),
+            api_key,
+            device_id: cfg.device_id.clone(),
+            started: Instant::now(),
+        });
+        let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| RunError::Bind { addr: addr.clone(), source })?;
+        info!(url = %format!("http://{addr}/health"), "HTTP API listening");
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move {
+            let res = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "HTTP API stopped");
+            }
+        }))
+    } else {
+        None
+    };
+
+    print_banner(&cfg);
+    wait_for_signal().await;
+    info!("stopping: sources first, then in-flight clips (up to {} s)", SHUTDOWN_GRACE.as_secs());
+    sources_shutdown.cancel();
+    for t in source_tasks {
+        let _ = t.await;
+    }
+    pipeline.shutdown(SHUTDOWN_GRACE).await;
+    if let Some(s) = server {
+        let _ = s.await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn print_banner(cfg: &Config) {
+    for cam in &cfg.cameras {
+        let detail = cam.source.config.get("path").and_then(|p| p.as_str()).unwrap_or("");
+        info!(camera = %cam.name, backend = %cam.source.backend, detail, "camera configured");
+    }
+    for n in &cfg.notifiers {
+        let host = n.config.get("host").and_then(|h| h.as_str()).unwrap_or("127.0.0.1");
+        let port = n.config.get("port").and_then(|p| p.as_u64()).unwrap_or(1883);
+        let topic = n.config.get("topic_template").and_then(|t| t.as_str()).unwrap_or("homecam/alerts/{camera_name}");
+        if n.backend == "mqtt" {
+            info!(broker = %format!("{host}:{port}"), topic, "alerts go to MQTT (Home Assistant discovery on)");
+        } else {
+            info!(backend = %n.backend, "alerts go to notifier");
+        }
+    }
+    if cfg.notifiers.is_empty() {
+        warn!("no notifiers configured: alert decisions are only logged and stored");
+    }
+    info!(data_dir = %cfg.data_dir.display(), "HomeSec {} running; Ctrl-C to stop", env!("CARGO_PKG_VERSION"));
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
