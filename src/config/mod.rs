@@ -241,13 +241,10 @@ impl Config {
     /// Parses config text; `config_dir` anchors relative paths.
     pub fn parse(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        // Syntax and top-level keys first: with broken YAML nothing else can be read.
+        // With broken YAML nothing else can be read.
+        yaml::check_syntax(text).map_err(|issue| vec![issue])?;
         if let Err(issue) = yaml::read_at::<TopLevel>(text, "") {
-            let syntax = issue.path.is_empty() && !issue.message.contains("unknown field");
             issues.push(issue);
-            if syntax {
-                return Err(issues);
-            }
         }
 
         let version: Option<u32> = section(text, "version", &mut issues);

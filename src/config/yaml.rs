@@ -129,6 +129,15 @@ pub fn read_at<T: DeserializeOwned>(text: &str, path: &str) -> Result<Option<T>,
     })
 }
 
+/// Checks that the text is well-formed YAML.
+pub fn check_syntax(text: &str) -> Result<(), ConfigIssue> {
+    serde_saphyr::from_str::<IgnoredAny>(text).map(|_| ()).map_err(|e| ConfigIssue {
+        path: String::new(),
+        line: e.location().map(|l| l.line()),
+        message: format!("not valid YAML: {}", error_message(&e)),
+    })
+}
+
 /// The line where the value at `path` starts, if it is present.
 pub fn line_of(text: &str, path: &str) -> Option<u64> {
     read_at::<serde_saphyr::Spanned<IgnoredAny>>(text, path)
@@ -141,6 +150,12 @@ pub fn line_of(text: &str, path: &str) -> Option<u64> {
 fn error_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
     let first = full.lines().next().unwrap_or(&full);
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if first.starts_with("line ")
+        && let Some(i) = first.find(": ")
+    {
+        return first[i + 2..].to_owned();
+    }
     match first.find(" at line ") {
         Some(i) => first[..i].to_owned(),
         None => first.to_owned(),

@@ -268,7 +268,7 @@ impl Pipeline {
         // Upload ‖ filter; either may be done already when resuming.
         let (upload, filter) = tokio::join!(self.upload_stage(&record), self.filter_stage(&record));
         let Some(upload) = upload? else { return Ok(()) };
-        let filter = match filter? {
+        let (filter, snapshot_path) = match filter? {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
                 error!(camera = %camera, error = %crate::telemetry::chain(&e), "filter failed; the clip ends in error");
@@ -319,7 +319,7 @@ impl Pipeline {
             dedupe_key: clip.clip_id.0.clone(),
             upload_failed: upload.is_none(),
             detected_classes: filter.detected_classes.clone(),
-            snapshot_path: record.snapshot_path.clone(),
+            snapshot_path,
         };
         let now = now_ms();
         let ttl_ms = (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000);
@@ -404,13 +404,17 @@ impl Pipeline {
         })
     }
 
-    /// Filter stage: `Some(Ok)` with the result, `Some(Err)` when it failed for
-    /// good, `None` when interrupted.
-    async fn filter_stage(&self, record: &ClipRecord) -> Result<Option<Result<FilterResult, StageError>>, StoreError> {
+    /// Filter stage: `Some(Ok)` with the result and the snapshot's path,
+    /// `Some(Err)` when it failed for good, `None` when interrupted.
+    #[allow(clippy::type_complexity)]
+    async fn filter_stage(
+        &self,
+        record: &ClipRecord,
+    ) -> Result<Option<Result<(FilterResult, Option<String>), StageError>>, StoreError> {
         if record.filter.status == StageStatus::Ok
             && let Some(f) = &record.filter_result
         {
-            return Ok(Some(Ok(f.clone())));
+            return Ok(Some(Ok((f.clone(), record.snapshot_path.clone()))));
         }
         let clip = &record.clip;
         let filter = self.parts.filter.clone();
@@ -432,17 +436,17 @@ impl Pipeline {
             Some(jpeg) => self.write_snapshot(clip, jpeg).await,
             None => None,
         };
-        let fr = output.result.clone();
+        let (fr, snap) = (output.result.clone(), snapshot_path.clone());
         info!(camera = %clip.camera, classes = ?fr.detected_classes, confidence = fr.confidence, frames = fr.sampled_frames, "filter done");
         self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Filter }], move |r| {
             r.filter.status = StageStatus::Ok;
             r.filter.finished_ms = Some(now_ms());
             r.filter.last_error = None;
             r.filter_result = Some(fr);
-            r.snapshot_path = snapshot_path;
+            r.snapshot_path = snap;
         })
         .await?;
-        Ok(Some(Ok(output.result)))
+        Ok(Some(Ok((output.result, snapshot_path))))
     }
 
     async fn write_snapshot(&self, clip: &Clip, jpeg: &[u8]) -> Option<String> {
@@ -639,3 +643,6 @@ impl ClipSink {
         self.pipeline.shutdown.is_cancelled()
     }
 }
+
+#[cfg(test)]
+mod tests;

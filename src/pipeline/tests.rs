@@ -1,0 +1,341 @@
+//! The pipeline's branches with trait doubles; end-to-end runs with real parts
+//! live in `tests/`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::analyzer::VlmError;
+use crate::domain::{ClipStatus, RiskLevel};
+use crate::filter::{FilterError, FilterOutput};
+use crate::notify::{Notifier, NotifyError};
+use crate::policy::default::DefaultPolicy;
+use crate::storage::{StorageError, StoredObject};
+
+struct FakeStorage {
+    failures: AtomicU32,
+}
+
+#[async_trait]
+impl StorageBackend for FakeStorage {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    async fn put(&self, clip: &Clip, _: &Path) -> Result<StoredObject, StorageError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(StorageError::Backend("cloud down".into()));
+        }
+        Ok(StoredObject { storage_uri: format!("fake://{}", clip.clip_id), view_url: Some("https://view/x".into()) })
+    }
+    async fn ping(&self) -> bool {
+        true
+    }
+}
+
+struct FakeFilter {
+    classes: Vec<&'static str>,
+    broken: bool,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl ObjectFilter for FakeFilter {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    async fn detect(&self, video: &Path) -> Result<FilterOutput, FilterError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.broken {
+            return Err(FilterError::Media {
+                path: video.display().to_string(),
+                source: crate::media::MediaError::NoVideo { path: video.display().to_string() },
+            });
+        }
+        Ok(FilterOutput {
+            result: FilterResult {
+                detected_classes: self.classes.iter().map(|c| c.to_string()).collect(),
+                confidence: 0.9,
+                model: "fake".into(),
+                sampled_frames: 3,
+                detections: vec![],
+            },
+            snapshot_jpeg: Some(vec![0xff, 0xd8, 0xff, 0xd9]),
+        })
+    }
+}
+
+struct FakeVlm {
+    fail: bool,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl VlmAnalyzer for FakeVlm {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    async fn analyze(&self, _: &Clip, _: &FilterResult) -> Result<AnalysisResult, VlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail {
+            return Err(VlmError::Status { endpoint: "fake".into(), status: 401, body: "bad key".into() });
+        }
+        Ok(AnalysisResult {
+            risk_level: RiskLevel::High,
+            activity_type: "suspicious".into(),
+            summary: "someone tries the door".into(),
+            entities_timeline: vec![],
+            requires_review: false,
+            model: "fake-vlm".into(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct FakeNotifier {
+    failures: AtomicU32,
+    sent: Mutex<Vec<(Alert, bool)>>,
+}
+
+#[async_trait]
+impl Notifier for FakeNotifier {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(NotifyError::NotConnected("broker".into()));
+        }
+        self.sent.lock().unwrap().push((alert.clone(), snapshot.is_some()));
+        Ok(())
+    }
+    async fn ping(&self) -> bool {
+        true
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    pipeline: Arc<Pipeline>,
+    filter: Arc<FakeFilter>,
+    vlm: Arc<FakeVlm>,
+    notifier: Arc<FakeNotifier>,
+}
+
+struct Setup {
+    classes: Vec<&'static str>,
+    filter_broken: bool,
+    vlm_fails: bool,
+    run_mode: RunMode,
+    upload_failures: u32,
+    notify_failures: u32,
+    notify_ttl_s: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            classes: vec!["person"],
+            filter_broken: false,
+            vlm_fails: false,
+            run_mode: RunMode::TriggerOnly,
+            upload_failures: 0,
+            notify_failures: 0,
+            notify_ttl_s: 3600,
+        }
+    }
+}
+
+fn rig(s: Setup) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let filter = Arc::new(FakeFilter { classes: s.classes, broken: s.filter_broken, calls: AtomicU32::new(0) });
+    let vlm = Arc::new(FakeVlm { fail: s.vlm_fails, calls: AtomicU32::new(0) });
+    let notifier = Arc::new(FakeNotifier { failures: AtomicU32::new(s.notify_failures), ..Default::default() });
+    let parts = Parts {
+        store: Store::open(&path.join("s.redb")).unwrap(),
+        storage: Arc::new(FakeStorage { failures: AtomicU32::new(s.upload_failures) }),
+        filter: filter.clone(),
+        analyzer: Some(vlm.clone()),
+        vlm_gate: VlmGate { run_mode: s.run_mode, trigger_classes: vec!["person".into()] },
+        policy: Arc::new(DefaultPolicy::new(serde_saphyr::from_str("min_risk_level: medium").unwrap())),
+        notifiers: Notifiers::new(vec![notifier.clone()]),
+        retry: RetryConfig {
+            max_attempts: 2,
+            backoff_s: 0.01,
+            max_backoff_s: 0.05,
+            notify_ttl_s: s.notify_ttl_s,
+            upload_retry_interval_s: 1,
+        },
+        concurrency: ConcurrencyConfig::default(),
+        snapshots_dir: path.join("snapshots"),
+    };
+    let pipeline = Pipeline::new(parts, CancellationToken::new());
+    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier }
+}
+
+fn clip(id: &str) -> Clip {
+    Clip {
+        clip_id: id.into(),
+        camera: "front".into(),
+        local_path: format!("/nonexistent/{id}.mp4"),
+        start_ms: 1_700_000_000_000,
+        end_ms: 1_700_000_010_000,
+        source_backend: "test".into(),
+    }
+}
+
+impl Rig {
+    async fn run(&self, id: &str) -> ClipRecord {
+        self.pipeline.start(&self.dir.join("recordings")).await.unwrap();
+        assert!(self.pipeline.sink().submit(clip(id)).await.unwrap());
+        self.wait(id, |r| !r.needs_processing() && r.notify.status != StageStatus::Running).await
+    }
+
+    async fn wait(&self, id: &str, done: impl Fn(&ClipRecord) -> bool) -> ClipRecord {
+        for _ in 0..500 {
+            if let Some(r) = self.pipeline.store().get_clip(id).unwrap()
+                && done(&r)
+            {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("clip {id} did not finish: {:?}", self.pipeline.store().get_clip(id).unwrap());
+    }
+
+    fn sent(&self) -> Vec<(Alert, bool)> {
+        self.notifier.sent.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_person_clip_is_analysed_and_alerted_with_link_and_snapshot() {
+    let rig = rig(Setup::default());
+    let r = rig.run("front_1").await;
+    assert_eq!(r.status(), ClipStatus::Done);
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 1);
+    let (alert, had_snapshot) = &sent[0];
+    assert_eq!(alert.risk_level, Some(RiskLevel::High));
+    assert_eq!(alert.notify_reason, "risk_level=high");
+    assert_eq!(alert.view_url.as_deref(), Some("https://view/x"));
+    assert!(!alert.upload_failed);
+    assert!(had_snapshot, "the snapshot travels with the alert");
+    let events = rig.pipeline.store().events_for("front_1").unwrap();
+    assert!(events.iter().any(|e| e.kind == EventKind::NotificationDelivered { notifier: "fake".into() }));
+}
+
+#[tokio::test]
+async fn a_filter_failure_ends_the_clip_in_error_without_alert() {
+    let rig = rig(Setup { filter_broken: true, ..Default::default() });
+    let r = rig.run("front_2").await;
+    assert_eq!(r.status(), ClipStatus::Error);
+    assert_eq!(r.filter.status, StageStatus::Error);
+    assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 1, "a broken file is not retried");
+    assert!(r.filter.last_error.as_deref().unwrap().contains("no H.264 video track"));
+    assert!(rig.sent().is_empty());
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_upload_failure_degrades_then_heals_in_the_background() {
+    let rig = rig(Setup { upload_failures: 2, ..Default::default() });
+    let r = rig.run("front_3").await;
+    assert_eq!(r.upload.status, StageStatus::Error);
+    assert_eq!(r.upload.attempts, 2);
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 1, "the alert goes out without the upload");
+    assert!(sent[0].0.upload_failed);
+    assert_eq!(sent[0].0.view_url, None);
+    assert_eq!(r.status(), ClipStatus::Error);
+    let healed = rig.wait("front_3", |r| r.upload.status == StageStatus::Ok).await;
+    assert_eq!(healed.status(), ClipStatus::Done);
+    assert_eq!(healed.storage_uri.as_deref(), Some("fake://front_3"));
+}
+
+#[tokio::test]
+async fn a_vlm_failure_still_alerts_on_the_person() {
+    let rig = rig(Setup { vlm_fails: true, ..Default::default() });
+    let r = rig.run("front_4").await;
+    assert_eq!(r.vlm.status, StageStatus::Error);
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 1, "401 is not retried");
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.notify_reason, "detected=person (no VLM analysis)");
+    assert_eq!(sent[0].0.risk_level, None);
+}
+
+#[tokio::test]
+async fn trigger_only_skips_the_vlm_without_trigger_class() {
+    let rig = rig(Setup { classes: vec!["car"], ..Default::default() });
+    let r = rig.run("front_5").await;
+    assert_eq!(r.vlm.status, StageStatus::Skipped);
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(r.notify.status, StageStatus::Skipped);
+    assert_eq!(r.status(), ClipStatus::Done);
+    assert!(rig.sent().is_empty());
+}
+
+#[tokio::test]
+async fn run_mode_always_analyses_every_clip() {
+    let rig = rig(Setup { classes: vec![], run_mode: RunMode::Always, ..Default::default() });
+    rig.run("front_6").await;
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failed_notification_stays_in_the_outbox_until_delivered() {
+    let rig = rig(Setup { notify_failures: 3, ..Default::default() });
+    let r = rig.run("front_7").await;
+    assert_eq!(r.notify.status, StageStatus::Ok);
+    assert_eq!(r.status(), ClipStatus::Done);
+    assert_eq!(r.notify.attempts, 4);
+    assert_eq!(rig.sent().len(), 1, "delivered exactly once");
+    assert!(rig.pipeline.store().outbox().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_undeliverable_notification_expires_after_its_ttl() {
+    let rig = rig(Setup { notify_failures: 1000, notify_ttl_s: 0, ..Default::default() });
+    let r = rig.run("front_8").await;
+    assert_eq!(r.notify.status, StageStatus::Error);
+    assert_eq!(r.status(), ClipStatus::Error);
+    assert!(rig.pipeline.store().outbox().unwrap().is_empty());
+    let events = rig.pipeline.store().events_for("front_8").unwrap();
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::NotificationExpired { .. })));
+}
+
+#[tokio::test]
+async fn recovery_resumes_from_the_last_finished_stage() {
+    let rig = rig(Setup::default());
+    // A clip whose filter finished before a crash: recovery must not filter again.
+    let mut record = ClipRecord::new(clip("front_9"));
+    record.filter.status = StageStatus::Ok;
+    record.filter_result =
+        Some(FilterResult { detected_classes: vec!["person".into()], confidence: 0.8, ..Default::default() });
+    rig.pipeline.store().write(|w| w.insert_clip(&record)).unwrap();
+    rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
+    let r = rig.wait("front_9", |r| r.status() == ClipStatus::Done).await;
+    assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(r.upload.status, StageStatus::Ok);
+    assert_eq!(rig.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn orphan_clip_files_are_adopted_on_start() {
+    let rig = rig(Setup::default());
+    let cam_dir = rig.dir.join("recordings/porch");
+    std::fs::create_dir_all(&cam_dir).unwrap();
+    std::fs::write(cam_dir.join("porch_1700000000.mp4"), b"x").unwrap();
+    rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
+    let r = rig.wait("porch_1700000000", |r| r.status() == ClipStatus::Done).await;
+    assert_eq!(r.clip.camera.as_str(), "porch");
+}

@@ -1,0 +1,115 @@
+//! Config loading: every problem is listed at once, with its YAML path and line.
+
+use std::path::Path;
+use std::process::Command;
+
+use homesec::config::{Config, ConfigIssue};
+
+fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
+    Config::parse(text, Path::new("test.yaml"), Path::new("/etc/homesec"))
+}
+
+fn find<'a>(issues: &'a [ConfigIssue], path: &str) -> &'a ConfigIssue {
+    issues
+        .iter()
+        .find(|i| i.path == path)
+        .unwrap_or_else(|| panic!("no problem reported at {path}; got: {issues:#?}"))
+}
+
+const MINIMAL: &str = "\
+cameras:
+  - name: front
+    source:
+      backend: folder
+      config:
+        path: /srv/ftp/front
+filter:
+  backend: yolo
+  config:
+    model_path: /models/yolox_nano_416.onnx
+";
+
+#[test]
+fn a_short_config_gets_sensible_defaults() {
+    let cfg = parse(MINIMAL).unwrap();
+    assert_eq!(cfg.cameras.len(), 1);
+    assert_eq!(cfg.storage.backend, "local");
+    assert_eq!(cfg.alert_policy.backend, "default");
+    assert_eq!(cfg.data_dir, Path::new("/etc/homesec/data"), "relative paths resolve against the config's dir");
+    assert_eq!(cfg.server.port, 8081);
+    assert_eq!(cfg.concurrency.max_clips_in_flight, 4);
+    assert!(cfg.vlm.is_none());
+}
+
+#[test]
+fn every_problem_is_listed_at_once_with_path_and_line() {
+    let text = "\
+cameras:
+  - name: front
+    source:
+      backend: folder
+      config:
+        path: /srv/ftp/front
+        pol_interval_s: 3
+  - name: front
+    source:
+      backend: carrier_pigeon
+filter:
+  backend: yolo
+  config:
+    model_path: /m.onnx
+server:
+  port: eighty
+  api_key_env: HOMESEC_TEST_SURELY_UNSET_KEY
+retry:
+  max_attempts: 0
+colour: blue
+";
+    let issues = parse(text).unwrap_err();
+    let rendered: Vec<String> = issues.iter().map(ToString::to_string).collect();
+    // unknown top-level key
+    let top = issues.iter().find(|i| i.message.contains("colour")).expect("unknown top-level key reported");
+    assert_eq!(top.line, Some(20), "{rendered:#?}");
+    // unknown key inside a plugin's config block, with the exact path
+    let unknown = issues.iter().find(|i| i.message.contains("pol_interval_s")).expect("unknown plugin key reported");
+    assert_eq!(unknown.path, "cameras[0].source.config.pol_interval_s");
+    // wrong type
+    let port = find(&issues, "server.port");
+    assert_eq!(port.line, Some(16));
+    // duplicate camera and unknown backend
+    assert!(find(&issues, "cameras[1].name").message.contains("twice"));
+    assert!(find(&issues, "cameras[1].source.backend").message.contains("carrier_pigeon"));
+    // range
+    assert_eq!(find(&issues, "retry.max_attempts").line, Some(19));
+    assert!(issues.len() >= 6, "{rendered:#?}");
+}
+
+#[test]
+fn a_missing_secret_names_the_variable() {
+    let text = format!("{MINIMAL}server:\n  api_key_env: HOMESEC_TEST_SURELY_UNSET_KEY\n");
+    let issues = parse(&text).unwrap_err();
+    let i = find(&issues, "server.api_key_env");
+    assert!(i.message.contains("HOMESEC_TEST_SURELY_UNSET_KEY is not set"), "{i}");
+    assert_eq!(i.line, Some(12));
+}
+
+#[test]
+fn broken_yaml_is_one_clear_error() {
+    let issues = parse("cameras: [\n  - name: x\n").unwrap_err();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].line, Some(2), "{:?}", issues[0]);
+    assert!(issues[0].message.starts_with("not valid YAML"), "{:?}", issues[0]);
+}
+
+#[test]
+fn validate_command_lists_problems_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "cameras: []\nfilter:\n  backend: nope\nserver:\n  prot: 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_homesec")).args(["validate", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("filter.backend (line 3): unknown filter backend `nope`"), "{stderr}");
+    assert!(stderr.contains("server.prot (line 5): unknown field `prot`"), "{stderr}");
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
