@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: where the real test material lives.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::path::PathBuf;
 
 /// The repository root.

@@ -1,0 +1,313 @@
+//! Real peers for end-to-end tests: a private Mosquitto broker (so a test can
+//! stop and restart it), the daemon binary, an MQTT subscriber, and a local
+//! OpenAI-compatible server that records requests.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Mosquitto broker of the test's own on a free port.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker { port: free_port(), dir, child: None };
+        b.restart();
+        b
+    }
+
+    pub fn restart(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port))
+            .unwrap();
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists());
+        let child = Command::new(bin.unwrap_or("mosquitto"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (apt-get install mosquitto)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An MQTT subscriber that collects every message it gets.
+pub struct Subscriber {
+    pub messages: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// Subscribes to `filters`; returns once the broker acknowledged the subscription.
+    pub fn connect(port: u16, filters: &[&str]) -> Subscriber {
+        use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+        let mut opts = MqttOptions::new(format!("test-sub-{}", free_port()), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(10 * 1024 * 1024, 10 * 1024 * 1024);
+        let (client, mut conn) = Client::new(opts, 100);
+        for f in filters {
+            client.subscribe(*f, QoS::AtLeastOnce).unwrap();
+        }
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let m = messages.clone();
+        let n = filters.len();
+        let thread = std::thread::spawn(move || {
+            let _client = client;
+            let mut acks = 0;
+            for ev in conn.iter() {
+                match ev {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        acks += 1;
+                        if acks == n {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        m.lock().unwrap().push((p.topic.clone(), p.payload.to_vec(), p.retain));
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10)).expect("subscription acknowledged");
+        Subscriber { messages, _thread: thread }
+    }
+
+    /// JSON payloads received on `topic`.
+    pub fn json_on(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == topic)
+            .filter_map(|(_, p, _)| serde_json::from_slice(p).ok())
+            .collect()
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        self.messages.lock().unwrap().iter().map(|(t, _, _)| t.clone()).collect()
+    }
+}
+
+/// The `homesec` daemon running on a config of the test's.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub api_port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Daemon {
+    /// Writes `config` (with `{api_port}` replaced) into `dir` and starts the daemon.
+    pub fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
+        let api_port = free_port();
+        let path = dir.join("homesec.yaml");
+        std::fs::write(&path, config.replace("{api_port}", &api_port.to_string())).unwrap();
+        let mut d = Daemon {
+            dir: dir.to_path_buf(),
+            config: path,
+            api_port,
+            child: None,
+            log: dir.join("daemon.log"),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        d.restart();
+        d
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homesec"));
+        cmd.args(["run", "--config"]).arg(&self.config).env("HOMESEC_LOG", "info,homesec=debug");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        self.child = Some(child);
+        let port = self.api_port;
+        wait_for("the daemon's API", Duration::from_secs(60), || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("daemon exited with {status}:\n{}", self.log_text());
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(40) {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, serde_json::Value)> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.api_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut buf).ok()?;
+        let (head, body) = buf.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
+    }
+
+    /// Clip records from the API, keyed by status.
+    pub fn clips(&self) -> Vec<serde_json::Value> {
+        self.get("/api/v1/clips?limit=1000")
+            .and_then(|(_, v)| v["clips"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.dir.join("inbox")
+    }
+
+    /// Drops a file into the watched folder the way a camera would: written
+    /// under a hidden name, then renamed.
+    pub fn drop_clip(&self, src: &Path, name: &str) {
+        std::fs::create_dir_all(self.inbox()).unwrap();
+        let tmp = self.inbox().join(format!(".{name}.tmp"));
+        std::fs::copy(src, &tmp).unwrap();
+        std::fs::rename(&tmp, self.inbox().join(name)).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One request the fake VLM got.
+#[derive(Debug, Clone)]
+pub struct VlmRequest {
+    pub authorization: Option<String>,
+    pub body: serde_json::Value,
+}
+
+/// A local OpenAI-compatible chat-completions server that records requests and
+/// answers with `answer` (the JSON the model "returns") after `delay`.
+pub struct FakeVlm {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<VlmRequest>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FakeVlm {
+    pub fn start(answer: serde_json::Value, delay: Duration) -> FakeVlm {
+        use axum::routing::post;
+        use axum::{Json, Router, http::HeaderMap};
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let requests: Arc<Mutex<Vec<VlmRequest>>> = Arc::default();
+        let recorded = requests.clone();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = Router::new().route(
+            "/v1/chat/completions",
+            post(move |headers: HeaderMap, Json(body): Json<serde_json::Value>| {
+                let recorded = recorded.clone();
+                let answer = answer.clone();
+                async move {
+                    recorded.lock().unwrap().push(VlmRequest {
+                        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
+                        body,
+                    });
+                    tokio::time::sleep(delay).await;
+                    Json(serde_json::json!({
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "model": "test-vlm",
+                        "choices": [{
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": { "role": "assistant", "content": answer.to_string(), "refusal": null }
+                        }]
+                    }))
+                }
+            }),
+        );
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeVlm { port, requests, _rt: rt }
+    }
+}
+
+impl Subscriber {
+    /// JSON payloads received on any topic starting with `prefix`.
+    pub fn json_on_prefix(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t.starts_with(prefix))
+            .filter_map(|(_, p, _)| serde_json::from_slice(p).ok())
+            .collect()
+    }
+}
