@@ -38,7 +38,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn run(cfg: Config) -> Result<(), RunError> {
     for dir in [cfg.data_dir.clone(), cfg.data_dir.join("recordings"), cfg.snapshots_dir()] {
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
     }
     let store = Store::open(&cfg.store_path())?;
     let plugins = plugins::build(&cfg).await?;
@@ -62,6 +63,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         shutdown.clone(),
     );
     pipeline.start(&cfg.data_dir.join("recordings")).await?;
+    if let Some(max) = cfg.retention.max_local_size_bytes {
+        tokio::spawn(crate::retention::run(pipeline.store().clone(), max, shutdown.clone()));
+    }
 
     let sources_shutdown = shutdown.child_token();
     let mut source_tasks = Vec::new();

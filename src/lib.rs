@@ -2,8 +2,8 @@
 //! durable local queue, an object filter, a VLM and an alert policy to notifiers.
 
 pub mod analyzer;
-pub mod app;
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod filter;
@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod plugins;
 pub mod policy;
+pub mod retention;
 pub mod sources;
 pub mod storage;
 pub mod store;

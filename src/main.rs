@@ -75,7 +75,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run => homesec::app::run(cfg).await.map_err(|e| homesec::telemetry::chain(&e)),
             Command::Validate => {
-                println!("{}: OK ({} camera(s), filter {}, {} notifier(s))", cli.config.display(), cfg.cameras.len(), cfg.filter.backend, cfg.notifiers.len());
+                println!(
+                    "{}: OK ({} camera(s), filter {}, {} notifier(s))",
+                    cli.config.display(),
+                    cfg.cameras.len(),
+                    cfg.filter.backend,
+                    cfg.notifiers.len()
+                );
                 Ok(())
             }
             Command::Clips { command } => clips(&cfg, command).await,
@@ -133,7 +139,10 @@ async fn from_api(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
     if let Some(key) = cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
         req = req.header("x-api-key", key);
     }
-    let resp = req.send().await.map_err(|e| format!("the daemon holds the store and its API at {base} did not answer: {e}"))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("the daemon holds the store and its API at {base} did not answer: {e}"))?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
@@ -189,9 +198,7 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
         return Err("no notifiers configured".into());
     }
     let ctx = homesec::plugins::PluginContext::from_config(cfg);
-    let camera = camera
-        .or_else(|| cfg.cameras.first().map(|c| c.name.to_string()))
-        .unwrap_or_else(|| "test".into());
+    let camera = camera.or_else(|| cfg.cameras.first().map(|c| c.name.to_string())).unwrap_or_else(|| "test".into());
     let clip_id = format!("{camera}_test_{}", now_ms() / 1000);
     let alert = Alert {
         clip_id: clip_id.as_str().into(),

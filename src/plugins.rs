@@ -173,7 +173,9 @@ pub async fn build(cfg: &Config) -> Result<Plugins, PluginBuildError> {
     for cam in &cfg.cameras {
         let spec = &cam.source;
         sources.push(match spec.backend.as_str() {
-            "folder" => Arc::new(sources::folder::FolderSource::new(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx)),
+            "folder" => {
+                Arc::new(sources::folder::FolderSource::new(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx))
+            }
             other => return Err(unknown_backend("source", other)),
         });
     }

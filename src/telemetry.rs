@@ -7,10 +7,8 @@ use tracing_subscriber::EnvFilter;
 /// Logs to stderr; `HOMESEC_LOG` (or `RUST_LOG`) sets the filter, `HOMESEC_LOG_FORMAT=json`
 /// switches to JSON lines (for journald/collectors).
 pub fn init() {
-    let filter = std::env::var("HOMESEC_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
+    let filter =
+        std::env::var("HOMESEC_LOG").ok().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let res = if std::env::var("HOMESEC_LOG_FORMAT").is_ok_and(|f| f == "json") {

@@ -10,10 +10,7 @@ fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
 }
 
 fn find<'a>(issues: &'a [ConfigIssue], path: &str) -> &'a ConfigIssue {
-    issues
-        .iter()
-        .find(|i| i.path == path)
-        .unwrap_or_else(|| panic!("no problem reported at {path}; got: {issues:#?}"))
+    issues.iter().find(|i| i.path == path).unwrap_or_else(|| panic!("no problem reported at {path}; got: {issues:#?}"))
 }
 
 const MINIMAL: &str = "\

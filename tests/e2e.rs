@@ -133,7 +133,9 @@ fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
     assert!(configs.iter().any(|(t, _, _)| t.contains("porch")), "a discovery config per camera");
 
     // The record is done, the clip listed through the API, the box healthy.
-    wait_for("status done", Duration::from_secs(10), || (status_of(&daemon, &clip_id).as_deref() == Some("done")).then_some(()));
+    wait_for("status done", Duration::from_secs(10), || {
+        (status_of(&daemon, &clip_id).as_deref() == Some("done")).then_some(())
+    });
     let (code, health) = daemon.get("/health").unwrap();
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "healthy", "{health}");
@@ -198,7 +200,9 @@ fn an_alert_due_while_the_broker_is_down_arrives_when_it_returns() {
     daemon.drop_clip(&common::footage("vtest_h264.mp4"), "walkway.mp4");
     wait_for("the alert to wait in the outbox", Duration::from_secs(120), || {
         let c = daemon.clips().into_iter().next()?;
-        (c["decision"]["notify"] == true && c["notify"]["status"] == "running" && c["notify"]["attempts"].as_u64()? >= 1)
+        (c["decision"]["notify"] == true
+            && c["notify"]["status"] == "running"
+            && c["notify"]["attempts"].as_u64()? >= 1)
             .then_some(())
     });
     let (code, health) = daemon.get("/health").unwrap();
@@ -210,9 +214,7 @@ fn an_alert_due_while_the_broker_is_down_arrives_when_it_returns() {
         sub.json_on("homecam/alerts/porch").into_iter().next()
     });
     assert_eq!(alert["camera_name"], "porch");
-    wait_for("status done", Duration::from_secs(10), || {
-        (daemon.clips().first()?["status"] == "done").then_some(())
-    });
+    wait_for("status done", Duration::from_secs(10), || (daemon.clips().first()?["status"] == "done").then_some(()));
 }
 
 #[test]

@@ -21,11 +21,7 @@ pub enum VlmError {
         source: reqwest::Error,
     },
     #[error("{endpoint} answered HTTP {status}: {body}")]
-    Status {
-        endpoint: String,
-        status: u16,
-        body: String,
-    },
+    Status { endpoint: String, status: u16, body: String },
     #[error("the model refused to answer: {0}")]
     Refused(String),
     #[error("malformed answer: {0}")]

@@ -8,7 +8,20 @@ impl crate::config::PluginConfig for OpenAiConfig {
 pub struct OpenAiAnalyzer;
 #[async_trait::async_trait]
 impl crate::analyzer::VlmAnalyzer for OpenAiAnalyzer {
-    fn name(&self) -> &str { "stub" }
-    async fn analyze(&self, _c: &crate::domain::Clip, _f: &crate::domain::FilterResult) -> Result<crate::domain::AnalysisResult, crate::analyzer::VlmError> { Err(crate::analyzer::VlmError::Refused("stub".into())) }
+    fn name(&self) -> &str {
+        "stub"
+    }
+    async fn analyze(
+        &self,
+        _c: &crate::domain::Clip,
+        _f: &crate::domain::FilterResult,
+    ) -> Result<crate::domain::AnalysisResult, crate::analyzer::VlmError> {
+        Err(crate::analyzer::VlmError::Refused("stub".into()))
+    }
 }
-pub fn build(_c: OpenAiConfig, _x: &crate::plugins::PluginContext) -> Result<OpenAiAnalyzer, crate::plugins::PluginBuildError> { Ok(OpenAiAnalyzer) }
+pub fn build(
+    _c: OpenAiConfig,
+    _x: &crate::plugins::PluginContext,
+) -> Result<OpenAiAnalyzer, crate::plugins::PluginBuildError> {
+    Ok(OpenAiAnalyzer)
+}

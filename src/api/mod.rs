@@ -88,10 +88,10 @@ pub async fn compute_health(state: &AppState) -> Health {
     let notifiers_ok = notifiers.iter().all(|n| n.connected);
 
     let mut warnings = Vec::new();
-    if let Ok(outbox) = p.store().outbox() {
-        if !outbox.is_empty() {
-            warnings.push(format!("{} notification(s) waiting in the outbox", outbox.len()));
-        }
+    if let Ok(outbox) = p.store().outbox()
+        && !outbox.is_empty()
+    {
+        warnings.push(format!("{} notification(s) waiting in the outbox", outbox.len()));
     }
     for s in sources.iter().filter(|s| !s.healthy) {
         warnings.push(format!(
@@ -136,10 +136,10 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
 
 /// Checks the `X-API-Key` header in constant time. With `required`, a box with
 /// no key configured refuses; otherwise it lets the request through.
-fn authorize(state: &AppState, headers: &HeaderMap, required: bool) -> Result<(), Response> {
+fn authorize(state: &AppState, headers: &HeaderMap, required: bool) -> Result<(), Box<Response>> {
     let Some(key) = &state.api_key else {
         return if required {
-            Err(error(StatusCode::FORBIDDEN, "disabled: set server.api_key_env to enable this endpoint"))
+            Err(Box::new(error(StatusCode::FORBIDDEN, "disabled: set server.api_key_env to enable this endpoint")))
         } else {
             Ok(())
         };
@@ -148,13 +148,13 @@ fn authorize(state: &AppState, headers: &HeaderMap, required: bool) -> Result<()
     if bool::from(given.ct_eq(key.as_bytes())) {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong X-API-Key header"))
+        Err(Box::new(error(StatusCode::UNAUTHORIZED, "missing or wrong X-API-Key header")))
     }
 }
 
 async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&state, &headers, true) {
-        return r;
+        return *r;
     }
     let h = compute_health(&state).await;
     let p = &state.pipeline;
@@ -218,7 +218,7 @@ struct ClipsQuery {
 
 async fn clips(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ClipsQuery>) -> Response {
     if let Err(r) = authorize(&state, &headers, false) {
-        return r;
+        return *r;
     }
     let limit = q.limit.unwrap_or(50).min(1000);
     let store = state.pipeline.store().clone();
@@ -239,7 +239,7 @@ async fn clips(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q):
 
 async fn clip(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = authorize(&state, &headers, false) {
-        return r;
+        return *r;
     }
     let store = state.pipeline.store().clone();
     let res = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
@@ -266,7 +266,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     counter("clips_received_total", "Clips handed in by sources.", s.clips_received.load(Ordering::Relaxed));
     counter("clips_completed_total", "Clips the pipeline finished.", s.clips_completed.load(Ordering::Relaxed));
     counter("clips_failed_total", "Clips whose filter failed.", s.clips_failed.load(Ordering::Relaxed));
-    counter("clips_quarantined_total", "Unreadable clip files moved aside.", s.clips_quarantined.load(Ordering::Relaxed));
+    counter(
+        "clips_quarantined_total",
+        "Unreadable clip files moved aside.",
+        s.clips_quarantined.load(Ordering::Relaxed),
+    );
     counter("alerts_delivered_total", "Notifications delivered.", s.alerts_delivered.load(Ordering::Relaxed));
     counter("alerts_expired_total", "Notifications dropped after their TTL.", s.alerts_expired.load(Ordering::Relaxed));
     let outbox = state.pipeline.store().outbox().map(|o| o.len()).unwrap_or(0);

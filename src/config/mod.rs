@@ -118,7 +118,13 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { max_attempts: 3, backoff_s: 2.0, max_backoff_s: 60.0, notify_ttl_s: 86_400, upload_retry_interval_s: 300 }
+        Self {
+            max_attempts: 3,
+            backoff_s: 2.0,
+            max_backoff_s: 60.0,
+            notify_ttl_s: 86_400,
+            upload_retry_interval_s: 300,
+        }
     }
 }
 
@@ -334,11 +340,7 @@ impl Config {
             filter: filter.unwrap_or_else(|| PluginSpec::default_backend("", "filter")).with_path("filter".into()),
             vlm,
             alert_policy: alert_policy.with_path("alert_policy".into()),
-            notifiers: notifiers
-                .into_iter()
-                .enumerate()
-                .map(|(i, n)| n.with_path(format!("notifiers[{i}]")))
-                .collect(),
+            notifiers: notifiers.into_iter().enumerate().map(|(i, n)| n.with_path(format!("notifiers[{i}]"))).collect(),
             concurrency,
             retry,
             retention,

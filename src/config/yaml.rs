@@ -140,10 +140,7 @@ pub fn check_syntax(text: &str) -> Result<(), ConfigIssue> {
 
 /// The line where the value at `path` starts, if it is present.
 pub fn line_of(text: &str, path: &str) -> Option<u64> {
-    read_at::<serde_saphyr::Spanned<IgnoredAny>>(text, path)
-        .ok()
-        .flatten()
-        .map(|s| s.referenced.line())
+    read_at::<serde_saphyr::Spanned<IgnoredAny>>(text, path).ok().flatten().map(|s| s.referenced.line())
 }
 
 /// saphyr's message without the location suffix (we print the line ourselves).

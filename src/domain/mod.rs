@@ -18,9 +18,7 @@ pub fn now_ms() -> UnixMillis {
 
 /// RFC 3339 rendering of a timestamp, for payloads and logs.
 pub fn rfc3339(ms: UnixMillis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 macro_rules! string_id {
@@ -77,7 +75,21 @@ impl Clip {
 }
 
 /// The pipeline stages, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Upload,
@@ -105,7 +117,9 @@ impl fmt::Display for Stage {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     #[default]
@@ -182,7 +196,21 @@ pub struct FilterResult {
     pub detections: Vec<Detection>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RiskLevel {
     Low,
@@ -275,6 +303,8 @@ pub struct ClipRecord {
     pub completed_ms: Option<UnixMillis>,
     /// Set when the clip file could not be read and was moved aside.
     pub quarantine: Option<Quarantine>,
+    /// Set when retention deleted the local file (the stored copy remains).
+    pub pruned_ms: Option<UnixMillis>,
 }
 
 #[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize)]
@@ -303,6 +333,7 @@ impl ClipRecord {
             snapshot_path: None,
             completed_ms: None,
             quarantine: None,
+            pruned_ms: None,
         }
     }
 
@@ -366,6 +397,7 @@ pub enum EventKind {
     StageSucceeded { stage: Stage },
     StageFailed { stage: Stage, attempt: u32, error: String, will_retry: bool },
     StageSkipped { stage: Stage, reason: String },
+    LocalFilePruned { bytes: u64 },
     AlertDecided { notify: bool, reason: String },
     NotificationDelivered { notifier: String },
     NotificationExpired { notifier: String, error: String },

@@ -8,7 +8,16 @@ impl crate::config::PluginConfig for YoloConfig {
 pub struct YoloFilter;
 #[async_trait::async_trait]
 impl crate::filter::ObjectFilter for YoloFilter {
-    fn name(&self) -> &str { "stub" }
-    async fn detect(&self, _v: &std::path::Path) -> Result<crate::filter::FilterOutput, crate::filter::FilterError> { Err(crate::filter::FilterError::WorkerGone) }
+    fn name(&self) -> &str {
+        "stub"
+    }
+    async fn detect(&self, _v: &std::path::Path) -> Result<crate::filter::FilterOutput, crate::filter::FilterError> {
+        Err(crate::filter::FilterError::WorkerGone)
+    }
 }
-pub fn build(_c: YoloConfig, _x: &crate::plugins::PluginContext) -> Result<YoloFilter, crate::plugins::PluginBuildError> { Ok(YoloFilter) }
+pub fn build(
+    _c: YoloConfig,
+    _x: &crate::plugins::PluginContext,
+) -> Result<YoloFilter, crate::plugins::PluginBuildError> {
+    Ok(YoloFilter)
+}

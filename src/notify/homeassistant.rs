@@ -101,10 +101,8 @@ fn check_topic_root(s: &str) -> Result<(), String> {
 /// A name made safe for a topic level and a Home Assistant id: ASCII letters, digits,
 /// `_` and `-` are kept, everything else becomes `_`.
 pub fn slug(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .collect();
+    let out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
     if out.is_empty() { "_".into() } else { out }
 }
 
@@ -181,7 +179,10 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
     let availability = availability_topic(base, device_id);
     let mut out = Vec::with_capacity(1 + cameras.len() * 6);
     let mut push = |component: &str, object_id: &str, payload: Value| {
-        out.push(DiscoveryMessage { topic: format!("{prefix}/{component}/{node}/{object_id}/config"), payload: payload.to_string() });
+        out.push(DiscoveryMessage {
+            topic: format!("{prefix}/{component}/{node}/{object_id}/config"),
+            payload: payload.to_string(),
+        });
     };
 
     push(

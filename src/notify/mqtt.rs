@@ -304,7 +304,12 @@ impl Link {
     }
 
     /// Hands one publish to rumqttc (never blocks: this runs under the lock).
-    fn enqueue(&mut self, client: &AsyncClient, msg: Outbound, want_ack: bool) -> Result<Option<oneshot::Receiver<Result<(), PublishError>>>, PublishError> {
+    fn enqueue(
+        &mut self,
+        client: &AsyncClient,
+        msg: Outbound,
+        want_ack: bool,
+    ) -> Result<Option<oneshot::Receiver<Result<(), PublishError>>>, PublishError> {
         if msg.payload.len() > MAX_OUTGOING_PACKET.saturating_sub(msg.topic.len() + 16) {
             return Err(PublishError::TooLarge(msg.payload.len()));
         }
@@ -524,7 +529,9 @@ async fn run_event_loop(
                 }
                 shared.connected.send_replace(true);
                 match outage.take() {
-                    Some(since) => info!(broker = %target, client_id, outage_s = since.elapsed().as_secs(), "MQTT reconnected"),
+                    Some(since) => {
+                        info!(broker = %target, client_id, outage_s = since.elapsed().as_secs(), "MQTT reconnected")
+                    }
                     None if !ever_connected => info!(broker = %target, client_id, "MQTT connected"),
                     None => info!(broker = %target, client_id, "MQTT reconnected"),
                 }
@@ -812,9 +819,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(serde_json::from_value::<MqttConfig>(serde_json::json!({"hots": "x"})).is_err());
-        assert!(
-            serde_json::from_value::<MqttConfig>(serde_json::json!({"home_assistant": {"prefix": "x"}})).is_err()
-        );
+        assert!(serde_json::from_value::<MqttConfig>(serde_json::json!({"home_assistant": {"prefix": "x"}})).is_err());
     }
 
     #[test]

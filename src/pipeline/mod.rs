@@ -287,18 +287,21 @@ impl Pipeline {
         info!(camera = %camera, notify = decision.notify, reason = %decision.reason, "alert decision");
         let notifiers = self.parts.notifiers.names();
         if !decision.notify || notifiers.is_empty() {
-            let reason =
-                if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
+            let reason = if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
             let d = decision.clone();
-            self.commit(&clip, vec![
-                EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
-                EventKind::StageSkipped { stage: Stage::Notify, reason },
-                EventKind::ClipCompleted,
-            ], move |r| {
-                r.decision = Some(d);
-                r.notify.status = StageStatus::Skipped;
-                r.completed_ms = Some(now_ms());
-            })
+            self.commit(
+                &clip,
+                vec![
+                    EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
+                    EventKind::StageSkipped { stage: Stage::Notify, reason },
+                    EventKind::ClipCompleted,
+                ],
+                move |r| {
+                    r.decision = Some(d);
+                    r.notify.status = StageStatus::Skipped;
+                    r.completed_ms = Some(now_ms());
+                },
+            )
             .await?;
             self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -497,7 +500,10 @@ impl Pipeline {
                 let analyzer = analyzer.clone();
                 let (clip, filter) = (clip.clone(), filter.clone());
                 async move {
-                    analyzer.analyze(&clip, &filter).await.map_err(|e| (e.is_transient(), Box::new(e) as stage::BoxError))
+                    analyzer
+                        .analyze(&clip, &filter)
+                        .await
+                        .map_err(|e| (e.is_transient(), Box::new(e) as stage::BoxError))
                 }
             })
             .await?;
@@ -533,7 +539,11 @@ impl Pipeline {
         self.parts.store.run(move |s| s.write(|w| w.update_clip(&id, events, change))).await
     }
 
-    async fn complete(&self, clip: &Clip, change: impl FnOnce(&mut ClipRecord) + Send + 'static) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        clip: &Clip,
+        change: impl FnOnce(&mut ClipRecord) + Send + 'static,
+    ) -> Result<(), StoreError> {
         self.commit(clip, vec![EventKind::ClipCompleted], move |r| {
             change(r);
             r.completed_ms = Some(now_ms());
@@ -557,9 +567,10 @@ impl Pipeline {
                     continue;
                 }
             };
-            for record in records.into_iter().filter(|r| {
-                r.completed_ms.is_some() && r.quarantine.is_none() && r.upload.status == StageStatus::Error
-            }) {
+            for record in records
+                .into_iter()
+                .filter(|r| r.completed_ms.is_some() && r.quarantine.is_none() && r.upload.status == StageStatus::Error)
+            {
                 if self.shutdown.is_cancelled() {
                     return;
                 }

@@ -73,19 +73,28 @@ impl Pipeline {
             let will_retry = transient && attempt < max_attempts;
             let message = crate::telemetry::chain(&*err);
             let msg = message.clone();
-            self.commit(clip, vec![EventKind::StageFailed { stage, attempt, error: msg.clone(), will_retry }], move |r| {
-                let log = r.stage_mut(stage);
-                log.last_error = Some(msg);
-                if will_retry {
-                    log.status = StageStatus::Pending;
-                } else {
-                    log.status = StageStatus::Error;
-                    log.finished_ms = Some(now_ms());
-                }
-            })
+            self.commit(
+                clip,
+                vec![EventKind::StageFailed { stage, attempt, error: msg.clone(), will_retry }],
+                move |r| {
+                    let log = r.stage_mut(stage);
+                    log.last_error = Some(msg);
+                    if will_retry {
+                        log.status = StageStatus::Pending;
+                    } else {
+                        log.status = StageStatus::Error;
+                        log.finished_ms = Some(now_ms());
+                    }
+                },
+            )
             .await?;
             if !will_retry {
-                return Ok(Some(Err(StageError { stage, clip_id: clip.clip_id.clone(), attempts: attempt, source: err })));
+                return Ok(Some(Err(StageError {
+                    stage,
+                    clip_id: clip.clip_id.clone(),
+                    attempts: attempt,
+                    source: err,
+                })));
             }
             let delay = self.parts.retry.backoff(attempt);
             warn!(camera = %clip.camera, stage = %stage, attempt, retry_in_s = delay.as_secs_f32(), error = %message, "stage failed; retrying");

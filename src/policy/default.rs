@@ -81,9 +81,8 @@ impl AlertPolicy for DefaultPolicy {
         let activities = o
             .and_then(|o| o.notify_on_activity_types.as_ref())
             .map_or((&self.cfg.notify_on_activity_types, false), |a| (a, true));
-        let classes = o
-            .and_then(|o| o.notify_on_classes.as_ref())
-            .map_or((&self.cfg.notify_on_classes, false), |c| (c, true));
+        let classes =
+            o.and_then(|o| o.notify_on_classes.as_ref()).map_or((&self.cfg.notify_on_classes, false), |c| (c, true));
         let on_motion = o.and_then(|o| o.notify_on_motion).map_or((self.cfg.notify_on_motion, false), |m| (m, true));
 
         if let Some(a) = analysis {

@@ -6,10 +6,5 @@ pub mod noop;
 use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult};
 
 pub trait AlertPolicy: Send + Sync {
-    fn decide(
-        &self,
-        camera: &CameraName,
-        filter: &FilterResult,
-        analysis: Option<&AnalysisResult>,
-    ) -> AlertDecision;
+    fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision;
 }

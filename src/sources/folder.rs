@@ -200,10 +200,7 @@ fn unique_path(dest: PathBuf) -> PathBuf {
     }
     let stem = dest.file_stem().unwrap_or_default().to_string_lossy().into_owned();
     let ext = dest.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    (2..)
-        .map(|n| dest.with_file_name(format!("{stem}-{n}{ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or(dest)
+    (2..).map(|n| dest.with_file_name(format!("{stem}-{n}{ext}"))).find(|p| !p.exists()).unwrap_or(dest)
 }
 
 async fn move_file(src: &Path, dest: &Path) -> Result<(), SourceError> {

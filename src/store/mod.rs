@@ -91,15 +91,14 @@ where
 fn decode<T>(what: &str, bytes: &[u8]) -> Result<T, StoreError>
 where
     T: Archive,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
+    T::Archived:
+        for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
 {
     let corrupt = |reason: String| StoreError::Corrupt { what: what.to_owned(), reason };
     let (version, body) = bytes.split_at_checked(2).ok_or_else(|| corrupt("too short".into()))?;
     let version = u16::from_le_bytes([version[0], version[1]]);
     if version != SCHEMA_VERSION {
-        return Err(corrupt(format!(
-            "schema version {version}, this build reads {SCHEMA_VERSION}"
-        )));
+        return Err(corrupt(format!("schema version {version}, this build reads {SCHEMA_VERSION}")));
     }
     // rkyv needs an aligned buffer; redb's pages give no alignment guarantee.
     let mut aligned = AlignedVec::<16>::with_capacity(body.len());
@@ -131,9 +130,7 @@ impl Store {
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// One write transaction: everything `f` does through the [`Writer`] is
@@ -183,7 +180,7 @@ impl Store {
     /// Clips the pipeline still owes a run, newest first (startup recovery order).
     pub fn unfinished_clips(&self) -> Result<Vec<ClipRecord>, StoreError> {
         let mut all: Vec<_> = self.all_clips()?.into_iter().filter(ClipRecord::needs_processing).collect();
-        all.sort_by(|a, b| b.clip.start_ms.cmp(&a.clip.start_ms));
+        all.sort_by_key(|r| std::cmp::Reverse(r.clip.start_ms));
         Ok(all)
     }
 
@@ -242,7 +239,7 @@ impl Store {
 
     /// Checks that the database answers (for health).
     pub fn ping(&self) -> bool {
-        self.db.begin_read().and_then(|t| Ok(t.open_table(CLIPS).is_ok())).unwrap_or(false)
+        self.db.begin_read().map(|t| t.open_table(CLIPS).is_ok()).unwrap_or(false)
     }
 }
 

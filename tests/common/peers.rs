@@ -219,9 +219,7 @@ impl Daemon {
 
     /// Clip records from the API, keyed by status.
     pub fn clips(&self) -> Vec<serde_json::Value> {
-        self.get("/api/v1/clips?limit=1000")
-            .and_then(|(_, v)| v["clips"].as_array().cloned())
-            .unwrap_or_default()
+        self.get("/api/v1/clips?limit=1000").and_then(|(_, v)| v["clips"].as_array().cloned()).unwrap_or_default()
     }
 
     pub fn inbox(&self) -> PathBuf {
