@@ -515,10 +515,10 @@ async fn run_event_loop(
                     link.connected = true;
                     // Same critical section as `connected = true`: nothing of ours can
                     // overtake `online` and the subscription.
-                    if let Some(status) = &announce.ha_status_topic {
-                        if let Err(e) = client.try_subscribe(status.as_str(), QoS::AtLeastOnce) {
-                            warn!(broker = %target, error = %e, "cannot subscribe to the Home Assistant status topic");
-                        }
+                    if let Some(status) = &announce.ha_status_topic
+                        && let Err(e) = client.try_subscribe(status.as_str(), QoS::AtLeastOnce)
+                    {
+                        warn!(broker = %target, error = %e, "cannot subscribe to the Home Assistant status topic");
                     }
                     for msg in announce.messages(true) {
                         let topic = msg.topic.clone();
@@ -751,10 +751,10 @@ impl Notifier for MqttNotifier {
     /// Publishes `offline` (retained), disconnects cleanly and stops the event loop.
     async fn shutdown(&self) {
         let offline = Outbound::retained(self.availability_topic.clone(), ha::OFFLINE);
-        if self.is_connected() {
-            if let Err(e) = self.publish_all(vec![offline]).await {
-                debug!(broker = %self.target, error = %e, "cannot publish offline availability");
-            }
+        if self.is_connected()
+            && let Err(e) = self.publish_all(vec![offline]).await
+        {
+            debug!(broker = %self.target, error = %e, "cannot publish offline availability");
         }
         {
             let mut link = self.shared.lock();
@@ -763,10 +763,10 @@ impl Notifier for MqttNotifier {
         }
         let _ = self.client.try_disconnect();
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut task) = task {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
-                task.abort();
-            }
+        if let Some(mut task) = task
+            && tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err()
+        {
+            task.abort();
         }
     }
 }
