@@ -77,7 +77,7 @@ install_model() {
     elif [ -n "$url" ]; then
         command -v curl >/dev/null 2>&1 || die "curl is needed to download $url"
         say "$name: downloading $url"
-        curl -fL --retry 3 --connect-timeout 20 -o "$tmp" "$url" \
+        curl -fsSL --retry 3 --connect-timeout 20 -o "$tmp" "$url" \
             || die "$name: download failed from $url"
     else
         local derived
@@ -85,6 +85,7 @@ install_model() {
         die "$name: not found at $src and it has no upstream download (derived from '${derived:-?}': $(manifest_get "$name" derivation)); set HOMESEC_TESTDATA to a folder holding models/$file"
     fi
 
+    chmod 0644 "$tmp"
     actual="$(sha256_of "$tmp")"
     if [ "$actual" != "$sha" ]; then
         rm -f "$tmp"

@@ -151,7 +151,7 @@ async fn from_api(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
     match command {
         ClipsCommand::List { .. } => {
             let rows = body["clips"].as_array().cloned().unwrap_or_default();
-            print_rows(rows.iter().map(|c| row(c)).collect());
+            print_rows(rows.iter().map(row).collect());
         }
         ClipsCommand::Show { .. } => println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default()),
     }

@@ -367,13 +367,12 @@ pub fn parse_analysis(content: &str, activity_types: &[String], model: &str) -> 
         other => return Err(malformed(format!("risk_level `{other}` is not low, medium or high"))),
     };
     let activity = str_field(&obj, "activity_type")?.trim();
-    let activity_type = activity_types
-        .iter()
-        .find(|a| a.eq_ignore_ascii_case(activity))
-        .cloned()
-        .ok_or_else(|| {
-            malformed(format!("activity_type `{activity}` is not one of the configured types ({})", activity_types.join(", ")))
-        })?;
+    let activity_type = activity_types.iter().find(|a| a.eq_ignore_ascii_case(activity)).cloned().ok_or_else(|| {
+        malformed(format!(
+            "activity_type `{activity}` is not one of the configured types ({})",
+            activity_types.join(", ")
+        ))
+    })?;
     let summary = str_field(&obj, "summary")?.trim().to_owned();
     if summary.is_empty() {
         return Err(malformed("summary is empty"));
@@ -405,18 +404,33 @@ pub fn parse_analysis(content: &str, activity_types: &[String], model: &str) -> 
             str_field(e, "description").map_err(|err| malformed(format!("entities_timeline[{i}]: {err}")))?;
         entities_timeline.push(TimelineEntry { ts_s, entity: entity.to_owned(), description: description.to_owned() });
     }
-    Ok(AnalysisResult { risk_level, activity_type, summary, entities_timeline, requires_review, model: model.to_owned() })
+    Ok(AnalysisResult {
+        risk_level,
+        activity_type,
+        summary,
+        entities_timeline,
+        requires_review,
+        model: model.to_owned(),
+    })
 }
 
 /// Reads a chat-completions response body: `choices[0].message` → refusal or analysis.
 /// `configured_model` is used when the response does not name its model.
-pub fn parse_response(body: &[u8], activity_types: &[String], configured_model: &str) -> Result<AnalysisResult, VlmError> {
+pub fn parse_response(
+    body: &[u8],
+    activity_types: &[String],
+    configured_model: &str,
+) -> Result<AnalysisResult, VlmError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("response body is not JSON: {e}")))?;
-    let choice = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-        .ok_or_else(|| malformed("response has no choices"))?;
+    let choice =
+        v.get("choices").and_then(Value::as_array).and_then(|c| c.first()).ok_or_else(|| match v.get("error") {
+            // some servers answer 200 with an error object
+            Some(err) => {
+                let msg = err.get("message").and_then(Value::as_str).map_or_else(|| err.to_string(), str::to_owned);
+                malformed(format!("response has no choices but an error: {}", excerpt(&msg, 200)))
+            }
+            None => malformed("response has no choices"),
+        })?;
     let message = choice.get("message").ok_or_else(|| malformed("choices[0] has no message"))?;
     if let Some(refusal) = message.get("refusal").and_then(Value::as_str).filter(|r| !r.trim().is_empty()) {
         return Err(VlmError::Refused(refusal.to_owned()));
@@ -492,9 +506,10 @@ impl VlmAnalyzer for OpenAiAnalyzer {
         let started = Instant::now();
         let frames = self.frames(clip).await?;
         let frame_bytes: usize = frames.iter().map(|f| f.bytes.len()).sum();
+        let frame_count = frames.len();
         let body = request_body(&self.cfg, clip, filter, &frames);
         drop(frames);
-        debug!(camera = %clip.camera, clip_id = %clip.clip_id, frames = self.cfg.max_frames, frame_bytes,
+        debug!(camera = %clip.camera, clip_id = %clip.clip_id, frames = frame_count, frame_bytes,
             prep_ms = started.elapsed().as_millis() as u64, "VLM request prepared");
 
         let http_err = |source| VlmError::Http { endpoint: self.endpoint.clone(), source };
@@ -582,6 +597,8 @@ mod tests {
         assert!(issues(&cfg).is_empty());
         assert!(serde_json::from_value::<OpenAiConfig>(json!({})).is_err(), "model is required");
         assert!(serde_json::from_value::<OpenAiConfig>(json!({ "model": "m", "modle": "x" })).is_err());
+        let int: OpenAiConfig = serde_json::from_value(json!({ "model": "m", "timeout_s": 30 })).expect("integer");
+        assert_eq!(int.timeout_s, 30.0);
         assert_eq!(cfg.endpoint(), "https://api.openai.com/v1/chat/completions");
         let slash = OpenAiConfig { base_url: "http://127.0.0.1:8080/v1/".into(), ..cfg };
         assert_eq!(slash.endpoint(), "http://127.0.0.1:8080/v1/chat/completions");
@@ -693,7 +710,10 @@ mod tests {
             (json!(good_answer().replace("\"low\"", "\"severe\"")), "risk_level `severe`"),
             (json!(good_answer().replace("false", "\"no\"")), "requires_review"),
             (json!(good_answer().replace("1.5", "\"soon\"")), "entities_timeline[0].ts_s"),
-            (json!(r#"{"risk_level":"low","activity_type":"delivery","summary":"x","requires_review":true}"#), "entities_timeline"),
+            (
+                json!(r#"{"risk_level":"low","activity_type":"delivery","summary":"x","requires_review":true}"#),
+                "entities_timeline",
+            ),
             (Value::Null, "no content"),
         ];
         for (content, expected) in cases {
@@ -701,6 +721,11 @@ mod tests {
                 Err(VlmError::Malformed(m)) => assert!(m.contains(expected), "{m:?} should mention {expected:?}"),
                 other => panic!("{content}: expected Malformed, got {other:?}"),
             }
+        }
+        let err = br#"{"error": {"message": "model not loaded", "type": "server_error"}}"#;
+        match parse_response(err, &types(), "m") {
+            Err(VlmError::Malformed(m)) => assert!(m.contains("model not loaded"), "{m}"),
+            other => panic!("expected Malformed, got {other:?}"),
         }
         for body in [&b"<html>502</html>"[..], br#"{"choices": []}"#, br#"{"choices": [{}]}"#] {
             assert!(matches!(parse_response(body, &types(), "m"), Err(VlmError::Malformed(_))));

@@ -1,7 +1,22 @@
 //! Media: MP4 demux, H.264 decode, frame sampling, resize and JPEG encoding.
-//! (Interface fixed here; implementation in progress.)
+//!
+//! Everything here is blocking CPU work on the calling thread (one openh264 decoder
+//! per call): callers run it on blocking threads, never on the async workers.
+//!
+//! - [`probe`] reads the container headers only.
+//! - [`for_each_frame`] decodes every frame and lends each one (YUV, convertible to RGB).
+//! - [`sample_frames`] converts to RGB only the frames due at `sample_fps`.
+//! - [`sample_jpegs`] spreads a number of JPEGs evenly over a clip (for the VLM).
+//! - [`encode_jpeg`], [`resize_rgb`], [`RgbResizer`]: pictures.
+
+mod decode;
+mod demux;
+mod resize;
 
 use std::path::Path;
+
+pub use decode::FrameRef;
+pub use resize::{ResizeQuality, RgbResizer, fit_within, resize_rgb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -19,6 +34,8 @@ pub enum MediaError {
     Decode { path: String, reason: String },
     #[error("JPEG encoding failed: {0}")]
     Jpeg(String),
+    #[error("image resize failed: {0}")]
+    Resize(String),
 }
 
 /// What `probe` learns from a clip's headers without decoding it.
@@ -50,32 +67,161 @@ pub struct Jpeg {
     pub bytes: Vec<u8>,
 }
 
-/// Reads the container headers: a clip that fails here is unreadable.
+/// Seconds of slack when deciding whether a frame is due (timestamps are exact
+/// rationals turned into floats).
+const TS_EPSILON: f64 = 1e-3;
+
+/// Reads the container headers: a clip that fails here is unreadable. Checks the
+/// box structure and that every sample lies inside the file, so a truncated or
+/// non-MP4 file fails with [`MediaError::Container`], and one without H.264 video
+/// with [`MediaError::NoVideo`].
 pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
-    Err(MediaError::Container { path: path.display().to_string(), reason: "not implemented yet".into() })
+    Ok(demux::Mp4Video::open(path)?.info)
+}
+
+/// Decodes every frame of the clip and lends each to `on_frame` in presentation
+/// order, until it returns `false`. Returns the number of frames lent.
+pub fn for_each_frame(path: &Path, on_frame: &mut dyn FnMut(&FrameRef<'_>) -> bool) -> Result<u32, MediaError> {
+    let mut video = demux::Mp4Video::open(path)?;
+    decode::decode_video(&mut video, on_frame)
+}
+
+/// Decides which frames are due when sampling every `interval` seconds from 0.
+#[derive(Debug, Clone)]
+struct IntervalSampler {
+    interval: f64,
+    next_due: f64,
+}
+
+impl IntervalSampler {
+    /// `sample_fps` of 0 (or not a positive number) takes every frame.
+    fn new(sample_fps: f64) -> Self {
+        let interval = if sample_fps.is_finite() && sample_fps > 0.0 { 1.0 / sample_fps } else { 0.0 };
+        Self { interval, next_due: 0.0 }
+    }
+
+    fn is_due(&mut self, ts_s: f64) -> bool {
+        if ts_s + TS_EPSILON < self.next_due {
+            return false;
+        }
+        if self.interval > 0.0 {
+            // Stay on the grid 0, i, 2i, …; skip slots a sparse clip has no frame for.
+            self.next_due += self.interval;
+            while self.next_due <= ts_s + TS_EPSILON {
+                self.next_due += self.interval;
+            }
+        }
+        true
+    }
 }
 
 /// Decodes the clip and calls `on_frame` for frames spaced `1/sample_fps` apart
-/// (all frames when `sample_fps` is 0), stopping after `max_frames` or when
-/// `on_frame` returns `false`.
+/// (all frames when `sample_fps` is 0), stopping after `max_frames` (0: no limit)
+/// or when `on_frame` returns `false`. Every frame is decoded (P-frames need their
+/// references) but only the sampled ones are converted to RGB. Returns the number
+/// of frames passed to `on_frame`.
 pub fn sample_frames(
     path: &Path,
     sample_fps: f64,
     max_frames: u32,
     on_frame: &mut dyn FnMut(RgbFrame) -> bool,
 ) -> Result<u32, MediaError> {
-    let _ = (sample_fps, max_frames, on_frame);
-    Err(MediaError::Container { path: path.display().to_string(), reason: "not implemented yet".into() })
+    let mut sampler = IntervalSampler::new(sample_fps);
+    let mut delivered = 0u32;
+    for_each_frame(path, &mut |frame| {
+        if !sampler.is_due(frame.ts_s) {
+            return true;
+        }
+        delivered += 1;
+        let go_on = on_frame(frame.to_rgb());
+        go_on && (max_frames == 0 || delivered < max_frames)
+    })?;
+    Ok(delivered)
 }
 
-/// Encodes an RGB frame as JPEG, scaled down so its longer side is at most `max_size`.
+/// Encodes an RGB frame as JPEG, scaled down so its longer side is at most `max_size`
+/// (0: no limit). `quality` is 1-100.
 pub fn encode_jpeg(frame: &RgbFrame, max_size: u32, quality: u8) -> Result<Jpeg, MediaError> {
-    let _ = (frame, max_size, quality);
-    Err(MediaError::Jpeg("not implemented yet".into()))
+    resize::encode_jpeg_impl(frame, max_size, quality)
 }
 
-/// Up to `max_frames` JPEGs spread evenly over the clip, for the VLM.
+/// The frames (presentation order) `sample_jpegs` takes: the middle frame of each
+/// of `n` equal slices of the clip's `frame_count` frames (distinct when `n <= frame_count`).
+fn spread_indices(frame_count: u32, n: u32) -> Vec<u32> {
+    (0..u64::from(n))
+        .map(|i| ((2 * i + 1) * u64::from(frame_count) / (2 * u64::from(n))) as u32)
+        .collect()
+}
+
+/// Up to `max_frames` JPEGs spread evenly over the clip, for the VLM: the middle
+/// frame of each of `max_frames` equal slices (every frame when the clip has fewer),
+/// scaled to at most `max_size` on the longer side.
 pub fn sample_jpegs(path: &Path, max_frames: u32, max_size: u32, quality: u8) -> Result<Vec<Jpeg>, MediaError> {
-    let _ = (max_frames, max_size, quality);
-    Err(MediaError::Container { path: path.display().to_string(), reason: "not implemented yet".into() })
+    let mut video = demux::Mp4Video::open(path)?;
+    let n = max_frames.min(video.info.frame_count);
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let wanted = spread_indices(video.info.frame_count, n);
+    let mut next = 0usize;
+    let mut jpegs = Vec::with_capacity(n as usize);
+    let mut failure = None;
+    decode::decode_video(&mut video, &mut |frame| {
+        if wanted.get(next) != Some(&frame.index) {
+            return next < wanted.len();
+        }
+        next += 1;
+        match encode_jpeg(&frame.to_rgb(), max_size, quality) {
+            Ok(jpeg) => jpegs.push(jpeg),
+            Err(e) => {
+                failure = Some(e);
+                return false;
+            }
+        }
+        next < wanted.len()
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    tracing::debug!(path = %path.display(), jpegs = jpegs.len(), requested = max_frames, "sampled JPEGs");
+    Ok(jpegs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_sampler_takes_frames_on_the_grid() {
+        // 10 fps sampled at 2 fps: 0.0, 0.5, 1.0, …
+        let mut s = IntervalSampler::new(2.0);
+        let taken: Vec<u32> = (0..30).filter(|i| s.is_due(f64::from(*i) * 0.1)).collect();
+        assert_eq!(taken, vec![0, 5, 10, 15, 20, 25]);
+
+        // 15 fps sampled at 2 fps: the first frame at or after each half second.
+        let mut s = IntervalSampler::new(2.0);
+        let taken: Vec<u32> = (0..31).filter(|i| s.is_due(f64::from(*i) / 15.0)).collect();
+        assert_eq!(taken, vec![0, 8, 15, 23, 30]);
+
+        // 0 takes everything.
+        let mut s = IntervalSampler::new(0.0);
+        assert!((0..10).all(|i| s.is_due(f64::from(i) * 0.1)));
+    }
+
+    #[test]
+    fn interval_sampler_skips_missing_slots() {
+        let mut s = IntervalSampler::new(10.0);
+        assert!(s.is_due(0.0));
+        assert!(s.is_due(1.0));
+        assert!(!s.is_due(1.05));
+        assert!(s.is_due(1.1));
+    }
+
+    #[test]
+    fn spread_indices_are_slice_middles() {
+        assert_eq!(spread_indices(10, 5), vec![1, 3, 5, 7, 9]);
+        assert_eq!(spread_indices(795, 8), vec![49, 149, 248, 347, 447, 546, 645, 745]);
+        assert_eq!(spread_indices(4, 4), vec![0, 1, 2, 3]);
+        assert_eq!(spread_indices(5, 1), vec![2]);
+    }
 }

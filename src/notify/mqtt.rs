@@ -54,6 +54,9 @@ const MAX_OUTGOING_PACKET: usize = MAX_SNAPSHOT_BYTES + 64 * 1024;
 /// We only subscribe to Home Assistant's status topic.
 const MAX_INCOMING_PACKET: usize = 256 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// A connection that lasted this long resets the reconnect backoff; one that
+/// drops sooner (e.g. another client with the same id) keeps it growing.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// The `config` block of the `mqtt` notifier.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -502,11 +505,12 @@ async fn run_event_loop(
     let mut backoff = FIRST_BACKOFF;
     let mut outage: Option<Instant> = None;
     let mut ever_connected = false;
+    let mut connected_at: Option<Instant> = None;
     loop {
         let event = el.poll().await;
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                backoff = FIRST_BACKOFF;
+                connected_at = Some(Instant::now());
                 {
                     let mut link = shared.lock();
                     if link.shutting_down {
@@ -530,7 +534,7 @@ async fn run_event_loop(
                 shared.connected.send_replace(true);
                 match outage.take() {
                     Some(since) => {
-                        info!(broker = %target, client_id, outage_s = since.elapsed().as_secs(), "MQTT reconnected")
+                        info!(broker = %target, client_id, outage_ms = since.elapsed().as_millis() as u64, "MQTT reconnected")
                     }
                     None if !ever_connected => info!(broker = %target, client_id, "MQTT connected"),
                     None => info!(broker = %target, client_id, "MQTT reconnected"),
@@ -565,6 +569,9 @@ async fn run_event_loop(
                 let stop = disconnected(&mut el, &shared);
                 if stop || matches!(e, ConnectionError::RequestsDone) {
                     break;
+                }
+                if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE_CONNECTION) {
+                    backoff = FIRST_BACKOFF;
                 }
                 if outage.is_none() {
                     outage = Some(Instant::now());
@@ -737,6 +744,11 @@ impl Notifier for MqttNotifier {
                 );
                 Ok(())
             }
+            // The outage itself is logged once by the event loop; the outbox retries.
+            Err(e @ NotifyError::NotConnected(_)) => {
+                debug!(camera = %alert.camera_name, clip_id = %alert.clip_id, topic, "MQTT alert not sent: not connected");
+                Err(e)
+            }
             Err(e) => {
                 warn!(camera = %alert.camera_name, clip_id = %alert.clip_id, topic, error = %e, "MQTT alert not delivered");
                 Err(e)
@@ -814,6 +826,8 @@ mod tests {
         assert_eq!(cfg.home_assistant.discovery_prefix, "homeassistant");
         assert_eq!(cfg.home_assistant.base_topic, "homecam");
         assert!(issues(&cfg).is_empty());
+        let int: MqttConfig = serde_json::from_value(serde_json::json!({"ack_timeout_s": 5})).expect("integer");
+        assert_eq!(int.ack_timeout_s, 5.0);
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A Mosquitto broker of the test's own on a free port.
+/// A Mosquitto broker of the test's own on a free port (`/usr/sbin/mosquitto`,
+/// or `HOMESEC_MOSQUITTO`), so a test can stop, freeze and restart it without
+/// touching the system broker, and no retained message leaks between tests.
 pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
@@ -41,18 +43,21 @@ impl Broker {
         b
     }
 
+    /// Starts the broker again on the same port (stopping it first if it runs).
     pub fn restart(&mut self) {
+        self.stop();
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port))
             .unwrap();
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists());
-        let child = Command::new(bin.unwrap_or("mosquitto"))
+        let bin = std::env::var_os("HOMESEC_MOSQUITTO").map(PathBuf::from).unwrap_or_else(|| "/usr/sbin/mosquitto".into());
+        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
+        let child = Command::new(&bin)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
-            .expect("mosquitto must be installed (apt-get install mosquitto)");
+            .unwrap_or_else(|e| panic!("cannot start {} (apt-get install mosquitto): {e}", bin.display()));
         self.child = Some(child);
         let port = self.port;
         wait_for("mosquitto to listen", Duration::from_secs(10), || {
@@ -60,23 +65,38 @@ impl Broker {
         });
     }
 
+    /// SIGKILL: the broker vanishes, its sockets are reset.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+
+    /// Sends a signal (e.g. `STOP` to freeze the broker, `CONT` to thaw it).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("broker running").id();
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap().success();
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        if let Some(c) = self.child.as_ref() {
+            // a frozen broker must be thawed to die cleanly
+            let _ = Command::new("kill").arg("-CONT").arg(c.id().to_string()).status();
+        }
         self.stop();
     }
 }
 
+/// A received message: topic, payload, retained flag.
+pub type Message = (String, Vec<u8>, bool);
+
 /// An MQTT subscriber that collects every message it gets.
 pub struct Subscriber {
-    pub messages: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>,
+    pub messages: Arc<Mutex<Vec<Message>>>,
     _thread: std::thread::JoinHandle<()>,
 }
 

@@ -1,0 +1,386 @@
+//! MP4 demux: the top-level box structure, the H.264 track and its sample table,
+//! and the length-prefixed (AVCC) samples turned into Annex-B for the decoder.
+//!
+//! The `mp4` crate parses the boxes; the sample table (offsets, sizes, times) is
+//! built here from `stbl` in one pass, so that reading is O(1) per sample and a
+//! truncated file is caught before decoding starts.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use mp4::{Mp4Reader, Mp4Track, TrackType};
+
+use super::{MediaError, VideoInfo};
+
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+
+/// One sample (an access unit) of the video track.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SampleEntry {
+    pub offset: u64,
+    pub size: u32,
+    /// Presentation time in track timescale units.
+    pub pts: i64,
+}
+
+/// Where the samples come from: our own table for plain MP4 files, the `mp4`
+/// crate for fragmented ones.
+enum Samples {
+    Table(Vec<SampleEntry>),
+    Fragmented { reader: Box<Mp4Reader<BufReader<File>>>, track_id: u32, count: u32 },
+}
+
+/// An opened MP4 file with one H.264 video track.
+pub(crate) struct Mp4Video {
+    path: String,
+    file: File,
+    samples: Samples,
+    pub info: VideoInfo,
+    pub timescale: u32,
+    /// Bytes of each NAL length prefix (1, 2 or 4).
+    nal_length_size: usize,
+    /// SPS and PPS from the `avcC` box, in Annex-B.
+    pub parameter_sets: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+fn container(path: &str, reason: impl Into<String>) -> MediaError {
+    MediaError::Container { path: path.to_owned(), reason: reason.into() }
+}
+
+/// Walks the top-level boxes: every box must fit in the file (a cut file fails
+/// here), the first must be `ftyp`, and a `moov` must be present.
+pub(crate) fn scan_top_level_boxes(path: &str, file: &mut File, file_len: u64) -> Result<(), MediaError> {
+    if file_len == 0 {
+        return Err(container(path, "the file is empty"));
+    }
+    let mut offset = 0u64;
+    let mut index = 0usize;
+    let mut has_moov = false;
+    while offset < file_len {
+        let remaining = file_len - offset;
+        if remaining < 8 {
+            return Err(container(path, format!("truncated: {remaining} stray bytes after the last box")));
+        }
+        let mut header = [0u8; 16];
+        file.seek(SeekFrom::Start(offset)).map_err(|e| container(path, format!("seek failed: {e}")))?;
+        let want = remaining.min(16) as usize;
+        file.read_exact(&mut header[..want]).map_err(|e| container(path, format!("read failed: {e}")))?;
+        let kind = &header[4..8];
+        if !kind.iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ' || *b == b'-' || *b == b'_') {
+            return Err(container(
+                path,
+                if index == 0 {
+                    "no MP4 box structure (not an MP4 file)".to_owned()
+                } else {
+                    format!("garbage instead of a box at byte {offset}")
+                },
+            ));
+        }
+        let name = String::from_utf8_lossy(kind).into_owned();
+        if index == 0 && name != "ftyp" && name != "styp" {
+            return Err(container(path, format!("starts with a `{name}` box instead of `ftyp` (not an MP4 file)")));
+        }
+        let size32 = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let (size, header_len) = match size32 {
+            0 => (remaining, 8),
+            1 => {
+                if want < 16 {
+                    return Err(container(path, format!("truncated: the `{name}` box header at byte {offset} is cut")));
+                }
+                let mut large = [0u8; 8];
+                large.copy_from_slice(&header[8..16]);
+                (u64::from_be_bytes(large), 16)
+            }
+            n => (u64::from(n), 8),
+        };
+        if size < header_len {
+            return Err(container(path, format!("the `{name}` box at byte {offset} has an impossible size {size}")));
+        }
+        if size > remaining {
+            return Err(container(
+                path,
+                format!(
+                    "truncated: the `{name}` box at byte {offset} needs {size} bytes but the file ends {remaining} bytes later"
+                ),
+            ));
+        }
+        has_moov |= name == "moov";
+        offset += size;
+        index += 1;
+    }
+    if !has_moov {
+        return Err(container(path, "no `moov` box (an unfinished recording?)"));
+    }
+    Ok(())
+}
+
+/// Builds the sample table of a non-fragmented track from `stsz`, `stsc`,
+/// `stco`/`co64`, `stts` and `ctts`, checking every sample lies inside the file.
+pub(crate) fn build_sample_table(path: &str, track: &Mp4Track, file_len: u64) -> Result<Vec<SampleEntry>, MediaError> {
+    let stbl = &track.trak.mdia.minf.stbl;
+    let count = stbl.stsz.sample_count as usize;
+    let size_of = |i: usize| -> Result<u32, MediaError> {
+        if stbl.stsz.sample_size > 0 {
+            Ok(stbl.stsz.sample_size)
+        } else {
+            stbl.stsz.sample_sizes.get(i).copied().ok_or_else(|| container(path, "`stsz` lists fewer sizes than samples"))
+        }
+    };
+    let chunk_offsets: Vec<u64> = match (&stbl.stco, &stbl.co64) {
+        (Some(stco), _) => stco.entries.iter().map(|&o| u64::from(o)).collect(),
+        (None, Some(co64)) => co64.entries.clone(),
+        (None, None) => return Err(container(path, "the video track has no chunk offsets (`stco`/`co64`)")),
+    };
+
+    // Offsets: walk the chunks, each holding the `samples_per_chunk` of the stsc run it falls in.
+    let mut entries = Vec::with_capacity(count);
+    let stsc = &stbl.stsc.entries;
+    let mut sample = 0usize;
+    for (run, entry) in stsc.iter().enumerate() {
+        let first_chunk = entry.first_chunk as usize;
+        let end_chunk = stsc.get(run + 1).map_or(chunk_offsets.len() + 1, |next| next.first_chunk as usize);
+        if first_chunk == 0 || end_chunk < first_chunk {
+            return Err(container(path, "malformed `stsc` box"));
+        }
+        for chunk in first_chunk..end_chunk {
+            let Some(&chunk_offset) = chunk_offsets.get(chunk - 1) else {
+                return Err(container(path, "`stsc` refers to a chunk beyond `stco`"));
+            };
+            let mut offset = chunk_offset;
+            for _ in 0..entry.samples_per_chunk {
+                if sample >= count {
+                    break;
+                }
+                let size = size_of(sample)?;
+                let end = offset.saturating_add(u64::from(size));
+                if end > file_len {
+                    return Err(container(
+                        path,
+                        format!(
+                            "truncated: sample {} of {count} lies at bytes {offset}..{end} but the file has {file_len} bytes",
+                            sample + 1
+                        ),
+                    ));
+                }
+                entries.push(SampleEntry { offset, size, pts: 0 });
+                offset = end;
+                sample += 1;
+            }
+        }
+    }
+    if entries.len() != count {
+        return Err(container(path, format!("the sample table locates {} of {count} samples", entries.len())));
+    }
+
+    // Decode times from stts, presentation offsets from ctts.
+    let mut dts: i64 = 0;
+    let mut i = 0usize;
+    for run in &stbl.stts.entries {
+        for _ in 0..run.sample_count {
+            if let Some(e) = entries.get_mut(i) {
+                e.pts = dts;
+            }
+            dts = dts.saturating_add(i64::from(run.sample_delta));
+            i += 1;
+        }
+    }
+    if i < count {
+        return Err(container(path, format!("`stts` gives times for {i} of {count} samples")));
+    }
+    if let Some(ctts) = &stbl.ctts {
+        let mut i = 0usize;
+        for run in &ctts.entries {
+            for _ in 0..run.sample_count {
+                if let Some(e) = entries.get_mut(i) {
+                    e.pts = e.pts.saturating_add(i64::from(run.sample_offset));
+                }
+                i += 1;
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Runs a parser of the `mp4` crate, turning a panic on malformed input into an error.
+fn guarded<T>(path: &str, what: &str, f: impl FnOnce() -> mp4::Result<T>) -> Result<T, MediaError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(container(path, format!("{what}: {e}"))),
+        Err(_) => Err(container(path, format!("{what}: malformed data (parser panicked)"))),
+    }
+}
+
+impl Mp4Video {
+    /// Opens the file, checks its box structure and reads the headers of its H.264 track.
+    pub fn open(path: &Path) -> Result<Self, MediaError> {
+        let shown = path.display().to_string();
+        let mut file = File::open(path).map_err(|source| MediaError::Open { path: shown.clone(), source })?;
+        let file_len = file.metadata().map_err(|source| MediaError::Open { path: shown.clone(), source })?.len();
+        scan_top_level_boxes(&shown, &mut file, file_len)?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| container(&shown, format!("seek failed: {e}")))?;
+        let header_file = file.try_clone().map_err(|source| MediaError::Open { path: shown.clone(), source })?;
+        let reader = guarded(&shown, "cannot read the headers", || {
+            Mp4Reader::read_header(BufReader::new(header_file), file_len)
+        })?;
+
+        let mut tracks: Vec<&Mp4Track> = reader
+            .tracks()
+            .values()
+            .filter(|t| matches!(t.track_type(), Ok(TrackType::Video)) && t.trak.mdia.minf.stbl.stsd.avc1.is_some())
+            .collect();
+        tracks.sort_by_key(|t| t.track_id());
+        let Some(track) = tracks.first() else {
+            return Err(MediaError::NoVideo { path: shown });
+        };
+        let track_id = track.track_id();
+        let Some(avc1) = track.trak.mdia.minf.stbl.stsd.avc1.as_ref() else {
+            return Err(MediaError::NoVideo { path: shown });
+        };
+        let avcc = &avc1.avcc;
+        let nal_length_size = usize::from(avcc.length_size_minus_one & 0x3) + 1;
+        if nal_length_size == 3 {
+            return Err(container(&shown, "invalid avcC NAL length size 3"));
+        }
+        let mut parameter_sets = Vec::new();
+        for nal in avcc.sequence_parameter_sets.iter().chain(avcc.picture_parameter_sets.iter()) {
+            parameter_sets.extend_from_slice(&START_CODE);
+            parameter_sets.extend_from_slice(&nal.bytes);
+        }
+        if avcc.sequence_parameter_sets.is_empty() || avcc.picture_parameter_sets.is_empty() {
+            return Err(container(&shown, "the avcC box has no SPS/PPS"));
+        }
+
+        let timescale = track.timescale().max(1);
+        let fragmented = !track.trafs.is_empty();
+        let (samples, frame_count, span) = if fragmented {
+            let count = track.sample_count();
+            let span = u64::from(count) * u64::from(track.default_sample_duration);
+            (None, count, span)
+        } else {
+            let table = build_sample_table(&shown, track, file_len)?;
+            let count = u32::try_from(table.len()).map_err(|_| container(&shown, "too many samples"))?;
+            let min = table.iter().map(|s| s.pts).min().unwrap_or(0);
+            let max = table.iter().map(|s| s.pts).max().unwrap_or(0);
+            // The presentation span plus the last frame's duration.
+            let last_delta = track.trak.mdia.minf.stbl.stts.entries.last().map_or(0, |e| u64::from(e.sample_delta));
+            let span = (max - min).max(0) as u64 + last_delta;
+            (Some(table), count, span)
+        };
+        if frame_count == 0 {
+            return Err(container(&shown, "the video track has no samples"));
+        }
+        let mdhd_duration = track.trak.mdia.mdhd.duration;
+        let duration_ticks = if mdhd_duration > 0 && !fragmented { mdhd_duration } else { span };
+        let duration_s = duration_ticks as f64 / f64::from(timescale);
+        let fps = if duration_s > 0.0 { f64::from(frame_count) / duration_s } else { 0.0 };
+        let info = VideoInfo {
+            width: u32::from(avc1.width),
+            height: u32::from(avc1.height),
+            duration_s,
+            frame_count,
+            fps,
+        };
+        let samples = match samples {
+            Some(table) => Samples::Table(table),
+            None => Samples::Fragmented { reader: Box::new(reader), track_id, count: frame_count },
+        };
+        Ok(Self { path: shown, file, samples, info, timescale, nal_length_size, parameter_sets, raw: Vec::new() })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The earliest presentation time (the clip's time zero), when the sample table is known.
+    pub fn first_pts(&self) -> Option<i64> {
+        match &self.samples {
+            Samples::Table(t) => t.iter().map(|s| s.pts).min(),
+            Samples::Fragmented { .. } => None,
+        }
+    }
+
+    pub fn sample_count(&self) -> u32 {
+        match &self.samples {
+            Samples::Table(t) => t.len() as u32,
+            Samples::Fragmented { count, .. } => *count,
+        }
+    }
+
+    /// Reads sample `index` (0-based, decode order) as Annex-B into `out`; returns
+    /// its presentation time in timescale units.
+    pub fn read_sample(&mut self, index: u32, out: &mut Vec<u8>) -> Result<i64, MediaError> {
+        let path = self.path.clone();
+        let pts = match &mut self.samples {
+            Samples::Table(table) => {
+                let Some(entry) = table.get(index as usize).copied() else {
+                    return Err(container(&path, format!("no sample {index}")));
+                };
+                self.raw.resize(entry.size as usize, 0);
+                self.file
+                    .seek(SeekFrom::Start(entry.offset))
+                    .and_then(|_| self.file.read_exact(&mut self.raw))
+                    .map_err(|e| container(&path, format!("cannot read sample {}: {e}", index + 1)))?;
+                entry.pts
+            }
+            Samples::Fragmented { reader, track_id, .. } => {
+                let id = *track_id;
+                let sample = guarded(&path, "cannot read a sample", || reader.read_sample(id, index + 1))?
+                    .ok_or_else(|| container(&path, format!("sample {} is missing", index + 1)))?;
+                self.raw.clear();
+                self.raw.extend_from_slice(&sample.bytes);
+                sample.start_time as i64 + i64::from(sample.rendering_offset)
+            }
+        };
+        avcc_to_annex_b(&self.raw, self.nal_length_size, out)
+            .map_err(|reason| container(&path, format!("sample {}: {reason}", index + 1)))?;
+        Ok(pts)
+    }
+}
+
+/// Rewrites length-prefixed NAL units as start-code-prefixed ones.
+pub(crate) fn avcc_to_annex_b(data: &[u8], length_size: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.reserve(data.len() + 16);
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let Some(prefix) = data.get(pos..pos + length_size) else {
+            return Err(format!("NAL length prefix cut at byte {pos}"));
+        };
+        let len = prefix.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        pos += length_size;
+        let Some(nal) = data.get(pos..pos + len) else {
+            return Err(format!("NAL unit of {len} bytes at byte {pos} overruns the sample ({} bytes)", data.len()));
+        };
+        out.extend_from_slice(&START_CODE);
+        out.extend_from_slice(nal);
+        pos += len;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avcc_samples_become_annex_b() {
+        let data = [0, 0, 0, 2, 0x65, 0xAA, 0, 0, 0, 1, 0x41];
+        let mut out = Vec::new();
+        avcc_to_annex_b(&data, 4, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA, 0, 0, 0, 1, 0x41]);
+
+        let data = [0, 2, 0x65, 0xAA];
+        avcc_to_annex_b(&data, 2, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA]);
+    }
+
+    #[test]
+    fn an_overrunning_nal_is_an_error() {
+        let mut out = Vec::new();
+        assert!(avcc_to_annex_b(&[0, 0, 0, 9, 1, 2], 4, &mut out).is_err());
+        assert!(avcc_to_annex_b(&[0, 0], 4, &mut out).is_err());
+    }
+}

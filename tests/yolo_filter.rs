@@ -1,0 +1,267 @@
+//! The YOLO filter with the real YOLOX-Nano model on real images and footage.
+//! Needs ONNX Runtime (`models/fetch-onnxruntime.sh`) and `../shared/testdata`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use homesec::domain::Detection;
+use homesec::filter::yolo::{self, Detector, DetectorOptions, YoloConfig};
+use homesec::filter::{FilterError, ObjectFilter};
+use homesec::media::{self, RgbFrame};
+use homesec::plugins::PluginContext;
+
+fn load_image(name: &str) -> RgbFrame {
+    let img = image::open(common::image(name)).expect("test image").to_rgb8();
+    let (width, height) = img.dimensions();
+    RgbFrame { ts_s: 0.0, width, height, data: img.into_raw() }
+}
+
+fn detector(model: &str, classes: &[&str]) -> Detector {
+    let opts = DetectorOptions { classes: classes.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    Detector::new(&common::model(model), &common::ort_library(), &opts).expect("detector")
+}
+
+fn detect(model: &str, image: &str, classes: &[&str]) -> Vec<Detection> {
+    let frame = load_image(image);
+    let mut det = detector(model, classes);
+    let (detections, timings) = det.detect_rgb(&frame).unwrap();
+    assert!(timings.inference > timings.postprocess);
+    for d in &detections {
+        assert!(d.confidence >= 0.5 && d.confidence <= 1.0, "{d:?}");
+        let [x1, y1, x2, y2] = d.bbox;
+        assert!(0.0 <= x1 && x1 < x2 && x2 <= frame.width as f32, "{d:?}");
+        assert!(0.0 <= y1 && y1 < y2 && y2 <= frame.height as f32, "{d:?}");
+    }
+    detections
+}
+
+fn best(detections: &[Detection], class: &str) -> f32 {
+    detections.iter().filter(|d| d.class == class).map(|d| d.confidence).fold(0.0, f32::max)
+}
+
+#[test]
+fn astronaut_is_a_person() {
+    let d = detect("yolox_nano_416.onnx", "astronaut.png", &["person"]);
+    assert!(best(&d, "person") >= 0.85, "{d:?}");
+    // The astronaut fills the middle of the 512x512 picture.
+    let p = d.iter().find(|d| d.class == "person").unwrap();
+    assert!(p.bbox[0] < 256.0 && p.bbox[2] > 256.0, "{p:?}");
+}
+
+#[test]
+fn astronaut_with_the_640_model() {
+    let d = detect("yolox_nano_640.onnx", "astronaut.png", &["person"]);
+    assert!(best(&d, "person") >= 0.8, "{d:?}");
+}
+
+#[test]
+fn grayscale_camera_man_is_a_person() {
+    let d = detect("yolox_nano_416.onnx", "camera.png", &["person"]);
+    assert!(best(&d, "person") >= 0.85, "{d:?}");
+}
+
+#[test]
+fn person_dog_and_horse() {
+    let d = detect("yolox_nano_416.onnx", "person.jpg", &["person", "dog", "horse"]);
+    for class in ["person", "dog", "horse"] {
+        assert!(best(&d, class) >= 0.75, "{class} in {d:?}");
+    }
+}
+
+#[test]
+fn chelsea_is_a_cat() {
+    let d = detect("yolox_nano_416.onnx", "chelsea.png", &["cat", "dog", "person"]);
+    assert!(best(&d, "cat") >= 0.55, "{d:?}");
+    assert_eq!(d[0].class, "cat", "most confident first: {d:?}");
+}
+
+#[test]
+fn dog_car_and_bicycle() {
+    let d = detect("yolox_nano_416.onnx", "dog.jpg", &["dog", "car", "bicycle"]);
+    for class in ["dog", "car", "bicycle"] {
+        assert!(best(&d, class) >= 0.7, "{class} in {d:?}");
+    }
+}
+
+#[test]
+fn unconfigured_classes_are_not_reported() {
+    let d = detect("yolox_nano_416.onnx", "person.jpg", &["cat"]);
+    assert!(d.is_empty(), "{d:?}");
+}
+
+fn context() -> PluginContext {
+    PluginContext {
+        data_dir: std::env::temp_dir(),
+        // Relative model paths resolve against the config's folder.
+        config_dir: common::testdata(),
+        device_id: "test".into(),
+        cameras: Vec::new(),
+    }
+}
+
+fn filter(extra: serde_json::Value) -> yolo::YoloFilter {
+    let mut cfg = serde_json::json!({
+        "model_path": "models/yolox_nano_416.onnx",
+        "ort_library": common::ort_library(),
+    });
+    if let (Some(base), serde_json::Value::Object(more)) = (cfg.as_object_mut(), extra) {
+        base.extend(more);
+    }
+    let cfg: YoloConfig = serde_json::from_value(cfg).unwrap();
+    yolo::build(cfg, &context()).expect("yolo filter")
+}
+
+fn assert_snapshot(jpeg: &[u8], width: u32, height: u32) {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "SOI");
+    assert_eq!(&jpeg[jpeg.len() - 2..], &[0xFF, 0xD9], "EOI");
+    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).expect("snapshot decodes");
+    assert_eq!((img.width(), img.height()), (width, height));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vtest_footage_shows_a_person_with_a_snapshot() {
+    let f = filter(serde_json::json!({}));
+    assert_eq!(f.name(), "yolox_nano_416");
+    let out = f.detect(&common::footage("vtest_h264.mp4")).await.unwrap();
+    let r = &out.result;
+    assert_eq!(r.detected_classes, vec!["person".to_owned()]);
+    assert!(r.confidence >= 0.5, "{r:?}");
+    assert_eq!(r.model, "yolox_nano_416");
+    // People are in almost every frame: the first sampled frame settles it.
+    assert!(r.sampled_frames >= 1 && r.sampled_frames <= 3, "{r:?}");
+    assert_eq!(r.detections.len(), 1);
+    assert_eq!(r.detections[0].confidence, r.confidence);
+    assert_snapshot(out.snapshot_jpeg.as_deref().expect("snapshot"), 768, 576);
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaying_tree_has_no_person() {
+    let f = filter(serde_json::json!({"classes": ["person"]}));
+    let out = f.detect(&common::footage("tree_motion_no_person.mp4")).await.unwrap();
+    assert!(out.result.detected_classes.is_empty(), "{:?}", out.result);
+    assert!(out.result.detections.is_empty());
+    assert_eq!(out.result.confidence, 0.0);
+    // 29.9 s at 2 fps is 60 frames; max_frames caps it at 40.
+    assert_eq!(out.result.sampled_frames, 40);
+    assert!(out.snapshot_jpeg.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_appear_in_the_middle_of_the_scene_clip() {
+    let f = filter(serde_json::json!({"max_frames": 80}));
+    let out = f.detect(&common::footage("scene_empty_people_empty.mp4")).await.unwrap();
+    let r = &out.result;
+    assert_eq!(r.detected_classes, vec!["person".to_owned()], "{r:?}");
+    let ts = r.detections[0].ts_s;
+    assert!((7.0..=28.0).contains(&ts), "first person at {ts} s");
+    // Stopped early: the frames before the people plus the one that showed them.
+    assert_eq!(r.sampled_frames as f32, ts * 2.0 + 1.0, "{r:?}");
+    assert_snapshot(out.snapshot_jpeg.as_deref().expect("snapshot"), 768, 576);
+}
+
+#[test]
+fn every_person_in_the_scene_clip_is_in_the_middle() {
+    // No early exit here: run every sampled frame and look where people are.
+    let path = common::footage("scene_empty_people_empty.mp4");
+    let mut det = detector("yolox_nano_416.onnx", &["person"]);
+    let mut with_people = Vec::new();
+    let mut frames = 0;
+    media::sample_frames(&path, 1.0, 0, &mut |frame| {
+        frames += 1;
+        let (d, _) = det.detect_rgb(&frame).unwrap();
+        if !d.is_empty() {
+            with_people.push(frame.ts_s);
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(frames, 35);
+    assert!(with_people.len() >= 15, "people at {with_people:?}");
+    assert!(with_people.iter().all(|t| (7.0..=28.0).contains(t)), "people at {with_people:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_clip_is_a_media_error_and_shutdown_stops_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("front_1.mp4");
+    std::fs::write(&path, b"not a video").unwrap();
+    let f = filter(serde_json::json!({}));
+    let err = f.detect(&path).await.unwrap_err();
+    assert!(matches!(err, FilterError::Media { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("front_1.mp4"), "{err}");
+
+    // The worker survives a bad clip…
+    let out = f.detect(&common::footage("vtest_h264.mp4")).await.unwrap();
+    assert!(!out.result.detected_classes.is_empty());
+    // …and stops on shutdown.
+    f.shutdown().await;
+    assert!(matches!(f.detect(&common::footage("vtest_h264.mp4")).await, Err(FilterError::WorkerGone)));
+}
+
+#[test]
+fn build_reports_missing_files_by_path() {
+    let ctx = context();
+    let cfg: YoloConfig = serde_json::from_value(serde_json::json!({
+        "model_path": "models/nope.onnx",
+        "ort_library": common::ort_library(),
+    }))
+    .unwrap();
+    let err = yolo::build(cfg, &ctx).unwrap_err();
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    let expected: PathBuf = common::testdata().join("models/nope.onnx");
+    assert!(text.contains(&expected.display().to_string()), "{text}");
+
+    let cfg: YoloConfig = serde_json::from_value(serde_json::json!({
+        "model_path": "models/yolox_nano_416.onnx",
+        "ort_library": "/nonexistent/libonnxruntime.so.1.31.1",
+    }))
+    .unwrap();
+    let err = yolo::build(cfg, &ctx).unwrap_err();
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(text.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{text}");
+}
+
+#[test]
+fn a_model_input_size_that_does_not_match_is_refused() {
+    let opts = DetectorOptions { input_size: Some(640), ..Default::default() };
+    let err = Detector::new(&common::model("yolox_nano_416.onnx"), &common::ort_library(), &opts).unwrap_err();
+    assert!(err.to_string().contains("input_size 640"), "{err}");
+}
+
+#[test]
+fn an_unavailable_execution_provider_falls_back_to_cpu() {
+    let opts = DetectorOptions { execution_provider: yolo::ExecutionProvider::Cuda, ..Default::default() };
+    let mut det = Detector::new(&common::model("yolox_nano_416.onnx"), &common::ort_library(), &opts).unwrap();
+    // The PyPI wheel is CPU-only; on a CUDA box this would say "cuda".
+    assert!(["cpu", "cuda"].contains(&det.execution_provider()));
+    let (d, _) = det.detect_rgb(&load_image("astronaut.png")).unwrap();
+    assert!(best(&d, "person") >= 0.85);
+}
+
+#[test]
+#[ignore]
+fn zz_debug_print() {
+    for (img, classes) in [
+        ("astronaut.png", vec!["person"]),
+        ("camera.png", vec!["person"]),
+        ("chelsea.png", vec!["cat"]),
+        ("person.jpg", vec!["person", "dog", "horse"]),
+        ("dog.jpg", vec!["dog", "car", "bicycle"]),
+    ] {
+        let d = detect("yolox_nano_416.onnx", img, &classes);
+        println!("{img}: {:?}", d.iter().map(|d| (d.class.clone(), d.confidence, d.bbox)).collect::<Vec<_>>());
+    }
+    let path = common::footage("scene_empty_people_empty.mp4");
+    let mut det = detector("yolox_nano_416.onnx", &["person"]);
+    media::sample_frames(&path, 2.0, 0, &mut |frame| {
+        let (d, _) = det.detect_rgb(&frame).unwrap();
+        if frame.ts_s < 9.0 || frame.ts_s > 26.0 {
+            println!("{:.1}: {:?}", frame.ts_s, d.iter().map(|d| (d.confidence, d.bbox)).collect::<Vec<_>>());
+        }
+        true
+    })
+    .unwrap();
+}
