@@ -148,14 +148,24 @@ async fn swaying_tree_has_no_person() {
     assert!(out.snapshot_jpeg.is_none());
 }
 
+/// A blue post at about [31, 111, 48, 141] in the vtest scene scores "person"
+/// 0.30-0.59 (testdata/README.md); in this clip's empty part it reaches 0.50.
+const POST: [f32; 4] = [31.0, 111.0, 48.0, 141.0];
+
+fn is_the_post(d: &Detection) -> bool {
+    yolo::iou(&d.bbox, &POST) > 0.5
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_appear_in_the_middle_of_the_scene_clip() {
-    let f = filter(serde_json::json!({"max_frames": 80}));
+    // 0.55 keeps the static post (0.50 at 5 s in the empty scene) out; see the next test.
+    let f = filter(serde_json::json!({"max_frames": 80, "min_confidence": 0.55}));
     let out = f.detect(&common::footage("scene_empty_people_empty.mp4")).await.unwrap();
     let r = &out.result;
     assert_eq!(r.detected_classes, vec!["person".to_owned()], "{r:?}");
     let ts = r.detections[0].ts_s;
     assert!((7.0..=28.0).contains(&ts), "first person at {ts} s");
+    assert!(!is_the_post(&r.detections[0]), "{r:?}");
     // Stopped early: the frames before the people plus the one that showed them.
     assert_eq!(r.sampled_frames as f32, ts * 2.0 + 1.0, "{r:?}");
     assert_snapshot(out.snapshot_jpeg.as_deref().expect("snapshot"), 768, 576);
@@ -163,7 +173,8 @@ async fn people_appear_in_the_middle_of_the_scene_clip() {
 
 #[test]
 fn every_person_in_the_scene_clip_is_in_the_middle() {
-    // No early exit here: run every sampled frame and look where people are.
+    // No early exit here, default threshold 0.5: run every sampled frame and look
+    // where people are. Outside the middle, only the known static post may show up.
     let path = common::footage("scene_empty_people_empty.mp4");
     let mut det = detector("yolox_nano_416.onnx", &["person"]);
     let mut with_people = Vec::new();
@@ -171,7 +182,10 @@ fn every_person_in_the_scene_clip_is_in_the_middle() {
     media::sample_frames(&path, 1.0, 0, &mut |frame| {
         frames += 1;
         let (d, _) = det.detect_rgb(&frame).unwrap();
-        if !d.is_empty() {
+        if !(7.0..=28.0).contains(&frame.ts_s) {
+            assert!(d.iter().all(is_the_post), "person at {} s outside the middle: {d:?}", frame.ts_s);
+        }
+        if d.iter().any(|p| !is_the_post(p)) {
             with_people.push(frame.ts_s);
         }
         true
@@ -239,29 +253,4 @@ fn an_unavailable_execution_provider_falls_back_to_cpu() {
     assert!(["cpu", "cuda"].contains(&det.execution_provider()));
     let (d, _) = det.detect_rgb(&load_image("astronaut.png")).unwrap();
     assert!(best(&d, "person") >= 0.85);
-}
-
-#[test]
-#[ignore]
-fn zz_debug_print() {
-    for (img, classes) in [
-        ("astronaut.png", vec!["person"]),
-        ("camera.png", vec!["person"]),
-        ("chelsea.png", vec!["cat"]),
-        ("person.jpg", vec!["person", "dog", "horse"]),
-        ("dog.jpg", vec!["dog", "car", "bicycle"]),
-    ] {
-        let d = detect("yolox_nano_416.onnx", img, &classes);
-        println!("{img}: {:?}", d.iter().map(|d| (d.class.clone(), d.confidence, d.bbox)).collect::<Vec<_>>());
-    }
-    let path = common::footage("scene_empty_people_empty.mp4");
-    let mut det = detector("yolox_nano_416.onnx", &["person"]);
-    media::sample_frames(&path, 2.0, 0, &mut |frame| {
-        let (d, _) = det.detect_rgb(&frame).unwrap();
-        if frame.ts_s < 9.0 || frame.ts_s > 26.0 {
-            println!("{:.1}: {:?}", frame.ts_s, d.iter().map(|d| (d.confidence, d.bbox)).collect::<Vec<_>>());
-        }
-        true
-    })
-    .unwrap();
 }

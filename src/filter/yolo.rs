@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
 use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::TensorRef;
@@ -39,6 +39,7 @@ use crate::media::{self, ResizeQuality, RgbFrame, RgbResizer};
 use crate::plugins::{PluginBuildError, PluginContext};
 
 /// The 80 COCO class names, in the models' output order.
+#[rustfmt::skip]
 pub const COCO_CLASSES: [&str; 80] = [
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
     "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
@@ -353,7 +354,9 @@ fn decode_yolov8(data: &[f32], n: usize, channels_first: bool, wanted: &[usize],
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
-    #[error("cannot load the ONNX Runtime library {path}: {reason} (run models/fetch-onnxruntime.sh, or set ORT_DYLIB_PATH / ort_library)")]
+    #[error(
+        "cannot load the ONNX Runtime library {path}: {reason} (run models/fetch-onnxruntime.sh, or set ORT_DYLIB_PATH / ort_library)"
+    )]
     Library { path: String, reason: String },
     #[error("model file {path} not found (run models/fetch.sh, or fix model_path)")]
     ModelMissing { path: String },
@@ -589,7 +592,8 @@ impl Detector {
             }
             YoloHead::Yolov8 => {
                 let channels = 4 + COCO_CLASSES.len() as i64;
-                let fits = out_dims.len() == 3 && (out_dims[1] == channels || out_dims[2] == channels || out_dims[1] < 0);
+                let fits =
+                    out_dims.len() == 3 && (out_dims[1] == channels || out_dims[2] == channels || out_dims[1] < 0);
                 if !fits {
                     return Err(shape_err(format!("output {out_dims:?}, expected [1, {channels}, N]")));
                 }
@@ -709,7 +713,8 @@ impl Detector {
         let (in_w, new_w) = (self.input_w as usize, lb.new_w as usize);
         for (y, row) in self.resized.chunks_exact(new_w * 3).enumerate() {
             let start = (y + lb.pad_y as usize) * in_w + lb.pad_x as usize;
-            let (d0, d1, d2) = (&mut p0[start..start + new_w], &mut p1[start..start + new_w], &mut p2[start..start + new_w]);
+            let (d0, d1, d2) =
+                (&mut p0[start..start + new_w], &mut p1[start..start + new_w], &mut p2[start..start + new_w]);
             if yolox {
                 // BGR, raw 0..255.
                 for (x, px) in row.chunks_exact(3).enumerate() {
@@ -743,6 +748,7 @@ impl Detector {
         let input = TensorRef::from_array_view((shape, tensor.as_slice()))
             .map_err(|e| DetectorError::Inference(e.to_string()))?;
         let outputs = session.run(ort::inputs![input]).map_err(|e| DetectorError::Inference(e.to_string()))?;
+        // Index 0 exists: `Detector::new` checked the model has an output.
         let (out_shape, data) =
             outputs[0].try_extract_tensor::<f32>().map_err(|e| DetectorError::Inference(e.to_string()))?;
         let t2 = Instant::now();
@@ -1040,11 +1046,11 @@ mod tests {
     fn nms_keeps_the_best_of_overlapping_boxes_per_class() {
         let kept = nms_per_class(
             vec![
-                cand(0, 0.6, [1.0, 1.0, 11.0, 11.0]),    // overlaps the 0.9 person: dropped
-                cand(0, 0.9, [0.0, 0.0, 10.0, 10.0]),    // best person
-                cand(16, 0.7, [0.0, 0.0, 10.0, 10.0]),   // a dog in the same place: other class, kept
-                cand(0, 0.8, [50.0, 50.0, 60.0, 60.0]),  // a second person elsewhere
-                cand(0, 0.55, [5.0, 0.0, 15.0, 10.0]),   // IoU 1/3 with the best: under 0.45, kept
+                cand(0, 0.6, [1.0, 1.0, 11.0, 11.0]),   // overlaps the 0.9 person: dropped
+                cand(0, 0.9, [0.0, 0.0, 10.0, 10.0]),   // best person
+                cand(16, 0.7, [0.0, 0.0, 10.0, 10.0]),  // a dog in the same place: other class, kept
+                cand(0, 0.8, [50.0, 50.0, 60.0, 60.0]), // a second person elsewhere
+                cand(0, 0.55, [5.0, 0.0, 15.0, 10.0]),  // IoU 1/3 with the best: under 0.45, kept
             ],
             0.45,
         );

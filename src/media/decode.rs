@@ -60,9 +60,7 @@ pub(crate) fn decode_video(
     let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
     let mut decoder = Decoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| decode_error(&path, format!("cannot create the decoder: {e}")))?;
-    decoder
-        .decode(&video.parameter_sets)
-        .map_err(|e| decode_error(&path, format!("bad SPS/PPS in avcC: {e}")))?;
+    decoder.decode(&video.parameter_sets).map_err(|e| decode_error(&path, format!("bad SPS/PPS in avcC: {e}")))?;
 
     let timescale = f64::from(video.timescale);
     let mut origin = video.first_pts();
@@ -101,9 +99,8 @@ pub(crate) fn decode_video(
         }
     }
     if !stopped {
-        let rest = decoder
-            .flush_remaining()
-            .map_err(|e| decode_error(&path, format!("flushing the last frames: {e}")))?;
+        let rest =
+            decoder.flush_remaining().map_err(|e| decode_error(&path, format!("flushing the last frames: {e}")))?;
         for yuv in &rest {
             if !emit(yuv, &mut pending) {
                 break;

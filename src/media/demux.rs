@@ -126,7 +126,11 @@ pub(crate) fn build_sample_table(path: &str, track: &Mp4Track, file_len: u64) ->
         if stbl.stsz.sample_size > 0 {
             Ok(stbl.stsz.sample_size)
         } else {
-            stbl.stsz.sample_sizes.get(i).copied().ok_or_else(|| container(path, "`stsz` lists fewer sizes than samples"))
+            stbl.stsz
+                .sample_sizes
+                .get(i)
+                .copied()
+                .ok_or_else(|| container(path, "`stsz` lists fewer sizes than samples"))
         }
     };
     let chunk_offsets: Vec<u64> = match (&stbl.stco, &stbl.co64) {
@@ -276,13 +280,8 @@ impl Mp4Video {
         let duration_ticks = if mdhd_duration > 0 && !fragmented { mdhd_duration } else { span };
         let duration_s = duration_ticks as f64 / f64::from(timescale);
         let fps = if duration_s > 0.0 { f64::from(frame_count) / duration_s } else { 0.0 };
-        let info = VideoInfo {
-            width: u32::from(avc1.width),
-            height: u32::from(avc1.height),
-            duration_s,
-            frame_count,
-            fps,
-        };
+        let info =
+            VideoInfo { width: u32::from(avc1.width), height: u32::from(avc1.height), duration_s, frame_count, fps };
         let samples = match samples {
             Some(table) => Samples::Table(table),
             None => Samples::Fragmented { reader: Box::new(reader), track_id, count: frame_count },
@@ -375,6 +374,39 @@ mod tests {
         let data = [0, 2, 0x65, 0xAA];
         avcc_to_annex_b(&data, 2, &mut out).unwrap();
         assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA]);
+    }
+
+    fn footage(name: &str) -> std::path::PathBuf {
+        let data = std::env::var_os("HOMESEC_TESTDATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"));
+        data.join("footage").join(name)
+    }
+
+    #[test]
+    fn the_sample_table_locates_every_sample_and_catches_truncation() {
+        let path = footage("vtest_h264.mp4");
+        let file = File::open(&path).expect("test footage (set HOMESEC_TESTDATA)");
+        let len = file.metadata().unwrap().len();
+        let reader = Mp4Reader::read_header(BufReader::new(file), len).unwrap();
+        let track = reader.tracks().values().find(|t| t.trak.mdia.minf.stbl.stsd.avc1.is_some()).unwrap();
+        let table = build_sample_table("vtest", track, len).unwrap();
+        assert_eq!(table.len(), 795);
+        // mdat starts at byte 40: the first sample right after its 8-byte header,
+        // the samples back to back up to the end of mdat.
+        assert_eq!(table[0].offset, 48);
+        assert!(table.windows(2).all(|w| w[0].offset + u64::from(w[0].size) <= w[1].offset));
+        let last = table[table.len() - 1];
+        assert!(last.offset + u64::from(last.size) <= 40 + 5_153_920);
+        // B-frames: presentation times are not in decode order, but all distinct.
+        let mut pts: Vec<i64> = table.iter().map(|s| s.pts).collect();
+        assert!(pts.windows(2).any(|w| w[1] < w[0]));
+        pts.sort_unstable();
+        pts.dedup();
+        assert_eq!(pts.len(), 795);
+
+        let err = build_sample_table("vtest", track, len / 2).unwrap_err();
+        assert!(err.to_string().contains("truncated: sample"), "{err}");
     }
 
     #[test]

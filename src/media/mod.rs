@@ -148,9 +148,7 @@ pub fn encode_jpeg(frame: &RgbFrame, max_size: u32, quality: u8) -> Result<Jpeg,
 /// The frames (presentation order) `sample_jpegs` takes: the middle frame of each
 /// of `n` equal slices of the clip's `frame_count` frames (distinct when `n <= frame_count`).
 fn spread_indices(frame_count: u32, n: u32) -> Vec<u32> {
-    (0..u64::from(n))
-        .map(|i| ((2 * i + 1) * u64::from(frame_count) / (2 * u64::from(n))) as u32)
-        .collect()
+    (0..u64::from(n)).map(|i| ((2 * i + 1) * u64::from(frame_count) / (2 * u64::from(n))) as u32).collect()
 }
 
 /// Up to `max_frames` JPEGs spread evenly over the clip, for the VLM: the middle

@@ -53,12 +53,11 @@ impl RgbResizer {
             dst.copy_from_slice(src);
             return Ok(());
         }
-        let src_image = ImageRef::new(src_w, src_h, src, PixelType::U8x3).map_err(|e| MediaError::Resize(e.to_string()))?;
+        let src_image =
+            ImageRef::new(src_w, src_h, src, PixelType::U8x3).map_err(|e| MediaError::Resize(e.to_string()))?;
         let mut dst_image = Image::from_slice_u8(dst_w, dst_h, dst.as_mut_slice(), PixelType::U8x3)
             .map_err(|e| MediaError::Resize(e.to_string()))?;
-        self.resizer
-            .resize(&src_image, &mut dst_image, &self.options)
-            .map_err(|e| MediaError::Resize(e.to_string()))
+        self.resizer.resize(&src_image, &mut dst_image, &self.options).map_err(|e| MediaError::Resize(e.to_string()))
     }
 }
 
@@ -105,9 +104,7 @@ pub(crate) fn encode_jpeg_impl(frame: &RgbFrame, max_size: u32, quality: u8) -> 
     };
     let mut bytes = Vec::with_capacity(pixels.len() / 8);
     let encoder = jpeg_encoder::Encoder::new(&mut bytes, quality.clamp(1, 100));
-    encoder
-        .encode(pixels, w16, h16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| MediaError::Jpeg(e.to_string()))?;
+    encoder.encode(pixels, w16, h16, jpeg_encoder::ColorType::Rgb).map_err(|e| MediaError::Jpeg(e.to_string()))?;
     Ok(Jpeg { ts_s: frame.ts_s, width: w, height: h, bytes })
 }
 

@@ -49,7 +49,8 @@ impl Broker {
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port))
             .unwrap();
-        let bin = std::env::var_os("HOMESEC_MOSQUITTO").map(PathBuf::from).unwrap_or_else(|| "/usr/sbin/mosquitto".into());
+        let bin =
+            std::env::var_os("HOMESEC_MOSQUITTO").map(PathBuf::from).unwrap_or_else(|| "/usr/sbin/mosquitto".into());
         let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
         let child = Command::new(&bin)
             .arg("-c")
