@@ -1,10 +1,10 @@
 //! The `homesec` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use homesec::config::Config;
+use homesec::config::{Config, ServerConfig};
 use homesec::domain::{Alert, ClipRecord, now_ms, rfc3339};
 use homesec::store::{Store, StoreError};
 
@@ -57,13 +57,6 @@ fn main() -> ExitCode {
         println!("homesec {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let cfg = match Config::load(&cli.config) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -71,7 +64,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    if let Command::Clips { command } = cli.command {
+        let (data_dir, server) = match Config::load_location(&cli.config) {
+            Ok(loc) => loc,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        return finish(runtime.block_on(clips(&data_dir, &server, command)));
+    }
+    let cfg = match Config::load(&cli.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    finish(runtime.block_on(async move {
         match cli.command {
             Command::Run => homesec::app::run(cfg).await.map_err(|e| homesec::telemetry::chain(&e)),
             Command::Validate => {
@@ -84,11 +94,13 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::Clips { command } => clips(&cfg, command).await,
             Command::NotifyTest { camera } => notify_test(&cfg, camera).await,
-            Command::Version => Ok(()),
+            Command::Clips { .. } | Command::Version => Ok(()),
         }
-    });
+    }))
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -100,8 +112,8 @@ fn main() -> ExitCode {
 
 /// Reads clips from the store, or from the running daemon's API when the
 /// daemon holds the store open.
-async fn clips(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
-    let path = cfg.store_path();
+async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) -> Result<(), String> {
+    let path = homesec::config::store_path(data_dir);
     if !path.exists() {
         return Err(format!("no store at {} yet: has the daemon run?", path.display()));
     }
@@ -123,20 +135,20 @@ async fn clips(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
                 Ok(())
             }
         },
-        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => from_api(cfg, command).await,
+        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => from_api(server, command).await,
         Err(e) => Err(homesec::telemetry::chain(&e)),
     }
 }
 
-async fn from_api(cfg: &Config, command: ClipsCommand) -> Result<(), String> {
-    let host = if cfg.server.host == "0.0.0.0" { "127.0.0.1" } else { cfg.server.host.as_str() };
-    let base = format!("http://{host}:{}", cfg.server.port);
+async fn from_api(server: &ServerConfig, command: ClipsCommand) -> Result<(), String> {
+    let host = if server.host == "0.0.0.0" { "127.0.0.1" } else { server.host.as_str() };
+    let base = format!("http://{host}:{}", server.port);
     let url = match &command {
         ClipsCommand::List { limit } => format!("{base}/api/v1/clips?limit={limit}"),
         ClipsCommand::Show { clip_id } => format!("{base}/api/v1/clips/{clip_id}"),
     };
     let mut req = reqwest::Client::new().get(&url);
-    if let Some(key) = cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
+    if let Some(key) = server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
         req = req.header("x-api-key", key);
     }
     let resp = req

@@ -110,3 +110,20 @@ fn validate_command_lists_problems_and_fails() {
     assert!(stderr.contains("server.prot (line 5): unknown field `prot`"), "{stderr}");
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
 }
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    // SAFETY of the test: these variables are only read by this process's config checks.
+    unsafe {
+        std::env::set_var("OPENAI_API_KEY", "sk-test");
+        std::env::set_var("HOMESEC_API_KEY", "k");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["config/example.yaml", "config/demo.yaml"] {
+        let file = root.join(name);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let cfg = Config::parse(&text, &file, &root.join("config"))
+            .unwrap_or_else(|issues| panic!("{name}: {issues:#?}"));
+        assert!(!cfg.cameras.is_empty(), "{name}");
+    }
+}

@@ -147,7 +147,11 @@ fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&clip_id) && text.contains("done") && text.contains("ALERT"), "{text}");
+    assert!(
+        text.contains(&clip_id) && text.contains("done") && text.contains("ALERT"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -15,6 +15,11 @@ pub use yaml::line_of;
 
 use crate::domain::CameraName;
 
+/// Where the redb store lives under a data directory.
+pub fn store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("homesec.redb")
+}
+
 /// All problems found in a config file.
 #[derive(Debug, thiserror::Error)]
 #[error("{} problem(s) in {}:\n{}", .issues.len(), .file.display(), render(.issues))]
@@ -244,6 +249,25 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads only what tools need to find a box's data (`data_dir`, `server`),
+    /// without checking plugins or secrets: `homesec clips` works from a shell
+    /// that lacks the daemon's environment.
+    pub fn load_location(file: &Path) -> Result<(PathBuf, ServerConfig), ConfigError> {
+        let fail = |issues| ConfigError { file: file.to_path_buf(), issues };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            fail(vec![ConfigIssue { path: String::new(), line: None, message: format!("cannot read the file: {e}") }])
+        })?;
+        let mut issues = Vec::new();
+        let data_dir = section::<PathBuf>(&text, "data_dir", &mut issues).unwrap_or_else(|| PathBuf::from("data"));
+        let server: ServerConfig = section(&text, "server", &mut issues).unwrap_or_default();
+        if !issues.is_empty() {
+            return Err(fail(issues));
+        }
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        Ok((if data_dir.is_absolute() { data_dir } else { dir.join(data_dir) }, server))
+    }
+
     /// Parses config text; `config_dir` anchors relative paths.
     pub fn parse(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
@@ -358,7 +382,7 @@ impl Config {
     }
 
     pub fn store_path(&self) -> PathBuf {
-        self.data_dir.join("homesec.redb")
+        store_path(&self.data_dir)
     }
 
     pub fn quarantine_dir(&self) -> PathBuf {
