@@ -135,7 +135,9 @@ async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) ->
                 Ok(())
             }
         },
-        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => from_api(server, command).await,
+        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => {
+            from_api(server, command).await
+        }
         Err(e) => Err(homesec::telemetry::chain(&e)),
     }
 }

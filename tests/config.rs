@@ -122,8 +122,8 @@ fn the_shipped_configs_are_valid() {
     for name in ["config/example.yaml", "config/demo.yaml"] {
         let file = root.join(name);
         let text = std::fs::read_to_string(&file).unwrap();
-        let cfg = Config::parse(&text, &file, &root.join("config"))
-            .unwrap_or_else(|issues| panic!("{name}: {issues:#?}"));
+        let cfg =
+            Config::parse(&text, &file, &root.join("config")).unwrap_or_else(|issues| panic!("{name}: {issues:#?}"));
         assert!(!cfg.cameras.is_empty(), "{name}");
     }
 }

@@ -225,29 +225,50 @@ fn an_mp4_without_video_is_no_video() {
     assert!(err.to_string().contains("audio.mp4"));
 }
 
-#[test]
-fn a_corrupt_sample_mid_clip_is_a_decode_error_naming_the_file() {
-    // Garbage over part of the media data; the boxes stay intact, so probe passes
-    // and the decoder fails mid-clip: an error naming the file, not a panic.
-    let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(common::footage("tree_motion_no_person.mp4")).unwrap();
-    let mid = bytes.len() / 2;
+/// Overwrites `len` bytes at `at` with pseudo-random garbage.
+fn scribble(bytes: &mut [u8], at: usize, len: usize) {
     let mut state = 0x1234_5678u32;
-    for b in &mut bytes[mid..mid + 20_000] {
+    for b in &mut bytes[at..at + len] {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
         *b = state as u8;
     }
+}
+
+#[test]
+fn a_damaged_stretch_mid_clip_is_skipped_and_the_rest_decodes() {
+    // Garbage over part of the media data; the boxes stay intact, so probe passes.
+    // The decoder skips what it cannot decode and recovers at the next keyframe:
+    // one glitch must not make a whole recording unusable.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(common::footage("tree_motion_no_person.mp4")).unwrap();
+    // Inside the first GOP (keyframes at frames 0 and 250 of this clip).
+    let quarter = bytes.len() / 4;
+    scribble(&mut bytes, quarter, 20_000);
     let path = write_file(dir.path(), "corrupt.mp4", &bytes);
     media::probe(&path).unwrap();
+    let mut last_ts = 0.0;
     let mut frames = 0;
-    let err = media::sample_frames(&path, 0.0, 0, &mut |_| {
+    media::sample_frames(&path, 0.0, 0, &mut |f| {
         frames += 1;
+        last_ts = f.ts_s;
         true
     })
-    .unwrap_err();
-    assert!(matches!(err, MediaError::Decode { .. }), "{err:?}");
-    assert!(err.to_string().contains("corrupt.mp4"), "{err}");
-    assert!(frames > 100, "frames before the damage were delivered ({frames})");
+    .unwrap();
+    assert!(frames > 250, "most of the 449 frames decode ({frames})");
+    assert!(last_ts > 25.0, "frames after the damage are delivered (last at {last_ts} s)");
+}
+
+#[test]
+fn a_clip_with_no_decodable_frame_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(common::footage("tree_motion_no_person.mp4")).unwrap();
+    // mdat spans bytes 48..530012 of this file: scribble over all the media data.
+    scribble(&mut bytes, 48, 529_900);
+    let path = write_file(dir.path(), "garbage.mp4", &bytes);
+    media::probe(&path).unwrap();
+    let err = media::sample_frames(&path, 0.0, 0, &mut |_| true).unwrap_err();
+    assert!(matches!(err, MediaError::Decode { .. } | MediaError::Container { .. }), "{err:?}");
+    assert!(err.to_string().contains("garbage.mp4"), "{err}");
 }

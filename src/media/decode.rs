@@ -68,6 +68,8 @@ pub(crate) fn decode_video(
     let mut emitted = 0u32;
     let mut stopped = false;
     let mut packet = Vec::new();
+    let mut skipped = 0u32;
+    let mut first_error: Option<MediaError> = None;
 
     let mut emit = |yuv: &DecodedYUV<'_>, pending: &mut BinaryHeap<Reverse<i64>>| -> bool {
         let pts = pending.pop().map_or(0, |Reverse(p)| p);
@@ -86,11 +88,28 @@ pub(crate) fn decode_video(
 
     let count = video.sample_count();
     for i in 0..count {
-        let pts = video.read_sample(i, &mut packet)?;
+        let pts = match video.read_sample(i, &mut packet) {
+            Ok(pts) => pts,
+            Err(e) => {
+                skipped += 1;
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         pending.push(Reverse(pts));
-        let decoded = decoder.decode(&packet).map_err(|e| {
-            decode_error(&path, format!("sample {} of {count} (pts {pts}/{}): {e}", i + 1, video.timescale))
-        })?;
+        // A damaged sample is skipped (the decoder recovers at the next keyframe)
+        // so that one glitch does not make the whole recording unusable.
+        let decoded = match decoder.decode(&packet) {
+            Ok(d) => d,
+            Err(e) => {
+                pending.retain(|Reverse(p)| *p != pts);
+                skipped += 1;
+                first_error.get_or_insert_with(|| {
+                    decode_error(&path, format!("sample {} of {count} (pts {pts}/{}): {e}", i + 1, video.timescale))
+                });
+                continue;
+            }
+        };
         if let Some(yuv) = decoded
             && !emit(&yuv, &mut pending)
         {
@@ -106,6 +125,12 @@ pub(crate) fn decode_video(
                 break;
             }
         }
+    }
+    if let Some(err) = first_error {
+        if emitted == 0 {
+            return Err(err);
+        }
+        tracing::warn!(path = %path, skipped, samples = count, first_error = %err, "skipped undecodable samples");
     }
     tracing::debug!(path = %path, samples = count, frames = emitted, stopped, "decoded clip");
     Ok(emitted)
