@@ -38,7 +38,7 @@ impl PluginContext {
 
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve(&self, p: &std::path::Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.config_dir.join(p) }
+        crate::config::resolve_path(&self.config_dir, p)
     }
 }
 

@@ -15,6 +15,26 @@ pub use yaml::line_of;
 
 use crate::domain::CameraName;
 
+/// `p` resolved against `base` when relative, with `.` and `..` folded away
+/// (so logs show `/srv/homesec/data`, not `/srv/homesec/config/../data`).
+pub fn resolve_path(base: &Path, p: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Where the redb store lives under a data directory.
 pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("homesec.redb")
@@ -265,7 +285,7 @@ impl Config {
         }
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        Ok((if data_dir.is_absolute() { data_dir } else { dir.join(data_dir) }, server))
+        Ok((resolve_path(&dir, &data_dir), server))
     }
 
     /// Parses config text; `config_dir` anchors relative paths.
@@ -347,7 +367,7 @@ impl Config {
             );
         }
 
-        let data_dir = if data_dir.is_absolute() { data_dir } else { config_dir.join(data_dir) };
+        let data_dir = resolve_path(config_dir, &data_dir);
         let config = Config {
             file: file.to_path_buf(),
             device_id,
@@ -396,5 +416,18 @@ impl Config {
     /// A validator whose problems get line numbers from this config's text.
     pub fn locate(&self) -> impl Fn(&str) -> Option<u64> + '_ {
         |p: &str| line_of(&self.text, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_dir_without_dot_dots() {
+        let base = Path::new("/repo/config");
+        assert_eq!(resolve_path(base, Path::new("../.homesec/demo")), Path::new("/repo/.homesec/demo"));
+        assert_eq!(resolve_path(base, Path::new("./models/m.onnx")), Path::new("/repo/config/models/m.onnx"));
+        assert_eq!(resolve_path(base, Path::new("/abs/x")), Path::new("/abs/x"));
     }
 }

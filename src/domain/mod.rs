@@ -276,8 +276,9 @@ pub struct Alert {
     pub upload_failed: bool,
     /// Classes the object filter found (e.g. `person`), for automations.
     pub detected_classes: Vec<String>,
-    /// Local path of a JPEG snapshot of the most telling frame, when one was made.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    /// Local path of a JPEG snapshot of the most telling frame, when one was made
+    /// (notifiers send the image itself; the path stays out of payloads).
+    #[serde(skip)]
     pub snapshot_path: Option<String>,
 }
 

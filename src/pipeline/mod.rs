@@ -217,7 +217,7 @@ impl Pipeline {
             return;
         }
         let me = self.clone();
-        let span = info_span!("clip", clip_id = %id);
+        let span = info_span!("clip", clip_id = %id, camera = tracing::field::Empty);
         self.tasks.spawn(
             async move {
                 let _guard = InFlight(&me, id.clone());
