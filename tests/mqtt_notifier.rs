@@ -165,20 +165,7 @@ async fn alert_json_arrives_with_every_field_and_feeds_home_assistant() {
     let body = json(&got);
     let expected = serde_json::to_value(&a).expect("alert json");
     assert_eq!(body, expected);
-    for key in [
-        "clip_id",
-        "camera_name",
-        "storage_uri",
-        "view_url",
-        "risk_level",
-        "activity_type",
-        "notify_reason",
-        "summary",
-        "ts",
-        "dedupe_key",
-        "upload_failed",
-        "detected_classes",
-    ] {
+    for key in homesec::domain::ALERT_FIELDS {
         assert!(body.get(key).is_some(), "alert lacks {key}: {body}");
     }
     let back: Alert = serde_json::from_value(body).expect("decodes as Alert");

@@ -259,6 +259,22 @@ pub struct AlertDecision {
     pub reason: String,
 }
 
+/// The keys of the alert payload, as Home Assistant automations see them.
+pub const ALERT_FIELDS: [&str; 12] = [
+    "clip_id",
+    "camera_name",
+    "storage_uri",
+    "view_url",
+    "risk_level",
+    "activity_type",
+    "notify_reason",
+    "summary",
+    "ts",
+    "dedupe_key",
+    "upload_failed",
+    "detected_classes",
+];
+
 /// The alert payload sent to notifiers (the MQTT JSON body).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
 pub struct Alert {

@@ -895,20 +895,7 @@ mod tests {
     fn the_alert_payload_is_the_serde_form_of_alert() {
         let a = alert();
         let v: serde_json::Value = serde_json::from_slice(&alert_payload(&a).expect("json")).expect("parse");
-        for key in [
-            "clip_id",
-            "camera_name",
-            "storage_uri",
-            "view_url",
-            "risk_level",
-            "activity_type",
-            "notify_reason",
-            "summary",
-            "ts",
-            "dedupe_key",
-            "upload_failed",
-            "detected_classes",
-        ] {
+        for key in crate::domain::ALERT_FIELDS {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         let back: Alert = serde_json::from_value(v).expect("round trip");
