@@ -229,7 +229,14 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
         detected_classes: vec![],
         snapshot_path: None,
     };
-    let notifiers = homesec::plugins::build_notifiers(cfg, &ctx).await.map_err(|e| homesec::telemetry::chain(&e))?;
+    // A client id of its own, so the test does not kick a running daemon off the broker.
+    let mut cfg = cfg.clone();
+    for n in cfg.notifiers.iter_mut().filter(|n| n.backend == "mqtt") {
+        if let Some(obj) = n.config.as_object_mut() {
+            obj.entry("client_id").or_insert_with(|| format!("homesec-{}-notify-test", ctx.device_id).into());
+        }
+    }
+    let notifiers = homesec::plugins::build_notifiers(&cfg, &ctx).await.map_err(|e| homesec::telemetry::chain(&e))?;
     let mut failed = 0;
     for n in &notifiers {
         match n.send(&alert, None).await {
