@@ -35,6 +35,20 @@ enum Command {
         #[arg(long)]
         camera: Option<String>,
     },
+    /// Print the motion score over time for a clip, to tune a camera's `motion:` settings.
+    Motion {
+        /// The clip to analyse (default with --camera: that camera's newest recording).
+        file: Option<PathBuf>,
+        /// Use this camera's `motion:` settings from the config.
+        #[arg(long)]
+        camera: Option<String>,
+        /// Frames per second to analyse (default: the camera's detect_fps, else every frame).
+        #[arg(long)]
+        detect_fps: Option<f64>,
+        /// Write a JPEG of the changed pixels at the highest score here.
+        #[arg(long)]
+        mask_jpeg: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -64,6 +78,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Motion { file, camera, detect_fps, mask_jpeg } = &cli.command {
+        return finish(motion(&cli.config, file.as_deref(), camera.as_deref(), *detect_fps, mask_jpeg.as_deref()));
+    }
     if let Command::Clips { command } = cli.command {
         let (data_dir, server) = match Config::load_location(&cli.config) {
             Ok(loc) => loc,
@@ -95,7 +112,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::NotifyTest { camera } => notify_test(&cfg, camera).await,
-            Command::Clips { .. } | Command::Version => Ok(()),
+            Command::Clips { .. } | Command::Motion { .. } | Command::Version => Ok(()),
         }
     }))
 }
@@ -205,6 +222,47 @@ fn print_rows(rows: Vec<[String; 5]>) {
     for r in rows {
         println!("{:<32} {:<14} {:<12} {:<16} {}", r[0], r[1], r[2], r[3], r[4]);
     }
+}
+
+/// `homesec motion`: the score timeline and motion intervals of one clip.
+fn motion(
+    config: &Path,
+    file: Option<&Path>,
+    camera: Option<&str>,
+    detect_fps: Option<f64>,
+    mask_jpeg: Option<&Path>,
+) -> Result<(), String> {
+    use homesec::media::motion::{MotionConfig, analyze_file};
+    let mut settings = MotionConfig::default();
+    let mut fps = detect_fps.unwrap_or(0.0);
+    let mut newest = None;
+    if let Some(name) = camera {
+        let cfg = Config::load(config).map_err(|e| e.to_string())?;
+        let cam = cfg.cameras.iter().find(|c| c.name.as_str() == name).ok_or_else(|| {
+            let known: Vec<_> = cfg.cameras.iter().map(|c| c.name.to_string()).collect();
+            format!("no camera `{name}` in {} (cameras: {})", config.display(), known.join(", "))
+        })?;
+        if let Some(block) = cam.source.config.get("motion") {
+            settings = serde_json::from_value(block.clone())
+                .map_err(|e| format!("{}.config.motion: {e}", cam.source.yaml_path))?;
+        }
+        if detect_fps.is_none() {
+            fps = cam.source.config.get("detect_fps").and_then(|v| v.as_f64()).unwrap_or(5.0);
+        }
+        let dir = cfg.data_dir.join("recordings").join(name);
+        newest = std::fs::read_dir(&dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path());
+    }
+    let path = file.map(Path::to_path_buf).or(newest).ok_or("name a clip file, or a camera that has recordings")?;
+    let report = analyze_file(&path, &settings, fps, mask_jpeg).map_err(|e| homesec::telemetry::chain(&e))?;
+    println!("{report}");
+    Ok(())
 }
 
 async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String> {

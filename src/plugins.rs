@@ -58,7 +58,7 @@ impl PluginBuildError {
 }
 
 /// The backends each kind knows, for error messages and docs.
-pub const SOURCES: &[&str] = &["folder"];
+pub const SOURCES: &[&str] = &["folder", "rtsp", "v4l"];
 pub const STORAGES: &[&str] = &["local"];
 pub const FILTERS: &[&str] = &["yolo"];
 pub const ANALYZERS: &[&str] = &["openai"];
@@ -98,6 +98,8 @@ pub fn check(cfg: &Config, issues: &mut Vec<ConfigIssue>) {
         let mut v = Validator::new(&spec.yaml_path, issues, &locate);
         match spec.backend.as_str() {
             "folder" => drop(parse::<sources::folder::FolderConfig>(spec, &mut v)),
+            "rtsp" => drop(parse::<sources::rtsp::RtspConfig>(spec, &mut v)),
+            "v4l" => drop(parse::<sources::v4l::V4lConfig>(spec, &mut v)),
             other => unknown(&mut v, "source", other, SOURCES),
         }
     }
@@ -176,6 +178,8 @@ pub async fn build(cfg: &Config) -> Result<Plugins, PluginBuildError> {
             "folder" => {
                 Arc::new(sources::folder::FolderSource::new(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx))
             }
+            "rtsp" => Arc::new(sources::rtsp::build(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx)?),
+            "v4l" => Arc::new(sources::v4l::build(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx)?),
             other => return Err(unknown_backend("source", other)),
         });
     }

@@ -11,6 +11,8 @@
 
 mod decode;
 mod demux;
+pub mod motion;
+pub mod mp4write;
 mod resize;
 
 use std::path::Path;

@@ -270,6 +270,8 @@ impl ClipSource for FolderSource {
             healthy: fresh && err.is_none(),
             last_heartbeat_age_s: age,
             last_error: err,
+            fps: None,
+            reconnects: None,
         }
     }
 }

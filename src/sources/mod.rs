@@ -1,6 +1,9 @@
 //! Clip sources: produce finished clip files and hand them to the pipeline.
 
 pub mod folder;
+pub mod recorder;
+pub mod rtsp;
+pub mod v4l;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -17,6 +20,12 @@ pub struct SourceHealth {
     /// Seconds since the source last did useful work (scan, frame, upload).
     pub last_heartbeat_age_s: Option<f64>,
     pub last_error: Option<String>,
+    /// Frames per second received (live cameras).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// Reconnections since start (live cameras).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

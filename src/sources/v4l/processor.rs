@@ -1,0 +1,423 @@
+//! The device-independent half of the USB source: captured buffers in, H.264
+//! packets (AVCC, keyframe-flagged, timestamped) and motion samples out.
+//!
+//! - MJPEG: decoded to I420 (zune-jpeg), encoded with openh264.
+//! - YUYV: converted to I420 (one pass), encoded with openh264.
+//! - H.264: passed through (Annex-B rewritten as AVCC, SPS/PPS kept for the MP4
+//!   sample entry); decoded with openh264 only for motion.
+//!
+//! Motion runs on the luma plane at most `detect_fps` times a second. Everything
+//! here is blocking CPU work: it runs on the camera's capture thread.
+
+use std::time::Duration;
+
+use openh264::OpenH264API;
+use openh264::decoder::{Decoder, DecoderConfig, Flush};
+use openh264::formats::YUVSource;
+use tracing::{debug, warn};
+
+use super::PixelFormat;
+use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
+use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, annex_b_to_avcc};
+use crate::media::motion::{MotionConfig, MotionDetector, MotionSample};
+
+/// One buffer as the device delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct CapturedFrame<'a> {
+    /// The bytes the device filled (`bytesused`, not the whole mmap buffer).
+    pub data: &'a [u8],
+    /// Capture time since the stream started.
+    pub pts: Duration,
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row for YUYV (0: `2 * width`); ignored for compressed formats.
+    pub stride: usize,
+}
+
+/// An H.264 access unit ready for MP4: NAL units with 4-byte length prefixes,
+/// without SPS/PPS (see [`FrameProcessor::parameter_sets`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct H264Packet {
+    /// Capture time since the stream started.
+    pub pts: Duration,
+    /// An IDR picture: a clip may start here.
+    pub keyframe: bool,
+    pub data: Vec<u8>,
+}
+
+/// What one captured frame produced.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// The frame's H.264 packet (none while waiting for the first keyframe of a
+    /// passthrough stream, or when the encoder dropped the frame).
+    pub packet: Option<H264Packet>,
+    /// The motion detector's verdict, when the frame was due for detection.
+    pub motion: Option<MotionSample>,
+    /// This packet starts with SPS/PPS different from the previous ones (first
+    /// keyframe, resolution change): a clip in progress must end before it.
+    pub parameters_changed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// How the processor encodes and detects.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Frame rate the device delivers (the encoder's rate and keyframe cadence).
+    pub fps: f64,
+    pub bitrate_kbps: u32,
+    pub keyframe_interval_s: f64,
+    /// Motion detections per second at most (every frame when it is at least `fps`).
+    pub detect_fps: f64,
+    pub motion: MotionConfig,
+}
+
+/// Counters for health and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessorStats {
+    pub frames: u64,
+    pub packets: u64,
+    pub keyframes: u64,
+    pub motion_frames: u64,
+    /// Frames that could not be converted or encoded.
+    pub bad_frames: u64,
+    /// Passthrough frames the motion decoder could not decode (still recorded).
+    pub decode_errors: u64,
+}
+
+/// Decides which frames are due for motion detection: at most `fps` per second
+/// of capture time, on a grid so that jittery timestamps do not drift.
+#[derive(Debug, Clone)]
+struct MotionGate {
+    interval: f64,
+    next_due: Option<f64>,
+}
+
+impl MotionGate {
+    fn new(detect_fps: f64, capture_fps: f64) -> Self {
+        let interval =
+            if detect_fps.is_finite() && detect_fps > 0.0 && detect_fps < capture_fps { 1.0 / detect_fps } else { 0.0 };
+        Self { interval, next_due: None }
+    }
+
+    fn is_due(&mut self, t: f64) -> bool {
+        // Half a frame of slack: 15 fps sampled at 5 fps takes every third frame.
+        let slack = self.interval * 0.05;
+        let due = self.next_due.get_or_insert(t);
+        if t + slack < *due {
+            // Timestamps going backwards (a restarted stream) reset the grid.
+            if *due - t > 2.0 * self.interval {
+                *due = t + self.interval;
+                return true;
+            }
+            return false;
+        }
+        *due += self.interval;
+        if *due + slack <= t {
+            *due = t + self.interval;
+        }
+        true
+    }
+}
+
+/// Captured buffers to H.264 packets and motion samples (one per camera).
+pub struct FrameProcessor {
+    settings: ProcessorSettings,
+    gate: MotionGate,
+    detector: MotionDetector,
+    mjpeg: MjpegDecoder,
+    i420: I420Frame,
+    encoder: Option<H264Encoder>,
+    /// Passthrough only: decodes the camera's H.264 for motion.
+    decoder: Option<Decoder>,
+    parameter_sets: Option<ParameterSets>,
+    avcc: Vec<u8>,
+    stats: ProcessorStats,
+}
+
+impl std::fmt::Debug for FrameProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameProcessor")
+            .field("settings", &self.settings)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameProcessor {
+    pub fn new(settings: ProcessorSettings) -> Self {
+        Self {
+            gate: MotionGate::new(settings.detect_fps, settings.fps),
+            detector: MotionDetector::new(&settings.motion),
+            settings,
+            mjpeg: MjpegDecoder::default(),
+            i420: I420Frame::default(),
+            encoder: None,
+            decoder: None,
+            parameter_sets: None,
+            avcc: Vec::new(),
+            stats: ProcessorStats::default(),
+        }
+    }
+
+    /// The SPS/PPS of the packets produced so far (for the MP4 sample entry).
+    pub fn parameter_sets(&self) -> Option<&ParameterSets> {
+        self.parameter_sets.as_ref()
+    }
+
+    pub fn stats(&self) -> ProcessorStats {
+        self.stats
+    }
+
+    /// Whether the motion detector currently reports motion.
+    pub fn in_motion(&self) -> bool {
+        self.detector.in_motion()
+    }
+
+    /// The next encoded frame is an IDR frame (no effect on passthrough).
+    pub fn force_keyframe(&mut self) {
+        if let Some(enc) = self.encoder.as_mut() {
+            enc.force_keyframe();
+        }
+    }
+
+    /// Processes one captured buffer. An error concerns this frame only (a
+    /// corrupt JPEG, a short buffer); the next frame may succeed.
+    pub fn process(&mut self, frame: &CapturedFrame<'_>) -> Result<Processed, ProcessError> {
+        self.stats.frames += 1;
+        let result = match frame.format {
+            PixelFormat::H264 => Ok(self.passthrough(frame)),
+            PixelFormat::Yuyv | PixelFormat::Mjpeg => self.encode(frame),
+        };
+        match &result {
+            Ok(p) => {
+                if let Some(packet) = &p.packet {
+                    self.stats.packets += 1;
+                    self.stats.keyframes += u64::from(packet.keyframe);
+                }
+                self.stats.motion_frames += u64::from(p.motion.is_some());
+            }
+            Err(_) => self.stats.bad_frames += 1,
+        }
+        result
+    }
+
+    fn encode(&mut self, frame: &CapturedFrame<'_>) -> Result<Processed, ProcessError> {
+        match frame.format {
+            PixelFormat::Yuyv => yuyv_to_i420(frame.data, frame.width, frame.height, frame.stride, &mut self.i420)?,
+            _ => {
+                self.mjpeg.decode(frame.data, &mut self.i420)?;
+            }
+        }
+        let t = frame.pts.as_secs_f64();
+        let motion = self.gate.is_due(t).then(|| {
+            let (w, h) = (self.i420.width(), self.i420.height());
+            self.detector.process(self.i420.luma(), w as usize, w, h)
+        });
+        if self.encoder.is_none() {
+            let fps = self.settings.fps.clamp(1.0, 240.0);
+            let settings = EncoderSettings {
+                bitrate_kbps: self.settings.bitrate_kbps,
+                fps: fps as f32,
+                keyframe_interval_frames: (self.settings.keyframe_interval_s * fps).round().max(1.0) as u32,
+                full_range: frame.format == PixelFormat::Mjpeg,
+            };
+            debug!(?settings, width = self.i420.width(), height = self.i420.height(), "starting the H.264 encoder");
+            self.encoder = Some(H264Encoder::new(settings)?);
+        }
+        let Some(encoder) = self.encoder.as_mut() else {
+            // Just created above.
+            return Ok(Processed { motion, ..Processed::default() });
+        };
+        let pts_ms = u64::try_from(frame.pts.as_millis()).unwrap_or(u64::MAX);
+        let Some(picture) = encoder.encode(&self.i420, pts_ms)? else {
+            return Ok(Processed { motion, ..Processed::default() });
+        };
+        let keyframe = picture.keyframe;
+        let info = annex_b_to_avcc(picture.annex_b, &mut self.avcc);
+        let parameters_changed = self.update_parameter_sets(info.parameter_sets);
+        if !info.has_picture {
+            return Ok(Processed { motion, parameters_changed, ..Processed::default() });
+        }
+        let packet = H264Packet { pts: frame.pts, keyframe: keyframe || info.keyframe, data: self.avcc.clone() };
+        Ok(Processed { packet: Some(packet), motion, parameters_changed })
+    }
+
+    fn update_parameter_sets(&mut self, found: Option<ParameterSets>) -> bool {
+        match found {
+            Some(ps) if self.parameter_sets.as_ref() != Some(&ps) => {
+                debug!(sps_bytes = ps.sps.len(), pps_bytes = ps.pps.len(), size = ?ps.dimensions(), "new H.264 parameter sets");
+                self.parameter_sets = Some(ps);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn passthrough(&mut self, frame: &CapturedFrame<'_>) -> Processed {
+        let info = annex_b_to_avcc(frame.data, &mut self.avcc);
+        let parameters_changed = self.update_parameter_sets(info.parameter_sets);
+        // Nothing is usable before the first keyframe with its parameter sets.
+        let started = self.parameter_sets.is_some() && (info.keyframe || self.decoder.is_some());
+        if !started || !info.has_picture {
+            return Processed { parameters_changed, ..Processed::default() };
+        }
+        let t = frame.pts.as_secs_f64();
+        let due = self.gate.is_due(t);
+        let motion = self.decode_for_motion(frame.data, info.keyframe, due);
+        let packet = H264Packet { pts: frame.pts, keyframe: info.keyframe, data: self.avcc.clone() };
+        Processed { packet: Some(packet), motion, parameters_changed }
+    }
+
+    /// Decodes every passthrough frame (P-frames need their references) and runs
+    /// the detector on the due ones.
+    fn decode_for_motion(&mut self, annex_b: &[u8], keyframe: bool, due: bool) -> Option<MotionSample> {
+        if self.decoder.is_none() {
+            let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
+            match Decoder::with_api_config(OpenH264API::from_source(), config) {
+                Ok(d) => self.decoder = Some(d),
+                Err(e) => {
+                    self.decode_error(&format!("cannot create the decoder: {e}"));
+                    return None;
+                }
+            }
+        }
+        let decoder = self.decoder.as_mut()?;
+        if keyframe && let Some(ps) = &self.parameter_sets {
+            // In-band parameter sets are usual, but not every camera repeats them.
+            let _ = decoder.decode(&ps.annex_b());
+        }
+        match decoder.decode(annex_b) {
+            Ok(Some(yuv)) if due => {
+                let (w, h) = yuv.dimensions();
+                Some(self.detector.process(yuv.y(), yuv.strides().0, w as u32, h as u32))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                let msg = e.to_string();
+                self.decode_error(&msg);
+                None
+            }
+        }
+    }
+
+    fn decode_error(&mut self, msg: &str) {
+        self.stats.decode_errors += 1;
+        let n = self.stats.decode_errors;
+        if n == 1 || n.is_multiple_of(100) {
+            warn!(error = %msg, decode_errors = n, "cannot decode the camera's H.264 for motion (the video is still recorded)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::v4l::h264::annex_b_nals;
+
+    fn settings() -> ProcessorSettings {
+        ProcessorSettings {
+            fps: 10.0,
+            bitrate_kbps: 500,
+            keyframe_interval_s: 0.5,
+            detect_fps: 10.0,
+            motion: MotionConfig::default(),
+        }
+    }
+
+    /// An Annex-B stream of `n` moving 160x120 frames, IDR every 5 frames, one
+    /// access unit per frame (what a UVC H.264 camera sends).
+    fn camera_stream(n: u32) -> Vec<Vec<u8>> {
+        let mut enc = H264Encoder::new(EncoderSettings {
+            bitrate_kbps: 300,
+            fps: 10.0,
+            keyframe_interval_frames: 5,
+            full_range: false,
+        })
+        .unwrap();
+        let mut frame = I420Frame::default();
+        frame.reset(160, 120);
+        (0..n)
+            .map(|i| {
+                let (y, u, v) = frame.planes_mut();
+                for (j, p) in y.iter_mut().enumerate() {
+                    let x = (j % 160) as u32;
+                    *p = if x.abs_diff(i * 8 % 160) < 20 { 230 } else { 40 };
+                }
+                u.fill(128);
+                v.fill(128);
+                enc.encode(&frame, u64::from(i) * 100).unwrap().unwrap().annex_b.to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn passthrough_starts_at_the_first_keyframe_and_keeps_the_slices() {
+        let units = camera_stream(12);
+        let mut p = FrameProcessor::new(settings());
+        let mut out = Vec::new();
+        // Join mid-GOP: frames 2-4 are P-frames without parameter sets.
+        for (i, unit) in units.iter().enumerate().skip(2) {
+            let frame = CapturedFrame {
+                data: unit,
+                pts: Duration::from_millis(i as u64 * 100),
+                format: PixelFormat::H264,
+                width: 160,
+                height: 120,
+                stride: 0,
+            };
+            out.push((i, p.process(&frame).unwrap()));
+        }
+        let first = out.iter().position(|(_, r)| r.packet.is_some()).unwrap();
+        assert_eq!(out[first].0, 5, "the first packet is the IDR at frame 5");
+        assert!(out[first].1.parameters_changed);
+        assert!(out[..first].iter().all(|(_, r)| r.packet.is_none() && r.motion.is_none()));
+        let ps = p.parameter_sets().unwrap();
+        assert_eq!(ps.dimensions(), Some((160, 120)));
+        for (i, r) in &out[first..] {
+            let packet = r.packet.as_ref().unwrap();
+            assert_eq!(packet.keyframe, i % 5 == 0, "frame {i}");
+            // AVCC: the camera's slices with 4-byte lengths, no SPS/PPS.
+            let mut avcc = Vec::new();
+            for nal in annex_b_nals(&units[*i]).filter(|n| !matches!(n[0] & 0x1f, 7 | 8)) {
+                avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                avcc.extend_from_slice(nal);
+            }
+            assert_eq!(packet.data, avcc, "frame {i}");
+            // Decoded for motion: a bar moving across the picture.
+            let m = r.motion.expect("every frame analysed at detect_fps = fps");
+            if *i > 6 {
+                assert!(m.score > 0.01, "frame {i}: {m:?}");
+            }
+        }
+        assert_eq!(p.stats().decode_errors, 0);
+        assert_eq!(p.stats().packets, 7);
+    }
+
+    #[test]
+    fn the_motion_gate_takes_detect_fps_of_the_capture_rate() {
+        let mut g = MotionGate::new(5.0, 15.0);
+        let taken: Vec<u32> = (0..30).filter(|i| g.is_due(f64::from(*i) / 15.0)).collect();
+        assert_eq!(taken, vec![0, 3, 6, 9, 12, 15, 18, 21, 24, 27]);
+
+        // At or above the capture rate: every frame.
+        let mut g = MotionGate::new(30.0, 15.0);
+        assert!((0..10).all(|i| g.is_due(f64::from(i) / 15.0)));
+
+        // A gap does not cause a burst afterwards; going backwards restarts the grid.
+        let mut g = MotionGate::new(5.0, 15.0);
+        assert!(g.is_due(0.0));
+        assert!(g.is_due(10.0));
+        assert!(!g.is_due(10.1));
+        assert!(g.is_due(10.2));
+        assert!(g.is_due(1.0));
+        assert!(!g.is_due(1.1));
+    }
+}

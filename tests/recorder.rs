@@ -1,0 +1,227 @@
+//! The MP4 writer and the recorder on real footage, without a network: the
+//! camera's packets are the samples of a real H.264 clip, motion comes from the
+//! real detector, and ffprobe judges the files.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use homesec::domain::Clip;
+use homesec::media::motion::{MotionConfig, MotionDetector};
+use homesec::media::mp4write::{Mp4Writer, SampleEntry};
+use homesec::sources::recorder::{ClipOutput, EncodedPacket, Recorder, RecorderError, RecorderEvent, RecordingConfig};
+
+const WALL0: i64 = 1_750_000_000_000;
+
+/// The video track of an MP4 file as a camera would send it: samples in decode
+/// order with presentation times.
+struct Footage {
+    entry: SampleEntry,
+    timescale: u32,
+    packets: Vec<EncodedPacket>,
+}
+
+fn load(name: &str) -> Footage {
+    let path = common::footage(name);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let mut reader = mp4::Mp4Reader::read_header(BufReader::new(File::open(&path).unwrap()), size).unwrap();
+    let (track_id, timescale, count, entry) = {
+        let track = reader.tracks().values().find(|t| t.sequence_parameter_set().is_ok()).expect("an H.264 track");
+        let entry = SampleEntry::avc1_from_parameter_sets(
+            track.sequence_parameter_set().unwrap(),
+            track.picture_parameter_set().unwrap(),
+            track.width(),
+            track.height(),
+        )
+        .unwrap();
+        (track.track_id(), track.timescale(), track.sample_count(), entry)
+    };
+    let mut packets = Vec::new();
+    for i in 1..=count {
+        let s = reader.read_sample(track_id, i).unwrap().unwrap();
+        let pts = s.start_time as i64 + i64::from(s.rendering_offset);
+        packets.push(EncodedPacket {
+            pts,
+            wall_ms: WALL0 + pts * 1000 / i64::from(timescale),
+            is_keyframe: s.is_sync,
+            data: s.bytes.to_vec(),
+        });
+    }
+    Footage { entry, timescale, packets }
+}
+
+/// `ffprobe` duration of the container, in seconds.
+fn ffprobe_duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (apt-get install ffmpeg)");
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Decodes every frame with ffprobe: (codec, frames read), and no complaint on stderr.
+fn ffprobe_decode(path: &Path) -> (String, u32) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (codec, frames) = text.split_once(',').unwrap();
+    (codec.to_owned(), frames.parse().unwrap())
+}
+
+#[test]
+fn remuxed_footage_with_b_frames_is_valid_h264_of_the_same_duration() {
+    let f = load("scene_empty_people_empty.mp4");
+    assert!(f.packets.windows(2).any(|w| w[1].pts < w[0].pts), "the footage has B-frames");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("remux.mp4");
+    let mut w = Mp4Writer::create(&dest, f.entry.clone(), f.timescale).unwrap();
+    for p in &f.packets {
+        w.write_sample(p.pts, p.is_keyframe, &p.data).unwrap();
+    }
+    let summary = w.finish(None).unwrap();
+    assert_eq!(summary.samples, 341);
+    assert!((summary.duration_s - 34.1).abs() < 0.01, "{summary:?}");
+    assert!((ffprobe_duration(&dest) - 34.1).abs() < 0.05);
+    assert_eq!(ffprobe_decode(&dest), ("h264".to_owned(), 341));
+    // Our own reader agrees, and decodes every frame.
+    let info = homesec::media::probe(&dest).unwrap();
+    assert_eq!((info.width, info.height, info.frame_count), (768, 576, 341));
+    let decoded = homesec::media::for_each_frame(&dest, &mut |_| true).unwrap();
+    assert_eq!(decoded, 341);
+}
+
+#[derive(Clone, Default)]
+struct Collect {
+    clips: Arc<Mutex<Vec<Clip>>>,
+}
+
+impl ClipOutput for Collect {
+    fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError> {
+        Ok(self.clips.lock().unwrap().iter().any(|c| c.clip_id.as_str() == id))
+    }
+    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
+        self.clips.lock().unwrap().push(clip);
+        Ok(())
+    }
+}
+
+/// Motion verdicts of the real detector on the footage at 5 fps: (pts, motion).
+fn motion_track(name: &str, f: &Footage) -> Vec<(i64, bool)> {
+    let first_pts = f.packets.iter().map(|p| p.pts).min().unwrap();
+    let mut detector = MotionDetector::new(&MotionConfig::default());
+    let mut out = Vec::new();
+    homesec::media::for_each_frame(&common::footage(name), &mut |frame| {
+        if frame.index.is_multiple_of(2) {
+            let (y, stride) = frame.luma();
+            let s = detector.process(y, stride, frame.width, frame.height);
+            out.push((first_pts + (frame.ts_s * f64::from(f.timescale)).round() as i64, s.motion));
+        }
+        true
+    })
+    .unwrap();
+    out
+}
+
+/// Plays the footage into a recorder the way the RTSP source does: each packet,
+/// then the verdicts for frames up to the newest packet's time; then the stream ends.
+fn record(name: &str, cfg: RecordingConfig) -> (Vec<Clip>, tempfile::TempDir, Vec<(i64, bool)>) {
+    let f = load(name);
+    let motion = motion_track(name, &f);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Collect::default();
+    let mut rec = Recorder::new("yard".into(), "rtsp", cfg, dir.path().join("yard"), Box::new(out.clone()));
+    rec.handle(RecorderEvent::Stream { entry: f.entry.clone(), timescale: f.timescale }).unwrap();
+    let mut next = 0;
+    let mut now = i64::MIN;
+    for p in f.packets {
+        now = now.max(p.pts);
+        rec.handle(RecorderEvent::Packet(p)).unwrap();
+        while next < motion.len() && motion[next].0 <= now {
+            rec.handle(RecorderEvent::Motion { pts: Some(motion[next].0), motion: motion[next].1 }).unwrap();
+            next += 1;
+        }
+    }
+    rec.handle(RecorderEvent::StreamEnd).unwrap();
+    let clips = out.clips.lock().unwrap().clone();
+    (clips, dir, motion)
+}
+
+fn motion_span_s(motion: &[(i64, bool)], timescale: f64) -> (f64, f64) {
+    let first = motion.iter().find(|m| m.1).unwrap().0 as f64 / timescale;
+    let last = motion.iter().rev().find(|m| m.1).unwrap().0 as f64 / timescale;
+    (first, last)
+}
+
+#[test]
+fn motion_in_real_footage_gives_one_clip_covering_it_plus_pre_and_post_roll() {
+    let cfg = RecordingConfig { pre_roll_s: 5.0, post_roll_s: 3.0, max_clip_s: 120.0, min_clip_s: 2.0 };
+    let (clips, _dir, motion) = record("scene_empty_people_empty.mp4", cfg);
+    let timescale = f64::from(load("scene_empty_people_empty.mp4").timescale);
+    let (m0, m1) = motion_span_s(&motion, timescale);
+    assert!((6.0..=9.5).contains(&m0) && (26.0..=30.0).contains(&m1), "motion {m0:.1}-{m1:.1} s");
+    assert_eq!(clips.len(), 1, "{clips:?}");
+    let c = &clips[0];
+    let (start, end) = ((c.start_ms - WALL0) as f64 / 1000.0, (c.end_ms - WALL0) as f64 / 1000.0);
+    // GOP of 2 s: the clip starts at the keyframe at or before m0 - 5 s and ends at
+    // the first keyframe after m1 + 3 s (or the end of the footage).
+    assert!(start <= m0 - 5.0 + 1e-6 && start > m0 - 7.0, "clip {start:.1}-{end:.1}, motion {m0:.1}-{m1:.1}");
+    assert!(end >= (m1 + 3.0).min(34.1) - 1e-6 && end <= (m1 + 5.1).min(34.1) + 1e-6, "clip {start:.1}-{end:.1}");
+    let path = Path::new(&c.local_path);
+    assert_eq!(path.file_name().unwrap().to_string_lossy(), format!("{}.mp4", c.clip_id));
+    assert_eq!(c.clip_id.as_str(), format!("yard_{}", c.start_ms / 1000));
+    let probed = ffprobe_duration(path);
+    assert!((probed - (end - start)).abs() < 0.05, "ffprobe {probed} vs {}", end - start);
+    let (codec, frames) = ffprobe_decode(path);
+    assert_eq!(codec, "h264");
+    assert_eq!(frames as f64, ((end - start) * 10.0).round());
+}
+
+#[test]
+fn long_motion_is_split_into_valid_clips_at_keyframes() {
+    let cfg = RecordingConfig { pre_roll_s: 2.0, post_roll_s: 2.0, max_clip_s: 8.0, min_clip_s: 2.0 };
+    let (clips, _dir, _) = record("scene_empty_people_empty.mp4", cfg);
+    assert!(clips.len() >= 3, "{clips:?}");
+    let ids: HashSet<_> = clips.iter().map(|c| c.clip_id.clone()).collect();
+    assert_eq!(ids.len(), clips.len());
+    for pair in clips.windows(2) {
+        assert_eq!(pair[0].end_ms, pair[1].start_ms, "consecutive clips meet at a keyframe");
+    }
+    for c in &clips {
+        let path = Path::new(&c.local_path);
+        let d = ffprobe_duration(path);
+        assert!((d - (c.end_ms - c.start_ms) as f64 / 1000.0).abs() < 0.05);
+        assert!(d <= 8.0 + 4.0 + 1e-6, "{d}");
+        assert_eq!(ffprobe_decode(path).0, "h264");
+    }
+}
+
+#[test]
+fn tree_footage_motion_is_recorded() {
+    let (clips, _dir, motion) = record("tree_motion_no_person.mp4", RecordingConfig::default());
+    assert!(motion.iter().any(|m| m.1), "the swaying tree is motion");
+    assert!(!clips.is_empty());
+    for c in &clips {
+        assert_eq!(ffprobe_decode(Path::new(&c.local_path)).0, "h264");
+    }
+}

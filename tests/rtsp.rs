@@ -1,0 +1,456 @@
+//! Live cameras end to end: a real RTSP server (GStreamer's, from Debian
+//! packages, `tests/rtsp_server.py`) streams real footage in real time without
+//! re-encoding; the daemon records it by passthrough, detects motion, and runs
+//! the clips through the real YOLOX filter and a real Mosquitto broker.
+//!
+//! The footage plays in real time (~30 s), so each test drives several cameras
+//! at once in one daemon.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::peers::{Broker, Daemon, Subscriber, free_port, wait_for};
+use serde_json::Value;
+
+/// `tests/rtsp_server.py` under Debian's python3 (which has `gi`).
+struct RtspServer {
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// Stdout lines with the time they were read.
+    lines: Arc<Mutex<Vec<(SystemTime, String)>>>,
+}
+
+impl RtspServer {
+    fn start(file: &Path, extra: &[&str]) -> RtspServer {
+        let mut args = vec![
+            common::repo_root().join("tests/rtsp_server.py").display().to_string(),
+            "--file".into(),
+            file.display().to_string(),
+            "--mount".into(),
+            "/cam".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = RtspServer { port: free_port(), args, child: None, lines: Arc::default() };
+        s.restart();
+        s
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let python = std::env::var("HOMESEC_GST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let mut child = Command::new(&python)
+            .args(&self.args)
+            .args(["--port", &self.port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {python} (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0): {e}")
+            });
+        let stdout = child.stdout.take().unwrap();
+        let lines = self.lines.clone();
+        lines.lock().unwrap().clear();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push((SystemTime::now(), line));
+            }
+        });
+        self.child = Some(child);
+        wait_for("the RTSP server to listen", Duration::from_secs(20), || {
+            let lines = self.lines.lock().unwrap();
+            if let Some((_, l)) = lines.iter().find(|(_, l)| l.starts_with("ERROR")) {
+                panic!("RTSP server: {l}");
+            }
+            lines.iter().any(|(_, l)| l.starts_with("READY")).then_some(())
+        });
+    }
+
+    /// Sends a signal (`STOP` freezes the camera: the connection stays open, no frames come).
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        assert!(Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap().success());
+    }
+
+    /// SIGKILL: the camera vanishes mid-stream.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+
+    /// When the server's latest session started streaming.
+    fn playing_since(&self) -> Option<SystemTime> {
+        self.lines.lock().unwrap().iter().rev().find(|(_, l)| l == "PLAYING").map(|(t, _)| *t)
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One camera of the daemon's config.
+fn camera(name: &str, url_env: &str, extra: &str, recording: &str) -> String {
+    format!(
+        r#"
+  - name: {name}
+    source:
+      backend: rtsp
+      config:
+        rtsp_url_env: {url_env}
+        frame_timeout_s: 2
+        first_frame_timeout_s: 8
+        reconnect_initial_s: 0.5
+        reconnect_max_s: 2
+        recording: {recording}
+{extra}"#
+    )
+}
+
+fn config(dir: &Path, broker: u16, cameras: &[String]) -> String {
+    format!(
+        r#"
+device_id: rtsp-e2e
+data_dir: {dir}/data
+cameras:{cameras}
+storage:
+  backend: local
+filter:
+  backend: yolo
+  config:
+    model_path: {model}
+    ort_library: {ort}
+    classes: [person]
+    min_confidence: 0.6
+    sample_fps: 1
+alert_policy:
+  backend: default
+notifiers:
+  - backend: mqtt
+    config:
+      host: 127.0.0.1
+      port: {broker}
+server:
+  port: {{api_port}}
+"#,
+        dir = dir.display(),
+        cameras = cameras.concat(),
+        model = common::model("yolox_nano_416.onnx").display(),
+        ort = common::ort_library().display(),
+    )
+}
+
+fn clips_of(daemon: &Daemon, camera: &str) -> Vec<Value> {
+    daemon.clips().into_iter().filter(|c| c["clip"]["camera"] == camera).collect()
+}
+
+fn source_health(daemon: &Daemon, camera: &str) -> Option<Value> {
+    let (_, h) = daemon.get("/health")?;
+    h["sources"].as_array()?.iter().find(|s| s["camera"] == camera).cloned()
+}
+
+/// The daemon's log without terminal colour codes.
+fn plain_log(daemon: &Daemon) -> String {
+    let raw = daemon.log_text();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn ffprobe(args: &[&str], path: &Path) -> String {
+    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(path).output().expect("ffprobe");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Checks a recorded clip with ffprobe: valid H.264 in MP4 whose duration
+/// matches the record, at the footage's `fps`. Returns (start, end) in seconds after `since`.
+fn check_clip(clip: &Value, since: SystemTime, fps: f64) -> (f64, f64) {
+    let path = PathBuf::from(clip["clip"]["local_path"].as_str().unwrap());
+    assert!(path.is_file(), "{clip}");
+    let (start_ms, end_ms) = (clip["clip"]["start_ms"].as_i64().unwrap(), clip["clip"]["end_ms"].as_i64().unwrap());
+    let duration = ffprobe(&["-show_entries", "format=duration", "-of", "csv=p=0"], &path).parse::<f64>().unwrap();
+    assert!((duration - (end_ms - start_ms) as f64 / 1000.0).abs() < 0.1, "ffprobe says {duration} s: {clip}");
+    let streams = ffprobe(
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+        &path,
+    );
+    let (codec, frames) = streams.split_once(',').unwrap();
+    assert_eq!(codec, "h264");
+    let frames: f64 = frames.parse().unwrap();
+    // (A clip cut short by a lost stream may end before its B-frames.)
+    assert!(
+        frames >= 1.0 && (duration < 3.0 || (frames / duration - fps).abs() < 0.5),
+        "{frames} frames in {duration} s"
+    );
+    let since_ms = since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
+    ((start_ms - since_ms) as f64 / 1000.0, (end_ms - since_ms) as f64 / 1000.0)
+}
+
+#[test]
+fn live_footage_over_tcp_and_udp_becomes_one_clip_each_and_a_person_alert_but_trees_do_not() {
+    let scene = common::footage("scene_empty_people_empty.mp4");
+    let porch = RtspServer::start(&scene, &["--exit-on-eos"]);
+    let yard = RtspServer::start(&scene, &["--exit-on-eos"]);
+    // The yard camera's motion comes from a second stream of the same scene, as
+    // from a camera's low-resolution sub-stream.
+    let yard_sub = RtspServer::start(&scene, &["--exit-on-eos"]);
+    let garden = RtspServer::start(&common::footage("tree_motion_no_person.mp4"), &["--exit-on-eos"]);
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, &["homecam/alerts/#"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = "{pre_roll_s: 5, post_roll_s: 3, max_clip_s: 120, min_clip_s: 2}";
+    let cfg = config(
+        tmp.path(),
+        broker.port,
+        &[
+            camera("porch", "PORCH_URL", "", rec),
+            camera("yard", "YARD_URL", "        transport: udp\n        detect_url_env: YARD_SUB\n", rec),
+            camera("garden", "GARDEN_URL", "", rec),
+        ],
+    );
+    let daemon = Daemon::start(
+        tmp.path(),
+        &cfg,
+        &[
+            ("PORCH_URL", &porch.url()),
+            ("YARD_URL", &yard.url()),
+            ("YARD_SUB", &yard_sub.url()),
+            ("GARDEN_URL", &garden.url()),
+        ],
+    );
+
+    // All three are streaming.
+    wait_for("frames from every camera", Duration::from_secs(20), || {
+        let (_, h) = daemon.get("/health")?;
+        let sources = h["sources"].as_array()?;
+        (sources.len() == 3 && sources.iter().all(|s| s["healthy"] == true && s["fps"].as_f64() > Some(0.0)))
+            .then_some(())
+    });
+
+    // Each scene camera: one alert for one clip that covers the motion (~7-28 s)
+    // plus pre- and post-roll.
+    for cam in ["porch", "yard"] {
+        let alert = wait_for(&format!("the alert for {cam}"), Duration::from_secs(90), || {
+            sub.json_on(&format!("homecam/alerts/{cam}")).into_iter().next()
+        });
+        assert!(alert["detected_classes"].as_array().unwrap().iter().any(|c| c == "person"), "{alert}");
+        let clips = clips_of(&daemon, cam);
+        assert_eq!(clips.len(), 1, "{cam}: {clips:?}");
+        let clip = &clips[0];
+        assert_eq!(alert["clip_id"], clip["clip"]["clip_id"]);
+        assert_eq!(clip["clip"]["source_backend"], "rtsp");
+        let since = if cam == "porch" { &porch } else { &yard }.playing_since().unwrap();
+        let (start, end) = check_clip(clip, since, 10.0);
+        assert!((0.0..=4.0).contains(&start), "{cam}: clip {start:.1}-{end:.1} s");
+        assert!((28.0..=34.6).contains(&end), "{cam}: clip {start:.1}-{end:.1} s");
+    }
+
+    // The tree: recorded, filtered, nothing found, no alert.
+    let garden_clip = wait_for("the garden clip done", Duration::from_secs(90), || {
+        let c = clips_of(&daemon, "garden");
+        (!c.is_empty() && c.iter().all(|c| c["status"] == "done")).then_some(c)
+    });
+    for c in &garden_clip {
+        check_clip(c, garden.playing_since().unwrap(), 15.0);
+        let classes = c["filter_result"]["detected_classes"].as_array().unwrap();
+        assert!(!classes.iter().any(|x| x == "person"), "{c}");
+        assert_eq!(c["decision"]["notify"], false, "{c}");
+    }
+
+    // The scene servers are gone now: still exactly one clip each, and no alert for the garden.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(clips_of(&daemon, "porch").len(), 1);
+    assert_eq!(clips_of(&daemon, "yard").len(), 1);
+    assert!(sub.json_on("homecam/alerts/garden").is_empty());
+    let log = plain_log(&daemon);
+    assert!(log.contains("timestamps from the camera's RTCP sender reports"), "wall clock from RTCP");
+    assert!(
+        log.lines().any(|l| l.contains("connecting") && l.contains("camera=yard") && l.contains("transport=Udp")),
+        "the yard camera streams over UDP"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("receiving video") && l.contains("camera=yard") && l.contains("stream=\"detect\"")),
+        "the yard camera's motion comes from its sub-stream"
+    );
+}
+
+#[test]
+fn digest_auth_works_and_wrong_credentials_give_one_clear_error_and_slow_retries() {
+    const PASSWORD: &str = "s3cret-Pa55";
+    const WRONG: &str = "wr0ng-Pa55";
+    let scene = common::footage("scene_empty_people_empty.mp4");
+    let good = RtspServer::start(&scene, &["--user", "admin", "--password", PASSWORD]);
+    let bad = RtspServer::start(&scene, &["--user", "admin", "--password", PASSWORD]);
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = "{}";
+    let cfg = config(
+        tmp.path(),
+        broker.port,
+        &[
+            camera("front", "FRONT_URL", "", rec),
+            // Credentials from their own variables this time.
+            camera("back", "BACK_URL", "        username_env: BACK_USER\n        password_env: BACK_PASS\n", rec),
+            // The right password but a path the camera does not have.
+            camera("side", "SIDE_URL", "", rec),
+        ],
+    );
+    let good_url = good.url().replace("rtsp://", &format!("rtsp://admin:{PASSWORD}@"));
+    let started = Instant::now();
+    let daemon = Daemon::start(
+        tmp.path(),
+        &cfg,
+        &[
+            ("FRONT_URL", &good_url),
+            ("BACK_URL", &bad.url()),
+            ("BACK_USER", "admin"),
+            ("BACK_PASS", WRONG),
+            ("SIDE_URL", &good_url.replace("/cam", "/nope")),
+        ],
+    );
+
+    wait_for("frames from the camera with the right password", Duration::from_secs(20), || {
+        let h = source_health(&daemon, "front")?;
+        (h["healthy"] == true && h["fps"].as_f64() > Some(0.0)).then_some(())
+    });
+    let back = wait_for("the wrong password reported", Duration::from_secs(20), || {
+        let h = source_health(&daemon, "back")?;
+        (h["healthy"] == false && h["last_error"].as_str().is_some_and(|e| e.contains("401"))).then_some(h)
+    });
+    let error = back["last_error"].as_str().unwrap();
+    assert!(error.contains("credentials"), "{error}");
+
+    // Retries are slow (every reconnect_max_s = 2 s, not a tight loop) and the
+    // failure is logged as an error once.
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(started.elapsed()));
+    let elapsed = started.elapsed().as_secs_f64();
+    let back = source_health(&daemon, "back").unwrap();
+    let reconnects = back["reconnects"].as_u64().unwrap();
+    assert!(
+        reconnects >= 2 && (reconnects as f64) <= elapsed / 2.0 * 1.3 + 1.0,
+        "{reconnects} reconnects in {elapsed:.0} s"
+    );
+    let log = plain_log(&daemon);
+    let errors: Vec<&str> =
+        log.lines().filter(|l| l.contains("ERROR") && l.contains("camera=back") && l.contains("401")).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("camera stream unavailable"), "{}", errors[0]);
+    let side = source_health(&daemon, "side").unwrap();
+    assert_eq!(side["healthy"], false);
+    assert!(side["last_error"].as_str().unwrap().contains("404"), "{side}");
+    let errors = log.lines().filter(|l| l.contains("ERROR") && l.contains("camera=side") && l.contains("404")).count();
+    assert_eq!(errors, 1);
+
+    // No password anywhere: log, health, diagnostics.
+    let (_, health) = daemon.get("/health").unwrap();
+    for (what, text) in [("log", log.as_str()), ("health", &health.to_string())] {
+        assert!(!text.contains(PASSWORD) && !text.contains(WRONG), "password in the {what}");
+    }
+    assert_eq!(source_health(&daemon, "front").unwrap()["healthy"], true);
+}
+
+#[test]
+fn a_camera_that_dies_mid_stream_is_reported_reconnected_and_recorded_again() {
+    let scene = common::footage("scene_empty_people_empty.mp4");
+    let mut server = RtspServer::start(&scene, &[]);
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // Short clips so that recording again shows quickly after the restart.
+    let rec = "{pre_roll_s: 5, post_roll_s: 3, max_clip_s: 8, min_clip_s: 2}";
+    let cfg = config(tmp.path(), broker.port, &[camera("porch", "PORCH_URL", "", rec)]);
+    let mut daemon = Daemon::start(tmp.path(), &cfg, &[("PORCH_URL", &server.url())]);
+
+    // Motion starts about 8 s in: wait until recording, then pull the plug.
+    wait_for("recording to start", Duration::from_secs(30), || {
+        plain_log(&daemon).contains("recording started").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // First the camera freezes: the connection stays up but frames stop.
+    server.signal("STOP");
+    let frozen = Instant::now();
+
+    // The stall is detected (frame_timeout_s = 2), the clip in progress is
+    // finished and handed over, and the camera turns unhealthy (3 x frame_timeout_s).
+    wait_for("the interrupted clip", Duration::from_secs(20), || {
+        (!clips_of(&daemon, "porch").is_empty() && plain_log(&daemon).contains("reason=\"stream_end\"")).then_some(())
+    });
+    let down = wait_for("the camera reported unhealthy", Duration::from_secs(20), || {
+        let h = source_health(&daemon, "porch")?;
+        (h["healthy"] == false).then_some(h)
+    });
+    assert!(down["last_error"].as_str().is_some_and(|e| e.contains("no video frame")), "{down}");
+    assert!(frozen.elapsed() < Duration::from_secs(10), "unhealthy within 3x frame_timeout_s (+ slack)");
+    let (code, health) = daemon.get("/health").unwrap();
+    assert_eq!((code, health["status"].as_str()), (503, Some("unhealthy")), "{health}");
+    // Then it dies.
+    server.kill();
+    let before: Vec<String> =
+        clips_of(&daemon, "porch").iter().map(|c| c["clip"]["clip_id"].as_str().unwrap().to_owned()).collect();
+    for c in clips_of(&daemon, "porch") {
+        check_clip(&c, SystemTime::UNIX_EPOCH, 10.0);
+    }
+
+    // The camera comes back: reconnect, healthy, and new clips.
+    server.restart();
+    let up = wait_for("the camera healthy again", Duration::from_secs(20), || {
+        let h = source_health(&daemon, "porch")?;
+        (h["healthy"] == true && h["last_heartbeat_age_s"].as_f64()? < 2.0).then_some(h)
+    });
+    assert!(up["reconnects"].as_u64().unwrap() >= 1, "{up}");
+    let fresh = wait_for("a clip recorded after the reconnect", Duration::from_secs(45), || {
+        let new: Vec<Value> = clips_of(&daemon, "porch")
+            .into_iter()
+            .filter(|c| !before.iter().any(|b| c["clip"]["clip_id"] == b.as_str()))
+            .collect();
+        (!new.is_empty()).then_some(new)
+    });
+    for c in &fresh {
+        let (start, end) = check_clip(c, server.playing_since().unwrap(), 10.0);
+        assert!(start >= -0.5 && end - start <= 8.0 + 4.5, "clip {start:.1}-{end:.1} s after the restart");
+    }
+    let log = plain_log(&daemon);
+    assert!(log.contains("camera stream lost; reconnecting"), "the loss is logged");
+
+    // A graceful stop finishes the clip in progress and hands it over.
+    assert!(daemon.stop().is_some_and(|s| s.success()));
+    let log = plain_log(&daemon);
+    assert!(log.contains("reason=\"shutdown\""), "the clip in progress is kept on shutdown");
+}
