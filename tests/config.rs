@@ -117,6 +117,8 @@ fn the_shipped_configs_are_valid() {
     unsafe {
         std::env::set_var("OPENAI_API_KEY", "sk-test");
         std::env::set_var("HOMESEC_API_KEY", "k");
+        std::env::set_var("FRONT_DOOR_RTSP_URL", "rtsp://u:p@192.168.1.20:554/Streaming/Channels/101");
+        std::env::set_var("FRONT_DOOR_DETECT_URL", "rtsp://u:p@192.168.1.20:554/Streaming/Channels/102");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for name in ["config/example.yaml", "config/demo.yaml"] {
