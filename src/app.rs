@@ -105,7 +105,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         None
     };
 
-    print_banner(&cfg);
+    print_banner(&cfg, &plugins.sources);
     wait_for_signal().await;
     info!("stopping: sources first, then in-flight clips (up to {} s)", SHUTDOWN_GRACE.as_secs());
     sources_shutdown.cancel();
@@ -120,10 +120,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
-fn print_banner(cfg: &Config) {
-    for cam in &cfg.cameras {
-        let detail = cam.source.config.get("path").and_then(|p| p.as_str()).unwrap_or("");
-        info!(camera = %cam.name, backend = %cam.source.backend, detail, "camera configured");
+fn print_banner(cfg: &Config, sources: &[Arc<dyn crate::sources::ClipSource>]) {
+    for source in sources {
+        info!(camera = %source.camera(), source = %source.describe(), "camera configured");
     }
     for n in &cfg.notifiers {
         let host = n.config.get("host").and_then(|h| h.as_str()).unwrap_or("127.0.0.1");

@@ -258,6 +258,10 @@ impl ClipSource for FolderSource {
         Ok(())
     }
 
+    fn describe(&self) -> String {
+        format!("folder {}", self.dir.display())
+    }
+
     fn health(&self) -> SourceHealth {
         let (age, err) = match self.state.lock() {
             Ok(s) => (s.last_scan.map(|t| t.elapsed().as_secs_f64()), s.last_error.clone()),

@@ -46,4 +46,6 @@ pub trait ClipSource: Send + Sync {
     /// Runs until `shutdown` is cancelled, handing finished clips to `sink`.
     async fn run(&self, sink: ClipSink, shutdown: CancellationToken) -> Result<(), SourceError>;
     fn health(&self) -> SourceHealth;
+    /// Where the source reads from, safe to log (no credentials).
+    fn describe(&self) -> String;
 }

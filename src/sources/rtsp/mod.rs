@@ -291,6 +291,13 @@ impl ClipSource for RtspSource {
         Ok(())
     }
 
+    fn describe(&self) -> String {
+        match self.display_urls() {
+            (main, Some(detect)) => format!("{main} (motion on {detect})"),
+            (main, None) => main,
+        }
+    }
+
     fn health(&self) -> SourceHealth {
         let limit = Duration::from_secs_f64(3.0 * self.cfg.frame_timeout_s.max(0.0));
         let grace = Duration::from_secs_f64(self.cfg.first_frame_timeout_s.max(0.0));

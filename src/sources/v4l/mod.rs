@@ -624,6 +624,17 @@ impl ClipSource for V4lSource {
         }
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "{} ({:?} {}x{} @ {} fps)",
+            self.cfg.device.display(),
+            self.cfg.format,
+            self.cfg.width,
+            self.cfg.height,
+            self.cfg.fps
+        )
+    }
+
     fn health(&self) -> SourceHealth {
         let (age, err, fps, reconnects) = match self.state.lock() {
             Ok(s) => (s.last_frame.map(|t| t.elapsed().as_secs_f64()), s.last_error(), s.fps, s.reconnects),
