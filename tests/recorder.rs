@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use homesec::domain::Clip;
@@ -55,40 +54,6 @@ fn load(name: &str) -> Footage {
     Footage { entry, timescale, packets }
 }
 
-/// `ffprobe` duration of the container, in seconds.
-fn ffprobe_duration(path: &Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("ffprobe (apt-get install ffmpeg)");
-    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
-/// Decodes every frame with ffprobe: (codec, frames read), and no complaint on stderr.
-fn ffprobe_decode(path: &Path) -> (String, u32) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let (codec, frames) = text.split_once(',').unwrap();
-    (codec.to_owned(), frames.parse().unwrap())
-}
-
 #[test]
 fn remuxed_footage_with_b_frames_is_valid_h264_of_the_same_duration() {
     let f = load("scene_empty_people_empty.mp4");
@@ -102,8 +67,9 @@ fn remuxed_footage_with_b_frames_is_valid_h264_of_the_same_duration() {
     let summary = w.finish(None).unwrap();
     assert_eq!(summary.samples, 341);
     assert!((summary.duration_s - 34.1).abs() < 0.01, "{summary:?}");
-    assert!((ffprobe_duration(&dest) - 34.1).abs() < 0.05);
-    assert_eq!(ffprobe_decode(&dest), ("h264".to_owned(), 341));
+    let p = common::ffprobe(&dest);
+    assert!((p.duration_s - 34.1).abs() < 0.05, "{p:?}");
+    assert_eq!((p.codec.as_str(), p.frames), ("h264", 341));
     // Our own reader agrees, and decodes every frame.
     let info = homesec::media::probe(&dest).unwrap();
     assert_eq!((info.width, info.height, info.frame_count), (768, 576, 341));
@@ -190,11 +156,10 @@ fn motion_in_real_footage_gives_one_clip_covering_it_plus_pre_and_post_roll() {
     let path = Path::new(&c.local_path);
     assert_eq!(path.file_name().unwrap().to_string_lossy(), format!("{}.mp4", c.clip_id));
     assert_eq!(c.clip_id.as_str(), format!("yard_{}", c.start_ms / 1000));
-    let probed = ffprobe_duration(path);
-    assert!((probed - (end - start)).abs() < 0.05, "ffprobe {probed} vs {}", end - start);
-    let (codec, frames) = ffprobe_decode(path);
-    assert_eq!(codec, "h264");
-    assert_eq!(frames as f64, ((end - start) * 10.0).round());
+    let p = common::ffprobe(path);
+    assert!((p.duration_s - (end - start)).abs() < 0.05, "ffprobe {p:?} vs {}", end - start);
+    assert_eq!(p.codec, "h264");
+    assert_eq!(p.frames as f64, ((end - start) * 10.0).round());
 }
 
 #[test]
@@ -209,10 +174,10 @@ fn long_motion_is_split_into_valid_clips_at_keyframes() {
     }
     for c in &clips {
         let path = Path::new(&c.local_path);
-        let d = ffprobe_duration(path);
-        assert!((d - (c.end_ms - c.start_ms) as f64 / 1000.0).abs() < 0.05);
-        assert!(d <= 8.0 + 4.0 + 1e-6, "{d}");
-        assert_eq!(ffprobe_decode(path).0, "h264");
+        let p = common::ffprobe(path);
+        assert!((p.duration_s - (c.end_ms - c.start_ms) as f64 / 1000.0).abs() < 0.05);
+        assert!(p.duration_s <= 8.0 + 4.0 + 1e-6, "{p:?}");
+        assert_eq!(p.codec, "h264");
     }
 }
 
@@ -222,6 +187,6 @@ fn tree_footage_motion_is_recorded() {
     assert!(motion.iter().any(|m| m.1), "the swaying tree is motion");
     assert!(!clips.is_empty());
     for c in &clips {
-        assert_eq!(ffprobe_decode(Path::new(&c.local_path)).0, "h264");
+        assert_eq!(common::ffprobe(Path::new(&c.local_path)).codec, "h264");
     }
 }

@@ -180,40 +180,16 @@ fn plain_log(daemon: &Daemon) -> String {
     out
 }
 
-fn ffprobe(args: &[&str], path: &Path) -> String {
-    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(path).output().expect("ffprobe");
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Checks a recorded clip with ffprobe: valid H.264 in MP4 whose duration
 /// matches the record, at the footage's `fps`. Returns (start, end) in seconds after `since`.
 fn check_clip(clip: &Value, since: SystemTime, fps: f64) -> (f64, f64) {
     let path = PathBuf::from(clip["clip"]["local_path"].as_str().unwrap());
     assert!(path.is_file(), "{clip}");
     let (start_ms, end_ms) = (clip["clip"]["start_ms"].as_i64().unwrap(), clip["clip"]["end_ms"].as_i64().unwrap());
-    let duration = ffprobe(&["-show_entries", "format=duration", "-of", "csv=p=0"], &path).parse::<f64>().unwrap();
+    let p = common::ffprobe(&path);
+    let (duration, frames) = (p.duration_s, p.frames as f64);
     assert!((duration - (end_ms - start_ms) as f64 / 1000.0).abs() < 0.1, "ffprobe says {duration} s: {clip}");
-    let streams = ffprobe(
-        &[
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-        &path,
-    );
-    let (codec, frames) = streams.split_once(',').unwrap();
-    assert_eq!(codec, "h264");
-    let frames: f64 = frames.parse().unwrap();
+    assert_eq!(p.codec, "h264");
     // (A clip cut short by a lost stream may end before its B-frames.)
     assert!(
         frames >= 1.0 && (duration < 3.0 || (frames / duration - fps).abs() < 0.5),

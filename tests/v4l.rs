@@ -158,42 +158,6 @@ fn to_yuyv(w: u32, h: u32, luma: &[u8], luma_stride: usize, rgb: &[u8], pad: usi
     stride
 }
 
-/// The ffprobe view of a clip.
-#[derive(Debug)]
-struct Probe {
-    codec: String,
-    width: u64,
-    height: u64,
-    frames: u64,
-    duration_s: f64,
-}
-
-fn ffprobe(path: &Path) -> Probe {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-of", "json"])
-        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames:format=duration,format_name"])
-        .arg(path)
-        .output()
-        .expect("ffprobe (apt-get install ffmpeg)");
-    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.stderr.is_empty(),
-        "ffprobe complains about {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = &v["streams"][0];
-    assert!(v["format"]["format_name"].as_str().unwrap().contains("mp4"), "{v}");
-    Probe {
-        codec: s["codec_name"].as_str().unwrap().to_owned(),
-        width: s["width"].as_u64().unwrap(),
-        height: s["height"].as_u64().unwrap(),
-        frames: s["nb_read_frames"].as_str().unwrap().parse().unwrap(),
-        duration_s: v["format"]["duration"].as_str().unwrap().parse().unwrap(),
-    }
-}
-
 /// A full decode by ffmpeg reports no error.
 fn ffmpeg_decodes_cleanly(path: &Path) {
     let out = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args(["-f", "null", "-"]).output().unwrap();
@@ -269,7 +233,7 @@ fn check(name: &str, o: &Outcome, cfg: &V4lConfig) {
     // The file: valid H.264 MP4, every sample decodable, the recorded duration.
     let path = Path::new(&clip.clip.local_path);
     assert!(path.starts_with(o.dir.path()));
-    let p = ffprobe(path);
+    let p = common::ffprobe(path);
     assert_eq!(p.codec, "h264", "{name}: {p:?}");
     assert_eq!((p.width, p.height), (768, 576), "{name}: {p:?}");
     assert_eq!(p.frames, u64::from(clip.samples), "{name}: {p:?}");

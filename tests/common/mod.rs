@@ -49,3 +49,40 @@ pub fn ort_library() -> PathBuf {
         })
         .unwrap_or_else(|| panic!("ONNX Runtime not found in {}: run models/fetch-onnxruntime.sh", lib_dir.display()))
 }
+
+/// The ffprobe view of a clip.
+#[derive(Debug)]
+pub struct Probe {
+    pub codec: String,
+    pub width: u64,
+    pub height: u64,
+    pub frames: u64,
+    pub duration_s: f64,
+}
+
+/// Reads a clip with ffprobe, decoding every frame; fails the test on any complaint.
+pub fn ffprobe(path: &std::path::Path) -> Probe {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-of", "json"])
+        .args(["-show_entries", "stream=codec_name,width,height,nb_read_frames:format=duration,format_name"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe complains about {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["streams"][0];
+    assert!(v["format"]["format_name"].as_str().unwrap().contains("mp4"), "{v}");
+    Probe {
+        codec: s["codec_name"].as_str().unwrap().to_owned(),
+        width: s["width"].as_u64().unwrap(),
+        height: s["height"].as_u64().unwrap(),
+        frames: s["nb_read_frames"].as_str().unwrap().parse().unwrap(),
+        duration_s: v["format"]["duration"].as_str().unwrap().parse().unwrap(),
+    }
+}
