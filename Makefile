@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench
+.PHONY: run test fetch build lint bench build-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -29,3 +29,25 @@ build:
 
 bench: fetch
 	$(CARGO) bench --bench detector
+
+## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
+## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)
+## as linker and as C/C++ compiler for the C deps (openh264's C++/NEON, ring,
+## v4l's bindgen, which finds the arm64 headers through the cross gcc's sysroot):
+##   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER  links the final binary
+##   CC_/CXX_/AR_aarch64_unknown_linux_gnu           used by the cc crate in build scripts
+## Output: target/aarch64-unknown-linux-gnu/release/homesec (needs glibc >= 2.34 on the device).
+ARM64 := aarch64-unknown-linux-gnu
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+build-arm64:
+	rustup target add $(ARM64)
+	@missing=; for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+		$(CARGO) build --release --target $(ARM64)
+	@ls -l "$${CARGO_TARGET_DIR:-target}/$(ARM64)/release/homesec"

@@ -105,8 +105,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         None
     };
 
+    // systemd (Type=notify): READY=1 now, WATCHDOG=1 while the pipeline is alive, STOPPING=1 below.
+    let watchdog_stop = CancellationToken::new();
+    let systemd = crate::sdnotify::ready(&pipeline, plugins.sources.len(), watchdog_stop.clone());
     print_banner(&cfg, &plugins.sources);
     wait_for_signal().await;
+    watchdog_stop.cancel();
+    crate::sdnotify::stopping(&systemd);
     info!("stopping: sources first, then in-flight clips (up to {} s)", SHUTDOWN_GRACE.as_secs());
     sources_shutdown.cancel();
     for t in source_tasks {

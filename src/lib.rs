@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plugins;
 pub mod policy;
 pub mod retention;
+pub mod sdnotify;
 pub mod sources;
 pub mod storage;
 pub mod store;
