@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, HealthStatus};
 use crate::config::Config;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
 use crate::plugins::{self, PluginBuildError};
 use crate::store::{Store, StoreError};
+use crate::update::{BootCheck, Updater, rauc::Rauc};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -42,7 +43,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             .map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
     }
     let store = Store::open(&cfg.store_path())?;
-    let plugins = plugins::build(&cfg).await?;
+    let updater =
+        Updater::new(cfg.update.clone(), &cfg.data_dir, Some(Arc::new(Rauc::new(&cfg.update.rauc_command)))).await;
+    let plugins = plugins::build(&cfg, Some(updater.link())).await?;
     let shutdown = CancellationToken::new();
     let pipeline = Pipeline::new(
         Parts {
@@ -78,32 +81,49 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }));
     }
 
-    let server = if cfg.server.enabled {
-        let api_key = cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok());
-        let state = Arc::new(AppState {
-            pipeline: pipeline.clone(),
-            sources: plugins.sources.clone(),
-            api_key,
-            device_id: cfg.device_id.clone(),
-            started: Instant::now(),
-        });
+    let state = Arc::new(AppState {
+        pipeline: pipeline.clone(),
+        sources: plugins.sources.clone(),
+        api_key: cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()),
+        device_id: cfg.device_id.clone(),
+        started: Instant::now(),
+        updater: updater.clone(),
+    });
+    let (server, api_url) = if cfg.server.enabled {
         let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|source| RunError::Bind { addr: addr.clone(), source })?;
         info!(url = %format!("http://{addr}/health"), "HTTP API listening");
+        let api_url = listener.local_addr().ok().map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{a}/health")
+        });
         let token = shutdown.clone();
-        Some(tokio::spawn(async move {
-            let res = axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
+        let router = api::router(state.clone());
+        let task = tokio::spawn(async move {
+            let res =
+                axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await }).await;
             if let Err(e) = res {
                 error!(error = %e, "HTTP API stopped");
             }
-        }))
+        });
+        (Some(task), api_url)
     } else {
-        None
+        (None, None)
     };
+
+    tokio::spawn(updater.clone().run(shutdown.clone()));
+    {
+        let (updater, state, token) = (updater.clone(), state.clone(), shutdown.clone());
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        tokio::spawn(async move {
+            let check = || boot_check(&state, api_url.as_deref(), &http);
+            updater.confirm_boot(check, token).await;
+        });
+    }
 
     // systemd (Type=notify): READY=1 now, WATCHDOG=1 while the pipeline is alive, STOPPING=1 below.
     let watchdog_stop = CancellationToken::new();
@@ -123,6 +143,28 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The daemon's own health as the boot confirmation judges it: the API must
+/// answer over HTTP (when enabled), the store and the pipeline must work
+/// ([`BootCheck::Up`]), and for [`BootCheck::Healthy`] everything critical
+/// (sources, storage) too.
+async fn boot_check(state: &AppState, api_url: Option<&str>, http: &reqwest::Client) -> BootCheck {
+    if let Some(url) = api_url
+        && let Err(e) = http.get(url).send().await
+    {
+        return BootCheck::Down(format!("the HTTP API does not answer: {}", crate::telemetry::chain(&e)));
+    }
+    let h = api::compute_health(state).await;
+    let ok = |k: &str| h.checks.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    let reason = || if h.warnings.is_empty() { format!("{:?}", h.checks) } else { h.warnings.join("; ") };
+    if !ok("store") || !ok("pipeline") {
+        BootCheck::Down(reason())
+    } else if h.status == HealthStatus::Unhealthy {
+        BootCheck::Up(reason())
+    } else {
+        BootCheck::Healthy
+    }
 }
 
 fn print_banner(cfg: &Config, sources: &[Arc<dyn crate::sources::ClipSource>]) {

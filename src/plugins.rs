@@ -24,6 +24,9 @@ pub struct PluginContext {
     /// Stable id of this box (fleet rows, MQTT client id, Home Assistant device).
     pub device_id: String,
     pub cameras: Vec<CameraName>,
+    /// The box's updater, for notifiers that show and trigger updates (Home
+    /// Assistant's update entity); `None` outside the daemon.
+    pub update: Option<crate::update::UpdateLink>,
 }
 
 impl PluginContext {
@@ -33,6 +36,7 @@ impl PluginContext {
             config_dir: cfg.config_dir(),
             device_id: cfg.device_id.clone(),
             cameras: cfg.cameras.iter().map(|c| c.name.clone()).collect(),
+            update: None,
         }
     }
 
@@ -169,8 +173,8 @@ fn unknown_backend(kind: &'static str, backend: &str) -> PluginBuildError {
 }
 
 /// Builds every plugin the config names (loads models, opens connections).
-pub async fn build(cfg: &Config) -> Result<Plugins, PluginBuildError> {
-    let ctx = PluginContext::from_config(cfg);
+pub async fn build(cfg: &Config, update: Option<crate::update::UpdateLink>) -> Result<Plugins, PluginBuildError> {
+    let ctx = PluginContext { update, ..PluginContext::from_config(cfg) };
     let mut sources: Vec<Arc<dyn ClipSource>> = Vec::new();
     for cam in &cfg.cameras {
         let spec = &cam.source;

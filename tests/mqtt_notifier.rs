@@ -100,6 +100,7 @@ fn ctx(cameras: &[&str]) -> PluginContext {
         config_dir: std::env::temp_dir(),
         device_id: DEVICE.into(),
         cameras: cameras.iter().map(|c| CameraName::from(*c)).collect(),
+        update: None,
     }
 }
 

@@ -429,6 +429,7 @@ fn a_missing_device_gives_one_clear_error_and_slow_retries() {
         config_dir: tmp.path().to_path_buf(),
         device_id: "test".into(),
         cameras: vec!["garage".into()],
+        update: None,
     };
     let device = "/dev/video-homesec-test-missing";
     let cfg =
@@ -474,6 +475,7 @@ fn a_file_that_is_not_a_video_device_is_reported_as_such() {
         config_dir: tmp.path().to_path_buf(),
         device_id: "test".into(),
         cameras: vec!["garage".into()],
+        update: None,
     };
     // A regular file: refused when the source is built.
     let file = tmp.path().join("video0");

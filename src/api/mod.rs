@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 use crate::domain::{ClipEvent, ClipRecord, ClipStatus, now_ms};
 use crate::pipeline::Pipeline;
 use crate::sources::{ClipSource, SourceHealth};
+use crate::update::{UpdateError, Updater};
 
 /// The pipeline's own loop must have run within this long, or it is wedged.
 const HEARTBEAT_LIMIT_MS: i64 = 30_000;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub api_key: Option<String>,
     pub device_id: String,
     pub started: Instant,
+    pub updater: Arc<Updater>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -37,6 +39,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/clips", get(clips))
         .route("/api/v1/clips/{id}", get(clip))
+        .route("/api/v1/system", get(system))
+        // A bundle is a whole root file system: streamed to disk, not buffered.
+        .route("/api/v1/update", post(update).layer(DefaultBodyLimit::disable()))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -255,6 +260,77 @@ async fn clip(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): 
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+async fn system(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&state, &headers, false) {
+        return *r;
+    }
+    Json(state.updater.status()).into_response()
+}
+
+/// `{"url": "…"}` in a JSON body: download the bundle from there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateFromUrl {
+    url: String,
+}
+
+fn update_error(e: &UpdateError) -> Response {
+    let code = match e {
+        UpdateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        UpdateError::Busy => StatusCode::CONFLICT,
+        UpdateError::BadUrl(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, crate::telemetry::chain(e))
+}
+
+/// Installs an update: the bundle as the body (`application/octet-stream`), or
+/// `{"url": "…"}` (`application/json`) to download it. Answers 202 once the
+/// bundle is on disk (upload) or the download started; `GET /api/v1/system`
+/// follows the install.
+async fn update(State(state): State<Arc<AppState>>, headers: HeaderMap, request: Request) -> Response {
+    if let Err(r) = authorize(&state, &headers, true) {
+        return *r;
+    }
+    let updater = &state.updater;
+    let job = match updater.begin() {
+        Ok(job) => job,
+        Err(e) => return update_error(&e),
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if is_json {
+        let bytes = match axum::body::to_bytes(request.into_body(), 64 * 1024).await {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the request: {e}")),
+        };
+        let body: UpdateFromUrl = match serde_json::from_slice(&bytes) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"url\": \"…\"}}: {e}")),
+        };
+        if let Err(e) = crate::update::check_url(&body.url) {
+            return update_error(&e);
+        }
+        updater.spawn_url_install(job, body.url);
+    } else {
+        match updater.receive(&job, request.into_body().into_data_stream()).await {
+            Ok(0) => {
+                updater.failed(&UpdateError::Upload("empty body".into()));
+                return error(StatusCode::BAD_REQUEST, "the body is empty: send the bundle (curl --data-binary @file)");
+            }
+            Ok(bytes) => tracing::info!(bytes, "update bundle uploaded"),
+            Err(e) => {
+                updater.failed(&e);
+                return update_error(&e);
+            }
+        }
+        updater.spawn_install(job);
+    }
+    (StatusCode::ACCEPTED, Json(updater.status())).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -206,6 +206,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub retention: RetentionConfig,
     pub server: ServerConfig,
+    pub update: crate::update::UpdateConfig,
     /// The YAML text (for locating problems found later).
     pub text: String,
 }
@@ -228,6 +229,7 @@ struct TopLevel {
     retry: Option<IgnoredAny>,
     retention: Option<IgnoredAny>,
     server: Option<IgnoredAny>,
+    update: Option<IgnoredAny>,
 }
 
 /// Reads one section, recording its problem (if any) and returning its value.
@@ -319,6 +321,7 @@ impl Config {
         let retry: RetryConfig = section(text, "retry", &mut issues).unwrap_or_default();
         let retention: RetentionConfig = section(text, "retention", &mut issues).unwrap_or_default();
         let server: ServerConfig = section(text, "server", &mut issues).unwrap_or_default();
+        let update: crate::update::UpdateConfig = section(text, "update", &mut issues).unwrap_or_default();
 
         let locate = |p: &str| line_of(text, p);
         let mut v = Validator::new("", &mut issues, &locate);
@@ -350,6 +353,7 @@ impl Config {
         if let Some(env) = &server.api_key_env {
             v.require_env("server.api_key_env", env);
         }
+        update.validate(&mut v.nested("update"));
         if let Some(vlm) = &vlm {
             v.check(
                 vlm.run_mode != RunMode::TriggerOnly || !vlm.trigger_classes.is_empty(),
@@ -389,6 +393,7 @@ impl Config {
             retry,
             retention,
             server,
+            update,
             text: text.to_owned(),
         };
         crate::plugins::check(&config, &mut issues);

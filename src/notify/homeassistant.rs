@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use crate::config::Validator;
 use crate::domain::{Alert, CameraName};
+use crate::update::SystemStatus;
 
 /// Seconds after which Home Assistant turns the person / motion sensors off again.
 pub const OFF_DELAY_S: u64 = 60;
@@ -125,6 +126,19 @@ pub fn event_topic(base_topic: &str, camera: &CameraName) -> String {
 pub fn snapshot_topic(base_topic: &str, camera: &CameraName) -> String {
     format!("{base_topic}/{}/snapshot", slug(camera.as_str()))
 }
+
+/// Retained JSON of the box's firmware (installed / latest version, progress).
+pub fn update_state_topic(base_topic: &str, device_id: &str) -> String {
+    format!("{base_topic}/{}/update/state", slug(device_id))
+}
+
+/// Home Assistant's install button publishes [`INSTALL`] here.
+pub fn update_command_topic(base_topic: &str, device_id: &str) -> String {
+    format!("{base_topic}/{}/update/install", slug(device_id))
+}
+
+/// The install button's payload.
+pub const INSTALL: &str = "install";
 
 /// Where Home Assistant announces `online` / `offline` (its birth / last will).
 pub fn status_topic(discovery_prefix: &str) -> String {
@@ -304,6 +318,47 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
     out
 }
 
+/// The box's firmware `update` entity (installed and latest version, install
+/// button, progress), for boxes that can update themselves.
+pub fn update_discovery(cfg: &HomeAssistantConfig, device_id: &str) -> DiscoveryMessage {
+    let node = box_identifier(device_id);
+    let availability = availability_topic(&cfg.base_topic, device_id);
+    let payload = json!({
+        "name": "Firmware",
+        "unique_id": format!("{node}_firmware"),
+        "device_class": "firmware",
+        "entity_category": "config",
+        "state_topic": update_state_topic(&cfg.base_topic, device_id),
+        "command_topic": update_command_topic(&cfg.base_topic, device_id),
+        "payload_install": INSTALL,
+        "availability_topic": availability,
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+        "qos": 1,
+        "device": box_device(device_id),
+        "origin": origin(),
+    });
+    DiscoveryMessage {
+        topic: format!("{}/update/{node}/firmware/config", cfg.discovery_prefix),
+        payload: payload.to_string(),
+    }
+}
+
+/// The update entity's state: what runs, what is latest (the same when no feed
+/// names a newer one), and install progress.
+pub fn update_state_payload(s: &SystemStatus) -> String {
+    let installed = s.installed_version();
+    json!({
+        "installed_version": installed,
+        "latest_version": s.latest_version.as_deref().unwrap_or(installed),
+        "title": "HomeSec",
+        "release_summary": s.release_notes.as_deref().map(|n| n.chars().take(255).collect::<String>()),
+        "in_progress": s.in_progress(),
+        "update_percentage": s.in_progress().then_some(s.update.progress),
+    })
+    .to_string()
+}
+
 /// Whether the alert's object detector saw a person.
 pub fn has_person(alert: &Alert) -> bool {
     alert.detected_classes.iter().any(|c| c.eq_ignore_ascii_case("person"))
@@ -360,6 +415,42 @@ mod tests {
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).expect("valid JSON")
+    }
+
+    #[test]
+    fn the_firmware_update_entity_shows_versions_and_progress() {
+        let cfg = HomeAssistantConfig::default();
+        let d = update_discovery(&cfg, "garage box");
+        assert_eq!(d.topic, "homeassistant/update/homesec_garage_box/firmware/config");
+        let v = parse(&d.payload);
+        assert_eq!(v["device_class"], "firmware");
+        assert_eq!(v["state_topic"], "homecam/garage_box/update/state");
+        assert_eq!(v["command_topic"], "homecam/garage_box/update/install");
+        assert_eq!(v["payload_install"], INSTALL);
+        assert_eq!(v["device"]["identifiers"][0], "homesec_garage_box", "on the box's device");
+
+        let mut s = SystemStatus {
+            version: "0.1.0".into(),
+            image_version: Some("2026.12.01".into()),
+            slot: Some("A".into()),
+            slot_confirmed: true,
+            latest_version: None,
+            release_notes: None,
+            latest_url: None,
+            update: crate::update::InstallStatus { state: crate::update::InstallState::Idle, progress: 0, error: None },
+        };
+        let v = parse(&update_state_payload(&s));
+        assert_eq!(v["installed_version"], "2026.12.01", "the image's version, not the daemon's");
+        assert_eq!(v["latest_version"], "2026.12.01", "no feed: up to date");
+        assert_eq!(v["in_progress"], false);
+        assert_eq!(v["update_percentage"], Value::Null);
+        s.latest_version = Some("2026.12.24".into());
+        s.update.state = crate::update::InstallState::Installing;
+        s.update.progress = 40;
+        let v = parse(&update_state_payload(&s));
+        assert_eq!(v["latest_version"], "2026.12.24");
+        assert_eq!(v["in_progress"], true);
+        assert_eq!(v["update_percentage"], 40);
     }
 
     #[test]

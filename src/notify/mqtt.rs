@@ -45,6 +45,7 @@ use super::{Notifier, NotifyError};
 use crate::config::{PluginConfig, Validator};
 use crate::domain::{Alert, CameraName};
 use crate::plugins::{PluginBuildError, PluginContext};
+use crate::update::UpdateLink;
 
 /// Largest snapshot published to the camera entity; bigger ones are skipped.
 pub const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024;
@@ -357,16 +358,50 @@ struct Announce {
     /// `{discovery_prefix}/status`, when discovery is on.
     ha_status_topic: Option<String>,
     discovery: Vec<ha::DiscoveryMessage>,
+    /// The firmware update entity, when discovery is on and the box has an updater.
+    update: Option<UpdateEntity>,
+}
+
+/// Topics of the firmware update entity and the updater behind it.
+#[derive(Clone)]
+struct UpdateEntity {
+    state_topic: String,
+    command_topic: String,
+    link: UpdateLink,
+}
+
+impl UpdateEntity {
+    fn state_message(&self) -> Outbound {
+        Outbound::retained(self.state_topic.clone(), ha::update_state_payload(&self.link.status.borrow()))
+    }
 }
 
 impl Announce {
     fn messages(&self, with_availability: bool) -> Vec<Outbound> {
-        let mut out = Vec::with_capacity(self.discovery.len() + 1);
+        let mut out = Vec::with_capacity(self.discovery.len() + 2);
         if with_availability {
             out.push(Outbound::retained(self.availability_topic.clone(), ha::ONLINE));
         }
         out.extend(self.discovery.iter().map(|d| Outbound::retained(d.topic.clone(), d.payload.clone())));
+        out.extend(self.update.as_ref().map(UpdateEntity::state_message));
         out
+    }
+}
+
+/// Publishes the update entity's state whenever the updater's status changes
+/// (while connected; every connect publishes it anyway).
+async fn publish_update_state(mut entity: UpdateEntity, client: AsyncClient, shared: Arc<Shared>) {
+    while entity.link.status.changed().await.is_ok() {
+        let msg = entity.state_message();
+        let mut link = shared.lock();
+        if link.shutting_down {
+            return;
+        }
+        if link.connected
+            && let Err(e) = link.enqueue(&client, msg, false)
+        {
+            debug!(error = %e, "cannot publish the update state");
+        }
     }
 }
 
@@ -391,6 +426,8 @@ pub struct MqttNotifier {
     client: AsyncClient,
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Publishes the update entity's state (with Home Assistant and an updater).
+    update_task: Option<JoinHandle<()>>,
     topic_template: String,
     qos: QoS,
     retain: bool,
@@ -457,12 +494,26 @@ pub async fn build(cfg: MqttConfig, ctx: &PluginContext) -> Result<MqttNotifier,
     let announce = Announce {
         availability_topic: availability_topic.clone(),
         ha_status_topic: ha_cfg.as_ref().map(|h| ha::status_topic(&h.discovery_prefix)),
-        discovery: ha_cfg.as_ref().map(|h| ha::discovery_messages(h, &ctx.device_id, &ctx.cameras)).unwrap_or_default(),
+        discovery: ha_cfg
+            .as_ref()
+            .map(|h| {
+                let mut d = ha::discovery_messages(h, &ctx.device_id, &ctx.cameras);
+                d.extend(ctx.update.is_some().then(|| ha::update_discovery(h, &ctx.device_id)));
+                d
+            })
+            .unwrap_or_default(),
+        update: ha_cfg.as_ref().zip(ctx.update.clone()).map(|(h, link)| UpdateEntity {
+            state_topic: ha::update_state_topic(&h.base_topic, &ctx.device_id),
+            command_topic: ha::update_command_topic(&h.base_topic, &ctx.device_id),
+            link,
+        }),
     };
     let target = format!("mqtt://{}:{}", cfg.host, cfg.port);
     let (connected_tx, mut connected_rx) = watch::channel(false);
     let shared = Arc::new(Shared { link: Mutex::new(Link::default()), connected: connected_tx });
     let reconnect_max = Duration::from_secs_f64(cfg.reconnect_max_s.clamp(0.5, 3600.0));
+    let update_task =
+        announce.update.clone().map(|e| tokio::spawn(publish_update_state(e, client.clone(), shared.clone())));
     let task = tokio::spawn(run_event_loop(
         eventloop,
         client.clone(),
@@ -484,6 +535,7 @@ pub async fn build(cfg: MqttConfig, ctx: &PluginContext) -> Result<MqttNotifier,
         client,
         shared,
         task: Mutex::new(Some(task)),
+        update_task,
         topic_template: cfg.topic_template,
         qos,
         retain: cfg.retain,
@@ -519,10 +571,12 @@ async fn run_event_loop(
                     link.connected = true;
                     // Same critical section as `connected = true`: nothing of ours can
                     // overtake `online` and the subscription.
-                    if let Some(status) = &announce.ha_status_topic
-                        && let Err(e) = client.try_subscribe(status.as_str(), QoS::AtLeastOnce)
-                    {
-                        warn!(broker = %target, error = %e, "cannot subscribe to the Home Assistant status topic");
+                    let subscriptions =
+                        announce.ha_status_topic.iter().chain(announce.update.as_ref().map(|u| &u.command_topic));
+                    for topic in subscriptions {
+                        if let Err(e) = client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
+                            warn!(broker = %target, topic, error = %e, "cannot subscribe");
+                        }
                     }
                     for msg in announce.messages(true) {
                         let topic = msg.topic.clone();
@@ -544,6 +598,17 @@ async fn run_event_loop(
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => shared.lock().on_written(pkid, false),
             Ok(Event::Outgoing(Outgoing::AwaitAck(pkid))) => shared.lock().on_collision(pkid),
             Ok(Event::Incoming(Incoming::PubAck(ack))) => shared.lock().on_puback(ack.pkid),
+            Ok(Event::Incoming(Incoming::Publish(p)))
+                if announce.update.as_ref().is_some_and(|u| u.command_topic == p.topic) =>
+            {
+                // Retained commands are stale: only a live button press installs.
+                if !p.retain && p.payload.as_ref() == ha::INSTALL.as_bytes() {
+                    info!(broker = %target, "Home Assistant asked to install the latest firmware");
+                    if let Some(u) = &announce.update {
+                        let _ = u.link.install_latest.send(());
+                    }
+                }
+            }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 let is_status = announce.ha_status_topic.as_deref() == Some(p.topic.as_str());
                 // A retained status arrives right after our own subscription, when we
@@ -718,6 +783,9 @@ impl MqttNotifier {
 
 impl Drop for MqttNotifier {
     fn drop(&mut self) {
+        if let Some(t) = &self.update_task {
+            t.abort();
+        }
         let task = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             task.abort();

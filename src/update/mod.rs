@@ -1,0 +1,595 @@
+//! Over-the-air updates on the appliance (A/B root file systems, RAUC).
+//!
+//! - **What runs**: the daemon's version, the image version (`IMAGE_VERSION` in
+//!   os-release) and the booted slot.
+//! - **Install**: a signed bundle, uploaded through the API or downloaded from a
+//!   URL, goes to `data_dir/update/` and is installed by RAUC into the inactive
+//!   slot; then the daemon asks for a reboot (`data_dir/update/reboot`, which the
+//!   `homesec-reboot.path` unit turns into `systemctl reboot`).
+//! - **Confirmation**: the boot loader counts every boot as a try until the slot
+//!   is marked good. The first boot after an install must pass the daemon's full
+//!   health check (store, pipeline, sources, API) within `confirm_timeout_s`, or
+//!   the slot is marked bad and the box reboots into the slot it came from. Any
+//!   other boot is marked good once the daemon itself is up (store, pipeline,
+//!   API), so an offline camera after a power cut does not flip the slot.
+//! - **Latest version**: an optional feed (`feed_url`, JSON `{version, url,
+//!   notes}`), shown by Home Assistant's update entity, whose install button
+//!   installs the feed's bundle.
+
+pub mod rauc;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedMutexGuard, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Validator;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdateConfig {
+    /// The RAUC command-line tool. Updates are unavailable when it is missing or
+    /// cannot reach the RAUC service (a laptop, a plain Debian box).
+    pub rauc_command: String,
+    /// The first boot after an update must pass the health check within this
+    /// long, or the box returns to the slot it came from.
+    pub confirm_timeout_s: u64,
+    /// Optional JSON feed `{"version": "…", "url": "…", "notes": "…"}` naming the
+    /// latest bundle for this board.
+    pub feed_url: Option<String>,
+    /// How often the feed is read.
+    pub check_interval_s: u64,
+    /// Reboot by itself after an install and out of a slot that fails its
+    /// confirmation. Off: the new slot waits for the next reboot.
+    pub reboot: bool,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            rauc_command: "rauc".into(),
+            confirm_timeout_s: 300,
+            feed_url: None,
+            check_interval_s: 6 * 3600,
+            reboot: true,
+        }
+    }
+}
+
+impl UpdateConfig {
+    pub fn validate(&self, v: &mut Validator<'_>) {
+        v.check(self.confirm_timeout_s >= 10, "confirm_timeout_s", "must be at least 10 s");
+        v.check(self.check_interval_s >= 60, "check_interval_s", "must be at least 60 s");
+        v.check(!self.rauc_command.is_empty(), "rauc_command", "must not be empty");
+        if let Some(url) = &self.feed_url {
+            v.check(is_http_url(url), "feed_url", "must be an http:// or https:// URL");
+        }
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// A bundle URL must be http(s).
+pub fn check_url(url: &str) -> Result<(), UpdateError> {
+    if is_http_url(url) { Ok(()) } else { Err(UpdateError::BadUrl(url.to_owned())) }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("updates are not available on this system ({0})")]
+    Unavailable(String),
+    #[error("an update is being installed already")]
+    Busy,
+    #[error("cannot run `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {message}")]
+    Command { command: String, message: String },
+    #[error("unexpected output from `{command}`: {message}")]
+    Output { command: String, message: String },
+    #[error("cannot write {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot download {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot download {url}: HTTP {status}")]
+    DownloadStatus { url: String, status: u16 },
+    #[error("the update feed {url} is not valid JSON {{version, url}}")]
+    Feed {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0} is not an http:// or https:// URL")]
+    BadUrl(String),
+    #[error("the upload was cut off")]
+    Upload(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The A/B slot machinery (RAUC on the appliance; a double in tests).
+#[async_trait]
+pub trait SlotSystem: Send + Sync {
+    /// Boot name of the booted slot (`A` / `B`).
+    async fn booted_slot(&self) -> Result<String, UpdateError>;
+    /// Marks the booted slot good (keep booting it) or bad (boot the other one next).
+    async fn mark(&self, good: bool) -> Result<(), UpdateError>;
+    /// Verifies and installs a bundle into the inactive slot and makes it the
+    /// next boot, reporting progress in percent.
+    async fn install(&self, bundle: &Path, progress: &(dyn Fn(u8) + Send + Sync)) -> Result<(), UpdateError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallState {
+    /// No RAUC on this system.
+    Unavailable,
+    Idle,
+    Downloading,
+    Installing,
+    /// Installed; waiting for the reboot into the new slot.
+    Rebooting,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstallStatus {
+    pub state: InstallState,
+    pub progress: u8,
+    pub error: Option<String>,
+}
+
+/// What the API, the CLI and Home Assistant show about the running system.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemStatus {
+    /// The daemon's version.
+    pub version: String,
+    /// The firmware image's version (`IMAGE_VERSION` in os-release).
+    pub image_version: Option<String>,
+    /// Booted slot (`A` / `B`); none without RAUC.
+    pub slot: Option<String>,
+    /// The booted slot has been marked good in this boot.
+    pub slot_confirmed: bool,
+    /// From the update feed, when one is configured and answered.
+    pub latest_version: Option<String>,
+    pub release_notes: Option<String>,
+    #[serde(skip)]
+    pub latest_url: Option<String>,
+    pub update: InstallStatus,
+}
+
+impl SystemStatus {
+    /// The version an update replaces: the image's, else the daemon's.
+    pub fn installed_version(&self) -> &str {
+        self.image_version.as_deref().unwrap_or(&self.version)
+    }
+
+    pub fn in_progress(&self) -> bool {
+        matches!(self.update.state, InstallState::Downloading | InstallState::Installing)
+    }
+}
+
+/// `IMAGE_VERSION` from an os-release file's text.
+pub fn image_version(os_release: &str) -> Option<String> {
+    os_release.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("IMAGE_VERSION=")?;
+        let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+        (!v.is_empty()).then(|| v.to_owned())
+    })
+}
+
+fn read_image_version() -> Option<String> {
+    ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| image_version(&t))
+}
+
+/// The booted system's health as the boot confirmation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootCheck {
+    /// The full health check passes (healthy, or degraded by a notifier).
+    Healthy,
+    /// The daemon is up (store, pipeline, API) but something critical is not
+    /// (the reason): enough for a normal boot, not for a new slot.
+    Up(String),
+    /// The daemon is not working (the reason).
+    Down(String),
+}
+
+/// Written after an install: the slot the box came from, so the next start
+/// knows whether it is the new slot's trial boot or a return after a failure.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    from_slot: String,
+}
+
+/// The `{version, url, notes}` document at `feed_url`.
+#[derive(Debug, Deserialize)]
+struct Feed {
+    version: String,
+    url: String,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+/// How the updater is reached by notifiers (Home Assistant's update entity).
+#[derive(Debug, Clone)]
+pub struct UpdateLink {
+    pub status: watch::Receiver<SystemStatus>,
+    /// Asks for the feed's latest bundle to be installed.
+    pub install_latest: mpsc::UnboundedSender<()>,
+}
+
+pub struct Updater {
+    cfg: UpdateConfig,
+    dir: PathBuf,
+    system: Option<Arc<dyn SlotSystem>>,
+    status: watch::Sender<SystemStatus>,
+    busy: Arc<tokio::sync::Mutex<()>>,
+    http: reqwest::Client,
+    install_tx: mpsc::UnboundedSender<()>,
+    install_rx: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+}
+
+/// The right to install (one install at a time), with where the bundle goes.
+pub struct InstallJob {
+    _guard: OwnedMutexGuard<()>,
+    pub bundle: PathBuf,
+}
+
+const POLL: Duration = Duration::from_secs(5);
+
+impl Updater {
+    /// An updater over `system` (`None`: updates unavailable), keeping its files
+    /// in `data_dir/update/`. Asks the system which slot is booted.
+    pub async fn new(cfg: UpdateConfig, data_dir: &Path, system: Option<Arc<dyn SlotSystem>>) -> Arc<Updater> {
+        let mut slot = None;
+        let mut system = system;
+        if let Some(s) = &system {
+            match s.booted_slot().await {
+                Ok(b) => slot = Some(b),
+                Err(e) => {
+                    info!(reason = %crate::telemetry::chain(&e), "over-the-air updates unavailable");
+                    system = None;
+                }
+            }
+        }
+        let state = if system.is_some() { InstallState::Idle } else { InstallState::Unavailable };
+        let status = SystemStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            image_version: read_image_version(),
+            slot,
+            slot_confirmed: false,
+            latest_version: None,
+            release_notes: None,
+            latest_url: None,
+            update: InstallStatus { state, progress: 0, error: None },
+        };
+        let (install_tx, install_rx) = mpsc::unbounded_channel();
+        Arc::new(Updater {
+            cfg,
+            dir: data_dir.join("update"),
+            system,
+            status: watch::channel(status).0,
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            http: reqwest::Client::builder().connect_timeout(Duration::from_secs(20)).build().unwrap_or_default(),
+            install_tx,
+            install_rx: Mutex::new(Some(install_rx)),
+        })
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.system.is_some()
+    }
+
+    pub fn status(&self) -> SystemStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn link(&self) -> UpdateLink {
+        UpdateLink { status: self.status.subscribe(), install_latest: self.install_tx.clone() }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut SystemStatus)) {
+        self.status.send_modify(f);
+    }
+
+    fn set_install(&self, state: InstallState, progress: u8, error: Option<String>) {
+        self.set(|s| s.update = InstallStatus { state, progress, error });
+    }
+
+    fn pending_path(&self) -> PathBuf {
+        self.dir.join("pending.json")
+    }
+
+    /// The file whose appearance reboots the box (`homesec-reboot.path`).
+    pub fn reboot_request_path(&self) -> PathBuf {
+        self.dir.join("reboot")
+    }
+
+    fn request_reboot(&self) {
+        let path = self.reboot_request_path();
+        match crate::fsutil::write_durable(&path, b"") {
+            Ok(()) => info!(request = %path.display(), "reboot requested"),
+            Err(e) => error!(request = %path.display(), error = %e, "cannot request a reboot"),
+        }
+    }
+
+    /// Takes the install slot, or says why not.
+    pub fn begin(&self) -> Result<InstallJob, UpdateError> {
+        if self.system.is_none() {
+            return Err(UpdateError::Unavailable("no RAUC service".into()));
+        }
+        let guard = self.busy.clone().try_lock_owned().map_err(|_| UpdateError::Busy)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|source| UpdateError::Io { path: self.dir.display().to_string(), source })?;
+        Ok(InstallJob { _guard: guard, bundle: self.dir.join("bundle.raucb") })
+    }
+
+    /// Writes an uploaded bundle, chunk by chunk, to the job's file.
+    pub async fn receive<S, B, E>(&self, job: &InstallJob, mut body: S) -> Result<u64, UpdateError>
+    where
+        S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        use futures_util::StreamExt;
+        self.set_install(InstallState::Downloading, 0, None);
+        let io = |source| UpdateError::Io { path: job.bundle.display().to_string(), source };
+        let mut file = tokio::fs::File::create(&job.bundle).await.map_err(io)?;
+        let mut total = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| UpdateError::Upload(Box::new(e)))?;
+            file.write_all(chunk.as_ref()).await.map_err(io)?;
+            total += chunk.as_ref().len() as u64;
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok(total)
+    }
+
+    /// Downloads `url` to the job's file.
+    pub async fn download(&self, job: &InstallJob, url: &str) -> Result<u64, UpdateError> {
+        check_url(url)?;
+        self.set_install(InstallState::Downloading, 0, None);
+        let dl = |source| UpdateError::Download { url: url.to_owned(), source };
+        let mut resp = self.http.get(url).send().await.map_err(dl)?;
+        if !resp.status().is_success() {
+            return Err(UpdateError::DownloadStatus { url: url.to_owned(), status: resp.status().as_u16() });
+        }
+        let size = resp.content_length();
+        let io = |source| UpdateError::Io { path: job.bundle.display().to_string(), source };
+        let mut file = tokio::fs::File::create(&job.bundle).await.map_err(io)?;
+        let mut total = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(dl)? {
+            file.write_all(&chunk).await.map_err(io)?;
+            total += chunk.len() as u64;
+            if let Some(size) = size.filter(|s| *s > 0) {
+                let pct = (total.saturating_mul(100) / size).min(100) as u8;
+                self.set(|s| s.update.progress = pct);
+            }
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok(total)
+    }
+
+    /// Installs the job's bundle; on success remembers the slot the box comes
+    /// from and asks for the reboot into the new one.
+    pub async fn install(&self, job: InstallJob) -> Result<(), UpdateError> {
+        let Some(system) = &self.system else { return Err(UpdateError::Unavailable("no RAUC service".into())) };
+        let from = self.status().slot.unwrap_or_default();
+        self.set_install(InstallState::Installing, 0, None);
+        info!(bundle = %job.bundle.display(), from_slot = %from, "installing update");
+        let progress = |p: u8| self.set(|s| s.update.progress = p);
+        let res = system.install(&job.bundle, &progress).await;
+        let _ = tokio::fs::remove_file(&job.bundle).await;
+        res?;
+        let pending = serde_json::to_vec(&Pending { from_slot: from }).unwrap_or_default();
+        crate::fsutil::write_durable(&self.pending_path(), &pending)
+            .map_err(|source| UpdateError::Io { path: self.pending_path().display().to_string(), source })?;
+        self.set_install(InstallState::Rebooting, 100, None);
+        if self.cfg.reboot {
+            info!("update installed; rebooting into the new slot");
+            self.request_reboot();
+        } else {
+            info!("update installed; the new slot boots at the next reboot (update.reboot is off)");
+        }
+        Ok(())
+    }
+
+    /// Records a failed install (after [`Updater::begin`] succeeded).
+    pub fn failed(&self, e: &UpdateError) {
+        let msg = crate::telemetry::chain(e);
+        error!(error = %msg, "update failed");
+        self.set_install(InstallState::Failed, 0, Some(msg));
+    }
+
+    /// Downloads and installs `url` in the background (the API's URL form, and
+    /// Home Assistant's install button).
+    pub fn spawn_url_install(self: &Arc<Self>, job: InstallJob, url: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let res = match me.download(&job, &url).await {
+                Ok(bytes) => {
+                    info!(url = %crate::telemetry::redact_url(&url), bytes, "update bundle downloaded");
+                    me.install(job).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                me.failed(&e);
+            }
+        });
+    }
+
+    /// Installs an uploaded bundle in the background.
+    pub fn spawn_install(self: &Arc<Self>, job: InstallJob) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.install(job).await {
+                me.failed(&e);
+            }
+        });
+    }
+
+    /// Confirms this boot (see the module docs): marks the slot good once
+    /// `check` allows it; on the trial boot after an install, marks it bad and
+    /// reboots when the full check has not passed within `confirm_timeout_s`.
+    pub async fn confirm_boot<F, Fut>(&self, mut check: F, stop: CancellationToken)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = BootCheck>,
+    {
+        let Some(system) = &self.system else { return };
+        let booted = self.status().slot.unwrap_or_default();
+        let pending: Option<Pending> =
+            std::fs::read(self.pending_path()).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let trial = match pending {
+            Some(p) if p.from_slot == booted => {
+                let msg = format!(
+                    "the update did not take: the new slot failed and the box is back on slot {booted} (version {})",
+                    self.status().installed_version()
+                );
+                error!("{msg}");
+                self.set_install(InstallState::Failed, 0, Some(msg));
+                self.clear_pending();
+                false
+            }
+            Some(p) => {
+                info!(slot = %booted, from_slot = %p.from_slot, timeout_s = self.cfg.confirm_timeout_s,
+                    "first boot of a new slot: it must pass the health check to be kept");
+                true
+            }
+            None => false,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.cfg.confirm_timeout_s);
+        let mut last_reason = String::new();
+        loop {
+            let verdict = check().await;
+            let good = match &verdict {
+                BootCheck::Healthy => true,
+                BootCheck::Up(_) => !trial,
+                BootCheck::Down(_) => false,
+            };
+            if good {
+                match system.mark(true).await {
+                    Ok(()) => {
+                        info!(slot = %booted, version = %self.status().installed_version(), "slot marked good");
+                        if trial {
+                            self.clear_pending();
+                            self.set_install(InstallState::Idle, 0, None);
+                        }
+                        self.set(|s| s.slot_confirmed = true);
+                        return;
+                    }
+                    Err(e) => warn!(error = %crate::telemetry::chain(&e), "cannot mark the slot good; retrying"),
+                }
+            } else if let BootCheck::Up(r) | BootCheck::Down(r) = verdict {
+                last_reason = r;
+            }
+            if trial && tokio::time::Instant::now() >= deadline {
+                let msg = format!(
+                    "slot {booted} failed its health check for {} s ({last_reason}): marking it bad and returning to the previous slot",
+                    self.cfg.confirm_timeout_s
+                );
+                error!("{msg}");
+                if let Err(e) = system.mark(false).await {
+                    error!(error = %crate::telemetry::chain(&e), "cannot mark the slot bad");
+                }
+                self.set_install(InstallState::Failed, 0, Some(msg));
+                if self.cfg.reboot {
+                    self.request_reboot();
+                }
+                return;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    fn clear_pending(&self) {
+        let _ = std::fs::remove_file(self.pending_path());
+    }
+
+    /// Reads the update feed now.
+    pub async fn check_feed(&self) -> Result<(), UpdateError> {
+        let Some(url) = &self.cfg.feed_url else { return Ok(()) };
+        let dl = |source| UpdateError::Download { url: url.clone(), source };
+        let resp = self.http.get(url).timeout(Duration::from_secs(60)).send().await.map_err(dl)?;
+        if !resp.status().is_success() {
+            return Err(UpdateError::DownloadStatus { url: url.clone(), status: resp.status().as_u16() });
+        }
+        let bytes = resp.bytes().await.map_err(dl)?;
+        let feed: Feed =
+            serde_json::from_slice(&bytes).map_err(|source| UpdateError::Feed { url: url.clone(), source })?;
+        check_url(&feed.url)?;
+        self.set(|s| {
+            s.latest_version = Some(feed.version);
+            s.latest_url = Some(feed.url);
+            s.release_notes = feed.notes;
+        });
+        Ok(())
+    }
+
+    /// Installs the feed's latest bundle if it is newer than what runs.
+    pub fn install_latest(self: &Arc<Self>) -> Result<(), UpdateError> {
+        let s = self.status();
+        let (Some(latest), Some(url)) = (&s.latest_version, &s.latest_url) else {
+            info!("install requested, but no update feed has named a bundle");
+            return Ok(());
+        };
+        if latest == s.installed_version() {
+            info!(version = %latest, "install requested, but this version runs already");
+            return Ok(());
+        }
+        let job = self.begin()?;
+        self.spawn_url_install(job, url.clone());
+        Ok(())
+    }
+
+    /// Background work until `stop`: the feed, and install requests from notifiers.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let Some(mut requests) = self.install_rx.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return;
+        };
+        let mut ticks = tokio::time::interval(Duration::from_secs(self.cfg.check_interval_s));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick(), if self.cfg.feed_url.is_some() && self.is_available() => {
+                    if let Err(e) = self.check_feed().await {
+                        warn!(error = %crate::telemetry::chain(&e), "cannot read the update feed");
+                    }
+                }
+                Some(()) = requests.recv() => {
+                    if let Err(e) = self.install_latest() {
+                        warn!(error = %crate::telemetry::chain(&e), "cannot start the update");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
