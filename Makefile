@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench build-arm64
+.PHONY: run test fetch build lint bench build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -39,15 +39,28 @@ bench: fetch
 ## Output: target/aarch64-unknown-linux-gnu/release/homesec (needs glibc >= 2.34 on the device).
 ARM64 := aarch64-unknown-linux-gnu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-build-arm64:
-	rustup target add $(ARM64)
-	@missing=; for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu; do \
-		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
-	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+ARM64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
 	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
-	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
-		$(CARGO) build --release --target $(ARM64)
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+
+# Installs the Debian packages named in $(1) that are missing.
+apt_need = @missing=; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+build-arm64:
+	rustup target add $(ARM64)
+	$(call apt_need,gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
+	$(ARM64_ENV) $(CARGO) build --release --target $(ARM64)
 	@ls -l "$${CARGO_TARGET_DIR:-target}/$(ARM64)/release/homesec"
+
+## The unit tests, cross-compiled for arm64 and run under qemu-user: binfmt_misc
+## (mounted if it is not) hands every arm64 executable to qemu-aarch64-static, which
+## finds the arm64 libc in the cross toolchain's sysroot (QEMU_LD_PREFIX).
+test-arm64:
+	rustup target add $(ARM64)
+	$(call apt_need,gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static binfmt-support)
+	@[ -e /proc/sys/fs/binfmt_misc/status ] || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $(SUDO) update-binfmts --enable qemu-aarch64
+	$(ARM64_ENV) QEMU_LD_PREFIX=/usr/aarch64-linux-gnu $(CARGO) test --target $(ARM64) --lib -- --test-threads 2
