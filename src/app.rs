@@ -45,7 +45,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let store = Store::open(&cfg.store_path())?;
     let updater =
         Updater::new(cfg.update.clone(), &cfg.data_dir, Some(Arc::new(Rauc::new(&cfg.update.rauc_command)))).await;
-    let plugins = plugins::build(&cfg, Some(updater.link())).await?;
+    // Home Assistant's firmware entity only where the box can update itself.
+    let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link())).await?;
     let shutdown = CancellationToken::new();
     let pipeline = Pipeline::new(
         Parts {

@@ -325,9 +325,18 @@ fn without_rauc_the_api_says_updates_are_unavailable() {
     let dir = tmp.path();
     let cfg = config(dir, broker.port, &folder_camera(dir), "")
         .replace(&format!("{}/rauc", dir.display()), "/nonexistent/rauc");
+    let sub = Subscriber::connect(broker.port, &["homeassistant/#"]);
     let d = start(dir, &cfg);
     let s = system(&d);
     assert_eq!(s["update"]["state"], "unavailable");
+    wait_for("the box's discovery", Duration::from_secs(10), || {
+        sub.json_on("homeassistant/binary_sensor/homesec_updbox/connectivity/config").pop()
+    });
+    assert!(
+        !sub.topics().iter().any(|t| t.starts_with("homeassistant/update/")),
+        "no firmware entity on a box that cannot update: {:?}",
+        sub.topics()
+    );
     assert_eq!(s["slot"], Value::Null);
     let file = dir.join("bundle.raucb");
     std::fs::write(&file, b"bundle").unwrap();
