@@ -64,3 +64,6 @@ test-arm64:
 	@[ -e /proc/sys/fs/binfmt_misc/status ] || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 	@[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $(SUDO) update-binfmts --enable qemu-aarch64
 	$(ARM64_ENV) QEMU_LD_PREFIX=/usr/aarch64-linux-gnu $(CARGO) test --target $(ARM64) --lib -- --test-threads 2
+
+# Firmware image, OTA bundle, QEMU tests (BOARD=x86_64 | rpi4): image/image.mk, image/README.md
+include image/image.mk

@@ -5,6 +5,8 @@
 #
 #   models/fetch-onnxruntime.sh            version 1.31.1
 #   ORT_VERSION=1.31.1 models/fetch-onnxruntime.sh
+#   ORT_ARCH=aarch64 models/fetch-onnxruntime.sh   another architecture's library (for
+#                                          images), into .homesec/lib-aarch64/
 #
 # Idempotent: an installed library is kept. The wheel's sha256 comes from PyPI's
 # simple index and is always checked.
@@ -14,7 +16,19 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$script_dir/.." && pwd)"
 version="${ORT_VERSION:-1.31.1}"
 index_url="${PYPI_SIMPLE_URL:-https://pypi.org/simple}/onnxruntime/"
+case "$(uname -m)" in
+    x86_64 | amd64) host_arch=x86_64 ;;
+    aarch64 | arm64) host_arch=aarch64 ;;
+    *) host_arch="$(uname -m)" ;;
+esac
+arch="${ORT_ARCH:-$host_arch}"
+case "$arch" in
+    x86_64 | aarch64) ;;
+    *) echo "fetch-onnxruntime.sh: error: no onnxruntime wheel on PyPI for $arch; use the board vendor's build and set ORT_DYLIB_PATH" >&2; exit 1 ;;
+esac
 lib_dir="${HOMESEC_HOME:-$repo/.homesec}/lib"
+# Another architecture's library (for a firmware image) goes into a directory of its own.
+[ "$arch" = "$host_arch" ] || lib_dir="$lib_dir-$arch"
 lib_name="libonnxruntime.so.$version"
 dest="$lib_dir/$lib_name"
 # Hidden so that nothing looking for libonnxruntime.so* picks it up.
@@ -41,11 +55,6 @@ if [ -s "$dest" ] && [ -s "$hash_file" ]; then
     say "$dest does not match its recorded sha256: reinstalling"
 fi
 
-case "$(uname -m)" in
-    x86_64 | amd64) arch=x86_64 ;;
-    aarch64 | arm64) arch=aarch64 ;;
-    *) die "no onnxruntime wheel on PyPI for $(uname -m); use the board vendor's build and set ORT_DYLIB_PATH" ;;
-esac
 [ "$(uname -s)" = Linux ] || die "this script installs the Linux library only"
 command -v curl >/dev/null 2>&1 || die "curl is required"
 command -v unzip >/dev/null 2>&1 || die "unzip is required (apt-get install unzip)"
