@@ -127,6 +127,14 @@ fn upload(d: &Daemon, file: &Path) -> (u16, Value) {
     ])
 }
 
+/// Waits until the booted slot is confirmed; returns the system status.
+fn wait_confirmed(d: &Daemon) -> Value {
+    wait_for("the slot to be confirmed", Duration::from_secs(30), || {
+        let s = system(d);
+        (s["slot_confirmed"] == true).then_some(s)
+    })
+}
+
 fn wait_state(d: &Daemon, state: &str) -> Value {
     wait_for(&format!("update state {state}"), Duration::from_secs(30), || {
         let s = system(d);
@@ -159,10 +167,7 @@ fn an_uploaded_bundle_is_verified_installed_and_confirmed_after_the_reboot() {
     let mut d = start(dir, &cfg);
 
     // A normal boot: slot A, marked good once the daemon is up.
-    let s = wait_for("slot A confirmed", Duration::from_secs(30), || {
-        let s = system(&d);
-        (s["slot_confirmed"] == true).then_some(s)
-    });
+    let s = wait_confirmed(&d);
     assert_eq!(s["slot"], "A");
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["update"]["state"], "idle");
@@ -211,10 +216,7 @@ fn an_uploaded_bundle_is_verified_installed_and_confirmed_after_the_reboot() {
 
     // After the reboot: slot B, kept because the full health check passed.
     reboot_into(&mut d, dir, "B", &cfg);
-    let s = wait_for("slot B confirmed", Duration::from_secs(30), || {
-        let s = system(&d);
-        (s["slot_confirmed"] == true).then_some(s)
-    });
+    let s = wait_confirmed(&d);
     assert_eq!(s["slot"], "B");
     assert_eq!(s["update"]["state"], "idle");
     assert!(!dir.join("data/update/pending.json").exists());
@@ -251,10 +253,7 @@ fn a_new_slot_that_fails_its_health_check_is_marked_bad_and_the_box_goes_back() 
 
     // Back on slot A (the old config): the failure is reported, slot A confirmed.
     reboot_into(&mut d, dir, "A", &good);
-    let s = wait_for("slot A confirmed", Duration::from_secs(30), || {
-        let s = system(&d);
-        (s["slot_confirmed"] == true).then_some(s)
-    });
+    let s = wait_confirmed(&d);
     assert_eq!(s["slot"], "A");
     assert_eq!(s["update"]["state"], "failed");
     assert!(s["update"]["error"].as_str().unwrap().contains("back on slot A"), "{s}");
