@@ -44,7 +44,8 @@ trap 'rm -f "$mods_file"' EXIT
 { echo "# board $BOARD (board/$BOARD/board.conf INITRAMFS_MODULES)"; printf '%s\n' $modules; } > "$mods_file"
 extra=()
 if [ -n "${BOOT_PACKAGES:-}" ]; then
-    extra+=(--customize-hook="mkdir -p \"\$1/var/cache/homesec/boot-debs\" && chroot \"\$1\" sh -c 'cd /var/cache/homesec/boot-debs && apt-get download $BOOT_PACKAGES'")
+    # The host's apt with the chroot's apt config (the chroot has no resolver by now).
+    extra+=(--customize-hook="mkdir -p \"\$1/var/cache/homesec/boot-debs\" && cd \"\$1/var/cache/homesec/boot-debs\" && APT_CONFIG=\"\$MMDEBSTRAP_APT_CONFIG\" apt-get download $BOOT_PACKAGES")
 fi
 mmdebstrap --variant=minbase --format=tar --architectures="$DEB_ARCH" --components="${COMPONENTS// /,}" \
     --include="$pkgs" \
