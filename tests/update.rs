@@ -30,7 +30,9 @@ case "$1 $2" in
   "status mark-good"|"status mark-bad") echo "marked slot $(cat "$d/booted") ${2#mark-}" ;;
   install*)
     if ! cmp -s "$2" "$d/signed.raucb"; then
-      echo "Failed to check bundle signature: signature verification failed" >&2
+      # What RAUC 1.8 prints for a bundle signed by a foreign key.
+      echo "installing"; echo "  0% Installing"; echo " 40% Verifying signature failed."
+      echo "LastError: signature verification failed: Verify error: unable to get local issuer certificate"
       echo "Installing \`$2' failed" >&2
       exit 1
     fi

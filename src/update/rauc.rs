@@ -51,8 +51,18 @@ impl Rauc {
     }
 }
 
-/// What a failed `rauc` call said: its last non-empty stderr lines (or stdout).
+/// What a failed `rauc` call said: RAUC's `LastError:` line (which `rauc install`
+/// prints on stdout, e.g. why a signature was refused), else its last non-empty
+/// stderr lines (or stdout).
 fn failure_message(stderr: &[u8], stdout: &[u8]) -> String {
+    let last_error = [stdout, stderr].iter().find_map(|b| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("LastError:").map(|e| e.trim().to_owned()))
+    });
+    if let Some(e) = last_error.filter(|e| !e.is_empty()) {
+        return e;
+    }
     let pick = |b: &[u8]| {
         let text = String::from_utf8_lossy(b);
         let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -151,6 +161,13 @@ mod tests {
             "rauc-Message: foo / Failed to check bundle signature: Verification failed / Installing failed"
         );
         assert_eq!(failure_message(b"", b"only stdout\n"), "only stdout");
+        // RAUC 1.8 refusing a bundle signed by a foreign key.
+        let out = b"installing\n  0% Installing\n 40% Verifying signature failed.\n100% Installing failed.\n\
+            LastError: signature verification failed: Verify error: unable to get local issuer certificate\nidle\n";
+        assert_eq!(
+            failure_message(b"Installing `/var/lib/homesec/update/bundle.raucb' failed\n", out),
+            "signature verification failed: Verify error: unable to get local issuer certificate"
+        );
     }
 
     #[tokio::test]
