@@ -207,6 +207,7 @@ fn an_uploaded_bundle_is_verified_installed_and_confirmed_after_the_reboot() {
     // The signed bundle: installed, the box asks for the reboot.
     let (code, v) = upload(&d, &signed);
     assert_eq!(code, 202, "{v}");
+    assert!(["installing", "rebooting"].contains(&v["update"]["state"].as_str().unwrap()), "{v}");
     let s = wait_state(&d, "rebooting");
     assert_eq!(s["update"]["progress"], 100);
     assert!(reboot_requested(dir), "the reboot unit's trigger file is there");

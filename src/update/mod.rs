@@ -440,8 +440,10 @@ impl Updater {
         });
     }
 
-    /// Installs an uploaded bundle in the background.
+    /// Installs an uploaded bundle in the background (the state says
+    /// `installing` as soon as this returns).
     pub fn spawn_install(self: &Arc<Self>, job: InstallJob) {
+        self.set_install(InstallState::Installing, 0, None);
         let me = self.clone();
         tokio::spawn(async move {
             if let Err(e) = me.install(job).await {
