@@ -254,6 +254,26 @@ pub struct Updater {
 pub struct InstallJob {
     _guard: OwnedMutexGuard<()>,
     pub bundle: PathBuf,
+    status: watch::Sender<SystemStatus>,
+}
+
+impl Drop for InstallJob {
+    /// An upload or download that ends without an install (the client hung up,
+    /// the daemon stops) must not leave the state "downloading" forever.
+    fn drop(&mut self) {
+        self.status.send_if_modified(|s| {
+            let stuck = s.update.state == InstallState::Downloading;
+            if stuck {
+                s.update = InstallStatus {
+                    state: InstallState::Failed,
+                    progress: 0,
+                    error: Some("the bundle transfer was interrupted".into()),
+                };
+            }
+            stuck
+        });
+        let _ = std::fs::remove_file(&self.bundle);
+    }
 }
 
 const POLL: Duration = Duration::from_secs(5);
@@ -342,7 +362,7 @@ impl Updater {
         let guard = self.busy.clone().try_lock_owned().map_err(|_| UpdateError::Busy)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|source| UpdateError::Io { path: self.dir.display().to_string(), source })?;
-        Ok(InstallJob { _guard: guard, bundle: self.dir.join("bundle.raucb") })
+        Ok(InstallJob { _guard: guard, bundle: self.dir.join("bundle.raucb"), status: self.status.clone() })
     }
 
     /// Writes an uploaded bundle, chunk by chunk, to the job's file.
@@ -400,7 +420,7 @@ impl Updater {
         info!(bundle = %job.bundle.display(), from_slot = %from, "installing update");
         let progress = |p: u8| self.set(|s| s.update.progress = p);
         let res = system.install(&job.bundle, &progress).await;
-        let _ = tokio::fs::remove_file(&job.bundle).await;
+        drop(job); // removes the bundle: it does not stay on the data partition
         res?;
         let pending = serde_json::to_vec(&Pending { from_slot: from }).unwrap_or_default();
         crate::fsutil::write_durable(&self.pending_path(), &pending)

@@ -91,6 +91,22 @@ async fn an_install_reboots_into_the_new_slot_and_remembers_the_old_one() {
 }
 
 #[tokio::test]
+async fn an_interrupted_upload_fails_and_frees_the_install_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = updater(dir.path(), slots("A"), cfg()).await;
+    let job = u.begin().unwrap();
+    let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(&b"half a bun"[..])]);
+    u.receive(&job, body).await.unwrap();
+    assert_eq!(u.status().update.state, InstallState::Downloading);
+    drop(job); // the client hung up
+    let s = u.status();
+    assert_eq!(s.update.state, InstallState::Failed);
+    assert!(s.update.error.unwrap().contains("interrupted"));
+    assert!(!dir.path().join("update/bundle.raucb").exists());
+    assert!(u.begin().is_ok());
+}
+
+#[tokio::test]
 async fn a_refused_bundle_is_a_failure_with_raucs_reason_and_no_reboot() {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(FakeSlots {
