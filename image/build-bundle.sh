@@ -44,7 +44,7 @@ out="$out_dir/homesec-$BOARD-$version.raucb"
 rm -f "$out"
 say "rauc bundle (format=verity, squashfs zstd) of $(human "$(stat -c %s "$rootfs")") rootfs.ext4"
 rauc bundle --cert="$cert" --key="$key" --keyring="$keyring" \
-    --mksquashfs-args="-comp zstd -Xcompression-level 6 -no-progress" "$bdir" "$out" >&2
+    --mksquashfs-args="-comp zstd -Xcompression-level 6$([ -t 2 ] || echo " -no-progress")" "$bdir" "$out" >&2
 rm -rf "$bdir"
 say "bundle: $out ($(human "$(stat -c %s "$out")"))"
 echo "$out"

@@ -237,7 +237,8 @@ say "image: $img ($(human "$(stat -c %s "$img")") apparent, $(du -h "$img" | cut
 
 if [ "${NO_COMPRESS:-0}" != 1 ]; then
     say "compressing (zstd)"
-    zstd -q -T0 -6 -f "$img" -o "$img.zst"
+    # Progress bar on a terminal, quiet in logs.
+    zstd $([ -t 2 ] || echo -q) -T0 -6 -f "$img" -o "$img.zst"
     bmaptool -q create -o "$img.bmap" "$img"
     say "image: $img.zst ($(human "$(stat -c %s "$img.zst")")), bmap: $img.bmap"
 fi
