@@ -132,7 +132,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     print_banner(&cfg, &plugins.sources);
     wait_for_signal().await;
     watchdog_stop.cancel();
-    crate::sdnotify::stopping(&systemd);
+    systemd.stopping();
     info!("stopping: sources first, then in-flight clips (up to {} s)", SHUTDOWN_GRACE.as_secs());
     sources_shutdown.cancel();
     for t in source_tasks {

@@ -16,13 +16,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+// The same limit as `/health`'s `pipeline` check, so the API reports
+// "unhealthy" when the watchdog stops.
+use crate::api::HEARTBEAT_LIMIT_MS;
 use crate::domain::now_ms;
 use crate::pipeline::Pipeline;
-
-/// The pipeline's loop must have run within this long for the watchdog to be
-/// fed. The same limit as `/health`'s `pipeline` check (api `HEARTBEAT_LIMIT_MS`),
-/// so the API reports "unhealthy" when the watchdog stops.
-pub const HEARTBEAT_LIMIT_MS: i64 = 30_000;
 
 /// How long the store may take to answer a watchdog ping.
 const STORE_PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,7 +95,7 @@ impl Notifier {
 /// Start-up is complete (store open, plugins built, sources started, API bound):
 /// tells systemd `READY=1` and, when it set `WatchdogSec=`, starts feeding the
 /// watchdog from `pipeline`'s liveness until `stop`. Returns the notifier for
-/// [`stopping`].
+/// [`Notifier::stopping`].
 pub fn ready(pipeline: &Arc<Pipeline>, cameras: usize, stop: CancellationToken) -> Notifier {
     let notifier = Notifier::from_env();
     if !notifier.is_enabled() {
@@ -114,11 +112,6 @@ pub fn ready(pipeline: &Arc<Pipeline>, cameras: usize, stop: CancellationToken) 
         tokio::spawn(feed_watchdog(notifier.clone(), interval, check, stop));
     }
     notifier
-}
-
-/// Shutdown has begun: `STOPPING=1`, and no more watchdog messages.
-pub fn stopping(notifier: &Notifier) {
-    notifier.stopping();
 }
 
 /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, as sd_watchdog_enabled(3)
@@ -269,7 +262,7 @@ mod tests {
         feeder.tick(Ok(()));
         feeder.tick(Ok(()));
         assert_eq!(drain(&got), vec!["STATUS=running\nWATCHDOG=1\n", "WATCHDOG=1\n"]);
-        stopping(&feeder.notifier);
+        feeder.notifier.stopping();
         feeder.tick(Ok(()));
         assert_eq!(drain(&got), vec!["STOPPING=1\nSTATUS=stopping\n"], "nothing after STOPPING=1");
     }

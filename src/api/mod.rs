@@ -19,8 +19,9 @@ use crate::pipeline::Pipeline;
 use crate::sources::{ClipSource, SourceHealth};
 use crate::update::{UpdateError, Updater};
 
-/// The pipeline's own loop must have run within this long, or it is wedged.
-const HEARTBEAT_LIMIT_MS: i64 = 30_000;
+/// The pipeline's own loop must have run within this long, or it is wedged
+/// (`/health`'s `pipeline` check, and what the systemd watchdog is fed on).
+pub const HEARTBEAT_LIMIT_MS: i64 = 30_000;
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct AppState {
