@@ -10,7 +10,8 @@ use tracing::{error, info, warn};
 use crate::api::{self, AppState, HealthStatus};
 use crate::config::Config;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
-use crate::plugins::{self, PluginBuildError};
+use crate::plugin::PluginBuildError;
+use crate::plugins;
 use crate::store::{Store, StoreError};
 use crate::update::{BootCheck, Updater, rauc::Rauc};
 

@@ -1,8 +1,89 @@
-//! Durable file writes: `.part`, fsync, rename, fsync the directory.
+//! Where HomeSec keeps its files ([`DataLayout`]) and how it writes them
+//! durably: `.part`, fsync, rename, fsync the directory.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// `p` resolved against `base` when relative, with `.` and `..` folded away
+/// (so logs show `/srv/homesec/data`, not `/srv/homesec/config/../data`).
+pub fn resolve_path(base: &Path, p: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The data directory's layout: every path under `data_dir` is built here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataLayout {
+    data_dir: PathBuf,
+}
+
+impl DataLayout {
+    /// `data_dir` as configured (absolute).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into() }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The redb store (queue, manifest, outboxes).
+    pub fn store(&self) -> PathBuf {
+        self.data_dir.join("homesec.redb")
+    }
+
+    /// Recorded clips, one directory per camera below.
+    pub fn recordings(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    /// One camera's recordings.
+    pub fn camera_recordings(&self, camera: &str) -> PathBuf {
+        self.recordings().join(camera)
+    }
+
+    /// Alert snapshots (JPEG).
+    pub fn snapshots(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+
+    /// Clips that cannot be processed, kept for a person to look at.
+    pub fn quarantine(&self) -> PathBuf {
+        self.data_dir.join("quarantine")
+    }
+
+    /// The `local` storage backend's default root.
+    pub fn storage(&self) -> PathBuf {
+        self.data_dir.join("storage")
+    }
+
+    /// Update bundles and state.
+    pub fn update(&self) -> PathBuf {
+        self.data_dir.join("update")
+    }
+
+    /// Creates the directories the daemon writes into from the start.
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        for dir in [self.data_dir.clone(), self.recordings(), self.snapshots()] {
+            fs::create_dir_all(&dir)?;
+        }
+        Ok(())
+    }
+}
 
 fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();

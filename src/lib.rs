@@ -4,6 +4,8 @@
 pub mod analyzer;
 pub mod api;
 pub mod app;
+pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod filter;
@@ -11,6 +13,7 @@ pub mod fsutil;
 pub mod media;
 pub mod notify;
 pub mod pipeline;
+pub mod plugin;
 pub mod plugins;
 pub mod policy;
 pub mod retention;

@@ -269,7 +269,6 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
     if cfg.notifiers.is_empty() {
         return Err("no notifiers configured".into());
     }
-    let ctx = homesec::plugins::PluginContext::from_config(cfg);
     let camera = camera.or_else(|| cfg.cameras.first().map(|c| c.name.to_string())).unwrap_or_else(|| "test".into());
     let clip_id = format!("{camera}_test_{}", now_ms() / 1000);
     let alert = Alert {
@@ -291,10 +290,10 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
     let mut cfg = cfg.clone();
     for n in cfg.notifiers.iter_mut().filter(|n| n.backend == "mqtt") {
         if let Some(obj) = n.config.as_object_mut() {
-            obj.entry("client_id").or_insert_with(|| format!("homesec-{}-notify-test", ctx.device_id).into());
+            obj.entry("client_id").or_insert_with(|| format!("homesec-{}-notify-test", cfg.device_id).into());
         }
     }
-    let notifiers = homesec::plugins::build_notifiers(&cfg, &ctx).await.map_err(|e| homesec::telemetry::chain(&e))?;
+    let notifiers = homesec::plugins::build_notifiers(&cfg, None).await.map_err(|e| homesec::telemetry::chain(&e))?;
     let mut failed = 0;
     for n in &notifiers {
         match n.send(&alert, None).await {

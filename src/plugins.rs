@@ -1,63 +1,26 @@
 //! The plugin registry: (kind, backend name) → config parse + validate → instance.
 //! The only module that names concrete plugins.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::analyzer::VlmAnalyzer;
-use crate::config::{Config, ConfigIssue, PluginConfig, PluginSpec, Validator};
+use crate::config::{Config, PluginSpec};
 use crate::domain::CameraName;
 use crate::filter::ObjectFilter;
 use crate::notify::Notifier;
+use crate::plugin::{ConfigIssue, DataLayout, PluginBuildError, PluginConfig, PluginContext, Validator};
 use crate::policy::AlertPolicy;
 use crate::sources::ClipSource;
 use crate::storage::StorageBackend;
 use crate::{analyzer, filter, notify, policy, sources, storage};
 
-/// What every plugin may need to know about the box it runs on.
-#[derive(Debug, Clone)]
-pub struct PluginContext {
-    /// `data_dir` from the config: redb store, recordings, snapshots.
-    pub data_dir: PathBuf,
-    /// Directory of the config file: relative paths in the config resolve against it.
-    pub config_dir: PathBuf,
-    /// Stable id of this box (fleet rows, MQTT client id, Home Assistant device).
-    pub device_id: String,
-    pub cameras: Vec<CameraName>,
-    /// The box's updater, for notifiers that show and trigger updates (Home
-    /// Assistant's update entity); `None` outside the daemon.
-    pub update: Option<crate::update::UpdateLink>,
-}
-
-impl PluginContext {
-    pub fn from_config(cfg: &Config) -> Self {
-        Self {
-            data_dir: cfg.data_dir.clone(),
-            config_dir: cfg.config_dir(),
-            device_id: cfg.device_id.clone(),
-            cameras: cfg.cameras.iter().map(|c| c.name.clone()).collect(),
-            update: None,
-        }
-    }
-
-    /// Resolves a path from the config against the config file's directory.
-    pub fn resolve(&self, p: &std::path::Path) -> PathBuf {
-        crate::config::resolve_path(&self.config_dir, p)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot start {kind} backend `{backend}`")]
-pub struct PluginBuildError {
-    pub kind: &'static str,
-    pub backend: String,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl PluginBuildError {
-    pub fn new(kind: &'static str, backend: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { kind, backend: backend.to_owned(), source: source.into() }
+fn context(cfg: &Config, update: Option<crate::update::UpdateLink>) -> PluginContext {
+    PluginContext {
+        layout: DataLayout::new(cfg.data_dir.clone()),
+        config_dir: cfg.config_dir(),
+        device_id: cfg.device_id.clone(),
+        cameras: cfg.cameras.iter().map(|c| c.name.clone()).collect(),
+        update,
     }
 }
 
@@ -174,7 +137,7 @@ fn unknown_backend(kind: &'static str, backend: &str) -> PluginBuildError {
 
 /// Builds every plugin the config names (loads models, opens connections).
 pub async fn build(cfg: &Config, update: Option<crate::update::UpdateLink>) -> Result<Plugins, PluginBuildError> {
-    let ctx = PluginContext { update, ..PluginContext::from_config(cfg) };
+    let ctx = context(cfg, update);
     let mut sources: Vec<Arc<dyn ClipSource>> = Vec::new();
     for cam in &cfg.cameras {
         let spec = &cam.source;
@@ -210,12 +173,16 @@ pub async fn build(cfg: &Config, update: Option<crate::update::UpdateLink>) -> R
         "noop" => Arc::new(policy::noop::NoopPolicy),
         other => return Err(unknown_backend("alert_policy", other)),
     };
-    let notifiers = build_notifiers(cfg, &ctx).await?;
+    let notifiers = build_notifiers(cfg, ctx.update.clone()).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
 }
 
 /// Builds the configured notifiers (also used alone by `homesec notify-test`).
-pub async fn build_notifiers(cfg: &Config, ctx: &PluginContext) -> Result<Vec<Arc<dyn Notifier>>, PluginBuildError> {
+pub async fn build_notifiers(
+    cfg: &Config,
+    update: Option<crate::update::UpdateLink>,
+) -> Result<Vec<Arc<dyn Notifier>>, PluginBuildError> {
+    let ctx = &context(cfg, update);
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     for spec in &cfg.notifiers {
         notifiers.push(match spec.backend.as_str() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use homesec::domain::{Alert, CameraName, RiskLevel};
 use homesec::notify::mqtt::{self, MqttConfig, MqttNotifier};
 use homesec::notify::{Notifier, NotifyError};
-use homesec::plugins::PluginContext;
+use homesec::plugin::PluginContext;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Publish, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -96,7 +96,7 @@ impl Sub {
 
 fn ctx(cameras: &[&str]) -> PluginContext {
     PluginContext {
-        data_dir: std::env::temp_dir(),
+        layout: homesec::plugin::DataLayout::new(std::env::temp_dir()),
         config_dir: std::env::temp_dir(),
         device_id: DEVICE.into(),
         cameras: cameras.iter().map(|c| CameraName::from(*c)).collect(),

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use homesec::analyzer::openai::{self, OpenAiConfig};
 use homesec::analyzer::{VlmAnalyzer, VlmError};
 use homesec::domain::{Clip, Detection, FilterResult, RiskLevel};
-use homesec::plugins::PluginContext;
+use homesec::plugin::PluginContext;
 use serde_json::{Value, json};
 
 const KEY_ENV: &str = "HOMESEC_TEST_OPENAI_KEY";
@@ -112,7 +112,7 @@ async fn serve(reply: Reply) -> Server {
 
 fn ctx() -> PluginContext {
     PluginContext {
-        data_dir: std::env::temp_dir(),
+        layout: homesec::plugin::DataLayout::new(std::env::temp_dir()),
         config_dir: std::env::temp_dir(),
         device_id: "testbox".into(),
         cameras: vec!["front_door".into()],

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use homesec::config::Config;
 use homesec::domain::Clip;
 use homesec::media::for_each_frame;
-use homesec::plugins::PluginContext;
+use homesec::plugin::PluginContext;
 use homesec::sources::ClipSource;
 use homesec::sources::recorder::{ClipOutput, RecordedClip, Recorder, RecorderError, RecorderEvent, RecordingConfig};
 use homesec::sources::v4l::{self, CapturedFrame, FrameProcessor, PixelFormat, RecorderFeed, V4lConfig};
@@ -425,7 +425,7 @@ fn h264_capture_is_passed_through_and_recorded_around_the_motion() {
 fn a_missing_device_gives_one_clear_error_and_slow_retries() {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = PluginContext {
-        data_dir: tmp.path().to_path_buf(),
+        layout: homesec::plugin::DataLayout::new(tmp.path().to_path_buf()),
         config_dir: tmp.path().to_path_buf(),
         device_id: "test".into(),
         cameras: vec!["garage".into()],
@@ -471,7 +471,7 @@ fn a_missing_device_gives_one_clear_error_and_slow_retries() {
 fn a_file_that_is_not_a_video_device_is_reported_as_such() {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = PluginContext {
-        data_dir: tmp.path().to_path_buf(),
+        layout: homesec::plugin::DataLayout::new(tmp.path().to_path_buf()),
         config_dir: tmp.path().to_path_buf(),
         device_id: "test".into(),
         cameras: vec!["garage".into()],

@@ -9,7 +9,7 @@ use homesec::domain::Detection;
 use homesec::filter::yolo::{self, Detector, DetectorOptions, YoloConfig};
 use homesec::filter::{FilterError, ObjectFilter};
 use homesec::media::{self, RgbFrame};
-use homesec::plugins::PluginContext;
+use homesec::plugin::PluginContext;
 
 fn load_image(name: &str) -> RgbFrame {
     let img = image::open(common::image(name)).expect("test image").to_rgb8();
@@ -92,7 +92,7 @@ fn unconfigured_classes_are_not_reported() {
 
 fn context() -> PluginContext {
     PluginContext {
-        data_dir: std::env::temp_dir(),
+        layout: homesec::plugin::DataLayout::new(std::env::temp_dir()),
         // Relative model paths resolve against the config's folder.
         config_dir: common::testdata(),
         device_id: "test".into(),

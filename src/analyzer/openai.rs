@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::{VlmAnalyzer, VlmError};
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{AnalysisResult, Clip, FilterResult, RiskLevel, TimelineEntry};
 use crate::media::{self, Jpeg, MediaError};
-use crate::plugins::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginConfig, Validator};
 
 /// Name of the JSON schema sent in `response_format`.
 pub const SCHEMA_NAME: &str = "homesec_clip_analysis";
@@ -551,8 +551,8 @@ impl VlmAnalyzer for OpenAiAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigIssue;
     use crate::domain::Detection;
+    use crate::plugin::ConfigIssue;
 
     fn types() -> Vec<String> {
         default_activity_types()

@@ -2,7 +2,6 @@
 //! validated by its plugin, secrets by env-var name. [`Config::load`] reports
 //! every problem at once, each with its YAML path and line.
 
-mod issues;
 mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -10,30 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-pub use issues::{ConfigIssue, PluginConfig, Validator};
+pub use crate::fsutil::resolve_path;
+pub use crate::plugin::{ConfigIssue, PluginConfig, Validator};
 pub use yaml::line_of;
 
 use crate::domain::CameraName;
-
-/// `p` resolved against `base` when relative, with `.` and `..` folded away
-/// (so logs show `/srv/homesec/data`, not `/srv/homesec/config/../data`).
-pub fn resolve_path(base: &Path, p: &Path) -> PathBuf {
-    use std::path::Component;
-    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push(c);
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
 
 /// Where the redb store lives under a data directory.
 pub fn store_path(data_dir: &Path) -> PathBuf {

@@ -32,11 +32,11 @@ use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{Detection, FilterResult};
 use crate::filter::{FilterError, FilterOutput, ObjectFilter};
 use crate::media::{self, ResizeQuality, RgbFrame, RgbResizer};
-use crate::plugins::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginConfig, Validator};
 
 /// The 80 COCO class names, in the models' output order.
 #[rustfmt::skip]
@@ -1202,7 +1202,7 @@ mod tests {
     #[test]
     fn build_names_a_missing_model() {
         let ctx = PluginContext {
-            data_dir: PathBuf::from("/tmp"),
+            layout: crate::plugin::DataLayout::new(PathBuf::from("/tmp")),
             config_dir: PathBuf::from("/nonexistent-config-dir"),
             device_id: "test".into(),
             cameras: Vec::new(),

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Jpeg, MediaError, RgbFrame};
-use crate::config::{PluginConfig, Validator};
+use crate::plugin::{PluginConfig, Validator};
 
 /// The `motion:` block of a camera source: how frames are compared and when
 /// motion starts and ends. Frame counts are in *detected* frames (after the

@@ -28,8 +28,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::Validator;
 use crate::domain::{Alert, CameraName};
+use crate::plugin::Validator;
 use crate::update::SystemStatus;
 
 /// Seconds after which Home Assistant turns the person / motion sensors off again.

@@ -42,9 +42,9 @@ use tracing::{debug, info, warn};
 
 use super::homeassistant::{self as ha, HomeAssistantConfig};
 use super::{Notifier, NotifyError};
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{Alert, CameraName};
-use crate::plugins::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginConfig, Validator};
 use crate::update::UpdateLink;
 
 /// Largest snapshot published to the camera entity; bigger ones are skipped.
@@ -854,7 +854,7 @@ impl Notifier for MqttNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigIssue;
+    use crate::plugin::ConfigIssue;
 
     fn issues(cfg: &MqttConfig) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();

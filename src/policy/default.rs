@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::AlertPolicy;
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult, RiskLevel};
+use crate::plugin::{PluginConfig, Validator};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 
 use super::AlertPolicy;
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult};
+use crate::plugin::{PluginConfig, Validator};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

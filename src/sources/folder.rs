@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{ClipSource, SourceError, SourceHealth};
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{CameraName, Clip, ClipId, now_ms};
 use crate::pipeline::ClipSink;
-use crate::plugins::PluginContext;
+use crate::plugin::PluginContext;
+use crate::plugin::{PluginConfig, Validator};
 use crate::store::SourceFileEntry;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,8 +69,8 @@ impl FolderSource {
     pub fn new(camera: CameraName, cfg: FolderConfig, ctx: &PluginContext) -> Self {
         Self {
             dir: ctx.resolve(&cfg.path),
-            recordings: ctx.data_dir.join("recordings").join(camera.as_str()),
-            quarantine: ctx.data_dir.join("quarantine").join(camera.as_str()),
+            recordings: ctx.layout.camera_recordings(camera.as_str()),
+            quarantine: ctx.layout.quarantine().join(camera.as_str()),
             camera,
             cfg,
             state: Mutex::new(State::default()),

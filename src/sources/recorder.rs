@@ -28,10 +28,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{CameraName, Clip, ClipId};
 use crate::media::mp4write::{Mp4WriteError, Mp4Writer, SampleEntry, part_path};
 use crate::pipeline::ClipSink;
+use crate::plugin::{PluginConfig, Validator};
 
 /// Seconds past the post-roll / `max_clip_s` a clip waits for a keyframe to end at.
 pub const END_SLACK_S: f64 = 4.0;

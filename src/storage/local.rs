@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{StorageBackend, StorageError, StoredObject};
-use crate::config::{PluginConfig, Validator};
 use crate::domain::Clip;
-use crate::plugins::PluginContext;
+use crate::plugin::PluginContext;
+use crate::plugin::{PluginConfig, Validator};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,7 +43,7 @@ pub struct LocalStorage {
 
 impl LocalStorage {
     pub fn new(cfg: LocalStorageConfig, ctx: &PluginContext) -> Self {
-        let root = cfg.root.as_deref().map_or_else(|| ctx.data_dir.join("storage"), |r| ctx.resolve(r));
+        let root = cfg.root.as_deref().map_or_else(|| ctx.layout.storage(), |r| ctx.resolve(r));
         Self { root, cfg }
     }
 

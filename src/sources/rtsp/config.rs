@@ -10,8 +10,8 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{PluginConfig, Validator};
 use crate::media::motion::MotionConfig;
+use crate::plugin::{PluginConfig, Validator};
 use crate::sources::recorder::RecordingConfig;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -282,7 +282,7 @@ impl PluginConfig for RtspConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConfigIssue;
+    use crate::plugin::ConfigIssue;
 
     fn issues(cfg: &serde_json::Value) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();

@@ -33,7 +33,7 @@ use super::recorder::{ClipOutput, Recorder, RecorderError, SinkOutput};
 use super::{ClipSource, SourceError, SourceHealth};
 use crate::domain::{CameraName, Clip};
 use crate::pipeline::ClipSink;
-use crate::plugins::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginBuildError, PluginContext};
 
 /// Events queued for the recorder (about 8 s of video at 30 fps).
 const RECORDER_QUEUE: usize = 256;
@@ -178,7 +178,7 @@ pub fn build(camera: CameraName, cfg: RtspConfig, ctx: &PluginContext) -> Result
         PluginBuildError::new("source", "rtsp", text.join("; "))
     })?;
     let health = Arc::new(Mutex::new(HealthState::new(urls.detect.is_some())));
-    Ok(RtspSource { recordings: ctx.data_dir.join("recordings").join(camera.as_str()), camera, cfg, urls, health })
+    Ok(RtspSource { recordings: ctx.layout.camera_recordings(camera.as_str()), camera, cfg, urls, health })
 }
 
 impl RtspSource {

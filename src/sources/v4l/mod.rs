@@ -33,12 +33,12 @@ use tracing::{debug, error, info, warn};
 
 use super::recorder::{EncodedPacket, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
 use super::{ClipSource, SourceError, SourceHealth};
-use crate::config::{PluginConfig, Validator};
 use crate::domain::{CameraName, now_ms};
 use crate::media::motion::MotionConfig;
 use crate::media::mp4write::{Mp4WriteError, SampleEntry};
 use crate::pipeline::ClipSink;
-use crate::plugins::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginBuildError, PluginContext};
+use crate::plugin::{PluginConfig, Validator};
 use capture::{CaptureError, CaptureSpec, Negotiated};
 
 pub use processor::{CapturedFrame, FrameProcessor, H264Packet, Processed, ProcessorSettings, ProcessorStats};
@@ -332,7 +332,7 @@ pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<
         }
     }
     Ok(V4lSource {
-        recordings: ctx.data_dir.join("recordings").join(camera.as_str()),
+        recordings: ctx.layout.camera_recordings(camera.as_str()),
         camera,
         cfg,
         state: Arc::new(Mutex::new(state)),
@@ -709,7 +709,7 @@ mod tests {
     fn health_reports_a_missing_device_before_the_first_attempt() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = PluginContext {
-            data_dir: dir.path().into(),
+            layout: crate::plugin::DataLayout::new(dir.path()),
             config_dir: dir.path().into(),
             device_id: "t".into(),
             cameras: vec![],
