@@ -9,9 +9,11 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, HealthStatus};
 use crate::config::Config;
+use crate::notify::Notifier;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
 use crate::plugin::PluginBuildError;
 use crate::plugins;
+use crate::sources::ClipSource;
 use crate::store::{Store, StoreError};
 use crate::update::{BootCheck, Updater, rauc::Rauc};
 
@@ -39,11 +41,11 @@ pub enum RunError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn run(cfg: Config) -> Result<(), RunError> {
-    for dir in [cfg.data_dir.clone(), cfg.data_dir.join("recordings"), cfg.snapshots_dir()] {
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
-    }
-    let store = Store::open(&cfg.store_path())?;
+    let layout = cfg.layout();
+    layout
+        .create_dirs()
+        .map_err(|source| RunError::DataDir { path: layout.data_dir().display().to_string(), source })?;
+    let store = Store::open(&layout.store())?;
     let updater =
         Updater::new(cfg.update.clone(), &cfg.data_dir, Some(Arc::new(Rauc::new(&cfg.update.rauc_command)))).await;
     // Home Assistant's firmware entity only where the box can update itself.
@@ -60,14 +62,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 trigger_classes: cfg.vlm.as_ref().map(|v| v.trigger_classes.clone()).unwrap_or_default(),
             },
             policy: plugins.policy,
-            notifiers: crate::notify::multiplex::Notifiers::new(plugins.notifiers),
+            notifiers: crate::notify::multiplex::Notifiers::new(plugins.notifiers.clone()),
             retry: cfg.retry.clone(),
             concurrency: cfg.concurrency.clone(),
-            snapshots_dir: cfg.snapshots_dir(),
+            snapshots_dir: layout.snapshots(),
         },
         shutdown.clone(),
     );
-    pipeline.start(&cfg.data_dir.join("recordings")).await?;
+    pipeline.start(&layout.recordings()).await?;
     if let Some(max) = cfg.retention.max_local_size_bytes {
         tokio::spawn(crate::retention::run(pipeline.store().clone(), max, shutdown.clone()));
     }
@@ -130,7 +132,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     // systemd (Type=notify): READY=1 now, WATCHDOG=1 while the pipeline is alive, STOPPING=1 below.
     let watchdog_stop = CancellationToken::new();
     let systemd = crate::sdnotify::ready(&pipeline, plugins.sources.len(), watchdog_stop.clone());
-    print_banner(&cfg, &plugins.sources);
+    print_banner(&cfg, &plugins.sources, &plugins.notifiers);
     wait_for_signal().await;
     watchdog_stop.cancel();
     systemd.stopping();
@@ -169,21 +171,14 @@ async fn boot_check(state: &AppState, api_url: Option<&str>, http: &reqwest::Cli
     }
 }
 
-fn print_banner(cfg: &Config, sources: &[Arc<dyn crate::sources::ClipSource>]) {
+fn print_banner(cfg: &Config, sources: &[Arc<dyn ClipSource>], notifiers: &[Arc<dyn Notifier>]) {
     for source in sources {
         info!(camera = %source.camera(), source = %source.describe(), "camera configured");
     }
-    for n in &cfg.notifiers {
-        let host = n.config.get("host").and_then(|h| h.as_str()).unwrap_or("127.0.0.1");
-        let port = n.config.get("port").and_then(|p| p.as_u64()).unwrap_or(1883);
-        let topic = n.config.get("topic_template").and_then(|t| t.as_str()).unwrap_or("homecam/alerts/{camera_name}");
-        if n.backend == "mqtt" {
-            info!(broker = %format!("{host}:{port}"), topic, "alerts go to MQTT (Home Assistant discovery on)");
-        } else {
-            info!(backend = %n.backend, "alerts go to notifier");
-        }
+    for n in notifiers {
+        info!(notifier = n.name(), target = %n.describe(), "alerts go to notifier");
     }
-    if cfg.notifiers.is_empty() {
+    if notifiers.is_empty() {
         warn!("no notifiers configured: alert decisions are only logged and stored");
     }
     info!(data_dir = %cfg.data_dir.display(), "HomeSec {} running; Ctrl-C to stop", env!("CARGO_PKG_VERSION"));

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use homesec::config::{Config, ServerConfig};
-use homesec::domain::{Alert, ClipRecord, now_ms, rfc3339};
+use homesec::domain::{Alert, ClipSummary, now_ms, rfc3339};
+use homesec::plugins;
 use homesec::store::{Store, StoreError};
 
 #[derive(Parser)]
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
         };
         return finish(runtime.block_on(clips(&data_dir, &server, command)));
     }
-    let cfg = match Config::load(&cli.config) {
+    let cfg = match plugins::load(&cli.config) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("{e}");
@@ -130,7 +131,7 @@ fn finish(result: Result<(), String>) -> ExitCode {
 /// Reads clips from the store, or from the running daemon's API when the
 /// daemon holds the store open.
 async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) -> Result<(), String> {
-    let path = homesec::config::store_path(data_dir);
+    let path = homesec::fsutil::DataLayout::new(data_dir).store();
     if !path.exists() {
         return Err(format!("no store at {} yet: has the daemon run?", path.display()));
     }
@@ -138,7 +139,7 @@ async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) ->
         Ok(store) => match command {
             ClipsCommand::List { limit } => {
                 let records = store.recent_clips(limit).map_err(|e| homesec::telemetry::chain(&e))?;
-                print_table(&records);
+                print_table(&records.iter().map(ClipSummary::of).collect::<Vec<_>>());
                 Ok(())
             }
             ClipsCommand::Show { clip_id } => {
@@ -175,52 +176,45 @@ async fn from_api(server: &ServerConfig, command: ClipsCommand) -> Result<(), St
         .await
         .map_err(|e| format!("the daemon holds the store and its API at {base} did not answer: {e}"))?;
     let status = resp.status();
-    let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    let body = resp.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!("{url}: HTTP {status}: {body}"));
     }
     match command {
         ClipsCommand::List { .. } => {
-            let rows = body["clips"].as_array().cloned().unwrap_or_default();
-            print_rows(rows.iter().map(row).collect());
+            #[derive(serde::Deserialize)]
+            struct Clips {
+                clips: Vec<ClipSummary>,
+            }
+            let list: Clips = serde_json::from_str(&body).map_err(|e| format!("{url}: unexpected answer: {e}"))?;
+            print_table(&list.clips);
         }
-        ClipsCommand::Show { .. } => println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default()),
+        ClipsCommand::Show { .. } => {
+            let value: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("{url}: unexpected answer: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        }
     }
     Ok(())
 }
 
-fn row(c: &serde_json::Value) -> [String; 5] {
-    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
-    let result = if let Some(q) = c["quarantine"]["reason"].as_str() {
-        q.to_owned()
-    } else if let Some(d) = c["decision"]["reason"].as_str() {
-        let alert = if c["decision"]["notify"].as_bool().unwrap_or(false) { "ALERT" } else { "no alert" };
-        format!("{alert}: {d}")
-    } else {
-        ["filter", "upload", "vlm", "notify"]
-            .iter()
-            .find_map(|st| c[*st]["last_error"].as_str().map(|e| format!("{st}: {e}")))
-            .unwrap_or_default()
-    };
-    let classes = c["filter_result"]["detected_classes"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
-        .unwrap_or_default();
-    [s(&c["clip"]["clip_id"]), s(&c["clip"]["camera"]), s(&c["status"]), classes, result]
-}
-
-fn print_table(records: &[ClipRecord]) {
-    print_rows(records.iter().map(|r| row(&homesec::api::summary(r))).collect());
-}
-
-fn print_rows(rows: Vec<[String; 5]>) {
-    if rows.is_empty() {
+fn print_table(clips: &[ClipSummary]) {
+    if clips.is_empty() {
         println!("no clips yet");
         return;
     }
     println!("{:<32} {:<14} {:<12} {:<16} RESULT", "CLIP", "CAMERA", "STATUS", "DETECTED");
-    for r in rows {
-        println!("{:<32} {:<14} {:<12} {:<16} {}", r[0], r[1], r[2], r[3], r[4]);
+    for c in clips {
+        let r = &c.record;
+        let classes = r.filter_result.as_ref().map(|f| f.detected_classes.join(",")).unwrap_or_default();
+        println!(
+            "{:<32} {:<14} {:<12} {:<16} {}",
+            r.clip.clip_id,
+            r.clip.camera,
+            c.status.as_str(),
+            classes,
+            c.outcome()
+        );
     }
 }
 
@@ -237,19 +231,16 @@ fn motion(
     let mut fps = detect_fps.unwrap_or(0.0);
     let mut newest = None;
     if let Some(name) = camera {
-        let cfg = Config::load(config).map_err(|e| e.to_string())?;
+        let cfg = plugins::load(config).map_err(|e| e.to_string())?;
         let cam = cfg.cameras.iter().find(|c| c.name.as_str() == name).ok_or_else(|| {
             let known: Vec<_> = cfg.cameras.iter().map(|c| c.name.to_string()).collect();
             format!("no camera `{name}` in {} (cameras: {})", config.display(), known.join(", "))
         })?;
-        if let Some(block) = cam.source.config.get("motion") {
-            settings = serde_json::from_value(block.clone())
-                .map_err(|e| format!("{}.config.motion: {e}", cam.source.yaml_path))?;
+        if let Some(s) = plugins::motion_settings(&cfg, &cam.name) {
+            settings = s.motion;
+            fps = detect_fps.unwrap_or(s.detect_fps);
         }
-        if detect_fps.is_none() {
-            fps = cam.source.config.get("detect_fps").and_then(|v| v.as_f64()).unwrap_or(5.0);
-        }
-        let dir = cfg.data_dir.join("recordings").join(name);
+        let dir = cfg.layout().camera_recordings(name);
         newest = std::fs::read_dir(&dir)
             .ok()
             .into_iter()
@@ -286,14 +277,10 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
         detected_classes: vec![],
         snapshot_path: None,
     };
-    // A client id of its own, so the test does not kick a running daemon off the broker.
-    let mut cfg = cfg.clone();
-    for n in cfg.notifiers.iter_mut().filter(|n| n.backend == "mqtt") {
-        if let Some(obj) = n.config.as_object_mut() {
-            obj.entry("client_id").or_insert_with(|| format!("homesec-{}-notify-test", cfg.device_id).into());
-        }
-    }
-    let notifiers = homesec::plugins::build_notifiers(&cfg, None).await.map_err(|e| homesec::telemetry::chain(&e))?;
+    // A client id of its own, so the test does not push a running daemon off the broker.
+    let mut ctx = plugins::context(cfg);
+    ctx.client_tag = Some("notify-test".into());
+    let notifiers = plugins::build_notifiers(cfg, &ctx, None).await.map_err(|e| homesec::telemetry::chain(&e))?;
     let mut failed = 0;
     for n in &notifiers {
         match n.send(&alert, None).await {

@@ -1,36 +1,267 @@
-//! The plugin registry: (kind, backend name) → config parse + validate → instance.
-//! The only module that names concrete plugins.
+//! The plugin registry: (kind, backend name) → config check → instance.
+//! The only module that names concrete plugins: one table per kind, each
+//! backend once. Adding a backend is one row here.
 
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::analyzer::VlmAnalyzer;
-use crate::config::{Config, PluginSpec};
+use crate::config::{Config, ConfigError, PluginSpec};
 use crate::domain::CameraName;
 use crate::filter::ObjectFilter;
+use crate::media::motion::MotionConfig;
 use crate::notify::Notifier;
 use crate::plugin::{ConfigIssue, DataLayout, PluginBuildError, PluginConfig, PluginContext, Validator};
 use crate::policy::AlertPolicy;
 use crate::sources::ClipSource;
 use crate::storage::StorageBackend;
-use crate::{analyzer, filter, notify, policy, sources, storage};
+use crate::update::UpdateLink;
+use crate::{analyzer, filter, homeassistant, notify, policy, sources, storage};
 
-fn context(cfg: &Config, update: Option<crate::update::UpdateLink>) -> PluginContext {
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Checks one config block, recording its problems.
+type Check = fn(&serde_json::Value, &mut Validator<'_>, &PluginContext);
+
+/// One backend of a kind: its name, how to check its config, how to build it.
+struct Row<B> {
+    name: &'static str,
+    check: Check,
+    build: B,
+}
+
+type SourceBuild = fn(CameraName, &serde_json::Value, &PluginContext) -> Result<Arc<dyn ClipSource>, PluginBuildError>;
+
+/// A source's build, and its motion settings for `homesec motion` (live cameras).
+struct SourceFns {
+    build: SourceBuild,
+    motion: fn(&serde_json::Value) -> Option<MotionSettings>,
+}
+
+/// A live camera's motion settings, as `homesec motion` replays them on a clip.
+#[derive(Debug, Clone)]
+pub struct MotionSettings {
+    pub motion: MotionConfig,
+    /// Frames per second the detector looks at.
+    pub detect_fps: f64,
+}
+type Build<T> = fn(&serde_json::Value, &PluginContext) -> Result<Arc<T>, PluginBuildError>;
+/// Notifiers connect while they are built; `firmware` is the box's updater for
+/// the Home Assistant device an MQTT notifier announces.
+type NotifierBuild = for<'a> fn(
+    &'a serde_json::Value,
+    &'a PluginContext,
+    Option<UpdateLink>,
+) -> BoxFuture<'a, Result<Arc<dyn Notifier>, PluginBuildError>>;
+
+/// A notifier's build, and the `name` its config gives it (the outbox keys
+/// undelivered alerts by it, so it must be unique).
+struct NotifierFns {
+    build: NotifierBuild,
+    name: fn(&serde_json::Value) -> Option<String>,
+}
+
+const SOURCES: &[Row<SourceFns>] = &[
+    Row {
+        name: "folder",
+        check: check_as::<sources::folder::FolderConfig>,
+        build: SourceFns {
+            build: |camera, value, ctx| Ok(Arc::new(sources::folder::FolderSource::new(camera, config(value)?, ctx))),
+            motion: |_| None,
+        },
+    },
+    Row {
+        name: "rtsp",
+        check: check_as::<sources::rtsp::RtspConfig>,
+        build: SourceFns {
+            build: |camera, value, ctx| Ok(Arc::new(sources::rtsp::build(camera, config(value)?, ctx)?)),
+            motion: |value| {
+                let c: sources::rtsp::RtspConfig = config(value).ok()?;
+                Some(MotionSettings { motion: c.motion, detect_fps: c.detect_fps })
+            },
+        },
+    },
+    Row {
+        name: "v4l",
+        check: check_as::<sources::v4l::V4lConfig>,
+        build: SourceFns {
+            build: |camera, value, ctx| Ok(Arc::new(sources::v4l::build(camera, config(value)?, ctx)?)),
+            motion: |value| {
+                let c: sources::v4l::V4lConfig = config(value).ok()?;
+                Some(MotionSettings { motion: c.motion, detect_fps: c.detect_fps })
+            },
+        },
+    },
+];
+
+const STORAGES: &[Row<Build<dyn StorageBackend>>] = &[Row {
+    name: "local",
+    check: check_as::<storage::local::LocalStorageConfig>,
+    build: |value, ctx| Ok(Arc::new(storage::local::LocalStorage::new(config(value)?, ctx))),
+}];
+
+const FILTERS: &[Row<Build<dyn ObjectFilter>>] = &[Row {
+    name: "yolo",
+    check: check_as::<filter::yolo::YoloConfig>,
+    build: |value, ctx| Ok(Arc::new(filter::yolo::build(config(value)?, ctx)?)),
+}];
+
+const ANALYZERS: &[Row<Build<dyn VlmAnalyzer>>] = &[Row {
+    name: "openai",
+    check: check_as::<analyzer::openai::OpenAiConfig>,
+    build: |value, ctx| Ok(Arc::new(analyzer::openai::build(config(value)?, ctx)?)),
+}];
+
+const POLICIES: &[Row<Build<dyn AlertPolicy>>] = &[
+    Row {
+        name: "default",
+        check: |value, v, ctx| {
+            if let Some(p) = parse::<policy::default::DefaultPolicyConfig>(value, v) {
+                p.check_cameras(&ctx.cameras, v);
+            }
+        },
+        build: |value, _| Ok(Arc::new(policy::default::DefaultPolicy::new(config(value)?))),
+    },
+    Row {
+        name: "noop",
+        check: check_as::<policy::noop::NoopPolicyConfig>,
+        build: |_, _| Ok(Arc::new(policy::noop::NoopPolicy)),
+    },
+];
+
+const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
+    name: "mqtt",
+    check: check_as::<notify::mqtt::MqttConfig>,
+    build: NotifierFns {
+        build: |value, ctx, firmware| {
+            Box::pin(async move {
+                let cfg: notify::mqtt::MqttConfig = config(value)?;
+                let device = cfg
+                    .home_assistant
+                    .enabled
+                    .then(|| homeassistant::Device::new(&cfg.home_assistant, &ctx.device_id, &ctx.cameras, firmware));
+                Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
+            })
+        },
+        name: |value| config::<notify::mqtt::MqttConfig>(value).ok()?.name,
+    },
+}];
+
+/// Parses and validates a plugin's config block; `None` after recording problems.
+fn parse<C: PluginConfig>(value: &serde_json::Value, v: &mut Validator<'_>) -> Option<C> {
+    let empty = serde_json::Value::Object(Default::default());
+    let value = if value.is_null() { &empty } else { value };
+    let cfg = v.parse::<C>(value)?;
+    cfg.validate(v);
+    Some(cfg)
+}
+
+fn check_as<C: PluginConfig>(value: &serde_json::Value, v: &mut Validator<'_>, _: &PluginContext) {
+    drop(parse::<C>(value, v));
+}
+
+/// Deserialises a block that [`check`] accepted already.
+fn config<C: PluginConfig>(value: &serde_json::Value) -> Result<C, Box<dyn std::error::Error + Send + Sync>> {
+    let empty = serde_json::Value::Object(Default::default());
+    let value = if value.is_null() { &empty } else { value };
+    Ok(C::deserialize(value)?)
+}
+
+fn find<'t, B>(table: &'t [Row<B>], name: &str) -> Option<&'t Row<B>> {
+    table.iter().find(|r| r.name == name)
+}
+
+fn names<B>(table: &[Row<B>]) -> String {
+    table.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks one `{backend, config}` block against its kind's table.
+fn check_spec<B>(
+    table: &[Row<B>],
+    kind: &str,
+    spec: &PluginSpec,
+    issues: &mut Vec<ConfigIssue>,
+    cfg: &Config,
+    ctx: &PluginContext,
+) {
+    let locate = cfg.locate();
+    let mut v = Validator::new(&spec.yaml_path, issues, &locate);
+    match find(table, &spec.backend) {
+        Some(row) => (row.check)(&spec.config, &mut v.nested("config"), ctx),
+        None => v.error("backend", format!("unknown {kind} backend `{}` (known: {})", spec.backend, names(table))),
+    }
+}
+
+/// What every plugin of this config may need to know.
+pub fn context(cfg: &Config) -> PluginContext {
     PluginContext {
         layout: DataLayout::new(cfg.data_dir.clone()),
         config_dir: cfg.config_dir(),
         device_id: cfg.device_id.clone(),
         cameras: cfg.cameras.iter().map(|c| c.name.clone()).collect(),
-        update,
+        client_tag: None,
     }
 }
 
-/// The backends each kind knows, for error messages and docs.
-pub const SOURCES: &[&str] = &["folder", "rtsp", "v4l"];
-pub const STORAGES: &[&str] = &["local"];
-pub const FILTERS: &[&str] = &["yolo"];
-pub const ANALYZERS: &[&str] = &["openai"];
-pub const POLICIES: &[&str] = &["default", "noop"];
-pub const NOTIFIERS: &[&str] = &["mqtt"];
+/// Checks every plugin's config block (shape, values, secrets): every problem at
+/// once, each with its YAML path and line.
+pub fn check(cfg: &Config) -> Result<(), ConfigError> {
+    let issues = issues(cfg);
+    if issues.is_empty() { Ok(()) } else { Err(ConfigError { file: cfg.file.clone(), issues }) }
+}
+
+/// The problems in the config's plugin blocks.
+fn issues(cfg: &Config) -> Vec<ConfigIssue> {
+    let ctx = context(cfg);
+    let mut issues = Vec::new();
+    for cam in &cfg.cameras {
+        check_spec(SOURCES, "source", &cam.source, &mut issues, cfg, &ctx);
+    }
+    check_spec(STORAGES, "storage", &cfg.storage, &mut issues, cfg, &ctx);
+    if !cfg.filter.backend.is_empty() {
+        check_spec(FILTERS, "filter", &cfg.filter, &mut issues, cfg, &ctx);
+    }
+    if let Some(spec) = cfg.vlm_spec() {
+        check_spec(ANALYZERS, "vlm", &spec, &mut issues, cfg, &ctx);
+    }
+    check_spec(POLICIES, "alert_policy", &cfg.alert_policy, &mut issues, cfg, &ctx);
+    let mut names = std::collections::HashSet::new();
+    for spec in &cfg.notifiers {
+        check_spec(NOTIFIERS, "notifier", spec, &mut issues, cfg, &ctx);
+        let Some(row) = find(NOTIFIERS, &spec.backend) else { continue };
+        let name = (row.build.name)(&spec.config).unwrap_or_else(|| spec.backend.clone());
+        if !names.insert(name.clone()) {
+            let locate = cfg.locate();
+            Validator::new(&spec.yaml_path, &mut issues, &locate)
+                .error("", format!("two notifiers are named `{name}`: give one a distinct `config.name`"));
+        }
+    }
+    issues
+}
+
+/// Reads a config file and checks it whole: its shape ([`Config::load`]) and
+/// every plugin's block ([`check`]).
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    let (cfg, mut found) = Config::read(file)?;
+    found.extend(issues(&cfg));
+    if found.is_empty() { Ok(cfg) } else { Err(ConfigError { file: file.to_path_buf(), issues: found }) }
+}
+
+/// [`load`] for config text (tests, tools): `config_dir` anchors relative paths.
+pub fn parse_text(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
+    let (cfg, mut found) = Config::parse_partial(text, file, config_dir)?;
+    found.extend(issues(&cfg));
+    if found.is_empty() { Ok(cfg) } else { Err(found) }
+}
+
+/// The motion settings of a camera whose source detects motion itself (RTSP,
+/// USB); `None` for sources without (a watched folder).
+pub fn motion_settings(cfg: &Config, camera: &CameraName) -> Option<MotionSettings> {
+    let spec = &cfg.cameras.iter().find(|c| &c.name == camera)?.source;
+    (find(SOURCES, &spec.backend)?.build.motion)(&spec.config)
+}
 
 /// Everything the daemon is built from.
 pub struct Plugins {
@@ -42,153 +273,59 @@ pub struct Plugins {
     pub notifiers: Vec<Arc<dyn Notifier>>,
 }
 
-/// Parses and validates a plugin's config block; `None` after recording problems.
-fn parse<C: PluginConfig>(spec: &PluginSpec, v: &mut Validator<'_>) -> Option<C> {
-    let empty = serde_json::Value::Object(Default::default());
-    let value = if spec.config.is_null() { &empty } else { &spec.config };
-    let mut cv = v.nested("config");
-    let cfg = cv.parse::<C>(value)?;
-    cfg.validate(&mut cv);
-    Some(cfg)
+fn row<'t, B>(table: &'t [Row<B>], kind: &'static str, spec: &PluginSpec) -> Result<&'t Row<B>, PluginBuildError> {
+    find(table, &spec.backend).ok_or_else(|| PluginBuildError::new(kind, &spec.backend, "unknown backend"))
 }
 
-fn unknown(v: &mut Validator<'_>, kind: &str, backend: &str, known: &[&str]) {
-    v.error("backend", format!("unknown {kind} backend `{backend}` (known: {})", known.join(", ")));
+/// Builds one plugin, naming its kind and backend when that fails.
+fn build_one<T: ?Sized>(
+    table: &[Row<Build<T>>],
+    kind: &'static str,
+    spec: &PluginSpec,
+    ctx: &PluginContext,
+) -> Result<Arc<T>, PluginBuildError> {
+    (row(table, kind, spec)?.build)(&spec.config, ctx).map_err(|e| named(kind, spec, e))
 }
 
-/// Checks every plugin's config block (shape, values, secrets), recording problems.
-pub fn check(cfg: &Config, issues: &mut Vec<ConfigIssue>) {
-    let locate = cfg.locate();
-    let cameras: Vec<CameraName> = cfg.cameras.iter().map(|c| c.name.clone()).collect();
-    for cam in &cfg.cameras {
-        let spec = &cam.source;
-        let mut v = Validator::new(&spec.yaml_path, issues, &locate);
-        match spec.backend.as_str() {
-            "folder" => drop(parse::<sources::folder::FolderConfig>(spec, &mut v)),
-            "rtsp" => drop(parse::<sources::rtsp::RtspConfig>(spec, &mut v)),
-            "v4l" => drop(parse::<sources::v4l::V4lConfig>(spec, &mut v)),
-            other => unknown(&mut v, "source", other, SOURCES),
-        }
-    }
-    {
-        let spec = &cfg.storage;
-        let mut v = Validator::new(&spec.yaml_path, issues, &locate);
-        match spec.backend.as_str() {
-            "local" => drop(parse::<storage::local::LocalStorageConfig>(spec, &mut v)),
-            other => unknown(&mut v, "storage", other, STORAGES),
-        }
-    }
-    if !cfg.filter.backend.is_empty() {
-        let spec = &cfg.filter;
-        let mut v = Validator::new(&spec.yaml_path, issues, &locate);
-        match spec.backend.as_str() {
-            "yolo" => drop(parse::<filter::yolo::YoloConfig>(spec, &mut v)),
-            other => unknown(&mut v, "filter", other, FILTERS),
-        }
-    }
-    if let Some(vlm) = &cfg.vlm {
-        let spec = PluginSpec { backend: vlm.backend.clone(), config: vlm.config.clone(), yaml_path: "vlm".into() };
-        let mut v = Validator::new("vlm", issues, &locate);
-        match spec.backend.as_str() {
-            "openai" => drop(parse::<analyzer::openai::OpenAiConfig>(&spec, &mut v)),
-            other => unknown(&mut v, "vlm", other, ANALYZERS),
-        }
-    }
-    {
-        let spec = &cfg.alert_policy;
-        let mut v = Validator::new(&spec.yaml_path, issues, &locate);
-        match spec.backend.as_str() {
-            "default" => {
-                if let Some(p) = parse::<policy::default::DefaultPolicyConfig>(spec, &mut v) {
-                    p.check_cameras(&cameras, &mut v.nested("config"));
-                }
-            }
-            "noop" => drop(parse::<policy::noop::NoopPolicyConfig>(spec, &mut v)),
-            other => unknown(&mut v, "alert_policy", other, POLICIES),
-        }
-    }
-    for spec in &cfg.notifiers {
-        let mut v = Validator::new(&spec.yaml_path, issues, &locate);
-        match spec.backend.as_str() {
-            "mqtt" => drop(parse::<notify::mqtt::MqttConfig>(spec, &mut v)),
-            other => unknown(&mut v, "notifier", other, NOTIFIERS),
-        }
-    }
-}
-
-/// Parses a block that [`check`] accepted already.
-fn parsed<C: PluginConfig>(cfg: &Config, spec: &PluginSpec, kind: &'static str) -> Result<C, PluginBuildError> {
-    let mut issues = Vec::new();
-    let locate = cfg.locate();
-    let mut v = Validator::new(&spec.yaml_path, &mut issues, &locate);
-    match parse::<C>(spec, &mut v) {
-        Some(c) if issues.is_empty() => Ok(c),
-        _ => Err(PluginBuildError::new(
-            kind,
-            &spec.backend,
-            issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-        )),
-    }
-}
-
-fn unknown_backend(kind: &'static str, backend: &str) -> PluginBuildError {
-    PluginBuildError::new(kind, backend, "unknown backend")
+/// A build error from inside a plugin keeps its own kind/backend; a config that
+/// does not deserialise gets this block's.
+fn named(kind: &'static str, spec: &PluginSpec, e: PluginBuildError) -> PluginBuildError {
+    if e.backend.is_empty() { PluginBuildError::new(kind, &spec.backend, e.source) } else { e }
 }
 
 /// Builds every plugin the config names (loads models, opens connections).
-pub async fn build(cfg: &Config, update: Option<crate::update::UpdateLink>) -> Result<Plugins, PluginBuildError> {
-    let ctx = context(cfg, update);
-    let mut sources: Vec<Arc<dyn ClipSource>> = Vec::new();
+/// `firmware` is the box's updater, when it can update itself (Home Assistant's
+/// firmware entity).
+pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins, PluginBuildError> {
+    let ctx = context(cfg);
+    let mut sources = Vec::new();
     for cam in &cfg.cameras {
         let spec = &cam.source;
-        sources.push(match spec.backend.as_str() {
-            "folder" => {
-                Arc::new(sources::folder::FolderSource::new(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx))
-            }
-            "rtsp" => Arc::new(sources::rtsp::build(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx)?),
-            "v4l" => Arc::new(sources::v4l::build(cam.name.clone(), parsed(cfg, spec, "source")?, &ctx)?),
-            other => return Err(unknown_backend("source", other)),
-        });
+        let source = (row(SOURCES, "source", spec)?.build.build)(cam.name.clone(), &spec.config, &ctx)
+            .map_err(|e| named("source", spec, e))?;
+        sources.push(source);
     }
-    let storage: Arc<dyn StorageBackend> = match cfg.storage.backend.as_str() {
-        "local" => Arc::new(storage::local::LocalStorage::new(parsed(cfg, &cfg.storage, "storage")?, &ctx)),
-        other => return Err(unknown_backend("storage", other)),
-    };
-    let filter: Arc<dyn ObjectFilter> = match cfg.filter.backend.as_str() {
-        "yolo" => Arc::new(filter::yolo::build(parsed(cfg, &cfg.filter, "filter")?, &ctx)?),
-        other => return Err(unknown_backend("filter", other)),
-    };
-    let analyzer: Option<Arc<dyn VlmAnalyzer>> = match &cfg.vlm {
+    let storage = build_one(STORAGES, "storage", &cfg.storage, &ctx)?;
+    let filter = build_one(FILTERS, "filter", &cfg.filter, &ctx)?;
+    let analyzer = match cfg.vlm_spec() {
+        Some(spec) => Some(build_one(ANALYZERS, "vlm", &spec, &ctx)?),
         None => None,
-        Some(vlm) => {
-            let spec = PluginSpec { backend: vlm.backend.clone(), config: vlm.config.clone(), yaml_path: "vlm".into() };
-            Some(match spec.backend.as_str() {
-                "openai" => Arc::new(analyzer::openai::build(parsed(cfg, &spec, "vlm")?, &ctx)?),
-                other => return Err(unknown_backend("vlm", other)),
-            })
-        }
     };
-    let policy: Arc<dyn AlertPolicy> = match cfg.alert_policy.backend.as_str() {
-        "default" => Arc::new(policy::default::DefaultPolicy::new(parsed(cfg, &cfg.alert_policy, "alert_policy")?)),
-        "noop" => Arc::new(policy::noop::NoopPolicy),
-        other => return Err(unknown_backend("alert_policy", other)),
-    };
-    let notifiers = build_notifiers(cfg, ctx.update.clone()).await?;
+    let policy = build_one(POLICIES, "alert_policy", &cfg.alert_policy, &ctx)?;
+    let notifiers = build_notifiers(cfg, &ctx, firmware).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
 }
 
 /// Builds the configured notifiers (also used alone by `homesec notify-test`).
 pub async fn build_notifiers(
     cfg: &Config,
-    update: Option<crate::update::UpdateLink>,
+    ctx: &PluginContext,
+    firmware: Option<UpdateLink>,
 ) -> Result<Vec<Arc<dyn Notifier>>, PluginBuildError> {
-    let ctx = &context(cfg, update);
-    let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
+    let mut notifiers = Vec::new();
     for spec in &cfg.notifiers {
-        notifiers.push(match spec.backend.as_str() {
-            "mqtt" => Arc::new(notify::mqtt::build(parsed(cfg, spec, "notifier")?, ctx).await?),
-            other => return Err(unknown_backend("notifier", other)),
-        });
+        let build = row(NOTIFIERS, "notifier", spec)?.build.build;
+        notifiers.push(build(&spec.config, ctx, firmware.clone()).await.map_err(|e| named("notifier", spec, e))?);
     }
     Ok(notifiers)
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use homesec::config::{Config, ConfigIssue};
 
 fn parse(text: &str) -> Result<Config, Vec<ConfigIssue>> {
-    Config::parse(text, Path::new("test.yaml"), Path::new("/etc/homesec"))
+    homesec::plugins::parse_text(text, Path::new("test.yaml"), Path::new("/etc/homesec"))
 }
 
 fn find<'a>(issues: &'a [ConfigIssue], path: &str) -> &'a ConfigIssue {
@@ -124,8 +124,8 @@ fn the_shipped_configs_are_valid() {
     for name in ["config/example.yaml", "config/demo.yaml"] {
         let file = root.join(name);
         let text = std::fs::read_to_string(&file).unwrap();
-        let cfg =
-            Config::parse(&text, &file, &root.join("config")).unwrap_or_else(|issues| panic!("{name}: {issues:#?}"));
+        let cfg = homesec::plugins::parse_text(&text, &file, &root.join("config"))
+            .unwrap_or_else(|issues| panic!("{name}: {issues:#?}"));
         assert!(!cfg.cameras.is_empty(), "{name}");
     }
 }

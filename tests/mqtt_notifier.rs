@@ -100,7 +100,7 @@ fn ctx(cameras: &[&str]) -> PluginContext {
         config_dir: std::env::temp_dir(),
         device_id: DEVICE.into(),
         cameras: cameras.iter().map(|c| CameraName::from(*c)).collect(),
-        update: None,
+        client_tag: None,
     }
 }
 
@@ -115,8 +115,19 @@ fn config(port: u16) -> MqttConfig {
     }
 }
 
+/// Builds the notifier as the daemon does: with the box's Home Assistant device
+/// when discovery is on (no updater here).
+async fn build(cfg: MqttConfig, cameras: &[&str]) -> MqttNotifier {
+    let ctx = ctx(cameras);
+    let device = cfg
+        .home_assistant
+        .enabled
+        .then(|| homesec::homeassistant::Device::new(&cfg.home_assistant, &ctx.device_id, &ctx.cameras, None));
+    mqtt::build(cfg, &ctx, device).await.expect("build")
+}
+
 async fn notifier(cfg: MqttConfig, cameras: &[&str]) -> MqttNotifier {
-    let n = mqtt::build(cfg, &ctx(cameras)).await.expect("build");
+    let n = build(cfg, cameras).await;
     assert!(n.wait_connected(Duration::from_secs(10)).await, "notifier did not connect");
     n
 }
@@ -202,7 +213,7 @@ async fn qos0_and_custom_topic_template() {
         qos: 0,
         topic_template: "alerts/{camera_name}/{clip_id}".into(),
         name: Some("mqtt-lan".into()),
-        home_assistant: homesec::notify::homeassistant::HomeAssistantConfig { enabled: false, ..Default::default() },
+        home_assistant: homesec::homeassistant::HomeAssistantConfig { enabled: false, ..Default::default() },
         ..config(broker.port)
     };
     let n = notifier(cfg, &["back"]).await;
@@ -222,7 +233,7 @@ async fn qos0_and_custom_topic_template() {
 async fn discovery_is_retained_and_republished_when_home_assistant_comes_online() {
     let broker = Broker::start();
     let n = notifier(config(broker.port), &["front", "back"]).await;
-    let expected = homesec::notify::homeassistant::discovery_messages(
+    let expected = homesec::homeassistant::discovery_messages(
         &Default::default(),
         DEVICE,
         &[CameraName::from("front"), CameraName::from("back")],
@@ -346,7 +357,7 @@ async fn starts_without_a_broker_and_connects_when_it_appears() {
     let mut broker = Broker::start();
     broker.stop();
     let t = Instant::now();
-    let n = mqtt::build(config(broker.port), &ctx(&["front"])).await.expect("build does not need the broker");
+    let n = build(config(broker.port), &["front"]).await;
     assert!(t.elapsed() < Duration::from_secs(4), "build waited {:?}", t.elapsed());
     assert!(!n.ping().await);
     assert!(matches!(n.send(&alert("front", 30), None).await, Err(NotifyError::NotConnected(_))));

@@ -116,7 +116,7 @@ fn ctx() -> PluginContext {
         config_dir: std::env::temp_dir(),
         device_id: "testbox".into(),
         cameras: vec!["front_door".into()],
-        update: None,
+        client_tag: None,
     }
 }
 

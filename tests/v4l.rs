@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use homesec::config::Config;
 use homesec::domain::Clip;
 use homesec::media::for_each_frame;
 use homesec::plugin::PluginContext;
@@ -429,7 +428,7 @@ fn a_missing_device_gives_one_clear_error_and_slow_retries() {
         config_dir: tmp.path().to_path_buf(),
         device_id: "test".into(),
         cameras: vec!["garage".into()],
-        update: None,
+        client_tag: None,
     };
     let device = "/dev/video-homesec-test-missing";
     let cfg =
@@ -475,7 +474,7 @@ fn a_file_that_is_not_a_video_device_is_reported_as_such() {
         config_dir: tmp.path().to_path_buf(),
         device_id: "test".into(),
         cameras: vec!["garage".into()],
-        update: None,
+        client_tag: None,
     };
     // A regular file: refused when the source is built.
     let file = tmp.path().join("video0");
@@ -517,7 +516,7 @@ cameras:
     source:
       backend: v4l
 ";
-    let cfg = Config::parse(base, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap();
+    let cfg = homesec::plugins::parse_text(base, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap();
     let parsed: V4lConfig = serde_json::from_value(if cfg.cameras[0].source.config.is_null() {
         serde_json::json!({})
     } else {
@@ -544,7 +543,7 @@ cameras:
           pre_roll_s: -1
 "
     );
-    let issues = Config::parse(&bad, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
+    let issues = homesec::plugins::parse_text(&bad, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
     let rendered: Vec<String> = issues.iter().map(ToString::to_string).collect();
     // A value of the wrong kind stops the parse of the block (serde)…
     assert!(
@@ -569,7 +568,7 @@ cameras:
           pre_roll_s: -1
 "
     );
-    let issues = Config::parse(&bad, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
+    let issues = homesec::plugins::parse_text(&bad, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
     let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
     for field in [
         "width",
@@ -589,11 +588,11 @@ cameras:
     assert_eq!(width.line, Some(10), "{width}");
 
     let unknown = format!("{base}      config:\n        colour: red\n");
-    let issues = Config::parse(&unknown, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
+    let issues = homesec::plugins::parse_text(&unknown, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
     assert!(issues.iter().any(|i| i.message.contains("colour")), "{issues:#?}");
 
     // detect_fps above the capture rate.
     let fast = format!("{base}      config:\n        fps: 5\n        detect_fps: 10\n");
-    let issues = Config::parse(&fast, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
+    let issues = homesec::plugins::parse_text(&fast, Path::new("t.yaml"), Path::new("/etc/homesec")).unwrap_err();
     assert!(issues.iter().any(|i| i.message.contains("must not exceed fps (5)")), "{issues:#?}");
 }

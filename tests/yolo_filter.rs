@@ -97,7 +97,7 @@ fn context() -> PluginContext {
         config_dir: common::testdata(),
         device_id: "test".into(),
         cameras: Vec::new(),
-        update: None,
+        client_tag: None,
     }
 }
 

@@ -207,12 +207,8 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 }
 
 /// A clip as the API and CLI show it: the record plus its derived status.
-pub fn summary(r: &ClipRecord) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("status".into(), json!(r.status()));
-    }
-    v
+pub fn summary(r: &ClipRecord) -> crate::domain::ClipSummary {
+    crate::domain::ClipSummary::of(r)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,8 @@
 //! Typed config: one YAML file, every pluggable part as `{backend, config}`
-//! validated by its plugin, secrets by env-var name. [`Config::load`] reports
-//! every problem at once, each with its YAML path and line.
+//! validated by its plugin, secrets by env-var name. [`Config::load`] checks
+//! the shape and the sections the daemon owns; the plugin registry
+//! (`plugins::check`) checks each plugin's block. Both report every
+//! problem at once, each with its YAML path and line.
 
 mod yaml;
 
@@ -14,11 +16,6 @@ pub use crate::plugin::{ConfigIssue, PluginConfig, Validator};
 pub use yaml::line_of;
 
 use crate::domain::CameraName;
-
-/// Where the redb store lives under a data directory.
-pub fn store_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("homesec.redb")
-}
 
 /// All problems found in a config file.
 #[derive(Debug, thiserror::Error)]
@@ -238,17 +235,26 @@ fn default_device_id() -> String {
 }
 
 impl Config {
-    /// Loads and validates a config file: syntax, shape, every plugin's config and
-    /// the secrets it names. On error, lists every problem found.
+    /// Loads a config file and checks its syntax, shape and the daemon's own
+    /// sections (plugin blocks are the registry's: `plugins::load` does
+    /// both). On error, lists every problem found.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let (config, issues) = Self::read(file)?;
+        if issues.is_empty() { Ok(config) } else { Err(ConfigError { file: file.to_path_buf(), issues }) }
+    }
+
+    /// [`Config::load`] that goes on past problems: the config as far as it
+    /// could be read (defaults where a section is broken) and every problem
+    /// found, so that the plugin check can add its own. Fails only when the
+    /// file cannot be read or is not YAML.
+    pub fn read(file: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigError> {
         let fail = |issues| ConfigError { file: file.to_path_buf(), issues };
         let text = std::fs::read_to_string(file).map_err(|e| {
             fail(vec![ConfigIssue { path: String::new(), line: None, message: format!("cannot read the file: {e}") }])
         })?;
         let config_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let config_dir = std::path::absolute(&config_dir).unwrap_or(config_dir);
-        let config = Self::parse(&text, file, &config_dir).map_err(fail)?;
-        Ok(config)
+        Self::parse_partial(&text, file, &config_dir).map_err(fail)
     }
 
     /// Reads only what tools need to find a box's data (`data_dir`, `server`),
@@ -272,6 +278,17 @@ impl Config {
 
     /// Parses config text; `config_dir` anchors relative paths.
     pub fn parse(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
+        let (config, issues) = Self::parse_partial(text, file, config_dir)?;
+        if issues.is_empty() { Ok(config) } else { Err(issues) }
+    }
+
+    /// [`Config::parse`] that goes on past problems (see [`Config::read`]); fails
+    /// only on broken YAML.
+    pub fn parse_partial(
+        text: &str,
+        file: &Path,
+        config_dir: &Path,
+    ) -> Result<(Config, Vec<ConfigIssue>), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         // With broken YAML nothing else can be read.
         yaml::check_syntax(text).map_err(|issue| vec![issue])?;
@@ -341,15 +358,6 @@ impl Config {
                 "run_mode trigger_only needs at least one trigger class",
             );
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, n) in notifiers.iter().enumerate() {
-            let name = n.config.get("name").and_then(|v| v.as_str()).unwrap_or(&n.backend).to_owned();
-            v.check(
-                names.insert(name.clone()),
-                &format!("notifiers[{i}]"),
-                format!("two notifiers are named `{name}`: give one a distinct `config.name`"),
-            );
-        }
 
         let data_dir = resolve_path(config_dir, &data_dir);
         let config = Config {
@@ -376,26 +384,25 @@ impl Config {
             update,
             text: text.to_owned(),
         };
-        crate::plugins::check(&config, &mut issues);
-        if issues.is_empty() { Ok(config) } else { Err(issues) }
+        Ok((config, issues))
+    }
+
+    /// The `vlm` section as a plugin block (its `run_mode` and `trigger_classes`
+    /// belong to the pipeline).
+    pub fn vlm_spec(&self) -> Option<PluginSpec> {
+        let vlm = self.vlm.as_ref()?;
+        Some(PluginSpec { backend: vlm.backend.clone(), config: vlm.config.clone(), yaml_path: "vlm".into() })
+    }
+
+    /// Where everything lives under `data_dir`.
+    pub fn layout(&self) -> crate::fsutil::DataLayout {
+        crate::fsutil::DataLayout::new(self.data_dir.clone())
     }
 
     /// The directory relative paths in this config resolve against.
     pub fn config_dir(&self) -> PathBuf {
         let dir = self.file.parent().map(Path::to_path_buf).unwrap_or_default();
         std::path::absolute(&dir).unwrap_or(dir)
-    }
-
-    pub fn store_path(&self) -> PathBuf {
-        store_path(&self.data_dir)
-    }
-
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.data_dir.join("quarantine")
-    }
-
-    pub fn snapshots_dir(&self) -> PathBuf {
-        self.data_dir.join("snapshots")
     }
 
     /// A validator whose problems get line numbers from this config's text.

@@ -299,7 +299,7 @@ pub struct Alert {
 }
 
 /// The durable record of one clip: the manifest entry and its stage journal.
-#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize, Deserialize)]
 pub struct ClipRecord {
     pub schema_version: u16,
     pub clip: Clip,
@@ -324,7 +324,7 @@ pub struct ClipRecord {
     pub pruned_ms: Option<UnixMillis>,
 }
 
-#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize, Deserialize)]
 pub struct Quarantine {
     pub reason: String,
     pub moved_to: String,
@@ -440,6 +440,38 @@ impl ClipEvent {
             ts_ms: now_ms(),
             kind,
         }
+    }
+}
+
+/// A clip as the API and the CLI show it: the record and its derived status
+/// (the JSON of `/api/v1/clips`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipSummary {
+    #[serde(flatten)]
+    pub record: ClipRecord,
+    pub status: ClipStatus,
+}
+
+impl ClipSummary {
+    pub fn of(record: &ClipRecord) -> ClipSummary {
+        ClipSummary { record: record.clone(), status: record.status() }
+    }
+
+    /// What became of the clip in one line: its quarantine, its alert decision,
+    /// else the first stage error.
+    pub fn outcome(&self) -> String {
+        let r = &self.record;
+        if let Some(q) = &r.quarantine {
+            return q.reason.clone();
+        }
+        if let Some(d) = &r.decision {
+            let alert = if d.notify { "ALERT" } else { "no alert" };
+            return format!("{alert}: {}", d.reason);
+        }
+        [("filter", &r.filter), ("upload", &r.upload), ("vlm", &r.vlm), ("notify", &r.notify)]
+            .iter()
+            .find_map(|(stage, log)| log.last_error.as_ref().map(|e| format!("{stage}: {e}")))
+            .unwrap_or_default()
     }
 }
 

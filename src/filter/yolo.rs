@@ -1206,7 +1206,7 @@ mod tests {
             config_dir: PathBuf::from("/nonexistent-config-dir"),
             device_id: "test".into(),
             cameras: Vec::new(),
-            update: None,
+            client_tag: None,
         };
         let cfg: YoloConfig = serde_json::from_value(serde_json::json!({"model_path": "models/x.onnx"})).unwrap();
         let err = build(cfg, &ctx).unwrap_err();

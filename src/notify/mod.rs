@@ -1,6 +1,5 @@
 //! Notifiers: deliver alerts (MQTT + Home Assistant, webhook, email, …).
 
-pub mod homeassistant;
 pub mod mqtt;
 pub mod multiplex;
 
@@ -26,6 +25,10 @@ pub enum NotifyError {
 pub trait Notifier: Send + Sync {
     /// Unique name within the configured notifiers (the outbox keys entries by it).
     fn name(&self) -> &str;
+    /// Where alerts go, safe to log (no credentials).
+    fn describe(&self) -> String {
+        self.name().to_owned()
+    }
     /// Delivers one alert; returns only when the peer has it (e.g. MQTT PUBACK).
     /// `snapshot` is the alert's JPEG, when one was made.
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError>;

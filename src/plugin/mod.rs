@@ -1,5 +1,5 @@
 //! The plugin contract: what every plugin needs and nothing more. This module
-//! imports no plugin and no registry (`crate::plugins` is the registry).
+//! imports no plugin and no registry (the registry is `plugins`).
 
 mod validate;
 
@@ -20,9 +20,9 @@ pub struct PluginContext {
     /// Stable id of this box (fleet rows, MQTT client id, Home Assistant device).
     pub device_id: String,
     pub cameras: Vec<CameraName>,
-    /// The box's updater, for notifiers that show and trigger updates (Home
-    /// Assistant's update entity); `None` outside the daemon.
-    pub update: Option<crate::update::UpdateLink>,
+    /// Set by tools that connect beside a running daemon (`notify-test`): a
+    /// suffix for connection ids, so that the tool does not push the daemon off.
+    pub client_tag: Option<String>,
 }
 
 impl PluginContext {
@@ -44,5 +44,13 @@ pub struct PluginBuildError {
 impl PluginBuildError {
     pub fn new(kind: &'static str, backend: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self { kind, backend: backend.to_owned(), source: source.into() }
+    }
+}
+
+/// A config block that does not deserialise at build time: the registry names
+/// the kind and backend ([`PluginBuildError::kind`] is empty until it does).
+impl From<Box<dyn std::error::Error + Send + Sync>> for PluginBuildError {
+    fn from(source: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        PluginBuildError { kind: "", backend: String::new(), source }
     }
 }

@@ -713,7 +713,7 @@ mod tests {
             config_dir: dir.path().into(),
             device_id: "t".into(),
             cameras: vec![],
-            update: None,
+            client_tag: None,
         };
         let cfg = V4lConfig { device: dir.path().join("video7"), ..V4lConfig::default() };
         let src = build("desk".into(), cfg, &ctx).unwrap();

@@ -1,29 +1,6 @@
-//! Home Assistant MQTT discovery for the MQTT notifier.
-//!
-//! Everything here is a pure function of the config, the box's `device_id`, the
-//! camera names and the alert, so the payloads are unit-tested without a broker;
-//! `mqtt.rs` publishes them.
-//!
-//! What Home Assistant gets:
-//! - one device per box (`HomeSec {device_id}`) with a `connectivity` binary sensor
-//!   fed by the box's availability topic (`{base_topic}/{device_id}/availability`,
-//!   `online` retained on every connect, `offline` as the retained last will);
-//! - one device per camera (`via_device` the box) with
-//!   - `event` *Alert* (event type `alert`, attributes = the alert fields), fed by the
-//!     non-retained `{base_topic}/{camera}/event` topic,
-//!   - `sensor` *Risk level* and *Last summary*, fed by the retained
-//!     `{base_topic}/{camera}/state` topic (the whole last alert is their attributes),
-//!   - `binary_sensor` *Person* (on when the last alert's detector saw a person) and
-//!     *Motion* (on for every clip alert), both fed by the event topic and turned off
-//!     by Home Assistant after [`OFF_DELAY_S`]; they read the non-retained event topic
-//!     so that a Home Assistant restart does not switch them on again,
-//!   - `camera` *Last snapshot*, fed by the retained JPEG on `{base_topic}/{camera}/snapshot`.
-//!
-//! Every entity except the connectivity sensor uses the box's availability topic
-//! (the connectivity sensor *is* that topic: with availability on it, it could
-//! only ever show "on" or "unavailable").
-//! Discovery configs are retained and re-published on every (re)connect and when
-//! Home Assistant announces itself on `{discovery_prefix}/status`.
+//! Topics and payloads of the Home Assistant device: pure functions of the
+//! config, the box's `device_id`, the camera names and the alert, unit-tested
+//! without a broker.
 
 use serde::Deserialize;
 use serde_json::{Value, json};

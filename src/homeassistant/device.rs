@@ -1,0 +1,172 @@
+//! The box as Home Assistant sees it: what is announced on every connect, the
+//! topics the box listens to, and what it does with Home Assistant's messages.
+
+use tokio::sync::watch;
+use tracing::info;
+
+use super::discovery::{self as ha, DiscoveryMessage, HomeAssistantConfig};
+use crate::domain::CameraName;
+use crate::update::{SystemStatus, UpdateLink};
+
+/// The firmware update entity and the updater behind it.
+#[derive(Clone)]
+struct Firmware {
+    state_topic: String,
+    command_topic: String,
+    link: UpdateLink,
+}
+
+/// What to do after a message from Home Assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// Nothing to publish.
+    None,
+    /// Home Assistant (re)started: publish [`Device::announcements`] again.
+    Announce,
+}
+
+/// The box's Home Assistant device: discovery of the box and its cameras and,
+/// where the box can update itself, the firmware entity with its install button.
+#[derive(Clone)]
+pub struct Device {
+    status_topic: String,
+    discovery: Vec<DiscoveryMessage>,
+    firmware: Option<Firmware>,
+}
+
+impl Device {
+    /// `firmware` is the box's updater when it can update itself.
+    pub fn new(
+        cfg: &HomeAssistantConfig,
+        device_id: &str,
+        cameras: &[CameraName],
+        firmware: Option<UpdateLink>,
+    ) -> Device {
+        let mut discovery = ha::discovery_messages(cfg, device_id, cameras);
+        discovery.extend(firmware.is_some().then(|| ha::update_discovery(cfg, device_id)));
+        Device {
+            status_topic: ha::status_topic(&cfg.discovery_prefix),
+            discovery,
+            firmware: firmware.map(|link| Firmware {
+                state_topic: ha::update_state_topic(&cfg.base_topic, device_id),
+                command_topic: ha::update_command_topic(&cfg.base_topic, device_id),
+                link,
+            }),
+        }
+    }
+
+    /// Retained messages for every connect: discovery configs and the firmware state.
+    pub fn announcements(&self) -> Vec<DiscoveryMessage> {
+        let mut out = self.discovery.clone();
+        out.extend(self.firmware_state());
+        out
+    }
+
+    /// The firmware entity's retained state now, when there is one.
+    pub fn firmware_state(&self) -> Option<DiscoveryMessage> {
+        let f = self.firmware.as_ref()?;
+        Some(DiscoveryMessage {
+            topic: f.state_topic.clone(),
+            payload: ha::update_state_payload(&f.link.status.borrow()),
+        })
+    }
+
+    /// The updater's status, to publish [`Device::firmware_state`] when it changes.
+    pub fn firmware_changes(&self) -> Option<watch::Receiver<SystemStatus>> {
+        self.firmware.as_ref().map(|f| f.link.status.clone())
+    }
+
+    /// Topics to subscribe to on every connect: Home Assistant's status and the
+    /// install button.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut topics = vec![self.status_topic.clone()];
+        topics.extend(self.firmware.as_ref().map(|f| f.command_topic.clone()));
+        topics
+    }
+
+    /// Handles a message on one of [`Device::subscriptions`]. Retained messages
+    /// are stale: a retained status arrives right after our own subscription, and
+    /// only a live button press installs.
+    pub fn on_message(&self, topic: &str, payload: &[u8], retained: bool) -> Reaction {
+        if retained {
+            return Reaction::None;
+        }
+        if let Some(f) = self.firmware.as_ref().filter(|f| f.command_topic == topic) {
+            if payload == ha::INSTALL.as_bytes() {
+                info!("Home Assistant asked to install the latest firmware");
+                let _ = f.link.install_latest.send(());
+            }
+            return Reaction::None;
+        }
+        if topic == self.status_topic && payload == ha::ONLINE.as_bytes() {
+            info!("Home Assistant came online; re-publishing discovery");
+            return Reaction::Announce;
+        }
+        Reaction::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn device(firmware: bool) -> (Device, Option<mpsc::UnboundedReceiver<()>>) {
+        let cfg = HomeAssistantConfig::default();
+        let (link, rx) = if firmware {
+            let status = SystemStatus {
+                version: "0.1.0".into(),
+                image_version: None,
+                slot: None,
+                slot_confirmed: true,
+                latest_version: None,
+                release_notes: None,
+                latest_url: None,
+                update: crate::update::InstallStatus {
+                    state: crate::update::InstallState::Idle,
+                    progress: 0,
+                    error: None,
+                },
+            };
+            let (tx, status) = watch::channel(status);
+            // The updater outlives every message in these tests.
+            std::mem::forget(tx);
+            let (install_latest, rx) = mpsc::unbounded_channel();
+            (Some(UpdateLink { status, install_latest }), Some(rx))
+        } else {
+            (None, None)
+        };
+        (Device::new(&cfg, "box1", &[CameraName::from("door")], link), rx)
+    }
+
+    #[test]
+    fn the_install_button_reaches_the_updater_only_when_pressed_live() {
+        let (d, rx) = device(true);
+        let mut rx = rx.unwrap();
+        let topic = ha::update_command_topic("homecam", "box1");
+        assert!(d.subscriptions().contains(&topic));
+        assert_eq!(d.on_message(&topic, b"install", true), Reaction::None);
+        assert!(rx.try_recv().is_err(), "a retained press is stale");
+        assert_eq!(d.on_message(&topic, b"install", false), Reaction::None);
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn home_assistant_coming_online_asks_for_discovery_again() {
+        let (d, _) = device(false);
+        assert_eq!(d.on_message("homeassistant/status", b"online", false), Reaction::Announce);
+        assert_eq!(d.on_message("homeassistant/status", b"online", true), Reaction::None);
+        assert_eq!(d.on_message("homeassistant/status", b"offline", false), Reaction::None);
+        assert_eq!(d.subscriptions(), vec!["homeassistant/status".to_string()]);
+    }
+
+    #[test]
+    fn the_firmware_entity_is_announced_only_with_an_updater() {
+        let (without, _) = device(false);
+        let (with, _) = device(true);
+        let state = ha::update_state_topic("homecam", "box1");
+        assert!(!without.announcements().iter().any(|m| m.topic == state));
+        assert!(with.announcements().iter().any(|m| m.topic == state));
+        assert_eq!(with.announcements().len(), without.announcements().len() + 2);
+    }
+}
