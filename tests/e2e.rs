@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::config::ConfigBuilder;
 use common::peers::{Broker, Daemon, FakeVlm, Subscriber, wait_for};
 use serde_json::{Value, json};
 
@@ -21,57 +22,18 @@ fn vlm_answer() -> Value {
 }
 
 fn config(dir: &std::path::Path, broker: u16, vlm: u16) -> String {
-    format!(
-        r#"
-device_id: e2e
-data_dir: {dir}/data
-cameras:
-  - name: porch
-    source:
-      backend: folder
-      config:
-        path: {dir}/inbox
-        poll_interval_s: 0.2
-        settle_s: 0.5
-storage:
-  backend: local
-  config:
-    view_url_prefix: http://nas.local/clips
-filter:
-  backend: yolo
-  config:
-    model_path: {model}
-    ort_library: {ort}
-    classes: [person, car]
-    sample_fps: 1
-vlm:
-  backend: openai
-  run_mode: trigger_only
-  trigger_classes: [person]
-  config:
-    base_url: http://127.0.0.1:{vlm}/v1
-    model: test-vlm
-    api_key_env: E2E_VLM_KEY
-    max_frames: 3
-alert_policy:
-  backend: default
-  config:
-    min_risk_level: medium
-notifiers:
-  - backend: mqtt
-    config:
-      host: 127.0.0.1
-      port: {broker}
-retry:
-  backoff_s: 0.2
-  max_backoff_s: 1
-server:
-  port: {{api_port}}
-"#,
-        dir = dir.display(),
-        model = common::model("yolox_nano_416.onnx").display(),
-        ort = common::ort_library().display(),
-    )
+    ConfigBuilder::new("e2e", dir)
+        .folder_camera("porch")
+        .storage("backend: local\nconfig:\n  view_url_prefix: http://nas.local/clips")
+        .filter(&["classes: [person, car]", "sample_fps: 1"])
+        .vlm(&format!(
+            "backend: openai\nrun_mode: trigger_only\ntrigger_classes: [person]\nconfig:\n  \
+             base_url: http://127.0.0.1:{vlm}/v1\n  model: test-vlm\n  api_key_env: E2E_VLM_KEY\n  max_frames: 3"
+        ))
+        .policy("backend: default\nconfig:\n  min_risk_level: medium")
+        .mqtt(broker)
+        .section("retry:\n  backoff_s: 0.2\n  max_backoff_s: 1")
+        .build()
 }
 
 fn start(dir: &std::path::Path, broker: &Broker, vlm: &FakeVlm) -> Daemon {

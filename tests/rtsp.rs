@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::config::ConfigBuilder;
 use common::peers::{Broker, Daemon, Subscriber, free_port, wait_for};
 use serde_json::Value;
 
@@ -101,55 +102,24 @@ impl Drop for RtspServer {
     }
 }
 
-/// One camera of the daemon's config.
-fn camera(name: &str, url_env: &str, extra: &str, recording: &str) -> String {
-    format!(
-        r#"
-  - name: {name}
-    source:
-      backend: rtsp
-      config:
-        rtsp_url_env: {url_env}
-        frame_timeout_s: 2
-        first_frame_timeout_s: 8
-        reconnect_initial_s: 0.5
-        reconnect_max_s: 2
-        recording: {recording}
-{extra}"#
-    )
+/// One camera of the daemon's config: its name and `source` block. `extra` holds
+/// more keys of the source's config, one per line.
+fn camera(name: &str, url_env: &str, extra: &str, recording: &str) -> (String, String) {
+    let source = format!(
+        "backend: rtsp\nconfig:\n  rtsp_url_env: {url_env}\n  frame_timeout_s: 2\n  first_frame_timeout_s: 8\n  \
+         reconnect_initial_s: 0.5\n  reconnect_max_s: 2\n  recording: {recording}\n{}",
+        extra.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    (name.to_owned(), source)
 }
 
-fn config(dir: &Path, broker: u16, cameras: &[String]) -> String {
-    format!(
-        r#"
-device_id: rtsp-e2e
-data_dir: {dir}/data
-cameras:{cameras}
-storage:
-  backend: local
-filter:
-  backend: yolo
-  config:
-    model_path: {model}
-    ort_library: {ort}
-    classes: [person]
-    min_confidence: 0.6
-    sample_fps: 1
-alert_policy:
-  backend: default
-notifiers:
-  - backend: mqtt
-    config:
-      host: 127.0.0.1
-      port: {broker}
-server:
-  port: {{api_port}}
-"#,
-        dir = dir.display(),
-        cameras = cameras.concat(),
-        model = common::model("yolox_nano_416.onnx").display(),
-        ort = common::ort_library().display(),
-    )
+fn config(dir: &Path, broker: u16, cameras: &[(String, String)]) -> String {
+    let cfg = ConfigBuilder::new("rtsp-e2e", dir);
+    let cfg = cameras.iter().fold(cfg, |cfg, (name, source)| cfg.camera(name, source));
+    cfg.filter(&["classes: [person]", "min_confidence: 0.6", "sample_fps: 1"])
+        .policy("backend: default")
+        .mqtt(broker)
+        .build()
 }
 
 fn clips_of(daemon: &Daemon, camera: &str) -> Vec<Value> {
@@ -217,7 +187,7 @@ fn live_footage_over_tcp_and_udp_becomes_one_clip_each_and_a_person_alert_but_tr
         broker.port,
         &[
             camera("porch", "PORCH_URL", "", rec),
-            camera("yard", "YARD_URL", "        transport: udp\n        detect_url_env: YARD_SUB\n", rec),
+            camera("yard", "YARD_URL", "transport: udp\ndetect_url_env: YARD_SUB", rec),
             camera("garden", "GARDEN_URL", "", rec),
         ],
     );
@@ -304,7 +274,7 @@ fn digest_auth_works_and_wrong_credentials_give_one_clear_error_and_slow_retries
         &[
             camera("front", "FRONT_URL", "", rec),
             // Credentials from their own variables this time.
-            camera("back", "BACK_URL", "        username_env: BACK_USER\n        password_env: BACK_PASS\n", rec),
+            camera("back", "BACK_URL", "username_env: BACK_USER\npassword_env: BACK_PASS", rec),
             // The right password but a path the camera does not have.
             camera("side", "SIDE_URL", "", rec),
         ],

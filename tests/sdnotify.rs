@@ -10,46 +10,16 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::config::ConfigBuilder;
 use common::peers::{Broker, Daemon, wait_for};
 
 fn config(dir: &std::path::Path, broker: u16) -> String {
-    format!(
-        r#"
-device_id: sdnotify
-data_dir: {dir}/data
-cameras:
-  - name: porch
-    source:
-      backend: folder
-      config:
-        path: {dir}/inbox
-        poll_interval_s: 0.2
-        settle_s: 0.5
-storage:
-  backend: local
-filter:
-  backend: yolo
-  config:
-    model_path: {model}
-    ort_library: {ort}
-    classes: [person, car]
-    sample_fps: 1
-alert_policy:
-  backend: default
-  config:
-    notify_on_classes: [person]
-notifiers:
-  - backend: mqtt
-    config:
-      host: 127.0.0.1
-      port: {broker}
-server:
-  port: {{api_port}}
-"#,
-        dir = dir.display(),
-        model = common::model("yolox_nano_416.onnx").display(),
-        ort = common::ort_library().display(),
-    )
+    ConfigBuilder::new("sdnotify", dir)
+        .folder_camera("porch")
+        .filter(&["classes: [person, car]", "sample_fps: 1"])
+        .policy("backend: default\nconfig:\n  notify_on_classes: [person]")
+        .mqtt(broker)
+        .build()
 }
 
 /// Every datagram received, with its arrival time.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::config::ConfigBuilder;
 use common::peers::{Broker, Daemon, Subscriber, wait_for};
 use serde_json::Value;
 
@@ -53,46 +54,27 @@ fn calls(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("calls")).unwrap_or_default().lines().map(str::to_owned).collect()
 }
 
-fn config(dir: &Path, broker: u16, camera: &str, extra: &str) -> String {
-    format!(
-        r#"
-device_id: updbox
-data_dir: {dir}/data
-cameras:
-  - name: porch
-    source:
-{camera}
-filter:
-  backend: yolo
-  config:
-    model_path: {model}
-    ort_library: {ort}
-notifiers:
-  - backend: mqtt
-    config:
-      host: 127.0.0.1
-      port: {broker}
-server:
-  port: {{api_port}}
-  api_key_env: HOMESEC_API_KEY
-update:
-  rauc_command: {dir}/rauc
-  confirm_timeout_s: 10
-{extra}
-"#,
-        dir = dir.display(),
-        model = common::model("yolox_nano_416.onnx").display(),
-        ort = common::ort_library().display(),
-    )
+fn config(dir: &Path, broker: u16, camera: Camera, extra: &str) -> String {
+    let cfg = ConfigBuilder::new("updbox", dir);
+    let cfg = match camera {
+        Camera::Folder => {
+            std::fs::create_dir_all(dir.join("inbox")).unwrap();
+            cfg.folder_camera("porch")
+        }
+        // An RTSP camera nobody answers for: the box is up, its camera is not.
+        Camera::Dead => cfg.camera("porch", "backend: rtsp\nconfig:\n  url: rtsp://127.0.0.1:9/none"),
+    };
+    cfg.mqtt(broker)
+        .server("api_key_env: HOMESEC_API_KEY")
+        .section(&format!("update:\n  rauc_command: {}/rauc\n  confirm_timeout_s: 10\n{extra}", dir.display()))
+        .build()
 }
 
-fn folder_camera(dir: &Path) -> String {
-    std::fs::create_dir_all(dir.join("inbox")).unwrap();
-    format!("      backend: folder\n      config:\n        path: {}/inbox", dir.display())
+#[derive(Clone, Copy)]
+enum Camera {
+    Folder,
+    Dead,
 }
-
-/// An RTSP camera nobody answers for: the box is up, its camera is not.
-const DEAD_CAMERA: &str = "      backend: rtsp\n      config:\n        url: rtsp://127.0.0.1:9/none";
 
 fn start(dir: &Path, config: &str) -> Daemon {
     Daemon::start(dir, config, &[("HOMESEC_API_KEY", KEY)])
@@ -165,7 +147,7 @@ fn an_uploaded_bundle_is_verified_installed_and_confirmed_after_the_reboot() {
     let dir = tmp.path();
     fake_rauc(dir);
     let sub = Subscriber::connect(broker.port, &["homeassistant/update/#", "homecam/updbox/update/#"]);
-    let cfg = config(dir, broker.port, &folder_camera(dir), "");
+    let cfg = config(dir, broker.port, Camera::Folder, "");
     let mut d = start(dir, &cfg);
 
     // A normal boot: slot A, marked good once the daemon is up.
@@ -233,14 +215,14 @@ fn a_new_slot_that_fails_its_health_check_is_marked_bad_and_the_box_goes_back() 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     fake_rauc(dir);
-    let good = config(dir, broker.port, &folder_camera(dir), "");
+    let good = config(dir, broker.port, Camera::Folder, "");
     let mut d = start(dir, &good);
     let (code, v) = upload(&d, &dir.join("signed.raucb"));
     assert_eq!(code, 202, "{v}");
     wait_state(&d, "rebooting");
 
     // The new slot's daemon cannot reach its camera: not kept.
-    let broken = config(dir, broker.port, DEAD_CAMERA, "");
+    let broken = config(dir, broker.port, Camera::Dead, "");
     reboot_into(&mut d, dir, "B", &broken);
     let s = wait_for("the trial boot to give up", Duration::from_secs(40), || {
         let s = system(&d);
@@ -292,7 +274,7 @@ fn home_assistants_install_button_installs_the_feeds_latest_bundle() {
     let feed_port = serve(vec![("/feed.json", feed.into_bytes())]);
     let extra = format!("  feed_url: http://127.0.0.1:{feed_port}/feed.json");
     let sub = Subscriber::connect(broker.port, &["homecam/updbox/update/state"]);
-    let d = start(dir, &config(dir, broker.port, &folder_camera(dir), &extra));
+    let d = start(dir, &config(dir, broker.port, Camera::Folder, &extra));
 
     let state = wait_for("latest version from the feed", Duration::from_secs(20), || {
         sub.json_on("homecam/updbox/update/state").into_iter().find(|s| s["latest_version"] == "2.0")
@@ -325,8 +307,8 @@ fn without_rauc_the_api_says_updates_are_unavailable() {
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cfg = config(dir, broker.port, &folder_camera(dir), "")
-        .replace(&format!("{}/rauc", dir.display()), "/nonexistent/rauc");
+    let cfg =
+        config(dir, broker.port, Camera::Folder, "").replace(&format!("{}/rauc", dir.display()), "/nonexistent/rauc");
     let sub = Subscriber::connect(broker.port, &["homeassistant/#"]);
     let d = start(dir, &cfg);
     let s = system(&d);

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: where the real test material lives.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod peers;
 
 use std::path::PathBuf;
