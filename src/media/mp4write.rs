@@ -22,6 +22,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::nal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Mp4WriteError {
     #[error("cannot write {path}")]
@@ -114,10 +116,10 @@ impl SampleEntry {
     /// An `avc1` entry from one SPS and one PPS (raw NAL units, without start
     /// codes or length prefixes).
     pub fn avc1_from_parameter_sets(sps: &[u8], pps: &[u8], width: u16, height: u16) -> Result<Self, Mp4WriteError> {
-        if sps.len() < 4 || sps[0] & 0x1f != 7 {
+        if sps.len() < 4 || nal::h264_nal_type(sps) != nal::H264_NAL_SPS {
             return Err(Mp4WriteError::SampleEntry("the SPS is not an SPS NAL unit".into()));
         }
-        if pps.is_empty() || pps[0] & 0x1f != 8 {
+        if nal::h264_nal_type(pps) != nal::H264_NAL_PPS {
             return Err(Mp4WriteError::SampleEntry("the PPS is not a PPS NAL unit".into()));
         }
         let (Ok(sps_len), Ok(pps_len)) = (u16::try_from(sps.len()), u16::try_from(pps.len())) else {
@@ -596,63 +598,6 @@ fn write_full_box(out: &mut Vec<u8>, kind: &[u8; 4], version: u8, flags: u32, bo
     });
 }
 
-/// Annex-B (start codes) to 4-byte length-prefixed NAL units, e.g. encoder
-/// output to MP4 samples.
-pub fn annexb_to_avcc(annexb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(annexb.len() + 16);
-    for nal in annexb_nals(annexb) {
-        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-        out.extend_from_slice(nal);
-    }
-    out
-}
-
-/// The NAL units of an Annex-B byte stream (3- or 4-byte start codes).
-pub fn annexb_nals(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push((i, i + 3));
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let mut nals = Vec::with_capacity(starts.len());
-    for (k, (_, body)) in starts.iter().enumerate() {
-        let mut end = starts.get(k + 1).map_or(data.len(), |(sc, _)| *sc);
-        // Trailing zeros belong to the next 4-byte start code (or are padding).
-        while end > *body && data[end - 1] == 0 {
-            end -= 1;
-        }
-        if end > *body {
-            nals.push(&data[*body..end]);
-        }
-    }
-    nals.into_iter()
-}
-
-/// 4-byte length-prefixed NAL units to Annex-B, appended to `out` (for a
-/// decoder). Returns false when the lengths do not add up (a damaged sample).
-pub fn avcc_to_annexb(avcc: &[u8], out: &mut Vec<u8>) -> bool {
-    let mut rest = avcc;
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return false;
-        }
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        rest = &rest[4..];
-        if len > rest.len() {
-            return false;
-        }
-        out.extend_from_slice(&[0, 0, 0, 1]);
-        out.extend_from_slice(&rest[..len]);
-        rest = &rest[len..];
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,17 +640,6 @@ mod tests {
         assert_eq!(again, e);
         assert!(SampleEntry::from_box(vec![0; 90]).is_err());
         assert!(SampleEntry::avc1_from_parameter_sets(PPS, SPS, 1, 1).is_err());
-    }
-
-    #[test]
-    fn nal_framing_round_trips() {
-        let annexb = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5, 6];
-        let avcc = annexb_to_avcc(&annexb);
-        assert_eq!(avcc, [0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 4, 0x65, 4, 5, 6]);
-        let mut back = Vec::new();
-        assert!(avcc_to_annexb(&avcc, &mut back));
-        assert_eq!(annexb_nals(&back).count(), 3);
-        assert!(!avcc_to_annexb(&[0, 0, 0, 9, 1], &mut back));
     }
 
     #[test]
