@@ -4,8 +4,9 @@
 //! Layout: `ftyp`, one `mdat` that grows as samples arrive, then `moov` (written
 //! by [`Mp4Writer::finish`]). Only the sample tables are kept in memory (about
 //! 12 bytes per sample), never the video. The file is written as
-//! `<dest>.part`, fsynced, renamed to `<dest>` and the directory fsynced, so a
-//! crash leaves either no clip or a complete one (ARCHITECTURE §5.1).
+//! `<dest>.part`, fsynced, renamed to `<dest>` and the directory fsynced
+//! ([`PartFile`](crate::fsutil::PartFile)), so a crash leaves either no clip or
+//! a complete one (ARCHITECTURE §5.1).
 //!
 //! Samples are length-prefixed NAL units (AVCC / HVCC with 4-byte lengths, the
 //! way retina delivers them with its default frame format). The sample entry
@@ -18,11 +19,13 @@
 //! sorted presentation times and a `ctts` plus an edit list make the first
 //! presented frame start at 0.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::nal;
+use crate::fsutil::PartFile;
+pub use crate::fsutil::part_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Mp4WriteError {
@@ -176,7 +179,7 @@ pub struct Mp4Summary {
 pub struct Mp4Writer {
     dest: PathBuf,
     part: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<PartFile>>,
     entry: SampleEntry,
     timescale: u32,
     /// File offset of the `mdat` header and of its first sample.
@@ -187,13 +190,6 @@ pub struct Mp4Writer {
     pts: Vec<i64>,
     /// 1-based numbers of the sync samples.
     sync: Vec<u32>,
-}
-
-/// `<dest>.part`
-pub fn part_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
-    dest.with_file_name(name)
 }
 
 const FTYP: &[u8] = &[
@@ -211,10 +207,7 @@ impl Mp4Writer {
         if timescale == 0 {
             return Err(Mp4WriteError::SampleEntry("timescale must be positive".into()));
         }
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut file = BufWriter::with_capacity(256 * 1024, File::create(&part).map_err(io)?);
+        let mut file = BufWriter::with_capacity(256 * 1024, PartFile::create(dest).map_err(io)?);
         file.write_all(FTYP).map_err(io)?;
         let mdat_at = FTYP.len() as u64;
         // 64-bit mdat header; its size is filled in by `finish`.
@@ -309,14 +302,7 @@ impl Mp4Writer {
             let mdat_size = 16 + self.data_len;
             file.seek(SeekFrom::Start(self.mdat_at + 8))?;
             file.write_all(&mdat_size.to_be_bytes())?;
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&self.part, &self.dest)?;
-            if let Some(dir) = self.dest.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok::<_, std::io::Error>(())
+            file.into_inner().map_err(|e| e.into_error())?.commit()
         })();
         result.map_err(|e| self.io_err(e))?;
         let bytes = self.data_at + self.data_len + moov.len() as u64;
