@@ -2,7 +2,7 @@
 //! durably: `.part`, fsync, rename, fsync the directory.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// `p` resolved against `base` when relative, with `.` and `..` folded away
@@ -85,27 +85,106 @@ impl DataLayout {
     }
 }
 
-fn part_path(dest: &Path) -> PathBuf {
+/// `<dest>.part`: where a file is written before it is renamed to `dest`.
+pub fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
     dest.with_file_name(name)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+/// Fsyncs a directory, so that a rename inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
+}
+
+/// Renames `part` to `dest` and fsyncs `dest`'s directory.
+fn rename_into_place(part: &Path, dest: &Path) -> std::io::Result<()> {
+    fs::rename(part, dest)?;
+    dest.parent().map_or(Ok(()), sync_dir)
+}
+
+/// A file being written durably: the bytes go to `<dest>.part`, and
+/// [`commit`](Self::commit) fsyncs it, renames it to `dest` and fsyncs the
+/// directory, so that after a crash `dest` is either absent or complete.
+///
+/// Dropped without `commit`, it leaves `dest` untouched and only the `.part`
+/// file behind (as a crash would); [`discard`](Self::discard) removes that too.
+/// Unbuffered: wrap it in a `BufWriter` for many small writes.
+#[derive(Debug)]
+pub struct PartFile {
+    dest: PathBuf,
+    part: PathBuf,
+    file: fs::File,
+}
+
+impl PartFile {
+    /// Creates (or truncates) `<dest>.part`, creating `dest`'s directory first.
+    pub fn create(dest: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let part = part_path(dest);
+        let file = fs::File::create(&part)?;
+        Ok(Self { dest: dest.to_path_buf(), part, file })
+    }
+
+    /// Takes over a `<dest>.part` that something else wrote (e.g. `fs::copy`).
+    fn open_existing(dest: &Path) -> std::io::Result<Self> {
+        let part = part_path(dest);
+        let file = fs::File::open(&part)?;
+        Ok(Self { dest: dest.to_path_buf(), part, file })
+    }
+
+    /// Where the file goes on [`commit`](Self::commit).
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// The `.part` file being written.
+    pub fn part(&self) -> &Path {
+        &self.part
+    }
+
+    /// Fsyncs the `.part` file, renames it to the destination and fsyncs the
+    /// directory.
+    pub fn commit(self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        drop(self.file);
+        rename_into_place(&self.part, &self.dest)
+    }
+
+    /// Gives up: closes and removes the `.part` file.
+    pub fn discard(self) -> std::io::Result<()> {
+        drop(self.file);
+        fs::remove_file(&self.part)
+    }
+}
+
+impl Write for PartFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.file.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for PartFile {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
 }
 
 /// Writes `bytes` to `dest` so that after a crash `dest` is either absent or complete.
 pub fn write_durable(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = dest.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let part = part_path(dest);
-    let mut f = fs::File::create(&part)?;
+    let mut f = PartFile::create(dest)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&part, dest)?;
-    dest.parent().map_or(Ok(()), sync_dir)
+    f.commit()
 }
 
 /// Copies `src` to `dest` durably (hard link when on the same file system).
@@ -115,12 +194,12 @@ pub fn copy_durable(src: &Path, dest: &Path) -> std::io::Result<()> {
     }
     let part = part_path(dest);
     let _ = fs::remove_file(&part);
-    if fs::hard_link(src, &part).is_err() {
-        fs::copy(src, &part)?;
-        fs::File::open(&part)?.sync_all()?;
+    if fs::hard_link(src, &part).is_ok() {
+        // A second name for a file that is already on disk: nothing to fsync.
+        return rename_into_place(&part, dest);
     }
-    fs::rename(&part, dest)?;
-    dest.parent().map_or(Ok(()), sync_dir)
+    fs::copy(src, &part)?;
+    PartFile::open_existing(dest)?.commit()
 }
 
 /// Moves a file durably, across file systems if needed. When the source cannot
@@ -154,5 +233,31 @@ mod tests {
         let moved = dir.path().join("e.jpg");
         assert!(move_durable(&copy, &moved).unwrap());
         assert!(!copy.exists() && moved.exists());
+    }
+
+    #[test]
+    fn a_part_file_appears_at_its_destination_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("x/clip.mp4");
+        let mut f = PartFile::create(&dest).unwrap();
+        assert_eq!((f.dest(), f.part()), (dest.as_path(), part_path(&dest).as_path()));
+        f.write_all(b"abcdef").unwrap();
+        f.seek(SeekFrom::Start(1)).unwrap();
+        f.write_all(b"B").unwrap();
+        assert!(part_path(&dest).exists() && !dest.exists());
+        f.commit().unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"aBcdef");
+        assert!(!part_path(&dest).exists());
+
+        // Dropped uncommitted: only the .part file is left; discard removes it.
+        let other = dir.path().join("x/other.mp4");
+        let mut f = PartFile::create(&other).unwrap();
+        f.write_all(b"zz").unwrap();
+        drop(f);
+        assert!(part_path(&other).exists() && !other.exists());
+        let f = PartFile::create(&other).unwrap();
+        f.discard().unwrap();
+        assert!(!part_path(&other).exists() && !other.exists());
+        assert_eq!(fs::read(&dest).unwrap(), b"aBcdef");
     }
 }

@@ -5,6 +5,7 @@ pub mod analyzer;
 pub mod api;
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;

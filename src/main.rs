@@ -226,7 +226,8 @@ fn motion(
     detect_fps: Option<f64>,
     mask_jpeg: Option<&Path>,
 ) -> Result<(), String> {
-    use homesec::media::motion::{MotionConfig, analyze_file};
+    use homesec::cli::motion::analyze_file;
+    use homesec::media::motion::MotionConfig;
     let mut settings = MotionConfig::default();
     let mut fps = detect_fps.unwrap_or(0.0);
     let mut newest = None;

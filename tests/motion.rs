@@ -7,7 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
 
-use homesec::media::motion::{MotionConfig, MotionDetector, MotionReport, MotionSample, analyze_file};
+use homesec::cli::motion::{MotionReport, analyze_file};
+use homesec::media::motion::{MotionConfig, MotionDetector, MotionSample};
 use homesec::media::{self};
 
 /// Counts allocations per thread, to check that `process` allocates nothing

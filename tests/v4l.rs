@@ -410,7 +410,7 @@ fn h264_capture_is_passed_through_and_recorded_around_the_motion() {
     let clip_units = access_units(&std::fs::read(&dump).unwrap());
     assert_eq!(clip_units.len() as u32, clip.samples);
     let slices = |au: &[u8]| -> Vec<Vec<u8>> {
-        v4l::h264::annex_b_nals(au).filter(|n| (1..=5).contains(&(n[0] & 0x1f))).map(<[u8]>::to_vec).collect()
+        homesec::media::nal::annex_b_nals(au).filter(|n| (1..=5).contains(&(n[0] & 0x1f))).map(<[u8]>::to_vec).collect()
     };
     let first = ((clip.clip.start_ms - WALL0) as f64 / 100.0).round() as usize;
     for (k, au) in clip_units.iter().enumerate() {

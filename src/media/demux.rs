@@ -12,9 +12,8 @@ use std::path::Path;
 
 use mp4::{Mp4Reader, Mp4Track, TrackType};
 
+use super::nal::{self, START_CODE};
 use super::{MediaError, VideoInfo};
-
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 /// One sample (an access unit) of the video track.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -333,48 +332,16 @@ impl Mp4Video {
                 sample.start_time as i64 + i64::from(sample.rendering_offset)
             }
         };
-        avcc_to_annex_b(&self.raw, self.nal_length_size, out)
+        out.clear();
+        nal::length_prefixed_to_annex_b(&self.raw, self.nal_length_size, out)
             .map_err(|reason| container(&path, format!("sample {}: {reason}", index + 1)))?;
         Ok(pts)
     }
 }
 
-/// Rewrites length-prefixed NAL units as start-code-prefixed ones.
-pub(crate) fn avcc_to_annex_b(data: &[u8], length_size: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    out.clear();
-    out.reserve(data.len() + 16);
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let Some(prefix) = data.get(pos..pos + length_size) else {
-            return Err(format!("NAL length prefix cut at byte {pos}"));
-        };
-        let len = prefix.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        pos += length_size;
-        let Some(nal) = data.get(pos..pos + len) else {
-            return Err(format!("NAL unit of {len} bytes at byte {pos} overruns the sample ({} bytes)", data.len()));
-        };
-        out.extend_from_slice(&START_CODE);
-        out.extend_from_slice(nal);
-        pos += len;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn avcc_samples_become_annex_b() {
-        let data = [0, 0, 0, 2, 0x65, 0xAA, 0, 0, 0, 1, 0x41];
-        let mut out = Vec::new();
-        avcc_to_annex_b(&data, 4, &mut out).unwrap();
-        assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA, 0, 0, 0, 1, 0x41]);
-
-        let data = [0, 2, 0x65, 0xAA];
-        avcc_to_annex_b(&data, 2, &mut out).unwrap();
-        assert_eq!(out, [0, 0, 0, 1, 0x65, 0xAA]);
-    }
 
     fn footage(name: &str) -> std::path::PathBuf {
         let data = std::env::var_os("HOMESEC_TESTDATA")
@@ -407,12 +374,5 @@ mod tests {
 
         let err = build_sample_table("vtest", track, len / 2).unwrap_err();
         assert!(err.to_string().contains("truncated: sample"), "{err}");
-    }
-
-    #[test]
-    fn an_overrunning_nal_is_an_error() {
-        let mut out = Vec::new();
-        assert!(avcc_to_annex_b(&[0, 0, 0, 9, 1, 2], 4, &mut out).is_err());
-        assert!(avcc_to_annex_b(&[0, 0], 4, &mut out).is_err());
     }
 }

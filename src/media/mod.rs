@@ -8,11 +8,14 @@
 //! - [`sample_frames`] converts to RGB only the frames due at `sample_fps`.
 //! - [`sample_jpegs`] spreads a number of JPEGs evenly over a clip (for the VLM).
 //! - [`encode_jpeg`], [`resize_rgb`], [`RgbResizer`]: pictures.
+//! - [`nal`]: H.264 / H.265 NAL framing (Annex B and length-prefixed samples).
+//! - [`mp4write`]: the passthrough MP4 writer; [`motion`]: the motion detector.
 
 mod decode;
 mod demux;
 pub mod motion;
 pub mod mp4write;
+pub mod nal;
 mod resize;
 
 use std::path::Path;

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::domain::CameraName;
 use crate::media::motion::{MotionConfig, MotionDetector};
-use crate::media::mp4write::avcc_to_annexb;
+use crate::media::nal::avcc_to_annex_b;
 use crate::sources::recorder::RecorderEvent;
 
 /// Frames queued for the decoder (a few seconds at camera rates).
@@ -163,7 +163,7 @@ pub(super) fn run(
                 }
                 let Some(dec) = decoder.as_mut() else { continue };
                 annexb.clear();
-                if !avcc_to_annexb(&data, &mut annexb) {
+                if !avcc_to_annex_b(&data, &mut annexb) {
                     waiting_for_keyframe = true;
                     continue;
                 }

@@ -1,6 +1,7 @@
-//! H.264 bitstream plumbing for the USB source: Annex-B (what V4L2 devices and
-//! openh264 emit) to length-prefixed AVCC samples (what MP4 stores), parameter
-//! sets for the sample entry, and the openh264 encoder used for MJPEG/YUYV capture.
+//! H.264 bitstream plumbing for the USB source: access units rewritten for MP4
+//! (the NAL framing itself is in [`crate::media::nal`]), parameter sets for the
+//! sample entry and the picture size from the SPS, and the openh264 encoder used
+//! for MJPEG/YUYV capture.
 
 use openh264::OpenH264API;
 use openh264::encoder::{
@@ -9,43 +10,7 @@ use openh264::encoder::{
 use openh264::formats::YUVSlices;
 
 use super::convert::I420Frame;
-
-pub const NAL_IDR: u8 = 5;
-pub const NAL_SPS: u8 = 7;
-pub const NAL_PPS: u8 = 8;
-pub const NAL_AUD: u8 = 9;
-
-/// The NAL unit type (low five bits of the first byte).
-pub fn nal_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| b & 0x1f)
-}
-
-/// The NAL units of an Annex-B byte stream (3- or 4-byte start codes), without
-/// their start codes and trailing zero bytes. Bytes before the first start code
-/// are ignored.
-pub fn annex_b_nals(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut pos = find_start_code(data, 0).map(|(_, next)| next);
-    std::iter::from_fn(move || {
-        let start = pos?;
-        let (end, next) = match find_start_code(data, start) {
-            Some((at, next)) => (at, Some(next)),
-            None => (data.len(), None),
-        };
-        pos = next;
-        let mut nal = data.get(start..end)?;
-        while let [rest @ .., 0] = nal {
-            nal = rest;
-        }
-        Some(nal)
-    })
-    .filter(|nal| !nal.is_empty())
-}
-
-/// The next `00 00 01` at or after `from`: (index of its first byte, index after it).
-fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
-    let tail = data.get(from..)?;
-    tail.windows(3).position(|w| w == [0, 0, 1]).map(|i| (from + i, from + i + 3))
-}
+use crate::media::nal::{self, START_CODE};
 
 /// The SPS and PPS of a stream: what an MP4 `avcC` sample entry carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +26,7 @@ impl ParameterSets {
     pub fn annex_b(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.sps.len() + self.pps.len());
         for nal in [&self.sps, &self.pps] {
-            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(&START_CODE);
             out.extend_from_slice(nal);
         }
         out
@@ -87,32 +52,15 @@ pub struct AccessUnitInfo {
 
 /// Rewrites one Annex-B access unit as 4-byte length-prefixed NAL units into `out`
 /// (cleared first), leaving out SPS, PPS and access unit delimiters (those go into
-/// the sample entry), and reports what it held.
-pub fn annex_b_to_avcc(data: &[u8], out: &mut Vec<u8>) -> AccessUnitInfo {
-    out.clear();
-    let mut info = AccessUnitInfo::default();
-    let (mut sps, mut pps) = (None, None);
-    for nal in annex_b_nals(data) {
-        match nal_type(nal) {
-            NAL_SPS => {
-                sps.get_or_insert_with(|| nal.to_vec());
-            }
-            NAL_PPS => {
-                pps.get_or_insert_with(|| nal.to_vec());
-            }
-            NAL_AUD => {}
-            t => {
-                info.has_picture |= (1..=5).contains(&t);
-                info.keyframe |= t == NAL_IDR;
-                out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-                out.extend_from_slice(nal);
-            }
-        }
-    }
-    if let (Some(sps), Some(pps)) = (sps, pps) {
-        info.parameter_sets = Some(ParameterSets { sps, pps });
-    }
-    info
+/// the sample entry), and reports what it held
+/// ([`nal::h264_access_unit_to_avcc`] with the parameter sets kept).
+pub fn access_unit_to_avcc(data: &[u8], out: &mut Vec<u8>) -> AccessUnitInfo {
+    let unit = nal::h264_access_unit_to_avcc(data, out);
+    let parameter_sets = match (unit.sps, unit.pps) {
+        (Some(sps), Some(pps)) => Some(ParameterSets { sps: sps.to_vec(), pps: pps.to_vec() }),
+        _ => None,
+    };
+    AccessUnitInfo { keyframe: unit.keyframe, has_picture: unit.has_picture, parameter_sets }
 }
 
 /// Reads the unsigned/signed Exp-Golomb codes of an RBSP (emulation prevention
@@ -326,19 +274,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn annex_b_splits_on_three_and_four_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 4, 5, 0];
-        let nals: Vec<&[u8]> = annex_b_nals(&data).collect();
-        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4, 5]]);
-        assert_eq!(annex_b_nals(&[1, 2, 3]).count(), 0);
-        assert_eq!(annex_b_nals(&[]).count(), 0);
-    }
-
-    #[test]
     fn avcc_keeps_slices_and_takes_out_parameter_sets() {
         let data = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x42, 0, 0x1f, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88];
         let mut out = Vec::new();
-        let info = annex_b_to_avcc(&data, &mut out);
+        let info = access_unit_to_avcc(&data, &mut out);
         assert!(info.keyframe && info.has_picture);
         assert_eq!(out, [0, 0, 0, 2, 0x65, 0x88]);
         let ps = info.parameter_sets.unwrap();
@@ -347,7 +286,7 @@ mod tests {
         assert_eq!(ps.annex_b(), [0, 0, 0, 1, 0x67, 0x42, 0, 0x1f, 0, 0, 0, 1, 0x68, 0xce]);
 
         let p = [0, 0, 1, 0x41, 0x9a, 0x02];
-        let info = annex_b_to_avcc(&p, &mut out);
+        let info = access_unit_to_avcc(&p, &mut out);
         assert!(!info.keyframe && info.has_picture && info.parameter_sets.is_none());
         assert_eq!(out, [0, 0, 0, 3, 0x41, 0x9a, 0x02]);
     }
@@ -368,7 +307,7 @@ mod tests {
         for i in 0..12u64 {
             frame.planes_mut().0.iter_mut().enumerate().for_each(|(j, p)| *p = ((j as u64 + i * 7) % 251) as u8);
             let pic = enc.encode(&frame, i * 100).unwrap().expect("a picture per frame");
-            let info = annex_b_to_avcc(pic.annex_b, &mut out);
+            let info = access_unit_to_avcc(pic.annex_b, &mut out);
             assert_eq!(info.keyframe, pic.keyframe);
             if pic.keyframe {
                 let ps = info.parameter_sets.expect("SPS/PPS with every IDR");

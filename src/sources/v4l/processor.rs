@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::PixelFormat;
 use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
-use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, annex_b_to_avcc};
+use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, access_unit_to_avcc};
 use crate::media::motion::{MotionConfig, MotionDetector, MotionSample};
 
 /// One buffer as the device delivered it.
@@ -241,7 +241,7 @@ impl FrameProcessor {
             return Ok(Processed { motion, ..Processed::default() });
         };
         let keyframe = picture.keyframe;
-        let info = annex_b_to_avcc(picture.annex_b, &mut self.avcc);
+        let info = access_unit_to_avcc(picture.annex_b, &mut self.avcc);
         let parameters_changed = self.update_parameter_sets(info.parameter_sets);
         if !info.has_picture {
             return Ok(Processed { motion, parameters_changed, ..Processed::default() });
@@ -262,7 +262,7 @@ impl FrameProcessor {
     }
 
     fn passthrough(&mut self, frame: &CapturedFrame<'_>) -> Processed {
-        let info = annex_b_to_avcc(frame.data, &mut self.avcc);
+        let info = access_unit_to_avcc(frame.data, &mut self.avcc);
         let parameters_changed = self.update_parameter_sets(info.parameter_sets);
         // Nothing is usable before the first keyframe with its parameter sets.
         let started = self.parameter_sets.is_some() && (info.keyframe || self.decoder.is_some());
@@ -320,7 +320,7 @@ impl FrameProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::v4l::h264::annex_b_nals;
+    use crate::media::nal::annex_b_nals;
 
     fn settings() -> ProcessorSettings {
         ProcessorSettings {

@@ -1,0 +1,4 @@
+//! What the command-line tools print: reports built on the library for the
+//! `homesec` subcommands that analyse files.
+
+pub mod motion;
