@@ -19,6 +19,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 pub use stage::StageError;
 
 use crate::analyzer::VlmAnalyzer;
+use crate::backoff::Backoff;
 use crate::config::{ConcurrencyConfig, RetryConfig, RunMode};
 use crate::domain::{
     Alert, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Quarantine, Stage, StageStatus, now_ms,
@@ -85,6 +86,8 @@ pub struct Pipeline {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     outbox_wake: tokio::sync::Notify,
+    /// Delays between stage attempts and between notification attempts.
+    schedule: Backoff,
     pub stats: Stats,
 }
 
@@ -107,6 +110,7 @@ impl Pipeline {
             upload_slots: Semaphore::new(c.upload_workers),
             filter_slots: Semaphore::new(c.filter_workers),
             vlm_slots: Semaphore::new(c.vlm_workers),
+            schedule: parts.retry.schedule(),
             parts,
             in_flight: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),

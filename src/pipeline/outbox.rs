@@ -104,7 +104,7 @@ impl Pipeline {
                         })
                         .await;
                 }
-                let delay = self.parts.retry.backoff(entry.attempts);
+                let delay = self.schedule.delay(entry.attempts);
                 entry.next_attempt_ms = now + delay.as_millis() as i64;
                 warn!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempt = entry.attempts, retry_in_s = delay.as_secs(), %error, "alert not delivered; kept in the outbox");
                 let msg = error;

@@ -96,7 +96,7 @@ impl Pipeline {
                     source: err,
                 })));
             }
-            let delay = self.parts.retry.backoff(attempt);
+            let delay = self.schedule.delay(attempt);
             warn!(camera = %clip.camera, stage = %stage, attempt, retry_in_s = delay.as_secs_f32(), error = %message, "stage failed; retrying");
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(None),

@@ -339,3 +339,15 @@ async fn orphan_clip_files_are_adopted_on_start() {
     let r = rig.wait("porch_1700000000", |r| r.status() == ClipStatus::Done).await;
     assert_eq!(r.clip.camera.as_str(), "porch");
 }
+
+#[test]
+fn the_retry_schedule_doubles_from_backoff_s_up_to_max_backoff_s() {
+    let retry = RetryConfig { backoff_s: 2.0, max_backoff_s: 60.0, ..RetryConfig::default() };
+    let schedule = retry.schedule();
+    for (attempt, nominal) in [(1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (6, 60.0), (40, 60.0)] {
+        let d = schedule.delay(attempt).as_secs_f64();
+        assert!((nominal * 0.8..=nominal * 1.2).contains(&d), "attempt {attempt}: {d} s is not {nominal} s ± 20 %");
+    }
+    let zero = RetryConfig { backoff_s: 0.0, max_backoff_s: 0.0, ..RetryConfig::default() };
+    assert_eq!(zero.schedule().delay(3), Duration::ZERO);
+}
