@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-pub use stage::StageError;
+pub use stage::{AttemptError, StageError, StageOutcome};
 
 use crate::analyzer::VlmAnalyzer;
 use crate::backoff::Backoff;
@@ -46,6 +46,20 @@ impl VlmGate {
             RunMode::TriggerOnly => filter.detected_classes.iter().any(|c| self.trigger_classes.contains(c)),
         }
     }
+}
+
+/// Where an uploaded clip is.
+#[derive(Debug, Clone)]
+struct Uploaded {
+    storage_uri: String,
+    view_url: Option<String>,
+}
+
+/// The object filter's result, with the alert snapshot's path.
+#[derive(Debug, Clone)]
+struct Filtered {
+    result: FilterResult,
+    snapshot_path: Option<String>,
 }
 
 /// The parts a pipeline is made of.
@@ -271,20 +285,30 @@ impl Pipeline {
 
         // Upload ‖ filter; either may be done already when resuming.
         let (upload, filter) = tokio::join!(self.upload_stage(&record), self.filter_stage(&record));
-        let Some(upload) = upload? else { return Ok(()) };
-        let (filter, snapshot_path) = match filter? {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
+        let upload = match upload? {
+            StageOutcome::Done(u) => Some(u),
+            // Degrades: the alert goes out without a link.
+            StageOutcome::Failed(_) => None,
+            StageOutcome::Interrupted => return Ok(()),
+        };
+        let Filtered { result: filter, snapshot_path } = match filter? {
+            StageOutcome::Done(f) => f,
+            StageOutcome::Failed(e) => {
                 error!(camera = %camera, error = %crate::telemetry::chain(&e), "filter failed; the clip ends in error");
                 self.complete(&clip, |_| {}).await?;
                 self.stats.clips_failed.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            None => return Ok(()),
+            StageOutcome::Interrupted => return Ok(()),
         };
 
         // VLM, when the gate says so.
-        let Some(analysis) = self.vlm_stage(&record, &filter).await? else { return Ok(()) };
+        let analysis = match self.vlm_stage(&record, &filter).await? {
+            StageOutcome::Done(a) => Some(a),
+            // Degrades: the policy decides on the filter alone.
+            StageOutcome::Skipped(_) | StageOutcome::Failed(_) => None,
+            StageOutcome::Interrupted => return Ok(()),
+        };
 
         // Policy.
         let decision = self.parts.policy.decide(&camera, &filter, analysis.as_ref());
@@ -316,8 +340,8 @@ impl Pipeline {
         let alert = Alert {
             clip_id: clip.clip_id.clone(),
             camera_name: camera.clone(),
-            storage_uri: upload.as_ref().map(|u| u.0.clone()),
-            view_url: upload.as_ref().and_then(|u| u.1.clone()),
+            storage_uri: upload.as_ref().map(|u| u.storage_uri.clone()),
+            view_url: upload.as_ref().and_then(|u| u.view_url.clone()),
             risk_level: analysis.as_ref().map(|a| a.risk_level),
             activity_type: analysis.as_ref().map(|a| a.activity_type.clone()),
             notify_reason: decision.reason.clone(),
@@ -370,13 +394,12 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Upload stage: `Some(Some((uri, view_url)))` on success, `Some(None)` when
-    /// it failed (the clip degrades), `None` when interrupted by shutdown.
-    #[allow(clippy::type_complexity)]
-    async fn upload_stage(&self, record: &ClipRecord) -> Result<Option<Option<(String, Option<String>)>>, StoreError> {
+    /// Upload stage: [`StageOutcome::Failed`] degrades the clip (the alert goes
+    /// without a link; the upload is retried in the background).
+    async fn upload_stage(&self, record: &ClipRecord) -> Result<StageOutcome<Uploaded>, StoreError> {
         if record.upload.status == StageStatus::Ok {
-            let uri = record.storage_uri.clone().unwrap_or_default();
-            return Ok(Some(Some((uri, record.view_url.clone()))));
+            let storage_uri = record.storage_uri.clone().unwrap_or_default();
+            return Ok(StageOutcome::Done(Uploaded { storage_uri, view_url: record.view_url.clone() }));
         }
         let clip = &record.clip;
         let storage = self.parts.storage.clone();
@@ -386,14 +409,13 @@ impl Pipeline {
                 let clip = clip.clone();
                 async move {
                     let path = PathBuf::from(&clip.local_path);
-                    storage.put(&clip, &path).await.map_err(|e| (true, Box::new(e) as stage::BoxError))
+                    storage.put(&clip, &path).await.map_err(|e| AttemptError::new(true, e))
                 }
             })
             .await?;
         Ok(match result {
-            None => None,
-            Some(Ok(obj)) => {
-                let (uri, url) = (obj.storage_uri.clone(), obj.view_url.clone());
+            StageOutcome::Done(obj) => {
+                let uploaded = Uploaded { storage_uri: obj.storage_uri.clone(), view_url: obj.view_url.clone() };
                 self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Upload }], move |r| {
                     r.upload.status = StageStatus::Ok;
                     r.upload.finished_ms = Some(now_ms());
@@ -402,26 +424,23 @@ impl Pipeline {
                     r.view_url = obj.view_url;
                 })
                 .await?;
-                Some(Some((uri, url)))
+                StageOutcome::Done(uploaded)
             }
-            Some(Err(e)) => {
+            StageOutcome::Failed(e) => {
                 warn!(camera = %clip.camera, error = %crate::telemetry::chain(&e), "upload failed; alert goes out without a link, upload retried in the background");
-                Some(None)
+                StageOutcome::Failed(e)
             }
+            StageOutcome::Interrupted => StageOutcome::Interrupted,
         })
     }
 
-    /// Filter stage: `Some(Ok)` with the result and the snapshot's path,
-    /// `Some(Err)` when it failed for good, `None` when interrupted.
-    #[allow(clippy::type_complexity)]
-    async fn filter_stage(
-        &self,
-        record: &ClipRecord,
-    ) -> Result<Option<Result<(FilterResult, Option<String>), StageError>>, StoreError> {
+    /// Filter stage: the result and the snapshot's path; [`StageOutcome::Failed`]
+    /// ends the clip in error.
+    async fn filter_stage(&self, record: &ClipRecord) -> Result<StageOutcome<Filtered>, StoreError> {
         if record.filter.status == StageStatus::Ok
             && let Some(f) = &record.filter_result
         {
-            return Ok(Some(Ok((f.clone(), record.snapshot_path.clone()))));
+            return Ok(StageOutcome::Done(Filtered { result: f.clone(), snapshot_path: record.snapshot_path.clone() }));
         }
         let clip = &record.clip;
         let filter = self.parts.filter.clone();
@@ -429,15 +448,13 @@ impl Pipeline {
             .run_stage(clip, Stage::Filter, &self.filter_slots, || {
                 let filter = filter.clone();
                 let path = PathBuf::from(&clip.local_path);
-                async move {
-                    filter.detect(&path).await.map_err(|e| (e.is_transient(), Box::new(e) as stage::BoxError))
-                }
+                async move { filter.detect(&path).await.map_err(|e| AttemptError::new(e.is_transient(), e)) }
             })
             .await?;
-        let Some(result) = result else { return Ok(None) };
         let output = match result {
-            Ok(o) => o,
-            Err(e) => return Ok(Some(Err(e))),
+            StageOutcome::Done(o) => o,
+            StageOutcome::Failed(e) => return Ok(StageOutcome::Failed(e)),
+            StageOutcome::Interrupted => return Ok(StageOutcome::Interrupted),
         };
         let snapshot_path = match &output.snapshot_jpeg {
             Some(jpeg) => self.write_snapshot(clip, jpeg).await,
@@ -453,7 +470,7 @@ impl Pipeline {
             r.snapshot_path = snap;
         })
         .await?;
-        Ok(Some(Ok((output.result, snapshot_path))))
+        Ok(StageOutcome::Done(Filtered { result: output.result, snapshot_path }))
     }
 
     async fn write_snapshot(&self, clip: &Clip, jpeg: &[u8]) -> Option<String> {
@@ -472,15 +489,18 @@ impl Pipeline {
         }
     }
 
-    /// VLM stage: `Some(Some(analysis))`, `Some(None)` when skipped or failed
-    /// (the clip degrades), `None` when interrupted.
+    /// VLM stage: the analysis, or [`StageOutcome::Skipped`] with the reason
+    /// when the gate says no; [`StageOutcome::Failed`] degrades the clip (the
+    /// policy decides without analysis).
     async fn vlm_stage(
         &self,
         record: &ClipRecord,
         filter: &FilterResult,
-    ) -> Result<Option<Option<AnalysisResult>>, StoreError> {
-        if record.vlm.status == StageStatus::Ok && record.analysis.is_some() {
-            return Ok(Some(record.analysis.clone()));
+    ) -> Result<StageOutcome<AnalysisResult, String>, StoreError> {
+        if record.vlm.status == StageStatus::Ok
+            && let Some(a) = &record.analysis
+        {
+            return Ok(StageOutcome::Done(a.clone()));
         }
         let clip = &record.clip;
         let skip_reason = match &self.parts.analyzer {
@@ -493,27 +513,22 @@ impl Pipeline {
         };
         let Some(analyzer) = self.parts.analyzer.clone().filter(|_| skip_reason.is_none()) else {
             let reason = skip_reason.unwrap_or_default();
-            self.commit(clip, vec![EventKind::StageSkipped { stage: Stage::Vlm, reason }], |r| {
+            let event = EventKind::StageSkipped { stage: Stage::Vlm, reason: reason.clone() };
+            self.commit(clip, vec![event], |r| {
                 r.vlm.status = StageStatus::Skipped;
             })
             .await?;
-            return Ok(Some(None));
+            return Ok(StageOutcome::Skipped(reason));
         };
         let result = self
             .run_stage(clip, Stage::Vlm, &self.vlm_slots, || {
                 let analyzer = analyzer.clone();
                 let (clip, filter) = (clip.clone(), filter.clone());
-                async move {
-                    analyzer
-                        .analyze(&clip, &filter)
-                        .await
-                        .map_err(|e| (e.is_transient(), Box::new(e) as stage::BoxError))
-                }
+                async move { analyzer.analyze(&clip, &filter).await.map_err(|e| AttemptError::new(e.is_transient(), e)) }
             })
             .await?;
         Ok(match result {
-            None => None,
-            Some(Ok(a)) => {
+            StageOutcome::Done(a) => {
                 info!(camera = %clip.camera, risk = %a.risk_level, activity = %a.activity_type, "analysis done");
                 let stored = a.clone();
                 self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Vlm }], move |r| {
@@ -523,12 +538,13 @@ impl Pipeline {
                     r.analysis = Some(stored);
                 })
                 .await?;
-                Some(Some(a))
+                StageOutcome::Done(a)
             }
-            Some(Err(e)) => {
+            StageOutcome::Failed(e) => {
                 warn!(camera = %clip.camera, error = %crate::telemetry::chain(&e), "VLM failed; deciding without analysis");
-                Some(None)
+                StageOutcome::Failed(e)
             }
+            StageOutcome::Interrupted => StageOutcome::Interrupted,
         })
     }
 
