@@ -2,12 +2,13 @@
 //! signal asks it to stop.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, HealthStatus};
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
 use crate::plugin::PluginBuildError;
@@ -43,9 +44,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         std::fs::create_dir_all(&dir)
             .map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
     }
-    let store = Store::open(&cfg.store_path())?;
-    let updater =
-        Updater::new(cfg.update.clone(), &cfg.data_dir, Some(Arc::new(Rauc::new(&cfg.update.rauc_command)))).await;
+    let clock = SystemClock::shared();
+    let started = clock.monotonic();
+    let store = Store::open_with_clock(&cfg.store_path(), clock.clone())?;
+    let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
+    let updater = Updater::new(cfg.update.clone(), &cfg.data_dir, Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.
     let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link())).await?;
     let shutdown = CancellationToken::new();
@@ -64,12 +67,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             retry: cfg.retry.clone(),
             concurrency: cfg.concurrency.clone(),
             snapshots_dir: cfg.snapshots_dir(),
+            clock: clock.clone(),
         },
         shutdown.clone(),
     );
     pipeline.start(&cfg.data_dir.join("recordings")).await?;
     if let Some(max) = cfg.retention.max_local_size_bytes {
-        tokio::spawn(crate::retention::run(pipeline.store().clone(), max, shutdown.clone()));
+        tokio::spawn(crate::retention::run(pipeline.store().clone(), clock.clone(), max, shutdown.clone()));
     }
 
     let sources_shutdown = shutdown.child_token();
@@ -88,7 +92,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         sources: plugins.sources.clone(),
         api_key: cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()),
         device_id: cfg.device_id.clone(),
-        started: Instant::now(),
+        started,
         updater: updater.clone(),
     });
     let (server, api_url) = if cfg.server.enabled {

@@ -7,7 +7,6 @@
 //! pipeline therefore stops feeding, and systemd (`WatchdogSec=`) restarts it.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,7 +18,6 @@ use tracing::{debug, error, info, warn};
 // The same limit as `/health`'s `pipeline` check, so the API reports
 // "unhealthy" when the watchdog stops.
 use crate::api::HEARTBEAT_LIMIT_MS;
-use crate::domain::now_ms;
 use crate::pipeline::Pipeline;
 
 /// How long the store may take to answer a watchdog ping.
@@ -138,7 +136,7 @@ pub fn judge(heartbeat_age_ms: i64, store_ok: bool) -> Result<(), String> {
 /// and the store answers a read. Camera or notifier trouble does not count:
 /// restarting the daemon would not fix a camera that is offline.
 pub async fn pipeline_alive(pipeline: &Pipeline) -> Result<(), String> {
-    let age = now_ms() - pipeline.stats.heartbeat_ms.load(Ordering::Relaxed);
+    let age = i64::try_from(pipeline.heartbeat_age().as_millis()).unwrap_or(i64::MAX);
     let store = pipeline.store().clone();
     let ping = tokio::task::spawn_blocking(move || store.ping());
     let store_ok = matches!(tokio::time::timeout(STORE_PING_TIMEOUT, ping).await, Ok(Ok(true)));

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::domain::{ClipEvent, ClipRecord, ClipStatus, now_ms};
+use crate::domain::{ClipEvent, ClipRecord, ClipStatus};
 use crate::pipeline::Pipeline;
 use crate::sources::{ClipSource, SourceHealth};
 use crate::update::{UpdateError, Updater};
@@ -29,7 +29,8 @@ pub struct AppState {
     pub sources: Vec<Arc<dyn ClipSource>>,
     pub api_key: Option<String>,
     pub device_id: String,
-    pub started: Instant,
+    /// The pipeline clock's monotonic time when the daemon started.
+    pub started: Duration,
     pub updater: Arc<Updater>,
 }
 
@@ -82,7 +83,7 @@ pub async fn compute_health(state: &AppState) -> Health {
     let p = &state.pipeline;
     let store = p.store().clone();
     let store_ok = tokio::task::spawn_blocking(move || store.ping()).await.unwrap_or(false);
-    let heartbeat_age = now_ms() - p.stats.heartbeat_ms.load(Ordering::Relaxed);
+    let heartbeat_age = i64::try_from(p.heartbeat_age().as_millis()).unwrap_or(i64::MAX);
     let pipeline_ok = heartbeat_age < HEARTBEAT_LIMIT_MS;
     let storage_ok = ping(p.storage().ping()).await;
     let sources: Vec<SourceHealth> = state.sources.iter().map(|s| s.health()).collect();
@@ -188,7 +189,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "device_id": state.device_id,
-        "uptime_s": state.started.elapsed().as_secs(),
+        "uptime_s": p.clock().monotonic().saturating_sub(state.started).as_secs(),
         "health": h,
         "pipeline": {
             "in_flight": p.in_flight(),

@@ -7,7 +7,7 @@ mod stage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,10 +20,11 @@ pub use stage::{AttemptError, StageError, StageOutcome};
 
 use crate::analyzer::VlmAnalyzer;
 use crate::backoff::Backoff;
+use crate::clock::SharedClock;
 use crate::config::{ConcurrencyConfig, RetryConfig, RunMode};
 use crate::domain::{
-    Alert, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Quarantine, Stage, StageStatus, now_ms,
-    rfc3339,
+    Alert, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Quarantine, Stage, StageStatus,
+    UnixMillis, rfc3339,
 };
 use crate::filter::ObjectFilter;
 use crate::notify::multiplex::Notifiers;
@@ -75,6 +76,9 @@ pub struct Parts {
     pub concurrency: ConcurrencyConfig,
     /// Where alert snapshots are written.
     pub snapshots_dir: PathBuf,
+    /// Dates records and alerts, ages notifications against their TTL, times
+    /// the loop's heartbeat.
+    pub clock: SharedClock,
 }
 
 /// Counters for health and metrics.
@@ -86,8 +90,6 @@ pub struct Stats {
     pub clips_quarantined: AtomicU64,
     pub alerts_delivered: AtomicU64,
     pub alerts_expired: AtomicU64,
-    /// Last time the pipeline's own loop ran (unix ms): a wedged pipeline stops updating it.
-    pub heartbeat_ms: AtomicI64,
 }
 
 pub struct Pipeline {
@@ -100,6 +102,9 @@ pub struct Pipeline {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     outbox_wake: tokio::sync::Notify,
+    /// When the pipeline's own loop last ran (the clock's monotonic time, in ms):
+    /// a wedged pipeline stops updating it.
+    heartbeat_ms: AtomicU64,
     /// Delays between stage attempts and between notification attempts.
     schedule: Backoff,
     pub stats: Stats,
@@ -125,17 +130,37 @@ impl Pipeline {
             filter_slots: Semaphore::new(c.filter_workers),
             vlm_slots: Semaphore::new(c.vlm_workers),
             schedule: parts.retry.schedule(),
+            heartbeat_ms: AtomicU64::new(millis(parts.clock.monotonic())),
             parts,
             in_flight: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
             shutdown,
             outbox_wake: tokio::sync::Notify::new(),
-            stats: Stats { heartbeat_ms: AtomicI64::new(now_ms()), ..Default::default() },
+            stats: Stats::default(),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.parts.store
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.parts.clock
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.parts.clock.now_ms()
+    }
+
+    /// The pipeline's own loop is running now.
+    fn beat(&self) {
+        self.heartbeat_ms.store(millis(self.parts.clock.monotonic()), Ordering::Relaxed);
+    }
+
+    /// How long ago the pipeline's own loop last ran.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.parts.clock.monotonic().saturating_sub(last)
     }
 
     pub fn notifiers(&self) -> &Notifiers {
@@ -183,6 +208,7 @@ impl Pipeline {
     /// the rename and the commit) get a record now.
     async fn adopt_orphans(&self, recordings_dir: &Path) -> Result<usize, StoreError> {
         let dir = recordings_dir.to_path_buf();
+        let clock = self.parts.clock.clone();
         self.parts
             .store
             .run(move |store| {
@@ -206,7 +232,7 @@ impl Pipeline {
                             .metadata()
                             .and_then(|m| m.modified())
                             .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis())
-                            .unwrap_or_else(|_| now_ms());
+                            .unwrap_or_else(|_| clock.now_ms());
                         let clip = Clip {
                             clip_id: ClipId(stem),
                             camera: camera.as_str().into(),
@@ -317,6 +343,7 @@ impl Pipeline {
         if !decision.notify || notifiers.is_empty() {
             let reason = if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
             let d = decision.clone();
+            let now = self.now();
             self.commit(
                 &clip,
                 vec![
@@ -327,7 +354,7 @@ impl Pipeline {
                 move |r| {
                     r.decision = Some(d);
                     r.notify.status = StageStatus::Skipped;
-                    r.completed_ms = Some(now_ms());
+                    r.completed_ms = Some(now);
                 },
             )
             .await?;
@@ -346,13 +373,13 @@ impl Pipeline {
             activity_type: analysis.as_ref().map(|a| a.activity_type.clone()),
             notify_reason: decision.reason.clone(),
             summary: analysis.as_ref().map(|a| a.summary.clone()),
-            ts: rfc3339(now_ms()),
+            ts: rfc3339(self.now()),
             dedupe_key: clip.clip_id.0.clone(),
             upload_failed: upload.is_none(),
             detected_classes: filter.detected_classes.clone(),
             snapshot_path,
         };
-        let now = now_ms();
+        let now = self.now();
         let ttl_ms = (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000);
         let clip_for_write = clip.clone();
         let d = decision.clone();
@@ -416,9 +443,10 @@ impl Pipeline {
         Ok(match result {
             StageOutcome::Done(obj) => {
                 let uploaded = Uploaded { storage_uri: obj.storage_uri.clone(), view_url: obj.view_url.clone() };
+                let now = self.now();
                 self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Upload }], move |r| {
                     r.upload.status = StageStatus::Ok;
-                    r.upload.finished_ms = Some(now_ms());
+                    r.upload.finished_ms = Some(now);
                     r.upload.last_error = None;
                     r.storage_uri = Some(obj.storage_uri);
                     r.view_url = obj.view_url;
@@ -462,9 +490,10 @@ impl Pipeline {
         };
         let (fr, snap) = (output.result.clone(), snapshot_path.clone());
         info!(camera = %clip.camera, classes = ?fr.detected_classes, confidence = fr.confidence, frames = fr.sampled_frames, "filter done");
+        let now = self.now();
         self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Filter }], move |r| {
             r.filter.status = StageStatus::Ok;
-            r.filter.finished_ms = Some(now_ms());
+            r.filter.finished_ms = Some(now);
             r.filter.last_error = None;
             r.filter_result = Some(fr);
             r.snapshot_path = snap;
@@ -531,9 +560,10 @@ impl Pipeline {
             StageOutcome::Done(a) => {
                 info!(camera = %clip.camera, risk = %a.risk_level, activity = %a.activity_type, "analysis done");
                 let stored = a.clone();
+                let now = self.now();
                 self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Vlm }], move |r| {
                     r.vlm.status = StageStatus::Ok;
-                    r.vlm.finished_ms = Some(now_ms());
+                    r.vlm.finished_ms = Some(now);
                     r.vlm.last_error = None;
                     r.analysis = Some(stored);
                 })
@@ -564,9 +594,10 @@ impl Pipeline {
         clip: &Clip,
         change: impl FnOnce(&mut ClipRecord) + Send + 'static,
     ) -> Result<(), StoreError> {
+        let now = self.now();
         self.commit(clip, vec![EventKind::ClipCompleted], move |r| {
             change(r);
-            r.completed_ms = Some(now_ms());
+            r.completed_ms = Some(now);
         })
         .await
         .map(|_| ())
@@ -599,11 +630,12 @@ impl Pipeline {
                 match self.parts.storage.put(&clip, Path::new(&clip.local_path)).await {
                     Ok(obj) => {
                         info!(camera = %clip.camera, clip_id = %clip.clip_id, uri = %obj.storage_uri, "background upload succeeded");
+                        let now = self.now();
                         let res = self
                             .commit(&clip, vec![EventKind::StageSucceeded { stage: Stage::Upload }], move |r| {
                                 r.upload.status = StageStatus::Ok;
                                 r.upload.attempts += 1;
-                                r.upload.finished_ms = Some(now_ms());
+                                r.upload.finished_ms = Some(now);
                                 r.upload.last_error = None;
                                 r.storage_uri = Some(obj.storage_uri);
                                 r.view_url = obj.view_url;
@@ -620,6 +652,11 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Milliseconds of a monotonic reading, for an atomic.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What sources use to hand in clips: commits the record, then queues the clip.

@@ -7,7 +7,7 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::Pipeline;
-use crate::domain::{Clip, ClipId, EventKind, Stage, StageStatus, now_ms};
+use crate::domain::{Clip, ClipId, EventKind, Stage, StageStatus};
 use crate::store::StoreError;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,6 +91,7 @@ impl Pipeline {
                 },
             };
             let id = clip.clip_id.0.clone();
+            let now = self.now();
             let attempt = self
                 .parts
                 .store
@@ -101,7 +102,7 @@ impl Pipeline {
                             let log = r.stage_mut(stage);
                             log.status = StageStatus::Running;
                             log.attempts = attempt;
-                            log.started_ms.get_or_insert_with(now_ms);
+                            log.started_ms.get_or_insert(now);
                         })?;
                         Ok(attempt)
                     })
@@ -117,6 +118,7 @@ impl Pipeline {
             let err = failure.into_source();
             let message = crate::telemetry::chain(&*err);
             let msg = message.clone();
+            let now = self.now();
             self.commit(
                 clip,
                 vec![EventKind::StageFailed { stage, attempt, error: msg.clone(), will_retry }],
@@ -127,7 +129,7 @@ impl Pipeline {
                         log.status = StageStatus::Pending;
                     } else {
                         log.status = StageStatus::Error;
-                        log.finished_ms = Some(now_ms());
+                        log.finished_ms = Some(now);
                     }
                 },
             )

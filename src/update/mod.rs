@@ -30,6 +30,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::clock::SharedClock;
 use crate::plugin::Validator;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +242,8 @@ pub struct UpdateLink {
 
 pub struct Updater {
     cfg: UpdateConfig,
+    /// Times the boot confirmation's deadline.
+    clock: SharedClock,
     dir: PathBuf,
     system: Option<Arc<dyn SlotSystem>>,
     status: watch::Sender<SystemStatus>,
@@ -281,7 +284,12 @@ const POLL: Duration = Duration::from_secs(5);
 impl Updater {
     /// An updater over `system` (`None`: updates unavailable), keeping its files
     /// in `data_dir/update/`. Asks the system which slot is booted.
-    pub async fn new(cfg: UpdateConfig, data_dir: &Path, system: Option<Arc<dyn SlotSystem>>) -> Arc<Updater> {
+    pub async fn new(
+        cfg: UpdateConfig,
+        data_dir: &Path,
+        system: Option<Arc<dyn SlotSystem>>,
+        clock: SharedClock,
+    ) -> Arc<Updater> {
         let mut slot = None;
         let mut system = system;
         if let Some(s) = &system {
@@ -307,6 +315,7 @@ impl Updater {
         let (install_tx, install_rx) = mpsc::unbounded_channel();
         Arc::new(Updater {
             cfg,
+            clock,
             dir: data_dir.join("update"),
             system,
             status: watch::channel(status).0,
@@ -502,7 +511,7 @@ impl Updater {
             }
             None => false,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.cfg.confirm_timeout_s);
+        let deadline = self.clock.monotonic() + Duration::from_secs(self.cfg.confirm_timeout_s);
         let mut last_reason = String::new();
         loop {
             let verdict = check().await;
@@ -527,7 +536,7 @@ impl Updater {
             } else if let BootCheck::Up(r) | BootCheck::Down(r) = verdict {
                 last_reason = r;
             }
-            if trial && tokio::time::Instant::now() >= deadline {
+            if trial && self.clock.monotonic() >= deadline {
                 let msg = format!(
                     "slot {booted} failed its health check for {} s ({last_reason}): marking it bad and returning to the previous slot",
                     self.cfg.confirm_timeout_s
