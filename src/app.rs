@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState, HealthStatus};
+use crate::api::{self, AppState};
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::health::{self, HealthStatus};
 use crate::pipeline::{Parts, Pipeline, VlmGate};
 use crate::plugin::PluginBuildError;
 use crate::plugins;
@@ -133,7 +134,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     // systemd (Type=notify): READY=1 now, WATCHDOG=1 while the pipeline is alive, STOPPING=1 below.
     let watchdog_stop = CancellationToken::new();
-    let systemd = crate::sdnotify::ready(&pipeline, plugins.sources.len(), watchdog_stop.clone());
+    let alive = {
+        let pipeline = pipeline.clone();
+        move || {
+            let pipeline = pipeline.clone();
+            async move { health::liveness(&pipeline).await.verdict() }
+        }
+    };
+    let systemd = crate::sdnotify::ready(plugins.sources.len(), alive, watchdog_stop.clone());
     print_banner(&cfg, &plugins.sources);
     wait_for_signal().await;
     watchdog_stop.cancel();
@@ -161,10 +169,15 @@ async fn boot_check(state: &AppState, api_url: Option<&str>, http: &reqwest::Cli
     {
         return BootCheck::Down(format!("the HTTP API does not answer: {}", crate::telemetry::chain(&e)));
     }
-    let h = api::compute_health(state).await;
-    let ok = |k: &str| h.checks.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    let reason = || if h.warnings.is_empty() { format!("{:?}", h.checks) } else { h.warnings.join("; ") };
-    if !ok("store") || !ok("pipeline") {
+    let h = health::check(&state.pipeline, &state.sources).await;
+    let reason = || {
+        if h.warnings.is_empty() {
+            format!("failing checks: {}", h.checks.failing().join(", "))
+        } else {
+            h.warnings.join("; ")
+        }
+    };
+    if !h.checks.daemon_up() {
         BootCheck::Down(reason())
     } else if h.status == HealthStatus::Unhealthy {
         BootCheck::Up(reason())

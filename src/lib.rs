@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod filter;
 pub mod fsutil;
+pub mod health;
 pub mod media;
 pub mod notify;
 pub mod pipeline;

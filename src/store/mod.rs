@@ -225,6 +225,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of notifications still owed.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(NOTIFY_OUTBOX)?.len()?)
+    }
+
     /// Number of events not yet copied to Postgres.
     pub fn sync_backlog(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
