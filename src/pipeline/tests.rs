@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::analyzer::VlmError;
 use crate::clock::{Clock, SimulatedClock};
-use crate::domain::{ClipStatus, RiskLevel};
+use crate::domain::{Alert, AnalysisResult, ClipStatus, RiskLevel, StageStatus, rfc3339};
 use crate::filter::{FilterError, FilterOutput};
 use crate::notify::{Notifier, NotifyError};
 use crate::policy::default::DefaultPolicy;
 use crate::storage::{StorageError, StoredObject};
+use crate::store::OutboxEntry;
 
 struct FakeStorage {
     failures: AtomicU32,
