@@ -47,7 +47,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     }
     let clock = SystemClock::shared();
     let started = clock.monotonic();
-    let store = Store::open_with_clock(&cfg.store_path(), clock.clone())?;
+    let store = Store::open_async(cfg.store_path(), clock.clone()).await?;
     let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
     let updater = Updater::new(cfg.update.clone(), &cfg.data_dir, Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.

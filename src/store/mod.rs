@@ -5,7 +5,7 @@
 //! The repository rule: every state change goes through [`Store::write`], so a
 //! stage result and its events are committed in one transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -130,6 +130,14 @@ impl Store {
         // Create every table so that readers never meet a missing one.
         store.write(|_| Ok(()))?;
         Ok(store)
+    }
+
+    /// [`Store::open_with_clock`] from async code: opening may check and repair
+    /// the file after a crash, so it runs off the async workers.
+    pub async fn open_async(path: PathBuf, clock: SharedClock) -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || Self::open_with_clock(&path, clock))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Runs blocking store work off the async workers.
