@@ -46,7 +46,6 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             .map_err(|source| RunError::DataDir { path: dir.display().to_string(), source })?;
     }
     let clock = SystemClock::shared();
-    let started = clock.monotonic();
     let store = Store::open_async(cfg.store_path(), clock.clone()).await?;
     let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
     let updater = Updater::new(cfg.update.clone(), &cfg.data_dir, Some(rauc), clock.clone()).await;
@@ -93,7 +92,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         sources: plugins.sources.clone(),
         api_key: cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()),
         device_id: cfg.device_id.clone(),
-        started,
+        started: clock.monotonic(),
         updater: updater.clone(),
     });
     let (server, api_url) = if cfg.server.enabled {
