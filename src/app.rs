@@ -2,13 +2,15 @@
 //! signal asks it to stop.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState, HealthStatus};
+use crate::api::{self, AppState};
+use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::health::{self, HealthStatus};
 use crate::notify::Notifier;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
 use crate::plugin::PluginBuildError;
@@ -45,9 +47,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     layout
         .create_dirs()
         .map_err(|source| RunError::DataDir { path: layout.data_dir().display().to_string(), source })?;
-    let store = Store::open(&layout.store())?;
-    let updater =
-        Updater::new(cfg.update.clone(), &cfg.data_dir, Some(Arc::new(Rauc::new(&cfg.update.rauc_command)))).await;
+    let clock = SystemClock::shared();
+    let store = Store::open_async(layout.store(), clock.clone()).await?;
+    let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
+    let updater = Updater::new(cfg.update.clone(), layout.update(), Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.
     let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link())).await?;
     let shutdown = CancellationToken::new();
@@ -66,12 +69,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             retry: cfg.retry.clone(),
             concurrency: cfg.concurrency.clone(),
             snapshots_dir: layout.snapshots(),
+            clock: clock.clone(),
         },
         shutdown.clone(),
     );
     pipeline.start(&layout.recordings()).await?;
     if let Some(max) = cfg.retention.max_local_size_bytes {
-        tokio::spawn(crate::retention::run(pipeline.store().clone(), max, shutdown.clone()));
+        tokio::spawn(crate::retention::run(pipeline.store().clone(), clock.clone(), max, shutdown.clone()));
     }
 
     let sources_shutdown = shutdown.child_token();
@@ -90,7 +94,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         sources: plugins.sources.clone(),
         api_key: cfg.server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()),
         device_id: cfg.device_id.clone(),
-        started: Instant::now(),
+        started: clock.monotonic(),
         updater: updater.clone(),
     });
     let (server, api_url) = if cfg.server.enabled {
@@ -131,7 +135,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     // systemd (Type=notify): READY=1 now, WATCHDOG=1 while the pipeline is alive, STOPPING=1 below.
     let watchdog_stop = CancellationToken::new();
-    let systemd = crate::sdnotify::ready(&pipeline, plugins.sources.len(), watchdog_stop.clone());
+    let alive = {
+        let pipeline = pipeline.clone();
+        move || {
+            let pipeline = pipeline.clone();
+            async move { health::liveness(&pipeline).await.verdict() }
+        }
+    };
+    let systemd = crate::sdnotify::ready(plugins.sources.len(), alive, watchdog_stop.clone());
     print_banner(&cfg, &plugins.sources, &plugins.notifiers);
     wait_for_signal().await;
     watchdog_stop.cancel();
@@ -159,10 +170,15 @@ async fn boot_check(state: &AppState, api_url: Option<&str>, http: &reqwest::Cli
     {
         return BootCheck::Down(format!("the HTTP API does not answer: {}", crate::telemetry::chain(&e)));
     }
-    let h = api::compute_health(state).await;
-    let ok = |k: &str| h.checks.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-    let reason = || if h.warnings.is_empty() { format!("{:?}", h.checks) } else { h.warnings.join("; ") };
-    if !ok("store") || !ok("pipeline") {
+    let h = health::check(&state.pipeline, &state.sources).await;
+    let reason = || {
+        if h.warnings.is_empty() {
+            format!("failing checks: {}", h.checks.failing().join(", "))
+        } else {
+            h.warnings.join("; ")
+        }
+    };
+    if !h.checks.daemon_up() {
         BootCheck::Down(reason())
     } else if h.status == HealthStatus::Unhealthy {
         BootCheck::Up(reason())

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod filter;
 pub mod fsutil;
+pub mod health;
 pub mod homeassistant;
 pub mod media;
 pub mod notify;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::domain::{ClipRecord, ClipStatus, EventKind, StageStatus, now_ms};
+use crate::clock::{Clock, SharedClock};
+use crate::domain::{ClipRecord, ClipStatus, EventKind, StageStatus};
 use crate::store::{Store, StoreError};
 
 /// What one pass did.
@@ -26,8 +27,9 @@ fn prunable(r: &ClipRecord) -> bool {
     r.pruned_ms.is_none() && r.upload.status == StageStatus::Ok && r.status() == ClipStatus::Done
 }
 
-/// One pass: deletes the oldest prunable clip files until usage is at most `max_bytes`.
-pub fn enforce(store: &Store, max_bytes: u64) -> Result<Pruned, StoreError> {
+/// One pass: deletes the oldest prunable clip files until usage is at most
+/// `max_bytes`, dating each deletion by `clock`.
+pub fn enforce(store: &Store, clock: &dyn Clock, max_bytes: u64) -> Result<Pruned, StoreError> {
     let mut records: Vec<ClipRecord> = store.all_clips()?.into_iter().filter(|r| r.pruned_ms.is_none()).collect();
     let mut used: u64 =
         records.iter().map(|r| file_size(&r.clip.local_path) + r.snapshot_path.as_deref().map_or(0, file_size)).sum();
@@ -47,9 +49,10 @@ pub fn enforce(store: &Store, max_bytes: u64) -> Result<Pruned, StoreError> {
         if let Some(s) = &r.snapshot_path {
             let _ = std::fs::remove_file(s);
         }
+        let now = clock.now_ms();
         store.write(|w| {
             w.update_clip(r.clip.clip_id.as_str(), [EventKind::LocalFilePruned { bytes }], |rec| {
-                rec.pruned_ms = Some(now_ms());
+                rec.pruned_ms = Some(now);
             })
         })?;
         used = used.saturating_sub(bytes);
@@ -61,12 +64,12 @@ pub fn enforce(store: &Store, max_bytes: u64) -> Result<Pruned, StoreError> {
 }
 
 /// Runs [`enforce`] every minute until shutdown.
-pub async fn run(store: Store, max_bytes: u64, shutdown: CancellationToken) {
+pub async fn run(store: Store, clock: SharedClock, max_bytes: u64, shutdown: CancellationToken) {
     let mut warned = false;
     loop {
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || enforce(&s, max_bytes)).await {
-            Ok(Ok(p)) => {
+        let clock = clock.clone();
+        match store.run(move |s| enforce(s, &*clock, max_bytes)).await {
+            Ok(p) => {
                 if p.clips > 0 {
                     info!(
                         clips = p.clips,
@@ -84,8 +87,7 @@ pub async fn run(store: Store, max_bytes: u64, shutdown: CancellationToken) {
                 }
                 warned = p.remaining > max_bytes;
             }
-            Ok(Err(e)) => warn!(error = %crate::telemetry::chain(&e), "retention pass failed"),
-            Err(e) => warn!(error = %e, "retention task failed"),
+            Err(e) => warn!(error = %crate::telemetry::chain(&e), "retention pass failed"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -121,7 +123,8 @@ mod tests {
     #[test]
     fn deletes_oldest_uploaded_clips_only_until_under_quota() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let clock = crate::clock::SimulatedClock::starting_at(1_800_000_000_000);
+        let store = Store::open_with_clock(&dir.path().join("s.redb"), clock.clone()).unwrap();
         let recs = [
             record(dir.path(), "a", 1, 100, false), // oldest, but not uploaded: kept
             record(dir.path(), "b", 2, 100, true),
@@ -129,12 +132,12 @@ mod tests {
             record(dir.path(), "d", 4, 100, true),
         ];
         store.write(|w| recs.iter().try_for_each(|r| w.insert_clip(r).map(|_| ()))).unwrap();
-        let p = enforce(&store, 250).unwrap();
+        let p = enforce(&store, &*clock, 250).unwrap();
         assert_eq!((p.clips, p.bytes, p.remaining), (2, 200, 200));
         assert!(dir.path().join("a.mp4").exists(), "a clip that is not uploaded is never deleted");
         assert!(!dir.path().join("b.mp4").exists() && !dir.path().join("c.mp4").exists());
         assert!(dir.path().join("d.mp4").exists());
-        assert!(store.get_clip("b").unwrap().unwrap().pruned_ms.is_some());
-        assert_eq!(enforce(&store, 250).unwrap().clips, 0, "a second pass has nothing to do");
+        assert_eq!(store.get_clip("b").unwrap().unwrap().pruned_ms, Some(1_800_000_000_000));
+        assert_eq!(enforce(&store, &*clock, 250).unwrap().clips, 0, "a second pass has nothing to do");
     }
 }

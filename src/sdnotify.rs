@@ -2,12 +2,12 @@
 //! `sd-notify` crate: a datagram to the socket named by `NOTIFY_SOCKET`.
 //! Without `NOTIFY_SOCKET` (not started by systemd) every call is a no-op.
 //!
-//! The watchdog is fed only while the daemon is alive in the sense that matters:
-//! the pipeline's own loop has run recently and the store answers. A wedged
-//! pipeline therefore stops feeding, and systemd (`WatchdogSec=`) restarts it.
+//! The watchdog is fed only while a liveness check passes (the daemon's: its
+//! pipeline loop has run recently and its store answers, see
+//! `crate::health::liveness`). A wedged pipeline therefore stops feeding, and
+//! systemd (`WatchdogSec=`) restarts it.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,15 +15,6 @@ use sd_notify::NotifyState;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
-
-// The same limit as `/health`'s `pipeline` check, so the API reports
-// "unhealthy" when the watchdog stops.
-use crate::api::HEARTBEAT_LIMIT_MS;
-use crate::domain::now_ms;
-use crate::pipeline::Pipeline;
-
-/// How long the store may take to answer a watchdog ping.
-const STORE_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A status line for `STATUS=`: a newline would start another assignment.
 fn status_text(text: &str) -> String {
@@ -94,9 +85,13 @@ impl Notifier {
 
 /// Start-up is complete (store open, plugins built, sources started, API bound):
 /// tells systemd `READY=1` and, when it set `WatchdogSec=`, starts feeding the
-/// watchdog from `pipeline`'s liveness until `stop`. Returns the notifier for
+/// watchdog while `alive` passes, until `stop`. Returns the notifier for
 /// [`Notifier::stopping`].
-pub fn ready(pipeline: &Arc<Pipeline>, cameras: usize, stop: CancellationToken) -> Notifier {
+pub fn ready<F, Fut>(cameras: usize, alive: F, stop: CancellationToken) -> Notifier
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let notifier = Notifier::from_env();
     if !notifier.is_enabled() {
         return notifier;
@@ -104,12 +99,7 @@ pub fn ready(pipeline: &Arc<Pipeline>, cameras: usize, stop: CancellationToken) 
     notifier.send(&[NotifyState::Ready, NotifyState::Status(&format!("running: {cameras} camera(s)"))]);
     info!("told systemd the daemon is ready");
     if let Some(interval) = watchdog_interval() {
-        let p = pipeline.clone();
-        let check = move || {
-            let p = p.clone();
-            async move { pipeline_alive(&p).await }
-        };
-        tokio::spawn(feed_watchdog(notifier.clone(), interval, check, stop));
+        tokio::spawn(feed_watchdog(notifier.clone(), interval, alive, stop));
     }
     notifier
 }
@@ -119,30 +109,6 @@ pub fn ready(pipeline: &Arc<Pipeline>, cameras: usize, stop: CancellationToken) 
 /// (`WATCHDOG_PID`).
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().filter(|d| !d.is_zero()).map(|d| d / 2)
-}
-
-/// Whether the watchdog may be fed, given how long ago the pipeline's loop ran
-/// and whether the store answered. `Err` holds the reason shown in `STATUS=`.
-pub fn judge(heartbeat_age_ms: i64, store_ok: bool) -> Result<(), String> {
-    let mut problems = Vec::new();
-    if heartbeat_age_ms >= HEARTBEAT_LIMIT_MS {
-        problems.push(format!("pipeline loop silent for {} s", heartbeat_age_ms / 1000));
-    }
-    if !store_ok {
-        problems.push("store does not answer".to_owned());
-    }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
-}
-
-/// The liveness the watchdog stands for: the pipeline's loop heartbeat is fresh
-/// and the store answers a read. Camera or notifier trouble does not count:
-/// restarting the daemon would not fix a camera that is offline.
-pub async fn pipeline_alive(pipeline: &Pipeline) -> Result<(), String> {
-    let age = now_ms() - pipeline.stats.heartbeat_ms.load(Ordering::Relaxed);
-    let store = pipeline.store().clone();
-    let ping = tokio::task::spawn_blocking(move || store.ping());
-    let store_ok = matches!(tokio::time::timeout(STORE_PING_TIMEOUT, ping).await, Ok(Ok(true)));
-    judge(age, store_ok)
 }
 
 /// Sends `WATCHDOG=1` every `interval` while `check` passes, until `stop`. When
@@ -232,15 +198,6 @@ mod tests {
     fn a_failing_socket_is_logged_not_fatal() {
         let n = Notifier::with_sender(|_| Err(std::io::Error::other("no socket")));
         n.send(&[NotifyState::Ready]);
-    }
-
-    #[test]
-    fn watchdog_is_fed_only_while_the_pipeline_runs_and_the_store_answers() {
-        assert_eq!(judge(1_000, true), Ok(()));
-        assert_eq!(judge(HEARTBEAT_LIMIT_MS - 1, true), Ok(()));
-        assert_eq!(judge(45_000, true), Err("pipeline loop silent for 45 s".into()));
-        assert_eq!(judge(0, false), Err("store does not answer".into()));
-        assert!(judge(HEARTBEAT_LIMIT_MS, false).is_err_and(|e| e.contains("silent") && e.contains("store")));
     }
 
     #[test]

@@ -3,33 +3,30 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::domain::{ClipEvent, ClipRecord, ClipStatus, now_ms};
+use crate::domain::{ClipEvent, ClipRecord, ClipStatus};
+use crate::health::HealthStatus;
 use crate::pipeline::Pipeline;
-use crate::sources::{ClipSource, SourceHealth};
+use crate::sources::ClipSource;
 use crate::update::{UpdateError, Updater};
-
-/// The pipeline's own loop must have run within this long, or it is wedged
-/// (`/health`'s `pipeline` check, and what the systemd watchdog is fed on).
-pub const HEARTBEAT_LIMIT_MS: i64 = 30_000;
-const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub sources: Vec<Arc<dyn ClipSource>>,
     pub api_key: Option<String>,
     pub device_id: String,
-    pub started: Instant,
+    /// The pipeline clock's monotonic time when the daemon started.
+    pub started: Duration,
     pub updater: Arc<Updater>,
 }
 
@@ -47,91 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    Healthy,
-    Degraded,
-    Unhealthy,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Health {
-    pub status: HealthStatus,
-    /// Component checks: `store`, `pipeline`, `storage`, `sources` (critical),
-    /// `notifiers` (degrades).
-    pub checks: serde_json::Map<String, serde_json::Value>,
-    pub warnings: Vec<String>,
-    pub sources: Vec<SourceHealth>,
-    pub notifiers: Vec<NotifierHealth>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NotifierHealth {
-    pub name: String,
-    pub connected: bool,
-}
-
-async fn ping(f: impl std::future::Future<Output = bool>) -> bool {
-    tokio::time::timeout(PING_TIMEOUT, f).await.unwrap_or(false)
-}
-
-/// Healthy / degraded / unhealthy per the reference rules: the store, the
-/// pipeline loop, storage and sources are critical; notifiers degrade.
-pub async fn compute_health(state: &AppState) -> Health {
-    let p = &state.pipeline;
-    let store = p.store().clone();
-    let store_ok = tokio::task::spawn_blocking(move || store.ping()).await.unwrap_or(false);
-    let heartbeat_age = now_ms() - p.stats.heartbeat_ms.load(Ordering::Relaxed);
-    let pipeline_ok = heartbeat_age < HEARTBEAT_LIMIT_MS;
-    let storage_ok = ping(p.storage().ping()).await;
-    let sources: Vec<SourceHealth> = state.sources.iter().map(|s| s.health()).collect();
-    let sources_ok = sources.iter().all(|s| s.healthy);
-    let mut notifiers = Vec::new();
-    for n in p.notifiers().iter() {
-        notifiers.push(NotifierHealth { name: n.name().to_owned(), connected: ping(n.ping()).await });
-    }
-    let notifiers_ok = notifiers.iter().all(|n| n.connected);
-
-    let mut warnings = Vec::new();
-    if let Ok(outbox) = p.store().outbox()
-        && !outbox.is_empty()
-    {
-        warnings.push(format!("{} notification(s) waiting in the outbox", outbox.len()));
-    }
-    for s in sources.iter().filter(|s| !s.healthy) {
-        warnings.push(format!(
-            "camera {} unhealthy: {}",
-            s.camera,
-            s.last_error.as_deref().unwrap_or("no recent activity")
-        ));
-    }
-    if !pipeline_ok {
-        warnings.push(format!("pipeline loop silent for {} s", heartbeat_age / 1000));
-    }
-
-    let status = if !store_ok || !pipeline_ok || !storage_ok || !sources_ok {
-        HealthStatus::Unhealthy
-    } else if !notifiers_ok {
-        HealthStatus::Degraded
-    } else {
-        HealthStatus::Healthy
-    };
-    let mut checks = serde_json::Map::new();
-    for (k, v) in [
-        ("store", store_ok),
-        ("pipeline", pipeline_ok),
-        ("storage", storage_ok),
-        ("sources", sources_ok),
-        ("notifiers", notifiers_ok),
-    ] {
-        checks.insert(k.into(), v.into());
-    }
-    Health { status, checks, warnings, sources, notifiers }
-}
-
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let h = compute_health(&state).await;
+    let h = crate::health::check(&state.pipeline, &state.sources).await;
     let code = if h.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(h)).into_response()
 }
@@ -162,13 +76,22 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     if let Err(r) = authorize(&state, &headers, true) {
         return *r;
     }
-    let h = compute_health(&state).await;
+    let h = crate::health::check(&state.pipeline, &state.sources).await;
     let p = &state.pipeline;
     let s = &p.stats;
-    let store = p.store();
-    let outbox: Vec<_> = store
-        .outbox()
-        .unwrap_or_default()
+    // Each read on its own: one that fails shows as empty, not as an error.
+    let (outbox, recent, sync_backlog) = p
+        .store()
+        .run(|store| {
+            Ok((
+                store.outbox().unwrap_or_default(),
+                store.recent_clips(200).unwrap_or_default(),
+                store.sync_backlog().unwrap_or(0),
+            ))
+        })
+        .await
+        .unwrap_or_default();
+    let outbox: Vec<_> = outbox
         .into_iter()
         .map(|(_, e)| {
             json!({
@@ -177,9 +100,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             })
         })
         .collect();
-    let recent_problems: Vec<_> = store
-        .recent_clips(200)
-        .unwrap_or_default()
+    let recent_problems: Vec<_> = recent
         .into_iter()
         .filter(|r| matches!(r.status(), ClipStatus::Error | ClipStatus::Quarantined))
         .take(20)
@@ -188,7 +109,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "device_id": state.device_id,
-        "uptime_s": state.started.elapsed().as_secs(),
+        "uptime_s": p.clock().monotonic().saturating_sub(state.started).as_secs(),
         "health": h,
         "pipeline": {
             "in_flight": p.in_flight(),
@@ -200,7 +121,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             "alerts_expired": s.alerts_expired.load(Ordering::Relaxed),
         },
         "outbox": outbox,
-        "sync_backlog": store.sync_backlog().unwrap_or(0),
+        "sync_backlog": sync_backlog,
         "recent_problems": recent_problems,
     }))
     .into_response()
@@ -223,11 +144,9 @@ async fn clips(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q):
         return *r;
     }
     let limit = q.limit.unwrap_or(50).min(1000);
-    let store = state.pipeline.store().clone();
-    let all = match tokio::task::spawn_blocking(move || store.recent_clips(usize::MAX)).await {
-        Ok(Ok(all)) => all,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let all = match state.pipeline.store().run(|s| s.recent_clips(usize::MAX)).await {
+        Ok(all) => all,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
     };
     let list: Vec<_> = all
         .iter()
@@ -243,19 +162,14 @@ async fn clip(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): 
     if let Err(r) = authorize(&state, &headers, false) {
         return *r;
     }
-    let store = state.pipeline.store().clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        Ok(store.get_clip(&id)?.map(|r| (r, store.events_for(&id))))
-    })
-    .await;
+    let res = state.pipeline.store().run(move |s| Ok(s.get_clip(&id)?.map(|r| (r, s.events_for(&id))))).await;
     match res {
-        Ok(Ok(Some((r, events)))) => {
+        Ok(Some((r, events))) => {
             let events: Vec<ClipEvent> = events.unwrap_or_default();
             Json(json!({ "clip": summary(&r), "events": events })).into_response()
         }
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no such clip"),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such clip"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
     }
 }
 
@@ -346,7 +260,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     );
     counter("alerts_delivered_total", "Notifications delivered.", s.alerts_delivered.load(Ordering::Relaxed));
     counter("alerts_expired_total", "Notifications dropped after their TTL.", s.alerts_expired.load(Ordering::Relaxed));
-    let outbox = state.pipeline.store().outbox().map(|o| o.len()).unwrap_or(0);
+    let outbox = state.pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
     out.push_str(&format!(
         "# HELP homesec_outbox_size Notifications waiting for delivery.\n# TYPE homesec_outbox_size gauge\nhomesec_outbox_size {outbox}\n"
     ));

@@ -131,12 +131,14 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// Delay before attempt `attempt + 1` (attempt counts from 1), with ±20 % jitter.
-    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
-        let base = self.backoff_s * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
-        let capped = base.min(self.max_backoff_s);
-        let jitter = 0.8 + 0.4 * fastrand::f64();
-        std::time::Duration::from_secs_f64((capped * jitter).max(0.0))
+    /// The delays between attempts: `backoff_s` doubling up to `max_backoff_s`,
+    /// with ±20 % jitter.
+    pub fn schedule(&self) -> crate::backoff::Backoff {
+        use std::time::Duration;
+        // Validated as ≥ 0; anything out of range saturates instead of panicking.
+        const LONGEST: Duration = Duration::from_secs(u32::MAX as u64);
+        let secs = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).map_or(LONGEST, |d| d.min(LONGEST));
+        crate::backoff::Backoff::new(secs(self.backoff_s), secs(self.max_backoff_s))
     }
 }
 

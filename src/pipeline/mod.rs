@@ -2,12 +2,15 @@
 //! stage result committed to the store with its event. Knows only traits, the
 //! store and the domain.
 
+mod flow;
 mod outbox;
+mod recovery;
+mod sink;
 mod stage;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,19 +19,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-pub use stage::StageError;
+pub use sink::ClipSink;
+pub use stage::{AttemptError, StageError, StageOutcome};
 
 use crate::analyzer::VlmAnalyzer;
+use crate::backoff::Backoff;
+use crate::clock::SharedClock;
 use crate::config::{ConcurrencyConfig, RetryConfig, RunMode};
-use crate::domain::{
-    Alert, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Quarantine, Stage, StageStatus, now_ms,
-    rfc3339,
-};
+use crate::domain::{Clip, ClipId, ClipRecord, EventKind, FilterResult, UnixMillis};
 use crate::filter::ObjectFilter;
 use crate::notify::multiplex::Notifiers;
 use crate::policy::AlertPolicy;
 use crate::storage::StorageBackend;
-use crate::store::{OutboxEntry, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// When the VLM runs.
 #[derive(Debug, Clone)]
@@ -60,6 +63,9 @@ pub struct Parts {
     pub concurrency: ConcurrencyConfig,
     /// Where alert snapshots are written.
     pub snapshots_dir: PathBuf,
+    /// Dates records and alerts, ages notifications against their TTL, times
+    /// the loop's heartbeat.
+    pub clock: SharedClock,
 }
 
 /// Counters for health and metrics.
@@ -71,8 +77,6 @@ pub struct Stats {
     pub clips_quarantined: AtomicU64,
     pub alerts_delivered: AtomicU64,
     pub alerts_expired: AtomicU64,
-    /// Last time the pipeline's own loop ran (unix ms): a wedged pipeline stops updating it.
-    pub heartbeat_ms: AtomicI64,
 }
 
 pub struct Pipeline {
@@ -85,6 +89,11 @@ pub struct Pipeline {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     outbox_wake: tokio::sync::Notify,
+    /// When the pipeline's own loop last ran (the clock's monotonic time, in ms):
+    /// a wedged pipeline stops updating it.
+    heartbeat_ms: AtomicU64,
+    /// Delays between stage attempts and between notification attempts.
+    schedule: Backoff,
     pub stats: Stats,
 }
 
@@ -107,17 +116,38 @@ impl Pipeline {
             upload_slots: Semaphore::new(c.upload_workers),
             filter_slots: Semaphore::new(c.filter_workers),
             vlm_slots: Semaphore::new(c.vlm_workers),
+            schedule: parts.retry.schedule(),
+            heartbeat_ms: AtomicU64::new(millis(parts.clock.monotonic())),
             parts,
             in_flight: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
             shutdown,
             outbox_wake: tokio::sync::Notify::new(),
-            stats: Stats { heartbeat_ms: AtomicI64::new(now_ms()), ..Default::default() },
+            stats: Stats::default(),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.parts.store
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.parts.clock
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.parts.clock.now_ms()
+    }
+
+    /// The pipeline's own loop is running now.
+    fn beat(&self) {
+        self.heartbeat_ms.store(millis(self.parts.clock.monotonic()), Ordering::Relaxed);
+    }
+
+    /// How long ago the pipeline's own loop last ran.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.parts.clock.monotonic().saturating_sub(last)
     }
 
     pub fn notifiers(&self) -> &Notifiers {
@@ -159,52 +189,6 @@ impl Pipeline {
             self.spawn_clip(record.clip.clip_id);
         }
         Ok(n)
-    }
-
-    /// Files `<recordings>/<camera>/<clip>.mp4` with no record (a crash between
-    /// the rename and the commit) get a record now.
-    async fn adopt_orphans(&self, recordings_dir: &Path) -> Result<usize, StoreError> {
-        let dir = recordings_dir.to_path_buf();
-        self.parts
-            .store
-            .run(move |store| {
-                let mut adopted = 0;
-                let Ok(cams) = std::fs::read_dir(&dir) else { return Ok(0) };
-                for cam in cams.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
-                    let camera = cam.file_name().to_string_lossy().into_owned();
-                    let Ok(files) = std::fs::read_dir(cam.path()) else { continue };
-                    for f in files.filter_map(Result::ok) {
-                        let path = f.path();
-                        if path.extension().is_none_or(|e| e != "mp4") {
-                            continue;
-                        }
-                        let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                            continue;
-                        };
-                        if store.get_clip(&stem)?.is_some() {
-                            continue;
-                        }
-                        let mtime = f
-                            .metadata()
-                            .and_then(|m| m.modified())
-                            .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp_millis())
-                            .unwrap_or_else(|_| now_ms());
-                        let clip = Clip {
-                            clip_id: ClipId(stem),
-                            camera: camera.as_str().into(),
-                            local_path: path.display().to_string(),
-                            start_ms: mtime,
-                            end_ms: mtime,
-                            source_backend: "recovered".into(),
-                        };
-                        if store.write(|w| w.insert_clip(&ClipRecord::new(clip)))? {
-                            adopted += 1;
-                        }
-                    }
-                }
-                Ok(adopted)
-            })
-            .await
     }
 
     /// Processes a clip in the background (once: a clip already in flight is not started twice).
@@ -249,285 +233,6 @@ impl Pipeline {
         self.parts.notifiers.shutdown().await;
     }
 
-    /// The per-clip flow. Errors here are store failures: stage failures are
-    /// recorded in the clip's journal and handled as the rules say.
-    async fn process(self: &Arc<Self>, id: &ClipId) -> Result<(), StoreError> {
-        let key = id.0.clone();
-        let Some(record) = self.parts.store.run(move |s| s.get_clip(&key)).await? else {
-            warn!("no record for clip; nothing to do");
-            return Ok(());
-        };
-        if !record.needs_processing() {
-            return Ok(());
-        }
-        let clip = record.clip.clone();
-        let camera = clip.camera.clone();
-        tracing::Span::current().record("camera", camera.as_str());
-        info!(camera = %camera, path = %clip.local_path, "processing clip");
-
-        // Upload ‖ filter; either may be done already when resuming.
-        let (upload, filter) = tokio::join!(self.upload_stage(&record), self.filter_stage(&record));
-        let Some(upload) = upload? else { return Ok(()) };
-        let (filter, snapshot_path) = match filter? {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                error!(camera = %camera, error = %crate::telemetry::chain(&e), "filter failed; the clip ends in error");
-                self.complete(&clip, |_| {}).await?;
-                self.stats.clips_failed.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            None => return Ok(()),
-        };
-
-        // VLM, when the gate says so.
-        let Some(analysis) = self.vlm_stage(&record, &filter).await? else { return Ok(()) };
-
-        // Policy.
-        let decision = self.parts.policy.decide(&camera, &filter, analysis.as_ref());
-        info!(camera = %camera, notify = decision.notify, reason = %decision.reason, "alert decision");
-        let notifiers = self.parts.notifiers.names();
-        if !decision.notify || notifiers.is_empty() {
-            let reason = if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
-            let d = decision.clone();
-            self.commit(
-                &clip,
-                vec![
-                    EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
-                    EventKind::StageSkipped { stage: Stage::Notify, reason },
-                    EventKind::ClipCompleted,
-                ],
-                move |r| {
-                    r.decision = Some(d);
-                    r.notify.status = StageStatus::Skipped;
-                    r.completed_ms = Some(now_ms());
-                },
-            )
-            .await?;
-            self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-
-        // Notify through the outbox: queued durably with the decision, delivered
-        // by the outbox loop (now, and again after failures until the TTL).
-        let alert = Alert {
-            clip_id: clip.clip_id.clone(),
-            camera_name: camera.clone(),
-            storage_uri: upload.as_ref().map(|u| u.0.clone()),
-            view_url: upload.as_ref().and_then(|u| u.1.clone()),
-            risk_level: analysis.as_ref().map(|a| a.risk_level),
-            activity_type: analysis.as_ref().map(|a| a.activity_type.clone()),
-            notify_reason: decision.reason.clone(),
-            summary: analysis.as_ref().map(|a| a.summary.clone()),
-            ts: rfc3339(now_ms()),
-            dedupe_key: clip.clip_id.0.clone(),
-            upload_failed: upload.is_none(),
-            detected_classes: filter.detected_classes.clone(),
-            snapshot_path,
-        };
-        let now = now_ms();
-        let ttl_ms = (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000);
-        let clip_for_write = clip.clone();
-        let d = decision.clone();
-        self.parts
-            .store
-            .run(move |s| {
-                s.write(|w| {
-                    for name in &notifiers {
-                        w.enqueue_notification(&OutboxEntry {
-                            clip_id: clip_for_write.clip_id.clone(),
-                            notifier: name.clone(),
-                            alert: alert.clone(),
-                            created_ms: now,
-                            attempts: 0,
-                            next_attempt_ms: now,
-                            expires_ms: now.saturating_add(ttl_ms),
-                            last_error: None,
-                        })?;
-                    }
-                    w.update_clip(
-                        clip_for_write.clip_id.as_str(),
-                        [
-                            EventKind::AlertDecided { notify: true, reason: d.reason.clone() },
-                            EventKind::StageStarted { stage: Stage::Notify, attempt: 1 },
-                            EventKind::ClipCompleted,
-                        ],
-                        |r| {
-                            r.decision = Some(d);
-                            r.notify.status = StageStatus::Running;
-                            r.notify.started_ms = Some(now);
-                            r.completed_ms = Some(now);
-                        },
-                    )
-                })
-            })
-            .await?;
-        self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
-        self.outbox_wake.notify_one();
-        Ok(())
-    }
-
-    /// Upload stage: `Some(Some((uri, view_url)))` on success, `Some(None)` when
-    /// it failed (the clip degrades), `None` when interrupted by shutdown.
-    #[allow(clippy::type_complexity)]
-    async fn upload_stage(&self, record: &ClipRecord) -> Result<Option<Option<(String, Option<String>)>>, StoreError> {
-        if record.upload.status == StageStatus::Ok {
-            let uri = record.storage_uri.clone().unwrap_or_default();
-            return Ok(Some(Some((uri, record.view_url.clone()))));
-        }
-        let clip = &record.clip;
-        let storage = self.parts.storage.clone();
-        let result = self
-            .run_stage(clip, Stage::Upload, &self.upload_slots, || {
-                let storage = storage.clone();
-                let clip = clip.clone();
-                async move {
-                    let path = PathBuf::from(&clip.local_path);
-                    storage.put(&clip, &path).await.map_err(|e| (true, Box::new(e) as stage::BoxError))
-                }
-            })
-            .await?;
-        Ok(match result {
-            None => None,
-            Some(Ok(obj)) => {
-                let (uri, url) = (obj.storage_uri.clone(), obj.view_url.clone());
-                self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Upload }], move |r| {
-                    r.upload.status = StageStatus::Ok;
-                    r.upload.finished_ms = Some(now_ms());
-                    r.upload.last_error = None;
-                    r.storage_uri = Some(obj.storage_uri);
-                    r.view_url = obj.view_url;
-                })
-                .await?;
-                Some(Some((uri, url)))
-            }
-            Some(Err(e)) => {
-                warn!(camera = %clip.camera, error = %crate::telemetry::chain(&e), "upload failed; alert goes out without a link, upload retried in the background");
-                Some(None)
-            }
-        })
-    }
-
-    /// Filter stage: `Some(Ok)` with the result and the snapshot's path,
-    /// `Some(Err)` when it failed for good, `None` when interrupted.
-    #[allow(clippy::type_complexity)]
-    async fn filter_stage(
-        &self,
-        record: &ClipRecord,
-    ) -> Result<Option<Result<(FilterResult, Option<String>), StageError>>, StoreError> {
-        if record.filter.status == StageStatus::Ok
-            && let Some(f) = &record.filter_result
-        {
-            return Ok(Some(Ok((f.clone(), record.snapshot_path.clone()))));
-        }
-        let clip = &record.clip;
-        let filter = self.parts.filter.clone();
-        let result = self
-            .run_stage(clip, Stage::Filter, &self.filter_slots, || {
-                let filter = filter.clone();
-                let path = PathBuf::from(&clip.local_path);
-                async move {
-                    filter.detect(&path).await.map_err(|e| (e.is_transient(), Box::new(e) as stage::BoxError))
-                }
-            })
-            .await?;
-        let Some(result) = result else { return Ok(None) };
-        let output = match result {
-            Ok(o) => o,
-            Err(e) => return Ok(Some(Err(e))),
-        };
-        let snapshot_path = match &output.snapshot_jpeg {
-            Some(jpeg) => self.write_snapshot(clip, jpeg).await,
-            None => None,
-        };
-        let (fr, snap) = (output.result.clone(), snapshot_path.clone());
-        info!(camera = %clip.camera, classes = ?fr.detected_classes, confidence = fr.confidence, frames = fr.sampled_frames, "filter done");
-        self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Filter }], move |r| {
-            r.filter.status = StageStatus::Ok;
-            r.filter.finished_ms = Some(now_ms());
-            r.filter.last_error = None;
-            r.filter_result = Some(fr);
-            r.snapshot_path = snap;
-        })
-        .await?;
-        Ok(Some(Ok((output.result, snapshot_path))))
-    }
-
-    async fn write_snapshot(&self, clip: &Clip, jpeg: &[u8]) -> Option<String> {
-        let path = self.parts.snapshots_dir.join(format!("{}.jpg", clip.clip_id));
-        let (p, bytes) = (path.clone(), jpeg.to_vec());
-        match tokio::task::spawn_blocking(move || crate::fsutil::write_durable(&p, &bytes)).await {
-            Ok(Ok(())) => Some(path.display().to_string()),
-            Ok(Err(e)) => {
-                warn!(camera = %clip.camera, path = %path.display(), error = %e, "cannot write snapshot; alert goes without it");
-                None
-            }
-            Err(e) => {
-                warn!(error = %e, "snapshot task failed");
-                None
-            }
-        }
-    }
-
-    /// VLM stage: `Some(Some(analysis))`, `Some(None)` when skipped or failed
-    /// (the clip degrades), `None` when interrupted.
-    async fn vlm_stage(
-        &self,
-        record: &ClipRecord,
-        filter: &FilterResult,
-    ) -> Result<Option<Option<AnalysisResult>>, StoreError> {
-        if record.vlm.status == StageStatus::Ok && record.analysis.is_some() {
-            return Ok(Some(record.analysis.clone()));
-        }
-        let clip = &record.clip;
-        let skip_reason = match &self.parts.analyzer {
-            None => Some("no VLM configured".to_owned()),
-            Some(_) if !self.parts.vlm_gate.should_run(filter) => Some(format!(
-                "run_mode {:?}: no trigger class in {:?}",
-                self.parts.vlm_gate.run_mode, filter.detected_classes
-            )),
-            Some(_) => None,
-        };
-        let Some(analyzer) = self.parts.analyzer.clone().filter(|_| skip_reason.is_none()) else {
-            let reason = skip_reason.unwrap_or_default();
-            self.commit(clip, vec![EventKind::StageSkipped { stage: Stage::Vlm, reason }], |r| {
-                r.vlm.status = StageStatus::Skipped;
-            })
-            .await?;
-            return Ok(Some(None));
-        };
-        let result = self
-            .run_stage(clip, Stage::Vlm, &self.vlm_slots, || {
-                let analyzer = analyzer.clone();
-                let (clip, filter) = (clip.clone(), filter.clone());
-                async move {
-                    analyzer
-                        .analyze(&clip, &filter)
-                        .await
-                        .map_err(|e| (e.is_transient(), Box::new(e) as stage::BoxError))
-                }
-            })
-            .await?;
-        Ok(match result {
-            None => None,
-            Some(Ok(a)) => {
-                info!(camera = %clip.camera, risk = %a.risk_level, activity = %a.activity_type, "analysis done");
-                let stored = a.clone();
-                self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Vlm }], move |r| {
-                    r.vlm.status = StageStatus::Ok;
-                    r.vlm.finished_ms = Some(now_ms());
-                    r.vlm.last_error = None;
-                    r.analysis = Some(stored);
-                })
-                .await?;
-                Some(Some(a))
-            }
-            Some(Err(e)) => {
-                warn!(camera = %clip.camera, error = %crate::telemetry::chain(&e), "VLM failed; deciding without analysis");
-                Some(None)
-            }
-        })
-    }
-
     /// Commits a change to a clip record with its events, off the async workers.
     async fn commit(
         &self,
@@ -544,115 +249,19 @@ impl Pipeline {
         clip: &Clip,
         change: impl FnOnce(&mut ClipRecord) + Send + 'static,
     ) -> Result<(), StoreError> {
+        let now = self.now();
         self.commit(clip, vec![EventKind::ClipCompleted], move |r| {
             change(r);
-            r.completed_ms = Some(now_ms());
+            r.completed_ms = Some(now);
         })
         .await
         .map(|_| ())
     }
-
-    /// Background: uploads that failed are retried until they succeed.
-    async fn upload_retry_loop(self: Arc<Self>) {
-        let every = Duration::from_secs(self.parts.retry.upload_retry_interval_s.max(1));
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let records = match self.parts.store.run(|s| s.all_clips()).await {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %crate::telemetry::chain(&e), "upload retry: cannot read the store");
-                    continue;
-                }
-            };
-            for record in records
-                .into_iter()
-                .filter(|r| r.completed_ms.is_some() && r.quarantine.is_none() && r.upload.status == StageStatus::Error)
-            {
-                if self.shutdown.is_cancelled() {
-                    return;
-                }
-                let clip = record.clip.clone();
-                let Ok(_slot) = self.upload_slots.acquire().await else { return };
-                match self.parts.storage.put(&clip, Path::new(&clip.local_path)).await {
-                    Ok(obj) => {
-                        info!(camera = %clip.camera, clip_id = %clip.clip_id, uri = %obj.storage_uri, "background upload succeeded");
-                        let res = self
-                            .commit(&clip, vec![EventKind::StageSucceeded { stage: Stage::Upload }], move |r| {
-                                r.upload.status = StageStatus::Ok;
-                                r.upload.attempts += 1;
-                                r.upload.finished_ms = Some(now_ms());
-                                r.upload.last_error = None;
-                                r.storage_uri = Some(obj.storage_uri);
-                                r.view_url = obj.view_url;
-                            })
-                            .await;
-                        if let Err(e) = res {
-                            warn!(error = %crate::telemetry::chain(&e), "cannot record background upload");
-                        }
-                    }
-                    Err(e) => {
-                        warn!(camera = %clip.camera, clip_id = %clip.clip_id, error = %crate::telemetry::chain(&e), "background upload failed again");
-                    }
-                }
-            }
-        }
-    }
 }
 
-/// What sources use to hand in clips: commits the record, then queues the clip.
-#[derive(Clone)]
-pub struct ClipSink {
-    pipeline: Arc<Pipeline>,
-}
-
-impl ClipSink {
-    /// Records a finished clip (status `queued_local`) and starts its processing.
-    /// Returns false when a clip with that id was recorded already.
-    pub async fn submit(&self, clip: Clip) -> Result<bool, StoreError> {
-        let id = clip.clip_id.clone();
-        let record = ClipRecord::new(clip);
-        let fresh = self.pipeline.parts.store.run(move |s| s.write(|w| w.insert_clip(&record))).await?;
-        if fresh {
-            self.pipeline.stats.clips_received.fetch_add(1, Ordering::Relaxed);
-            self.pipeline.spawn_clip(id);
-        }
-        Ok(fresh)
-    }
-
-    /// Records a clip file that could not be read and was moved aside, so that it
-    /// shows in `clips list` with the reason.
-    pub async fn quarantined(&self, clip: Clip, reason: String, moved_to: PathBuf) -> Result<(), StoreError> {
-        let mut record = ClipRecord::new(clip);
-        record.clip.local_path = moved_to.display().to_string();
-        record.quarantine = Some(Quarantine { reason: reason.clone(), moved_to: moved_to.display().to_string() });
-        let clip = record.clip.clone();
-        self.pipeline
-            .parts
-            .store
-            .run(move |s| {
-                s.write(|w| {
-                    if w.insert_clip(&record)? {
-                        w.update_clip(clip.clip_id.as_str(), [EventKind::Quarantined { reason }], |_| {})?;
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
-        self.pipeline.stats.clips_quarantined.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.pipeline.parts.store
-    }
-
-    /// Whether the daemon is stopping.
-    pub fn is_shutting_down(&self) -> bool {
-        self.pipeline.shutdown.is_cancelled()
-    }
+/// Milliseconds of a monotonic reading, for an atomic.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

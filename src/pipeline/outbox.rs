@@ -9,16 +9,16 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::Pipeline;
-use crate::domain::{EventKind, StageStatus, now_ms};
+use crate::domain::{EventKind, StageStatus};
 use crate::store::{OutboxEntry, StoreError};
 
 impl Pipeline {
     pub(super) async fn outbox_loop(self: Arc<Self>) {
         loop {
-            self.stats.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+            self.beat();
             match self.parts.store.run(|s| s.outbox()).await {
                 Ok(entries) => {
-                    let now = now_ms();
+                    let now = self.now();
                     let mut deliveries = JoinSet::new();
                     for (seq, entry) in entries.into_iter().filter(|(_, e)| e.next_attempt_ms <= now) {
                         let me = self.clone();
@@ -57,6 +57,7 @@ impl Pipeline {
         match outcome {
             Ok(()) => {
                 info!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempts = entry.attempts + 1, "alert delivered");
+                let now = self.now();
                 self.stats.alerts_delivered.fetch_add(1, Ordering::Relaxed);
                 self.parts
                     .store
@@ -67,7 +68,7 @@ impl Pipeline {
                             w.update_clip(clip_id.as_str(), [EventKind::NotificationDelivered { notifier }], |r| {
                                 if others == 0 && r.notify.status != StageStatus::Error {
                                     r.notify.status = StageStatus::Ok;
-                                    r.notify.finished_ms = Some(now_ms());
+                                    r.notify.finished_ms = Some(now);
                                 }
                                 r.notify.attempts = r.notify.attempts.max(entry.attempts + 1);
                             })?;
@@ -79,7 +80,7 @@ impl Pipeline {
             Err(error) => {
                 entry.attempts += 1;
                 entry.last_error = Some(error.clone());
-                let now = now_ms();
+                let now = self.now();
                 if now >= entry.expires_ms {
                     warn!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempts = entry.attempts, %error, "alert expired undelivered");
                     self.stats.alerts_expired.fetch_add(1, Ordering::Relaxed);
@@ -96,7 +97,7 @@ impl Pipeline {
                                     |r| {
                                         r.notify.status = StageStatus::Error;
                                         r.notify.last_error = Some(msg);
-                                        r.notify.finished_ms = Some(now_ms());
+                                        r.notify.finished_ms = Some(now);
                                     },
                                 )?;
                                 Ok(())
@@ -104,7 +105,7 @@ impl Pipeline {
                         })
                         .await;
                 }
-                let delay = self.parts.retry.backoff(entry.attempts);
+                let delay = self.schedule.delay(entry.attempts);
                 entry.next_attempt_ms = now + delay.as_millis() as i64;
                 warn!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempt = entry.attempts, retry_in_s = delay.as_secs(), %error, "alert not delivered; kept in the outbox");
                 let msg = error;

@@ -1,12 +1,13 @@
 //! Running one stage with retries: every attempt and its outcome is journaled.
 
+use std::convert::Infallible;
 use std::future::Future;
 
 use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::Pipeline;
-use crate::domain::{Clip, ClipId, EventKind, Stage, StageStatus, now_ms};
+use crate::domain::{Clip, ClipId, EventKind, Stage, StageStatus};
 use crate::store::StoreError;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -22,32 +23,75 @@ pub struct StageError {
     pub source: BoxError,
 }
 
+/// How one attempt at a stage failed, which decides whether it is retried.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// Another attempt may succeed (a timeout, a dropped connection, a 5xx):
+    /// retried with backoff up to `retry.max_attempts`.
+    Transient(BoxError),
+    /// Another attempt would fail the same way (an unreadable file, a 401):
+    /// the stage fails at once.
+    Permanent(BoxError),
+}
+
+impl AttemptError {
+    /// Classifies `error` by the plugin's own judgement of whether it is transient.
+    pub fn new(transient: bool, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let error: BoxError = Box::new(error);
+        if transient { AttemptError::Transient(error) } else { AttemptError::Permanent(error) }
+    }
+
+    fn is_transient(&self) -> bool {
+        matches!(self, AttemptError::Transient(_))
+    }
+
+    fn into_source(self) -> BoxError {
+        match self {
+            AttemptError::Transient(e) | AttemptError::Permanent(e) => e,
+        }
+    }
+}
+
+/// How a stage ended for a clip. `Skip` is why a stage was not run, for the
+/// stages that may be skipped; for the others it is uninhabited, so a `match`
+/// need not name [`StageOutcome::Skipped`].
+#[derive(Debug)]
+pub enum StageOutcome<T, Skip = Infallible> {
+    /// The stage has its result (from this run, or from the record of an earlier one).
+    Done(T),
+    /// The stage was not run (the VLM without an analyzer or a trigger class).
+    Skipped(Skip),
+    /// The stage failed for good; whether the clip degrades or stops is the flow's call.
+    Failed(StageError),
+    /// Shutdown came between attempts: the record stays resumable.
+    Interrupted,
+}
+
 impl Pipeline {
     /// Runs `op` under the stage's concurrency limit, retrying transient failures
-    /// with backoff up to `retry.max_attempts`. `op` reports failures as
-    /// `(transient, error)`. Returns `None` when shutdown interrupted the stage
-    /// between attempts: the record stays resumable.
+    /// with backoff up to `retry.max_attempts`.
     pub(super) async fn run_stage<T, F, Fut>(
         &self,
         clip: &Clip,
         stage: Stage,
         slots: &Semaphore,
         mut op: F,
-    ) -> Result<Option<Result<T, StageError>>, StoreError>
+    ) -> Result<StageOutcome<T>, StoreError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, (bool, BoxError)>>,
+        Fut: Future<Output = Result<T, AttemptError>>,
     {
         let max_attempts = self.parts.retry.max_attempts;
         loop {
             let permit = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(None),
+                _ = self.shutdown.cancelled() => return Ok(StageOutcome::Interrupted),
                 p = slots.acquire() => match p {
                     Ok(p) => p,
-                    Err(_) => return Ok(None),
+                    Err(_) => return Ok(StageOutcome::Interrupted),
                 },
             };
             let id = clip.clip_id.0.clone();
+            let now = self.now();
             let attempt = self
                 .parts
                 .store
@@ -58,7 +102,7 @@ impl Pipeline {
                             let log = r.stage_mut(stage);
                             log.status = StageStatus::Running;
                             log.attempts = attempt;
-                            log.started_ms.get_or_insert_with(now_ms);
+                            log.started_ms.get_or_insert(now);
                         })?;
                         Ok(attempt)
                     })
@@ -66,13 +110,15 @@ impl Pipeline {
                 .await?;
             let result = op().await;
             drop(permit);
-            let (transient, err) = match result {
-                Ok(v) => return Ok(Some(Ok(v))),
+            let failure = match result {
+                Ok(v) => return Ok(StageOutcome::Done(v)),
                 Err(e) => e,
             };
-            let will_retry = transient && attempt < max_attempts;
+            let will_retry = failure.is_transient() && attempt < max_attempts;
+            let err = failure.into_source();
             let message = crate::telemetry::chain(&*err);
             let msg = message.clone();
+            let now = self.now();
             self.commit(
                 clip,
                 vec![EventKind::StageFailed { stage, attempt, error: msg.clone(), will_retry }],
@@ -83,23 +129,23 @@ impl Pipeline {
                         log.status = StageStatus::Pending;
                     } else {
                         log.status = StageStatus::Error;
-                        log.finished_ms = Some(now_ms());
+                        log.finished_ms = Some(now);
                     }
                 },
             )
             .await?;
             if !will_retry {
-                return Ok(Some(Err(StageError {
+                return Ok(StageOutcome::Failed(StageError {
                     stage,
                     clip_id: clip.clip_id.clone(),
                     attempts: attempt,
                     source: err,
-                })));
+                }));
             }
-            let delay = self.parts.retry.backoff(attempt);
+            let delay = self.schedule.delay(attempt);
             warn!(camera = %clip.camera, stage = %stage, attempt, retry_in_s = delay.as_secs_f32(), error = %message, "stage failed; retrying");
             tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(None),
+                _ = self.shutdown.cancelled() => return Ok(StageOutcome::Interrupted),
                 _ = tokio::time::sleep(delay) => {}
             }
         }

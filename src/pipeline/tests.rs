@@ -11,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::analyzer::VlmError;
-use crate::domain::{ClipStatus, RiskLevel};
+use crate::clock::{Clock, SimulatedClock};
+use crate::domain::{Alert, AnalysisResult, ClipStatus, RiskLevel, StageStatus, rfc3339};
 use crate::filter::{FilterError, FilterOutput};
 use crate::notify::{Notifier, NotifyError};
 use crate::policy::default::DefaultPolicy;
 use crate::storage::{StorageError, StoredObject};
+use crate::store::OutboxEntry;
 
 struct FakeStorage {
     failures: AtomicU32,
@@ -127,6 +129,7 @@ struct Rig {
     filter: Arc<FakeFilter>,
     vlm: Arc<FakeVlm>,
     notifier: Arc<FakeNotifier>,
+    clock: Arc<SimulatedClock>,
 }
 
 struct Setup {
@@ -159,8 +162,9 @@ fn rig(s: Setup) -> Rig {
     let filter = Arc::new(FakeFilter { classes: s.classes, broken: s.filter_broken, calls: AtomicU32::new(0) });
     let vlm = Arc::new(FakeVlm { fail: s.vlm_fails, calls: AtomicU32::new(0) });
     let notifier = Arc::new(FakeNotifier { failures: AtomicU32::new(s.notify_failures), ..Default::default() });
+    let clock = SimulatedClock::starting_at(1_700_000_100_000);
     let parts = Parts {
-        store: Store::open(&path.join("s.redb")).unwrap(),
+        store: Store::open_with_clock(&path.join("s.redb"), clock.clone()).unwrap(),
         storage: Arc::new(FakeStorage { failures: AtomicU32::new(s.upload_failures) }),
         filter: filter.clone(),
         analyzer: Some(vlm.clone()),
@@ -176,9 +180,10 @@ fn rig(s: Setup) -> Rig {
         },
         concurrency: ConcurrencyConfig::default(),
         snapshots_dir: path.join("snapshots"),
+        clock: clock.clone(),
     };
     let pipeline = Pipeline::new(parts, CancellationToken::new());
-    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier }
+    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, clock }
 }
 
 fn clip(id: &str) -> Clip {
@@ -192,23 +197,64 @@ fn clip(id: &str) -> Clip {
     }
 }
 
+/// Every stage has run and no notification is owed any more.
+fn finished(r: &ClipRecord) -> bool {
+    !r.needs_processing() && r.notify.status != StageStatus::Running
+}
+
 impl Rig {
-    async fn run(&self, id: &str) -> ClipRecord {
+    /// Starts the pipeline and hands it a clip.
+    async fn submit(&self, id: &str) {
         self.pipeline.start(&self.dir.join("recordings")).await.unwrap();
         assert!(self.pipeline.sink().submit(clip(id)).await.unwrap());
-        self.wait(id, |r| !r.needs_processing() && r.notify.status != StageStatus::Running).await
+    }
+
+    /// Runs a clip through while the clock stands still: no notification is retried.
+    async fn run(&self, id: &str) -> ClipRecord {
+        self.submit(id).await;
+        self.wait(id, finished).await
+    }
+
+    async fn record(&self, id: &str) -> Option<ClipRecord> {
+        let id = id.to_owned();
+        self.pipeline.store().run(move |s| s.get_clip(&id)).await.unwrap()
     }
 
     async fn wait(&self, id: &str, done: impl Fn(&ClipRecord) -> bool) -> ClipRecord {
+        self.wait_advancing(id, Duration::ZERO, done).await
+    }
+
+    /// Waits for `done`, moving the clock by `step` (and waking the outbox)
+    /// between looks.
+    async fn wait_advancing(&self, id: &str, step: Duration, done: impl Fn(&ClipRecord) -> bool) -> ClipRecord {
         for _ in 0..500 {
-            if let Some(r) = self.pipeline.store().get_clip(id).unwrap()
+            if let Some(r) = self.record(id).await
                 && done(&r)
             {
                 return r;
             }
+            if !step.is_zero() {
+                self.advance(step);
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("clip {id} did not finish: {:?}", self.pipeline.store().get_clip(id).unwrap());
+        panic!("clip {id} did not get there: {:?}", self.record(id).await);
+    }
+
+    /// Moves the clock and lets the outbox look at what is due now.
+    fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+        self.pipeline.outbox_wake.notify_one();
+    }
+
+    async fn outbox(&self) -> Vec<(u64, OutboxEntry)> {
+        self.pipeline.store().run(|s| s.outbox()).await.unwrap()
+    }
+
+    async fn events(&self, id: &str) -> Vec<EventKind> {
+        let id = id.to_owned();
+        let events = self.pipeline.store().run(move |s| s.events_for(&id)).await.unwrap();
+        events.into_iter().map(|e| e.kind).collect()
     }
 
     fn sent(&self) -> Vec<(Alert, bool)> {
@@ -229,8 +275,8 @@ async fn a_person_clip_is_analysed_and_alerted_with_link_and_snapshot() {
     assert_eq!(alert.view_url.as_deref(), Some("https://view/x"));
     assert!(!alert.upload_failed);
     assert!(had_snapshot, "the snapshot travels with the alert");
-    let events = rig.pipeline.store().events_for("front_1").unwrap();
-    assert!(events.iter().any(|e| e.kind == EventKind::NotificationDelivered { notifier: "fake".into() }));
+    let events = rig.events("front_1").await;
+    assert!(events.contains(&EventKind::NotificationDelivered { notifier: "fake".into() }));
 }
 
 #[tokio::test]
@@ -294,23 +340,46 @@ async fn run_mode_always_analyses_every_clip() {
 #[tokio::test]
 async fn a_failed_notification_stays_in_the_outbox_until_delivered() {
     let rig = rig(Setup { notify_failures: 3, ..Default::default() });
-    let r = rig.run("front_7").await;
+    rig.submit("front_7").await;
+    // Each look moves the clock past the longest retry delay (0.05 s + 20 %).
+    let r = rig.wait_advancing("front_7", Duration::from_millis(100), finished).await;
     assert_eq!(r.notify.status, StageStatus::Ok);
     assert_eq!(r.status(), ClipStatus::Done);
     assert_eq!(r.notify.attempts, 4);
     assert_eq!(rig.sent().len(), 1, "delivered exactly once");
-    assert!(rig.pipeline.store().outbox().unwrap().is_empty());
+    assert!(rig.outbox().await.is_empty());
 }
 
 #[tokio::test]
-async fn an_undeliverable_notification_expires_after_its_ttl() {
-    let rig = rig(Setup { notify_failures: 1000, notify_ttl_s: 0, ..Default::default() });
-    let r = rig.run("front_8").await;
+async fn an_undeliverable_notification_is_kept_until_its_ttl_then_expires() {
+    let rig = rig(Setup { notify_failures: 1000, notify_ttl_s: 600, ..Default::default() });
+    rig.submit("front_8").await;
+    let expired = |events: &[EventKind]| events.iter().any(|e| matches!(e, EventKind::NotificationExpired { .. }));
+
+    // The first attempt fails; the clock stands still, so nothing else is due.
+    let r = rig.wait("front_8", |r| r.completed_ms.is_some() && r.notify.attempts == 1).await;
+    assert_eq!(r.notify.status, StageStatus::Running);
+    assert_eq!(rig.outbox().await.len(), 1, "kept for a retry");
+
+    // Just before the TTL: retried, failed again, still kept.
+    rig.advance(Duration::from_secs(599));
+    let r = rig.wait("front_8", |r| r.notify.attempts == 2).await;
+    assert_eq!(r.notify.status, StageStatus::Running);
+    let outbox = rig.outbox().await;
+    assert_eq!(outbox.len(), 1, "kept until its TTL");
+    assert!(outbox[0].1.expires_ms > rig.clock.now_ms());
+    assert!(!expired(&rig.events("front_8").await));
+    assert_eq!(rig.pipeline.stats.alerts_expired.load(Ordering::SeqCst), 0);
+
+    // Past the TTL: the next failure drops it.
+    rig.advance(Duration::from_secs(2));
+    let r = rig.wait("front_8", |r| r.notify.status != StageStatus::Running).await;
     assert_eq!(r.notify.status, StageStatus::Error);
     assert_eq!(r.status(), ClipStatus::Error);
-    assert!(rig.pipeline.store().outbox().unwrap().is_empty());
-    let events = rig.pipeline.store().events_for("front_8").unwrap();
-    assert!(events.iter().any(|e| matches!(e.kind, EventKind::NotificationExpired { .. })));
+    assert!(rig.outbox().await.is_empty());
+    assert!(expired(&rig.events("front_8").await));
+    assert_eq!(rig.pipeline.stats.alerts_expired.load(Ordering::SeqCst), 1);
+    assert!(rig.sent().is_empty());
 }
 
 #[tokio::test]
@@ -321,7 +390,7 @@ async fn recovery_resumes_from_the_last_finished_stage() {
     record.filter.status = StageStatus::Ok;
     record.filter_result =
         Some(FilterResult { detected_classes: vec!["person".into()], confidence: 0.8, ..Default::default() });
-    rig.pipeline.store().write(|w| w.insert_clip(&record)).unwrap();
+    rig.pipeline.store().run(move |s| s.write(|w| w.insert_clip(&record))).await.unwrap();
     rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
     let r = rig.wait("front_9", |r| r.status() == ClipStatus::Done).await;
     assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 0);
@@ -338,4 +407,41 @@ async fn orphan_clip_files_are_adopted_on_start() {
     rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
     let r = rig.wait("porch_1700000000", |r| r.status() == ClipStatus::Done).await;
     assert_eq!(r.clip.camera.as_str(), "porch");
+}
+
+#[test]
+fn the_retry_schedule_doubles_from_backoff_s_up_to_max_backoff_s() {
+    let retry = RetryConfig { backoff_s: 2.0, max_backoff_s: 60.0, ..RetryConfig::default() };
+    let schedule = retry.schedule();
+    for (attempt, nominal) in [(1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (6, 60.0), (40, 60.0)] {
+        let d = schedule.delay(attempt).as_secs_f64();
+        assert!((nominal * 0.8..=nominal * 1.2).contains(&d), "attempt {attempt}: {d} s is not {nominal} s ± 20 %");
+    }
+    let zero = RetryConfig { backoff_s: 0.0, max_backoff_s: 0.0, ..RetryConfig::default() };
+    assert_eq!(zero.schedule().delay(3), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn the_heartbeat_ages_with_the_clock_until_the_loop_beats() {
+    let rig = rig(Setup::default());
+    assert_eq!(rig.pipeline.heartbeat_age(), Duration::ZERO);
+    rig.clock.advance(Duration::from_secs(45));
+    assert_eq!(rig.pipeline.heartbeat_age(), Duration::from_secs(45), "no loop runs before start");
+    rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
+    for _ in 0..500 {
+        if rig.pipeline.heartbeat_age().is_zero() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the loop did not beat: {:?}", rig.pipeline.heartbeat_age());
+}
+
+#[tokio::test]
+async fn records_and_alerts_are_dated_by_the_clock() {
+    let rig = rig(Setup::default());
+    let start = rig.clock.now_ms();
+    let r = rig.run("front_10").await;
+    assert_eq!((r.created_ms, r.completed_ms, r.notify.finished_ms), (start, Some(start), Some(start)));
+    assert_eq!(rig.sent()[0].0.ts, rfc3339(start));
 }

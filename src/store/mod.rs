@@ -5,7 +5,7 @@
 //! The repository rule: every state change goes through [`Store::write`], so a
 //! stage result and its events are committed in one transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -16,7 +16,8 @@ use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
-use crate::domain::{Alert, ClipEvent, ClipId, ClipRecord, EventKind, SCHEMA_VERSION, UnixMillis, now_ms};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::domain::{Alert, Clip, ClipEvent, ClipId, ClipRecord, EventKind, SCHEMA_VERSION, UnixMillis};
 
 const CLIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("clips");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -111,16 +112,32 @@ where
 #[derive(Clone)]
 pub struct Store {
     db: Arc<redb::Database>,
+    /// Dates what the [`Writer`] writes: records' `created_ms` / `updated_ms`, events.
+    clock: SharedClock,
 }
 
 impl Store {
+    /// Opens (or creates) the store, dating writes by the system clock.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_clock(path, SystemClock::shared())
+    }
+
+    /// Opens (or creates) the store, dating writes by `clock`.
+    pub fn open_with_clock(path: &Path, clock: SharedClock) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         let db = redb::Database::create(path).map_err(open_err)?;
-        let store = Self { db: Arc::new(db) };
+        let store = Self { db: Arc::new(db), clock };
         // Create every table so that readers never meet a missing one.
         store.write(|_| Ok(()))?;
         Ok(store)
+    }
+
+    /// [`Store::open_with_clock`] from async code: opening may check and repair
+    /// the file after a crash, so it runs off the async workers.
+    pub async fn open_async(path: PathBuf, clock: SharedClock) -> Result<Self, StoreError> {
+        tokio::task::spawn_blocking(move || Self::open_with_clock(&path, clock))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Runs blocking store work off the async workers.
@@ -144,7 +161,7 @@ impl Store {
             txn.open_table(NOTIFY_OUTBOX)?;
             txn.open_table(SYNC_OUTBOX)?;
             txn.open_table(SOURCE_FILES)?;
-            let mut w = Writer { txn: &txn };
+            let mut w = Writer { txn: &txn, clock: &*self.clock };
             f(&mut w)?
         };
         txn.commit()?;
@@ -216,6 +233,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of notifications still owed.
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(NOTIFY_OUTBOX)?.len()?)
+    }
+
     /// Number of events not yet copied to Postgres.
     pub fn sync_backlog(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -241,16 +264,23 @@ impl Store {
     pub fn ping(&self) -> bool {
         self.db.begin_read().map(|t| t.open_table(CLIPS).is_ok()).unwrap_or(false)
     }
+
+    /// The clock that dates what this store writes.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
 }
 
 /// The operations allowed inside one write transaction.
 pub struct Writer<'t> {
     txn: &'t redb::WriteTransaction,
+    clock: &'t dyn Clock,
 }
 
 impl Writer<'_> {
-    /// Adds a new clip with its `clip_recorded` event. Returns false (and writes
-    /// nothing) when a record with that id exists already.
+    /// Adds a new clip with its `clip_recorded` event, dated now (`created_ms`,
+    /// `updated_ms`). Returns false (and writes nothing) when a record with that
+    /// id exists already.
     pub fn insert_clip(&mut self, record: &ClipRecord) -> Result<bool, StoreError> {
         let id = record.clip.clip_id.as_str();
         {
@@ -258,9 +288,11 @@ impl Writer<'_> {
             if clips.get(id)?.is_some() {
                 return Ok(false);
             }
-            clips.insert(id, encode(record)?.as_slice())?;
+            let now = self.clock.now_ms();
+            let dated = ClipRecord { created_ms: now, updated_ms: now, ..record.clone() };
+            clips.insert(id, encode(&dated)?.as_slice())?;
         }
-        self.event(&ClipEvent::new(&record.clip, EventKind::ClipRecorded))?;
+        self.event(&record.clip, EventKind::ClipRecorded)?;
         Ok(true)
     }
 
@@ -279,19 +311,20 @@ impl Writer<'_> {
     ) -> Result<ClipRecord, StoreError> {
         let mut record = self.clip(id)?;
         change(&mut record);
-        record.updated_ms = now_ms();
+        record.updated_ms = self.clock.now_ms();
         self.txn.open_table(CLIPS)?.insert(id, encode(&record)?.as_slice())?;
         for kind in events {
-            self.event(&ClipEvent::new(&record.clip, kind))?;
+            self.event(&record.clip, kind)?;
         }
         Ok(record)
     }
 
-    /// Appends to the event log and queues the event for Postgres.
-    fn event(&mut self, event: &ClipEvent) -> Result<u64, StoreError> {
+    /// Appends an event, dated now, to the log and queues it for Postgres.
+    fn event(&mut self, clip: &Clip, kind: EventKind) -> Result<u64, StoreError> {
+        let event = ClipEvent { ts_ms: self.clock.now_ms(), ..ClipEvent::new(clip, kind) };
         let mut events = self.txn.open_table(EVENTS)?;
         let seq = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-        events.insert(seq, encode(event)?.as_slice())?;
+        events.insert(seq, encode(&event)?.as_slice())?;
         self.txn.open_multimap_table(CLIP_EVENTS)?.insert(event.clip_id.as_str(), seq)?;
         self.txn.open_table(SYNC_OUTBOX)?.insert(seq, ())?;
         Ok(seq)
@@ -399,6 +432,20 @@ mod tests {
         assert!(matches!(res, Err(StoreError::UnknownClip(_))));
         assert!(store.get_clip("a").unwrap().is_none());
         assert_eq!(store.sync_backlog().unwrap(), 0);
+    }
+
+    #[test]
+    fn writes_are_dated_by_the_stores_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::SimulatedClock::starting_at(1_000_000);
+        let store = Store::open_with_clock(&dir.path().join("s.redb"), clock.clone()).unwrap();
+        store.write(|w| w.insert_clip(&ClipRecord::new(clip("a", 1)))).unwrap();
+        clock.advance(std::time::Duration::from_secs(5));
+        store.write(|w| w.update_clip("a", [EventKind::StageSucceeded { stage: Stage::Filter }], |_| {})).unwrap();
+        let a = store.get_clip("a").unwrap().unwrap();
+        assert_eq!((a.created_ms, a.updated_ms), (1_000_000, 1_005_000));
+        let dates: Vec<_> = store.events_for("a").unwrap().into_iter().map(|e| e.ts_ms).collect();
+        assert_eq!(dates, vec![1_000_000, 1_005_000]);
     }
 
     #[test]

@@ -16,72 +16,29 @@
 //!   notes}`), shown by Home Assistant's update entity, whose install button
 //!   installs the feed's bundle.
 
+mod config;
+mod confirm;
 pub mod rauc;
+mod status;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::plugin::Validator;
+use crate::clock::SharedClock;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UpdateConfig {
-    /// The RAUC command-line tool. Updates are unavailable when it is missing or
-    /// cannot reach the RAUC service (a laptop, a plain Debian box).
-    pub rauc_command: String,
-    /// The first boot after an update must pass the health check within this
-    /// long, or the box returns to the slot it came from.
-    pub confirm_timeout_s: u64,
-    /// Optional JSON feed `{"version": "…", "url": "…", "notes": "…"}` naming the
-    /// latest bundle for this board.
-    pub feed_url: Option<String>,
-    /// How often the feed is read.
-    pub check_interval_s: u64,
-    /// Reboot by itself after an install and out of a slot that fails its
-    /// confirmation. Off: the new slot waits for the next reboot.
-    pub reboot: bool,
-}
-
-impl Default for UpdateConfig {
-    fn default() -> Self {
-        Self {
-            rauc_command: "rauc".into(),
-            confirm_timeout_s: 300,
-            feed_url: None,
-            check_interval_s: 6 * 3600,
-            reboot: true,
-        }
-    }
-}
-
-impl UpdateConfig {
-    pub fn validate(&self, v: &mut Validator<'_>) {
-        v.check(self.confirm_timeout_s >= 10, "confirm_timeout_s", "must be at least 10 s");
-        v.check(self.check_interval_s >= 60, "check_interval_s", "must be at least 60 s");
-        v.check(!self.rauc_command.is_empty(), "rauc_command", "must not be empty");
-        if let Some(url) = &self.feed_url {
-            v.check(is_http_url(url), "feed_url", "must be an http:// or https:// URL");
-        }
-    }
-}
-
-fn is_http_url(s: &str) -> bool {
-    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-}
-
-/// A bundle URL must be http(s).
-pub fn check_url(url: &str) -> Result<(), UpdateError> {
-    if is_http_url(url) { Ok(()) } else { Err(UpdateError::BadUrl(url.to_owned())) }
-}
+pub use config::{UpdateConfig, check_url};
+pub use confirm::BootCheck;
+use confirm::Pending;
+use status::read_image_version;
+pub use status::{InstallState, InstallStatus, SystemStatus, UpdateLink, image_version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
@@ -137,91 +94,6 @@ pub trait SlotSystem: Send + Sync {
     async fn install(&self, bundle: &Path, progress: &(dyn Fn(u8) + Send + Sync)) -> Result<(), UpdateError>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstallState {
-    /// No RAUC on this system.
-    Unavailable,
-    Idle,
-    Downloading,
-    Installing,
-    /// Installed; waiting for the reboot into the new slot.
-    Rebooting,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InstallStatus {
-    pub state: InstallState,
-    pub progress: u8,
-    pub error: Option<String>,
-}
-
-/// What the API, the CLI and Home Assistant show about the running system.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SystemStatus {
-    /// The daemon's version.
-    pub version: String,
-    /// The firmware image's version (`IMAGE_VERSION` in os-release).
-    pub image_version: Option<String>,
-    /// Booted slot (`A` / `B`); none without RAUC.
-    pub slot: Option<String>,
-    /// The booted slot has been marked good in this boot.
-    pub slot_confirmed: bool,
-    /// From the update feed, when one is configured and answered.
-    pub latest_version: Option<String>,
-    pub release_notes: Option<String>,
-    #[serde(skip)]
-    pub latest_url: Option<String>,
-    pub update: InstallStatus,
-}
-
-impl SystemStatus {
-    /// The version an update replaces: the image's, else the daemon's.
-    pub fn installed_version(&self) -> &str {
-        self.image_version.as_deref().unwrap_or(&self.version)
-    }
-
-    pub fn in_progress(&self) -> bool {
-        matches!(self.update.state, InstallState::Downloading | InstallState::Installing)
-    }
-}
-
-/// `IMAGE_VERSION` from an os-release file's text.
-pub fn image_version(os_release: &str) -> Option<String> {
-    os_release.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("IMAGE_VERSION=")?;
-        let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
-        (!v.is_empty()).then(|| v.to_owned())
-    })
-}
-
-fn read_image_version() -> Option<String> {
-    ["/etc/os-release", "/usr/lib/os-release"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| image_version(&t))
-}
-
-/// The booted system's health as the boot confirmation sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BootCheck {
-    /// The full health check passes (healthy, or degraded by a notifier).
-    Healthy,
-    /// The daemon is up (store, pipeline, API) but something critical is not
-    /// (the reason): enough for a normal boot, not for a new slot.
-    Up(String),
-    /// The daemon is not working (the reason).
-    Down(String),
-}
-
-/// Written after an install: the slot the box came from, so the next start
-/// knows whether it is the new slot's trial boot or a return after a failure.
-#[derive(Debug, Serialize, Deserialize)]
-struct Pending {
-    from_slot: String,
-}
-
 /// The `{version, url, notes}` document at `feed_url`.
 #[derive(Debug, Deserialize)]
 struct Feed {
@@ -231,16 +103,10 @@ struct Feed {
     notes: Option<String>,
 }
 
-/// How the updater is reached by notifiers (Home Assistant's update entity).
-#[derive(Debug, Clone)]
-pub struct UpdateLink {
-    pub status: watch::Receiver<SystemStatus>,
-    /// Asks for the feed's latest bundle to be installed.
-    pub install_latest: mpsc::UnboundedSender<()>,
-}
-
 pub struct Updater {
     cfg: UpdateConfig,
+    /// Times the boot confirmation's deadline.
+    clock: SharedClock,
     dir: PathBuf,
     system: Option<Arc<dyn SlotSystem>>,
     status: watch::Sender<SystemStatus>,
@@ -276,12 +142,15 @@ impl Drop for InstallJob {
     }
 }
 
-const POLL: Duration = Duration::from_secs(5);
-
 impl Updater {
     /// An updater over `system` (`None`: updates unavailable), keeping its files
-    /// in `data_dir/update/`. Asks the system which slot is booted.
-    pub async fn new(cfg: UpdateConfig, data_dir: &Path, system: Option<Arc<dyn SlotSystem>>) -> Arc<Updater> {
+    /// in `dir` (`DataLayout::update`). Asks the system which slot is booted.
+    pub async fn new(
+        cfg: UpdateConfig,
+        dir: PathBuf,
+        system: Option<Arc<dyn SlotSystem>>,
+        clock: SharedClock,
+    ) -> Arc<Updater> {
         let mut slot = None;
         let mut system = system;
         if let Some(s) = &system {
@@ -307,7 +176,8 @@ impl Updater {
         let (install_tx, install_rx) = mpsc::unbounded_channel();
         Arc::new(Updater {
             cfg,
-            dir: data_dir.join("update"),
+            clock,
+            dir,
             system,
             status: watch::channel(status).0,
             busy: Arc::new(tokio::sync::Mutex::new(())),
@@ -329,15 +199,15 @@ impl Updater {
         UpdateLink { status: self.status.subscribe(), install_latest: self.install_tx.clone() }
     }
 
-    fn set(&self, f: impl FnOnce(&mut SystemStatus)) {
+    pub(super) fn set(&self, f: impl FnOnce(&mut SystemStatus)) {
         self.status.send_modify(f);
     }
 
-    fn set_install(&self, state: InstallState, progress: u8, error: Option<String>) {
+    pub(super) fn set_install(&self, state: InstallState, progress: u8, error: Option<String>) {
         self.set(|s| s.update = InstallStatus { state, progress, error });
     }
 
-    fn pending_path(&self) -> PathBuf {
+    pub(super) fn pending_path(&self) -> PathBuf {
         self.dir.join("pending.json")
     }
 
@@ -346,7 +216,7 @@ impl Updater {
         self.dir.join("reboot")
     }
 
-    fn request_reboot(&self) {
+    pub(super) fn request_reboot(&self) {
         let path = self.reboot_request_path();
         match crate::fsutil::write_durable(&path, b"") {
             Ok(()) => info!(request = %path.display(), "reboot requested"),
@@ -470,87 +340,6 @@ impl Updater {
                 me.failed(&e);
             }
         });
-    }
-
-    /// Confirms this boot (see the module docs): marks the slot good once
-    /// `check` allows it; on the trial boot after an install, marks it bad and
-    /// reboots when the full check has not passed within `confirm_timeout_s`.
-    pub async fn confirm_boot<F, Fut>(&self, mut check: F, stop: CancellationToken)
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = BootCheck>,
-    {
-        let Some(system) = &self.system else { return };
-        let booted = self.status().slot.unwrap_or_default();
-        let pending: Option<Pending> =
-            std::fs::read(self.pending_path()).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let trial = match pending {
-            Some(p) if p.from_slot == booted => {
-                let msg = format!(
-                    "the update did not take: the new slot failed and the box is back on slot {booted} (version {})",
-                    self.status().installed_version()
-                );
-                error!("{msg}");
-                self.set_install(InstallState::Failed, 0, Some(msg));
-                self.clear_pending();
-                false
-            }
-            Some(p) => {
-                info!(slot = %booted, from_slot = %p.from_slot, timeout_s = self.cfg.confirm_timeout_s,
-                    "first boot of a new slot: it must pass the health check to be kept");
-                true
-            }
-            None => false,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.cfg.confirm_timeout_s);
-        let mut last_reason = String::new();
-        loop {
-            let verdict = check().await;
-            let good = match &verdict {
-                BootCheck::Healthy => true,
-                BootCheck::Up(_) => !trial,
-                BootCheck::Down(_) => false,
-            };
-            if good {
-                match system.mark(true).await {
-                    Ok(()) => {
-                        info!(slot = %booted, version = %self.status().installed_version(), "slot marked good");
-                        if trial {
-                            self.clear_pending();
-                            self.set_install(InstallState::Idle, 0, None);
-                        }
-                        self.set(|s| s.slot_confirmed = true);
-                        return;
-                    }
-                    Err(e) => warn!(error = %crate::telemetry::chain(&e), "cannot mark the slot good; retrying"),
-                }
-            } else if let BootCheck::Up(r) | BootCheck::Down(r) = verdict {
-                last_reason = r;
-            }
-            if trial && tokio::time::Instant::now() >= deadline {
-                let msg = format!(
-                    "slot {booted} failed its health check for {} s ({last_reason}): marking it bad and returning to the previous slot",
-                    self.cfg.confirm_timeout_s
-                );
-                error!("{msg}");
-                if let Err(e) = system.mark(false).await {
-                    error!(error = %crate::telemetry::chain(&e), "cannot mark the slot bad");
-                }
-                self.set_install(InstallState::Failed, 0, Some(msg));
-                if self.cfg.reboot {
-                    self.request_reboot();
-                }
-                return;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
-            }
-        }
-    }
-
-    fn clear_pending(&self) {
-        let _ = std::fs::remove_file(self.pending_path());
     }
 
     /// Reads the update feed now.

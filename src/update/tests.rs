@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::clock::{Clock, SimulatedClock};
 
 #[derive(Default)]
 struct FakeSlots {
@@ -33,12 +34,22 @@ impl SlotSystem for FakeSlots {
     }
 }
 
+/// A trial boot must pass within 300 s (by the simulated clock).
 fn cfg() -> UpdateConfig {
-    UpdateConfig { confirm_timeout_s: 0, ..UpdateConfig::default() }
+    UpdateConfig { confirm_timeout_s: 300, ..UpdateConfig::default() }
 }
 
 async fn updater(dir: &Path, slots: Arc<FakeSlots>, cfg: UpdateConfig) -> Arc<Updater> {
-    Updater::new(cfg, dir, Some(slots as Arc<dyn SlotSystem>)).await
+    updater_with_clock(dir, slots, cfg, SimulatedClock::now()).await
+}
+
+async fn updater_with_clock(
+    dir: &Path,
+    slots: Arc<FakeSlots>,
+    cfg: UpdateConfig,
+    clock: Arc<SimulatedClock>,
+) -> Arc<Updater> {
+    Updater::new(cfg, dir.join("update"), Some(slots as Arc<dyn SlotSystem>), clock).await
 }
 
 fn slots(booted: &str) -> Arc<FakeSlots> {
@@ -63,8 +74,8 @@ fn image_version_comes_from_os_release() {
 #[tokio::test]
 async fn without_rauc_updates_are_unavailable_and_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let u =
-        Updater::new(UpdateConfig::default(), dir.path(), Some(Arc::new(rauc::Rauc::new("/nonexistent/rauc")))).await;
+    let rauc = Arc::new(rauc::Rauc::new("/nonexistent/rauc"));
+    let u = Updater::new(UpdateConfig::default(), dir.path().join("update"), Some(rauc), SimulatedClock::now()).await;
     assert!(!u.is_available());
     let s = u.status();
     assert_eq!(s.update.state, InstallState::Unavailable);
@@ -125,20 +136,44 @@ async fn a_refused_bundle_is_a_failure_with_raucs_reason_and_no_reboot() {
     assert!(!dir.path().join("update/pending.json").exists());
 }
 
-async fn install_then_boot(booted_after: &str, cfg: UpdateConfig) -> (tempfile::TempDir, Arc<FakeSlots>, Arc<Updater>) {
+struct Rebooted {
+    dir: tempfile::TempDir,
+    fake: Arc<FakeSlots>,
+    updater: Arc<Updater>,
+    clock: Arc<SimulatedClock>,
+}
+
+async fn install_then_boot(booted_after: &str, cfg: UpdateConfig) -> Rebooted {
     let dir = tempfile::tempdir().unwrap();
     let before = updater(dir.path(), slots("A"), cfg.clone()).await;
     let job = upload(&before, b"bundle").await;
     before.install(job).await.unwrap();
     std::fs::remove_file(before.reboot_request_path()).unwrap(); // the reboot unit does this
     let fake = slots(booted_after);
-    let after = updater(dir.path(), fake.clone(), cfg).await;
-    (dir, fake, after)
+    let clock = SimulatedClock::now();
+    let updater = updater_with_clock(dir.path(), fake.clone(), cfg, clock.clone()).await;
+    Rebooted { dir, fake, updater, clock }
+}
+
+/// A check that always answers `verdict` and takes a minute of the clock;
+/// `calls` counts it.
+fn slow_check(
+    clock: &Arc<SimulatedClock>,
+    verdict: BootCheck,
+    calls: &Arc<AtomicUsize>,
+) -> impl FnMut() -> std::future::Ready<BootCheck> + use<> {
+    let (clock, calls) = (clock.clone(), calls.clone());
+    move || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(60));
+        std::future::ready(verdict.clone())
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_new_slot_is_kept_only_once_fully_healthy() {
-    let (dir, fake, u) = install_then_boot("B", UpdateConfig { confirm_timeout_s: 3600, ..cfg() }).await;
+    let Rebooted { dir, fake, updater: u, .. } =
+        install_then_boot("B", UpdateConfig { confirm_timeout_s: 3600, ..cfg() }).await;
     let mut answers = vec![BootCheck::Healthy, BootCheck::Up("camera porch unhealthy".into())].into_iter();
     // Up is not enough on a trial boot: the next (healthy) check marks it good.
     let check = || {
@@ -152,11 +187,13 @@ async fn the_new_slot_is_kept_only_once_fully_healthy() {
     assert!(!u.reboot_request_path().exists());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_new_slot_that_stays_unhealthy_is_marked_bad_and_left() {
-    let (dir, fake, u) = install_then_boot("B", cfg()).await;
-    let check = || async { BootCheck::Up("camera porch unhealthy: connection refused".into()) };
-    u.confirm_boot(check, CancellationToken::new()).await;
+    let Rebooted { dir, fake, updater: u, clock } = install_then_boot("B", cfg()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let unhealthy = BootCheck::Up("camera porch unhealthy: connection refused".into());
+    u.confirm_boot(slow_check(&clock, unhealthy, &calls), CancellationToken::new()).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "checked until the 300 s ran out");
     assert_eq!(*fake.marks.lock().unwrap(), vec![false]);
     assert!(u.reboot_request_path().exists(), "reboots into the old slot");
     let s = u.status();
@@ -166,9 +203,34 @@ async fn a_new_slot_that_stays_unhealthy_is_marked_bad_and_left() {
     assert!(dir.path().join("update/pending.json").exists(), "the old slot reports the failure");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_new_slot_is_not_given_up_before_its_timeout() {
+    let Rebooted { dir, fake, updater: u, clock } = install_then_boot("B", cfg()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut check = slow_check(&clock, BootCheck::Up("camera porch unhealthy".into()), &calls);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    // Stops the daemon after the fourth check, 240 s into the 300 s.
+    let check = move || {
+        let verdict = check();
+        if calls.load(Ordering::SeqCst) == 4 {
+            s.cancel();
+        }
+        verdict
+    };
+    u.confirm_boot(check, stop).await;
+    assert_eq!(clock.monotonic(), Duration::from_secs(240));
+    assert!(fake.marks.lock().unwrap().is_empty(), "neither kept nor given up yet");
+    assert!(!u.reboot_request_path().exists());
+    let s = u.status();
+    assert!(!s.slot_confirmed);
+    assert_ne!(s.update.state, InstallState::Failed);
+    assert!(dir.path().join("update/pending.json").exists(), "the next start is still the trial boot");
+}
+
 #[tokio::test]
 async fn back_on_the_old_slot_the_failed_update_is_reported_and_the_slot_confirmed() {
-    let (dir, fake, u) = install_then_boot("A", cfg()).await;
+    let Rebooted { dir, fake, updater: u, .. } = install_then_boot("A", cfg()).await;
     let check = || async { BootCheck::Up("camera porch unhealthy".into()) };
     u.confirm_boot(check, CancellationToken::new()).await;
     assert_eq!(*fake.marks.lock().unwrap(), vec![true], "a normal boot needs the daemon up, not every camera");

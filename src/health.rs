@@ -1,0 +1,300 @@
+//! Typed health, shared by the API (`/health`, diagnostics), the systemd
+//! watchdog and boot confirmation.
+//!
+//! Two questions with two answers:
+//! - [`Health`]: is the box doing its job? The store, the pipeline's loop,
+//!   storage and sources are critical (unhealthy without them); notifiers only
+//!   degrade it.
+//! - [`Liveness`]: is the daemon itself alive? Its pipeline loop runs and its
+//!   store answers. This is what the watchdog stands for: restarting the daemon
+//!   would not fix an offline camera.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::pipeline::Pipeline;
+use crate::sources::{ClipSource, SourceHealth};
+use crate::store::Store;
+
+/// The pipeline's own loop must have run within this long, or it is wedged:
+/// the `pipeline` check, and the watchdog's liveness, so that the API reports
+/// unhealthy when the watchdog starves.
+pub const HEARTBEAT_LIMIT: Duration = Duration::from_secs(30);
+/// How long a storage backend or notifier may take to answer a ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the store may take to answer the watchdog's ping.
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// The component checks, each passed or not. Serialized as the API has always
+/// shown them: a JSON object of booleans, keys in alphabetical order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Checks {
+    /// Every notifier answers its ping (degrades only).
+    pub notifiers: bool,
+    /// The pipeline's own loop ran within [`HEARTBEAT_LIMIT`] (critical).
+    pub pipeline: bool,
+    /// Every camera source reports itself healthy (critical).
+    pub sources: bool,
+    /// The storage backend answers its ping (critical).
+    pub storage: bool,
+    /// The redb store answers a read (critical).
+    pub store: bool,
+}
+
+impl Checks {
+    /// The daemon itself works: its store answers and its pipeline runs.
+    pub fn daemon_up(&self) -> bool {
+        self.store && self.pipeline
+    }
+
+    pub fn status(&self) -> HealthStatus {
+        if !self.daemon_up() || !self.storage || !self.sources {
+            HealthStatus::Unhealthy
+        } else if !self.notifiers {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        }
+    }
+
+    /// The names of the checks that did not pass.
+    pub fn failing(&self) -> Vec<&'static str> {
+        [
+            ("store", self.store),
+            ("pipeline", self.pipeline),
+            ("storage", self.storage),
+            ("sources", self.sources),
+            ("notifiers", self.notifiers),
+        ]
+        .into_iter()
+        .filter_map(|(name, ok)| (!ok).then_some(name))
+        .collect()
+    }
+}
+
+/// The box's health, as `/health` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub checks: Checks,
+    pub warnings: Vec<String>,
+    pub sources: Vec<SourceHealth>,
+    pub notifiers: Vec<NotifierHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifierHealth {
+    pub name: String,
+    pub connected: bool,
+}
+
+/// What [`check`] measured, before it is judged.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub store_ok: bool,
+    pub heartbeat_age: Duration,
+    pub storage_ok: bool,
+    pub sources: Vec<SourceHealth>,
+    pub notifiers: Vec<NotifierHealth>,
+    /// Notifications waiting in the outbox.
+    pub outbox_len: u64,
+}
+
+impl Health {
+    /// Judges measurements by the rules in the module docs.
+    pub fn judge(p: Probe) -> Health {
+        let pipeline_ok = p.heartbeat_age < HEARTBEAT_LIMIT;
+        let checks = Checks {
+            notifiers: p.notifiers.iter().all(|n| n.connected),
+            pipeline: pipeline_ok,
+            sources: p.sources.iter().all(|s| s.healthy),
+            storage: p.storage_ok,
+            store: p.store_ok,
+        };
+        let mut warnings = Vec::new();
+        if p.outbox_len > 0 {
+            warnings.push(format!("{} notification(s) waiting in the outbox", p.outbox_len));
+        }
+        for s in p.sources.iter().filter(|s| !s.healthy) {
+            warnings.push(format!(
+                "camera {} unhealthy: {}",
+                s.camera,
+                s.last_error.as_deref().unwrap_or("no recent activity")
+            ));
+        }
+        if !pipeline_ok {
+            warnings.push(silent(p.heartbeat_age));
+        }
+        Health { status: checks.status(), checks, warnings, sources: p.sources, notifiers: p.notifiers }
+    }
+}
+
+fn silent(heartbeat_age: Duration) -> String {
+    format!("pipeline loop silent for {} s", heartbeat_age.as_secs())
+}
+
+async fn ping(f: impl std::future::Future<Output = bool>) -> bool {
+    tokio::time::timeout(PING_TIMEOUT, f).await.unwrap_or(false)
+}
+
+async fn store_answers(store: &Store) -> bool {
+    store.run(|s| Ok(s.ping())).await.unwrap_or(false)
+}
+
+/// Measures the box's health now (the store, the pipeline's heartbeat,
+/// storage, `sources`, every notifier) and judges it.
+pub async fn check(pipeline: &Pipeline, sources: &[Arc<dyn ClipSource>]) -> Health {
+    let store_ok = store_answers(pipeline.store()).await;
+    let heartbeat_age = pipeline.heartbeat_age();
+    let storage_ok = ping(pipeline.storage().ping()).await;
+    let sources = sources.iter().map(|s| s.health()).collect();
+    let mut notifiers = Vec::new();
+    for n in pipeline.notifiers().iter() {
+        notifiers.push(NotifierHealth { name: n.name().to_owned(), connected: ping(n.ping()).await });
+    }
+    let outbox_len = pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
+    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len })
+}
+
+/// Whether the daemon itself is alive (what the systemd watchdog is fed on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// How long ago the pipeline's own loop ran.
+    pub heartbeat_age: Duration,
+    /// The store answered a read in time.
+    pub store_ok: bool,
+}
+
+impl Liveness {
+    /// `Err` holds the reason, for systemd's `STATUS=`.
+    pub fn verdict(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.heartbeat_age >= HEARTBEAT_LIMIT {
+            problems.push(silent(self.heartbeat_age));
+        }
+        if !self.store_ok {
+            problems.push("store does not answer".to_owned());
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+}
+
+/// Measures the daemon's liveness now: the pipeline's heartbeat, and a store
+/// read within a few seconds.
+pub async fn liveness(pipeline: &Pipeline) -> Liveness {
+    let heartbeat_age = pipeline.heartbeat_age();
+    let store_ok = tokio::time::timeout(STORE_PING_TIMEOUT, store_answers(pipeline.store())).await.unwrap_or(false);
+    Liveness { heartbeat_age, store_ok }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(camera: &str, healthy: bool) -> SourceHealth {
+        SourceHealth {
+            camera: camera.into(),
+            backend: "folder",
+            healthy,
+            last_heartbeat_age_s: Some(1.5),
+            last_error: (!healthy).then(|| "connection refused".to_owned()),
+            fps: None,
+            reconnects: None,
+        }
+    }
+
+    fn probe() -> Probe {
+        Probe {
+            store_ok: true,
+            heartbeat_age: Duration::from_secs(1),
+            storage_ok: true,
+            sources: vec![source("porch", true)],
+            notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true }],
+            outbox_len: 0,
+        }
+    }
+
+    #[test]
+    fn everything_up_is_healthy() {
+        let h = Health::judge(probe());
+        assert_eq!(h.status, HealthStatus::Healthy);
+        assert!(h.warnings.is_empty());
+        assert!(h.checks.failing().is_empty());
+    }
+
+    #[test]
+    fn a_notifier_down_only_degrades() {
+        let mut p = probe();
+        p.notifiers[0].connected = false;
+        p.outbox_len = 2;
+        let h = Health::judge(p);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert!(h.checks.daemon_up());
+        assert_eq!(h.warnings, vec!["2 notification(s) waiting in the outbox"]);
+        assert_eq!(h.checks.failing(), vec!["notifiers"]);
+    }
+
+    #[test]
+    fn store_pipeline_storage_and_sources_are_critical() {
+        let down: [fn(&mut Probe); 4] = [
+            |p| p.store_ok = false,
+            |p| p.heartbeat_age = HEARTBEAT_LIMIT,
+            |p| p.storage_ok = false,
+            |p| p.sources.push(source("gate", false)),
+        ];
+        for (i, f) in down.into_iter().enumerate() {
+            let mut p = probe();
+            f(&mut p);
+            let h = Health::judge(p);
+            assert_eq!(h.status, HealthStatus::Unhealthy, "case {i}");
+            assert_eq!(h.checks.daemon_up(), i >= 2, "case {i}: only the store and the pipeline are the daemon");
+        }
+        let mut p = probe();
+        p.heartbeat_age = Duration::from_millis(45_500);
+        p.sources.push(source("gate", false));
+        let h = Health::judge(p);
+        assert_eq!(h.warnings, vec!["camera gate unhealthy: connection refused", "pipeline loop silent for 45 s"]);
+        assert_eq!(h.checks.failing(), vec!["pipeline", "sources"]);
+    }
+
+    #[test]
+    fn the_json_keeps_the_apis_field_names_and_order() {
+        let mut p = probe();
+        p.notifiers[0].connected = false;
+        let json = serde_json::to_string(&Health::judge(p)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"status":"degraded","checks":{"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":[],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false}]}"#
+        );
+        // The checks object is what a JSON map of the same booleans gave.
+        let checks = Checks { notifiers: false, pipeline: true, sources: false, storage: true, store: true };
+        let mut map = serde_json::Map::new();
+        for (k, v) in [("store", true), ("pipeline", true), ("storage", true), ("sources", false), ("notifiers", false)]
+        {
+            map.insert(k.into(), v.into());
+        }
+        assert_eq!(serde_json::to_string(&checks).unwrap(), serde_json::to_string(&map).unwrap());
+    }
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_the_pipeline_runs_and_the_store_answers() {
+        let judge =
+            |age_ms: u64, store_ok: bool| Liveness { heartbeat_age: Duration::from_millis(age_ms), store_ok }.verdict();
+        let limit_ms = HEARTBEAT_LIMIT.as_millis() as u64;
+        assert_eq!(judge(1_000, true), Ok(()));
+        assert_eq!(judge(limit_ms - 1, true), Ok(()));
+        assert_eq!(judge(45_000, true), Err("pipeline loop silent for 45 s".into()));
+        assert_eq!(judge(0, false), Err("store does not answer".into()));
+        assert!(judge(limit_ms, false).is_err_and(|e| e.contains("silent") && e.contains("store")));
+    }
+}
