@@ -33,6 +33,7 @@ use tracing::{debug, error, info, warn};
 
 use super::recorder::{EncodedPacket, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
 use super::{ClipSource, SourceError, SourceHealth};
+use crate::backoff::Backoff;
 use crate::domain::{CameraName, now_ms};
 use crate::media::motion::MotionConfig;
 use crate::media::mp4write::{Mp4WriteError, SampleEntry};
@@ -404,17 +405,12 @@ impl V4lConfig {
         Duration::from_secs_f64(self.frame_timeout_s.clamp(1.0, 300.0))
     }
 
-    /// Delay before retry number `attempt` (from 1): doubling from
-    /// `reconnect_initial_s` to `reconnect_max_s`, straight to the maximum for
-    /// problems a retry will not fix soon; ±20 % jitter.
-    fn retry_delay(&self, attempt: u32, configuration: bool) -> Duration {
-        let max = self.reconnect_max_s.clamp(0.1, 3600.0);
-        let base = if configuration {
-            max
-        } else {
-            (self.reconnect_initial_s.clamp(0.1, 3600.0) * 2f64.powi(attempt.saturating_sub(1).min(30) as i32)).min(max)
-        };
-        Duration::from_secs_f64(base * (0.8 + 0.4 * fastrand::f64()))
+    /// The retry schedule: doubling from `reconnect_initial_s` to
+    /// `reconnect_max_s`; problems a retry will not fix soon wait
+    /// [`Backoff::max_delay`] straight away.
+    fn backoff(&self) -> Backoff {
+        let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.1, 3600.0));
+        Backoff::new(secs(self.reconnect_initial_s), secs(self.reconnect_max_s))
     }
 }
 
@@ -438,7 +434,7 @@ enum SessionEnd {
 impl CaptureJob {
     /// Opens the device, streams until stopped or failing, retries with backoff.
     fn run(self) {
-        let mut attempt = 0u32;
+        let mut backoff = self.cfg.backoff();
         let mut last_logged: Option<String> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let frames_before = self.state.lock().map(|s| s.frames).unwrap_or(0);
@@ -466,16 +462,18 @@ impl CaptureJob {
                 SessionEnd::Failed(e) => e,
             };
             let got_frames = self.state.lock().map(|s| s.frames > frames_before).unwrap_or(false);
-            attempt = if got_frames { 1 } else { attempt + 1 };
+            if got_frames {
+                backoff.reset();
+            }
             let msg = crate::telemetry::chain(&err);
-            let delay = self.cfg.retry_delay(attempt, err.is_configuration());
+            let delay = if err.is_configuration() { backoff.max_delay() } else { backoff.next_delay() };
             // One clear error per distinct problem; repeats only at debug level.
             if last_logged.as_deref() != Some(msg.as_str()) {
                 error!(camera = %self.camera, device = %self.cfg.device.display(), error = %msg,
                     retry_in_s = delay.as_secs_f64().round(), "USB camera unavailable");
                 last_logged = Some(msg.clone());
             } else {
-                debug!(camera = %self.camera, error = %msg, attempt, "USB camera still unavailable");
+                debug!(camera = %self.camera, error = %msg, failures = backoff.failures(), "USB camera still unavailable");
             }
             with_state(&self.state, |s| {
                 s.capture_error = Some(msg);
@@ -699,10 +697,11 @@ mod tests {
     fn retries_back_off_and_configuration_problems_wait_longest() {
         let cfg = V4lConfig { reconnect_initial_s: 1.0, reconnect_max_s: 30.0, ..V4lConfig::default() };
         let within = |d: Duration, s: f64| (d.as_secs_f64() - s).abs() <= 0.2 * s + 1e-9;
-        assert!(within(cfg.retry_delay(1, false), 1.0));
-        assert!(within(cfg.retry_delay(3, false), 4.0));
-        assert!(within(cfg.retry_delay(20, false), 30.0));
-        assert!(within(cfg.retry_delay(1, true), 30.0));
+        let backoff = cfg.backoff();
+        assert!(within(backoff.delay(1), 1.0));
+        assert!(within(backoff.delay(3), 4.0));
+        assert!(within(backoff.delay(20), 30.0));
+        assert!(within(backoff.max_delay(), 30.0));
     }
 
     #[test]
