@@ -11,6 +11,7 @@
 
 mod decode;
 mod demux;
+pub mod detect;
 pub mod motion;
 pub mod mp4write;
 mod resize;
