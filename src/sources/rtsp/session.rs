@@ -13,7 +13,7 @@
 //! - Error text leaving this module is the first line of retina's message with
 //!   the password and any URL credentials scrubbed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -26,11 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::config::{RtspTransport, StreamUrl};
-use super::detect::MotionFeed;
-use super::{HealthState, Role};
 use crate::backoff::Backoff;
 use crate::domain::{CameraName, now_ms};
 use crate::media::mp4write::SampleEntry;
+use crate::sources::live::{LiveHealth, MotionFeed, Role};
 use crate::sources::recorder::{EncodedPacket, RecorderEvent};
 
 /// Longest wait for stale sessions' TEARDOWN before connecting again.
@@ -122,7 +121,7 @@ pub(super) struct StreamSpec {
     pub first_frame_timeout: Duration,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
-    pub health: Arc<Mutex<HealthState>>,
+    pub health: Arc<LiveHealth>,
 }
 
 /// Where a stream's frames go.
@@ -322,10 +321,8 @@ pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: 
         if shutdown.is_cancelled() {
             break;
         }
-        if attempts > 0
-            && let Ok(mut h) = spec.health.lock()
-        {
-            h.reconnects += 1;
+        if attempts > 0 {
+            spec.health.reconnected();
         }
         attempts += 1;
         let started = Instant::now();
@@ -344,7 +341,7 @@ pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: 
             backoff.reset();
         }
         let message = err.to_string();
-        spec.health.lock().map(|mut h| h.set_error(spec.role, Some(message.clone()))).ok();
+        spec.health.set_error(spec.role, Some(message.clone()));
         let delay = if err.is_permanent() { backoff.max_delay() } else { backoff.next_delay() };
         let kind = err.kind();
         // A new kind of failure, or the loss of a stream that had been stable, is
@@ -457,18 +454,13 @@ async fn play(
                 }
                 if last_frame.is_none() {
                     info!(camera = %spec.camera, stream = spec.role.as_str(), "receiving video");
-                    if let Ok(mut h) = spec.health.lock() {
-                        h.set_error(spec.role, None);
-                    }
                 }
                 if frame.loss() > 0 {
                     debug!(camera = %spec.camera, stream = spec.role.as_str(), lost = frame.loss(), "RTP packets lost");
                 }
                 last_frame = Some(tokio::time::Instant::now());
                 *frames += 1;
-                if let Ok(mut h) = spec.health.lock() {
-                    h.frame(spec.role);
-                }
+                spec.health.frame(spec.role);
                 handler.on_frame(frame).await?;
             }
             CodecItem::Rtcp(pkt) if pkt.stream_id() == video => handler.on_rtcp(&pkt),

@@ -22,7 +22,7 @@ use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -31,7 +31,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::recorder::{EncodedPacket, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
+use super::live::{self, HealthRules, LiveHealth, Role, log_due};
+use super::recorder::{EncodedPacket, RecorderEvent, RecordingConfig};
 use super::{ClipSource, SourceError, SourceHealth};
 use crate::backoff::Backoff;
 use crate::domain::{CameraName, now_ms};
@@ -253,34 +254,12 @@ impl RecorderFeed {
     }
 }
 
-/// What the capture thread reports, for health and diagnostics.
+/// What the capture thread learns about the device, for diagnostics (the
+/// camera's health is in its [`LiveHealth`]).
 #[derive(Debug, Default)]
-struct State {
-    last_frame: Option<Instant>,
-    /// Why the device is not streaming (cleared by the next good frame).
-    capture_error: Option<String>,
-    /// The recorder's last failure (disk full, …) and when it happened.
-    recorder_error: Option<(Instant, String)>,
+struct DeviceState {
     negotiated: Option<Negotiated>,
-    frames: u64,
     bad_frames: u64,
-    reconnects: u64,
-    fps: f64,
-}
-
-/// How long a recorder failure stays in `last_error`.
-const RECORDER_ERROR_SHOWN: Duration = Duration::from_secs(600);
-
-impl State {
-    /// The device's problem if any, else a recent recorder failure.
-    fn last_error(&self) -> Option<String> {
-        self.capture_error.clone().or_else(|| {
-            self.recorder_error
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < RECORDER_ERROR_SHOWN)
-                .map(|(_, e)| format!("recording: {e}"))
-        })
-    }
 }
 
 /// Per-camera detail beyond [`SourceHealth`] (for diagnostics).
@@ -307,14 +286,16 @@ pub struct V4lSource {
     camera: CameraName,
     cfg: V4lConfig,
     recordings: PathBuf,
-    state: Arc<Mutex<State>>,
+    health: Arc<LiveHealth>,
+    device: Arc<Mutex<DeviceState>>,
 }
 
 /// Builds the source. A device that is missing now is not an error (USB cameras
 /// come and go): the source starts unhealthy, says why, and retries slowly. A
 /// path that exists but is not a device is a configuration error.
 pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<V4lSource, PluginBuildError> {
-    let mut state = State::default();
+    let rules = HealthRules { stale_after: 3 * cfg.frame_timeout(), first_frame_grace: cfg.frame_timeout() };
+    let health = Arc::new(LiveHealth::new(camera.clone(), BACKEND, rules, false));
     match std::fs::metadata(&cfg.device) {
         Ok(meta) => {
             use std::os::unix::fs::FileTypeExt;
@@ -329,14 +310,15 @@ pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<
         Err(_) => {
             let e = CaptureError::Missing { device: cfg.device.display().to_string() };
             warn!(camera = %camera, error = %e, "USB camera not present yet; will keep trying");
-            state.capture_error = Some(e.to_string());
+            health.set_error(Role::Main, Some(e.to_string()));
         }
     }
     Ok(V4lSource {
         recordings: ctx.layout.camera_recordings(camera.as_str()),
         camera,
         cfg,
-        state: Arc::new(Mutex::new(state)),
+        health,
+        device: Arc::default(),
     })
 }
 
@@ -346,7 +328,14 @@ impl V4lSource {
     }
 
     fn job(&self, tx: mpsc::Sender<RecorderEvent>, stop: Arc<AtomicBool>) -> CaptureJob {
-        CaptureJob { camera: self.camera.clone(), cfg: self.cfg.clone(), state: self.state.clone(), stop, tx }
+        CaptureJob {
+            camera: self.camera.clone(),
+            cfg: self.cfg.clone(),
+            health: self.health.clone(),
+            device: self.device.clone(),
+            stop,
+            tx,
+        }
     }
 
     /// The capture loop on the calling thread: opens the device, streams frames
@@ -360,44 +349,29 @@ impl V4lSource {
     }
 
     pub fn status(&self) -> V4lStatus {
-        let device = self.cfg.device.display().to_string();
-        let Ok(s) = self.state.lock() else {
-            return V4lStatus {
-                device,
-                format: self.cfg.format,
-                card: None,
-                width: None,
-                height: None,
-                negotiated_fps: None,
-                fps: 0.0,
-                frames: 0,
-                bad_frames: 0,
-                reconnects: 0,
-                last_frame_age_s: None,
-                last_error: Some("state poisoned".into()),
-            };
-        };
+        let health = self.health.report();
+        let frames = self.health.frames();
+        let d = lock(&self.device);
         V4lStatus {
-            device,
+            device: self.cfg.device.display().to_string(),
             format: self.cfg.format,
-            card: s.negotiated.as_ref().map(|n| n.card.clone()),
-            width: s.negotiated.as_ref().map(|n| n.width),
-            height: s.negotiated.as_ref().map(|n| n.height),
-            negotiated_fps: s.negotiated.as_ref().map(|n| n.fps),
-            fps: s.fps,
-            frames: s.frames,
-            bad_frames: s.bad_frames,
-            reconnects: s.reconnects,
-            last_frame_age_s: s.last_frame.map(|t| t.elapsed().as_secs_f64()),
-            last_error: s.last_error(),
+            card: d.negotiated.as_ref().map(|n| n.card.clone()),
+            width: d.negotiated.as_ref().map(|n| n.width),
+            height: d.negotiated.as_ref().map(|n| n.height),
+            negotiated_fps: d.negotiated.as_ref().map(|n| n.fps),
+            fps: health.fps.unwrap_or(0.0),
+            frames,
+            bad_frames: d.bad_frames,
+            reconnects: health.reconnects.unwrap_or(0),
+            last_frame_age_s: health.last_heartbeat_age_s,
+            last_error: health.last_error,
         }
     }
 }
 
-fn with_state(state: &Mutex<State>, f: impl FnOnce(&mut State)) {
-    if let Ok(mut s) = state.lock() {
-        f(&mut s);
-    }
+fn lock(device: &Mutex<DeviceState>) -> MutexGuard<'_, DeviceState> {
+    // Only plain field updates happen under the lock: a panic cannot leave it half-done.
+    device.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl V4lConfig {
@@ -418,7 +392,8 @@ impl V4lConfig {
 struct CaptureJob {
     camera: CameraName,
     cfg: V4lConfig,
-    state: Arc<Mutex<State>>,
+    health: Arc<LiveHealth>,
+    device: Arc<Mutex<DeviceState>>,
     stop: Arc<AtomicBool>,
     tx: mpsc::Sender<RecorderEvent>,
 }
@@ -437,7 +412,7 @@ impl CaptureJob {
         let mut backoff = self.cfg.backoff();
         let mut last_logged: Option<String> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            let frames_before = self.state.lock().map(|s| s.frames).unwrap_or(0);
+            let frames_before = self.health.frames();
             let end = match catch_unwind(AssertUnwindSafe(|| self.session())) {
                 Ok(end) => end,
                 Err(panic) => {
@@ -461,7 +436,7 @@ impl CaptureJob {
                 SessionEnd::Stopped | SessionEnd::RecorderGone => return,
                 SessionEnd::Failed(e) => e,
             };
-            let got_frames = self.state.lock().map(|s| s.frames > frames_before).unwrap_or(false);
+            let got_frames = self.health.frames() > frames_before;
             if got_frames {
                 backoff.reset();
             }
@@ -475,10 +450,8 @@ impl CaptureJob {
             } else {
                 debug!(camera = %self.camera, error = %msg, failures = backoff.failures(), "USB camera still unavailable");
             }
-            with_state(&self.state, |s| {
-                s.capture_error = Some(msg);
-                s.reconnects += 1;
-            });
+            self.health.set_error(Role::Main, Some(msg));
+            self.health.reconnected();
             let until = Instant::now() + delay;
             while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
@@ -492,30 +465,15 @@ impl CaptureJob {
             Ok(v) => v,
             Err(e) => return SessionEnd::Failed(e),
         };
-        with_state(&self.state, |s| s.negotiated = Some(negotiated.clone()));
+        lock(&self.device).negotiated = Some(negotiated.clone());
         let mut processor = FrameProcessor::new(self.cfg.processor_settings(negotiated.fps));
         let mut feed = RecorderFeed::new(negotiated.width, negotiated.height);
         let mut recorder_gone = false;
-        let mut bad_in_a_row = 0u32;
-        let mut last_frame_at: Option<Instant> = None;
+        let mut bad_in_a_row = 0u64;
         let result = capture::stream(&dev, &spec, &negotiated, self.cfg.frame_timeout(), &self.stop, &mut |frame| {
-            let now = Instant::now();
-            let dt = last_frame_at.map(|t| now.duration_since(t).as_secs_f64());
-            last_frame_at = Some(now);
             let processed = processor.process(frame);
-            let ok = processed.is_ok();
-            with_state(&self.state, |s| {
-                s.last_frame = Some(now);
-                s.frames += 1;
-                if let Some(dt) = dt.filter(|d| *d > 0.0) {
-                    s.fps = if s.fps == 0.0 { 1.0 / dt } else { 0.9 * s.fps + 0.1 / dt };
-                }
-                if ok {
-                    s.capture_error = None;
-                } else {
-                    s.bad_frames += 1;
-                }
-            });
+            // Any frame is a heartbeat; a bad one sets the error again below.
+            self.health.frame(Role::Main);
             let processed = match processed {
                 Ok(p) => {
                     if bad_in_a_row > 0 {
@@ -526,10 +484,11 @@ impl CaptureJob {
                 }
                 Err(e) => {
                     bad_in_a_row += 1;
-                    if bad_in_a_row == 1 || bad_in_a_row.is_multiple_of(100) {
+                    if log_due(bad_in_a_row) {
                         warn!(camera = %self.camera, error = %e, bad_in_a_row, "skipping a frame the camera sent");
                     }
-                    with_state(&self.state, |s| s.capture_error = Some(format!("bad frames from the camera: {e}")));
+                    lock(&self.device).bad_frames += 1;
+                    self.health.set_error(Role::Main, Some(format!("bad frames from the camera: {e}")));
                     return ControlFlow::Continue(());
                 }
             };
@@ -568,21 +527,13 @@ impl ClipSource for V4lSource {
         info!(camera = %self.camera, device = %self.cfg.device.display(), format = %self.cfg.format,
             width = self.cfg.width, height = self.cfg.height, fps = self.cfg.fps, "starting USB camera");
         loop {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            let output = SinkOutput::new(sink.clone(), tokio::runtime::Handle::current());
-            let recorder = Recorder::new(
-                self.camera.clone(),
-                BACKEND,
+            let (tx, recording) = live::spawn_recorder(
+                &self.health,
                 self.cfg.recording.clone(),
                 self.recordings.clone(),
-                Box::new(output),
+                QUEUE,
+                sink.clone(),
             );
-            let state = self.state.clone();
-            let recording = tokio::task::spawn_blocking(move || {
-                recorder.run(rx, |e: &RecorderError| {
-                    with_state(&state, |s| s.recorder_error = Some((Instant::now(), crate::telemetry::chain(e))));
-                })
-            });
             let stop = Arc::new(AtomicBool::new(false));
             let job = self.job(tx, stop.clone());
             let capture = std::thread::Builder::new()
@@ -612,7 +563,7 @@ impl ClipSource for V4lSource {
                         _ => "the capture thread ended".to_owned(),
                     };
                     error!(camera = %self.camera, %reason, "USB camera pipeline failed; restarting it in 5 s");
-                    with_state(&self.state, |s| s.capture_error = Some(reason));
+                    self.health.set_error(Role::Main, Some(reason));
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -634,20 +585,7 @@ impl ClipSource for V4lSource {
     }
 
     fn health(&self) -> SourceHealth {
-        let (age, err, fps, reconnects) = match self.state.lock() {
-            Ok(s) => (s.last_frame.map(|t| t.elapsed().as_secs_f64()), s.last_error(), s.fps, s.reconnects),
-            Err(_) => (None, Some("state poisoned".into()), 0.0, 0),
-        };
-        let healthy = age.is_some_and(|a| a <= 3.0 * self.cfg.frame_timeout().as_secs_f64());
-        SourceHealth {
-            camera: self.camera.clone(),
-            backend: BACKEND,
-            healthy,
-            last_heartbeat_age_s: age,
-            last_error: err,
-            fps: Some(if healthy { fps } else { 0.0 }),
-            reconnects: Some(reconnects),
-        }
+        self.health.report()
     }
 }
 

@@ -20,6 +20,7 @@ use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
 use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, annex_b_to_avcc};
 use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, NalFormat};
 use crate::media::motion::{MotionConfig, MotionSample};
+use crate::sources::live::log_due;
 
 /// One buffer as the device delivered it.
 #[derive(Debug, Clone, Copy)]
@@ -269,7 +270,7 @@ impl FrameProcessor {
             Err(e) => {
                 self.stats.decode_errors = self.detect.decode_errors();
                 let n = self.stats.decode_errors;
-                if n == 1 || n.is_multiple_of(100) {
+                if log_due(n) {
                     warn!(error = %e, decode_errors = n, "cannot decode the camera's H.264 for motion (the video is still recorded)");
                 }
                 None
