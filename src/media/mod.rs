@@ -13,6 +13,7 @@
 
 mod decode;
 mod demux;
+pub mod detect;
 pub mod motion;
 pub mod mp4write;
 pub mod nal;

@@ -1,6 +1,7 @@
 //! Clip sources: produce finished clip files and hand them to the pipeline.
 
 pub mod folder;
+pub mod live;
 pub mod recorder;
 pub mod rtsp;
 pub mod v4l;

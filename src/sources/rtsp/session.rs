@@ -5,14 +5,15 @@
 //! - A first-frame deadline covers connecting and the first frame; a stream
 //!   that then stops delivering frames for `frame_timeout_s` is restarted.
 //! - Wrong credentials (401/403) and unknown paths (404) are logged once, clearly,
-//!   and retried every `reconnect_max_s`; repeats of the same failure log at debug.
+//!   and retried every `reconnect_max_s` (±20 % jitter); repeats of the same
+//!   failure log at debug.
 //! - Each stream has its own retina `SessionGroup`; before reconnecting, stale
 //!   sessions of the group (UDP, buggy servers) get a bounded wait for their
 //!   TEARDOWN so cameras with few session slots are not exhausted.
 //! - Error text leaving this module is the first line of retina's message with
 //!   the password and any URL credentials scrubbed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -25,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::config::{RtspTransport, StreamUrl};
-use super::detect::MotionFeed;
-use super::{HealthState, Role};
+use crate::backoff::Backoff;
 use crate::domain::{CameraName, now_ms};
 use crate::media::mp4write::SampleEntry;
+use crate::sources::live::{LiveHealth, MotionFeed, Role};
 use crate::sources::recorder::{EncodedPacket, RecorderEvent};
 
 /// Longest wait for stale sessions' TEARDOWN before connecting again.
@@ -120,27 +121,7 @@ pub(super) struct StreamSpec {
     pub first_frame_timeout: Duration,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
-    pub health: Arc<Mutex<HealthState>>,
-}
-
-/// Capped exponential backoff with ±20 % jitter.
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = self.initial.as_secs_f64() * 2f64.powi(self.failures.min(30) as i32);
-        self.failures += 1;
-        let capped = base.min(self.max.as_secs_f64());
-        Duration::from_secs_f64(capped * (0.8 + 0.4 * fastrand::f64()))
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
+    pub health: Arc<LiveHealth>,
 }
 
 /// Where a stream's frames go.
@@ -331,7 +312,7 @@ impl Handler {
 /// recorder is gone.
 pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: CancellationToken) {
     let group = Arc::new(SessionGroup::default().named(format!("{}/{}", spec.camera, spec.role.as_str())));
-    let mut backoff = Backoff { initial: spec.reconnect_initial, max: spec.reconnect_max, failures: 0 };
+    let mut backoff = Backoff::new(spec.reconnect_initial, spec.reconnect_max);
     let mut last_kind: Option<String> = None;
     let mut attempts = 0u64;
     info!(camera = %spec.camera, stream = spec.role.as_str(), url = %spec.url.display, transport = ?spec.transport, "connecting");
@@ -340,10 +321,8 @@ pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: 
         if shutdown.is_cancelled() {
             break;
         }
-        if attempts > 0
-            && let Ok(mut h) = spec.health.lock()
-        {
-            h.reconnects += 1;
+        if attempts > 0 {
+            spec.health.reconnected();
         }
         attempts += 1;
         let started = Instant::now();
@@ -362,8 +341,8 @@ pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: 
             backoff.reset();
         }
         let message = err.to_string();
-        spec.health.lock().map(|mut h| h.set_error(spec.role, Some(message.clone()))).ok();
-        let delay = if err.is_permanent() { spec.reconnect_max } else { backoff.next() };
+        spec.health.set_error(spec.role, Some(message.clone()));
+        let delay = if err.is_permanent() { backoff.max_delay() } else { backoff.next_delay() };
         let kind = err.kind();
         // A new kind of failure, or the loss of a stream that had been stable, is
         // worth a warning; the same failure again is not.
@@ -475,18 +454,13 @@ async fn play(
                 }
                 if last_frame.is_none() {
                     info!(camera = %spec.camera, stream = spec.role.as_str(), "receiving video");
-                    if let Ok(mut h) = spec.health.lock() {
-                        h.set_error(spec.role, None);
-                    }
                 }
                 if frame.loss() > 0 {
                     debug!(camera = %spec.camera, stream = spec.role.as_str(), lost = frame.loss(), "RTP packets lost");
                 }
                 last_frame = Some(tokio::time::Instant::now());
                 *frames += 1;
-                if let Ok(mut h) = spec.health.lock() {
-                    h.frame(spec.role);
-                }
+                spec.health.frame(spec.role);
                 handler.on_frame(frame).await?;
             }
             CodecItem::Rtcp(pkt) if pkt.stream_id() == video => handler.on_rtcp(&pkt),
@@ -504,17 +478,6 @@ mod tests {
         let s = scrub("401 response to DESCRIBE rtsp://admin:hunter2@cam/x: hunter2 rejected", Some("hunter2"));
         assert_eq!(s, "401 response to DESCRIBE rtsp://***@cam/x: *** rejected");
         assert_eq!(scrub("a b", None), "a b");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter() {
-        let mut b = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(8), failures: 0 };
-        let d: Vec<f64> = (0..6).map(|_| b.next().as_secs_f64()).collect();
-        for (got, base) in d.iter().zip([1.0, 2.0, 4.0, 8.0, 8.0, 8.0]) {
-            assert!(*got >= base * 0.8 - 1e-9 && *got <= base * 1.2 + 1e-9, "{d:?}");
-        }
-        b.reset();
-        assert!(b.next() <= Duration::from_secs_f64(1.2));
     }
 
     #[test]

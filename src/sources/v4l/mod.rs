@@ -1,286 +1,56 @@
 //! USB camera source (V4L2): captures MJPEG, YUYV or H.264 from a video device,
 //! encodes raw and MJPEG frames to H.264 with openh264 (H.264 capture is passed
-//! through), runs the motion detector on the luma plane at `detect_fps`, and feeds
-//! the shared recorder, which writes pre/post-roll clips and hands them to the
-//! pipeline.
+//! through), and hands packets and motion verdicts to the live-camera harness
+//! ([`crate::sources::live`]): its recorder thread writes pre/post-roll clips
+//! and hands them to the pipeline, and it keeps the camera's health.
 //!
 //! Threads: one dedicated capture thread per camera does device I/O, JPEG
 //! decode, pixel conversion, H.264 encode and motion (all blocking CPU work, off
-//! the async workers).
+//! the async workers); the recorder runs on its own blocking thread.
 //!
 //! - [`capture`]: the thin device layer (open, negotiate, stream mmap buffers).
-//! - [`processor`]: buffers to H.264 packets + motion samples, without a device.
+//! - [`processor`]: buffers to H.264 packets + motion samples (through
+//!   `media::detect`), without a device.
 //! - [`convert`], [`h264`]: pixel conversions, Annex-B/AVCC, the encoder.
+//! - `config`, `feed` (processor output as recorder events), `job` (the capture
+//!   thread's loop: sessions, retries, health).
 
 pub mod capture;
+mod config;
 pub mod convert;
+mod feed;
 pub mod h264;
+mod job;
 pub mod processor;
 
-use std::fmt;
-use std::ops::ControlFlow;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
-use super::recorder::{EncodedPacket, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
+use super::live::{self, HealthRules, LiveHealth, Role};
+use super::recorder::RecorderEvent;
 use super::{ClipSource, SourceError, SourceHealth};
-use crate::domain::{CameraName, now_ms};
-use crate::media::motion::MotionConfig;
-use crate::media::mp4write::{Mp4WriteError, SampleEntry};
+use crate::domain::CameraName;
 use crate::pipeline::ClipSink;
 use crate::plugin::{PluginBuildError, PluginContext};
-use crate::plugin::{PluginConfig, Validator};
-use capture::{CaptureError, CaptureSpec, Negotiated};
+use capture::CaptureError;
+use job::{CaptureJob, DeviceState, lock};
 
+pub use config::{PixelFormat, V4lConfig};
+pub use feed::RecorderFeed;
 pub use processor::{CapturedFrame, FrameProcessor, H264Packet, Processed, ProcessorSettings, ProcessorStats};
 
 /// The backend name in configs and clip records.
 pub const BACKEND: &str = "v4l";
 /// Events queued between the capture thread and the recorder (~8 s at 30 fps).
 const QUEUE: usize = 512;
-
-/// The pixel format asked of the camera.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PixelFormat {
-    /// Motion JPEG: what most USB cameras offer at 720p/1080p and 15-30 fps.
-    #[default]
-    Mjpeg,
-    /// Uncompressed 4:2:2: full quality, but USB 2 limits it to low sizes or rates.
-    Yuyv,
-    /// The camera's own H.264, recorded unchanged (no encode on the box).
-    H264,
-}
-
-impl fmt::Display for PixelFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Mjpeg => "MJPEG",
-            Self::Yuyv => "YUYV",
-            Self::H264 => "H.264",
-        })
-    }
-}
-
-/// The `config:` block of a `v4l` camera source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct V4lConfig {
-    /// The video device. `/dev/v4l/by-id/usb-…-video-index0` survives re-plugging
-    /// and reboots better than `/dev/videoN`.
-    pub device: PathBuf,
-    /// What to ask the camera for: `mjpeg`, `yuyv` or `h264`.
-    pub format: PixelFormat,
-    /// Capture size; the camera may pick the nearest size it offers (logged).
-    pub width: u32,
-    pub height: u32,
-    /// Capture frame rate.
-    pub fps: u32,
-    /// Target bitrate of the H.264 encoder (mjpeg / yuyv only).
-    pub bitrate_kbps: u32,
-    /// Seconds between keyframes of the H.264 encoder (mjpeg / yuyv only). Clips
-    /// start and split at keyframes, so this is the pre-roll's granularity.
-    pub keyframe_interval_s: f64,
-    /// Motion detections per second at most (the detector skips frames in between).
-    pub detect_fps: f64,
-    pub motion: MotionConfig,
-    pub recording: RecordingConfig,
-    /// A device that delivers no frame for this long is closed and reopened; the
-    /// source is unhealthy after three times as long without frames.
-    pub frame_timeout_s: f64,
-    /// Retry backoff after a failure: first delay, doubled per failure up to
-    /// `reconnect_max_s` (±20 % jitter). A missing device or an unsupported
-    /// format waits `reconnect_max_s` straight away.
-    pub reconnect_initial_s: f64,
-    pub reconnect_max_s: f64,
-}
-
-impl Default for V4lConfig {
-    fn default() -> Self {
-        Self {
-            device: PathBuf::from("/dev/video0"),
-            format: PixelFormat::Mjpeg,
-            width: 1280,
-            height: 720,
-            fps: 15,
-            bitrate_kbps: 2000,
-            keyframe_interval_s: 2.0,
-            detect_fps: 5.0,
-            motion: MotionConfig::default(),
-            recording: RecordingConfig::default(),
-            frame_timeout_s: 5.0,
-            reconnect_initial_s: 1.0,
-            reconnect_max_s: 30.0,
-        }
-    }
-}
-
-impl PluginConfig for V4lConfig {
-    fn validate(&self, v: &mut Validator<'_>) {
-        v.check(!self.device.as_os_str().is_empty(), "device", "must name a video device, e.g. /dev/video0");
-        // openh264 encodes up to 3840x2160; 4:2:0 needs even sizes.
-        v.check(
-            (16..=3840).contains(&self.width) && self.width.is_multiple_of(2),
-            "width",
-            "must be an even number in [16, 3840]",
-        );
-        v.check(
-            (16..=2160).contains(&self.height) && self.height.is_multiple_of(2),
-            "height",
-            "must be an even number in [16, 2160]",
-        );
-        v.check((1..=120).contains(&self.fps), "fps", "must be in [1, 120]");
-        v.check((100..=50_000).contains(&self.bitrate_kbps), "bitrate_kbps", "must be in [100, 50000]");
-        v.check(
-            self.keyframe_interval_s.is_finite() && self.keyframe_interval_s > 0.0 && self.keyframe_interval_s <= 60.0,
-            "keyframe_interval_s",
-            "must be in (0, 60]",
-        );
-        if !(self.detect_fps.is_finite() && self.detect_fps > 0.0 && self.detect_fps <= 60.0) {
-            v.error("detect_fps", "must be in (0, 60]");
-        } else if self.detect_fps > f64::from(self.fps) {
-            v.error("detect_fps", format!("must not exceed fps ({})", self.fps));
-        }
-        let in_range = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo && x <= hi;
-        v.check(in_range(self.frame_timeout_s, 1.0, 300.0), "frame_timeout_s", "must be in [1, 300]");
-        v.check(in_range(self.reconnect_initial_s, 0.1, 600.0), "reconnect_initial_s", "must be in [0.1, 600]");
-        if !in_range(self.reconnect_max_s, 1.0, 3600.0) {
-            v.error("reconnect_max_s", "must be in [1, 3600]");
-        } else if self.reconnect_max_s < self.reconnect_initial_s {
-            v.error("reconnect_max_s", format!("must be at least reconnect_initial_s ({})", self.reconnect_initial_s));
-        }
-        self.motion.validate(&mut v.nested("motion"));
-        self.recording.validate(&mut v.nested("recording"));
-    }
-}
-
-impl V4lConfig {
-    fn capture_spec(&self) -> CaptureSpec {
-        CaptureSpec {
-            device: self.device.clone(),
-            format: self.format,
-            width: self.width,
-            height: self.height,
-            fps: self.fps,
-        }
-    }
-
-    /// The processor's settings for a device delivering `fps` frames a second.
-    pub fn processor_settings(&self, fps: f64) -> ProcessorSettings {
-        ProcessorSettings {
-            fps,
-            bitrate_kbps: self.bitrate_kbps,
-            keyframe_interval_s: self.keyframe_interval_s,
-            detect_fps: self.detect_fps,
-            motion: self.motion.clone(),
-        }
-    }
-}
-
-/// Turns the processor's output into recorder events: a `Stream` event whenever
-/// the H.264 parameters change, then the frame's packet, then its motion verdict.
-#[derive(Debug)]
-pub struct RecorderFeed {
-    /// Picture size for the sample entry when the SPS cannot be parsed.
-    fallback_size: (u32, u32),
-    /// Wall-clock time (unix ms) of pts 0; set from the first frame when not given.
-    wall0_ms: Option<i64>,
-    announced: bool,
-}
-
-impl RecorderFeed {
-    /// MP4 timescale of USB recordings (the usual 90 kHz video clock).
-    pub const TIMESCALE: u32 = 90_000;
-
-    pub fn new(width: u32, height: u32) -> Self {
-        Self { fallback_size: (width, height), wall0_ms: None, announced: false }
-    }
-
-    /// Fixes the wall-clock time of pts 0 (tests, replays).
-    pub fn with_wall_clock_origin(mut self, wall0_ms: i64) -> Self {
-        self.wall0_ms = Some(wall0_ms);
-        self
-    }
-
-    fn ticks(pts: Duration) -> i64 {
-        (pts.as_secs_f64() * f64::from(Self::TIMESCALE)).round() as i64
-    }
-
-    /// The events for one processed frame, in the order the recorder needs them.
-    pub fn events(
-        &mut self,
-        processed: Processed,
-        processor: &FrameProcessor,
-        pts: Duration,
-    ) -> Result<Vec<RecorderEvent>, Mp4WriteError> {
-        let mut events = Vec::with_capacity(3);
-        if (processed.parameters_changed || (!self.announced && processed.packet.is_some()))
-            && let Some(ps) = processor.parameter_sets()
-        {
-            let (w, h) = ps.dimensions().unwrap_or(self.fallback_size);
-            let (w, h) = (u16::try_from(w).unwrap_or(u16::MAX), u16::try_from(h).unwrap_or(u16::MAX));
-            let entry = SampleEntry::avc1_from_parameter_sets(&ps.sps, &ps.pps, w, h)?;
-            events.push(RecorderEvent::Stream { entry, timescale: Self::TIMESCALE });
-            self.announced = true;
-        }
-        let wall0 = *self.wall0_ms.get_or_insert_with(|| now_ms() - pts.as_millis() as i64);
-        if let Some(packet) = processed.packet
-            && self.announced
-        {
-            events.push(RecorderEvent::Packet(EncodedPacket {
-                pts: Self::ticks(packet.pts),
-                wall_ms: wall0 + packet.pts.as_millis() as i64,
-                is_keyframe: packet.keyframe,
-                data: packet.data,
-            }));
-        }
-        if let Some(sample) = processed.motion
-            && self.announced
-        {
-            events.push(RecorderEvent::Motion { pts: Some(Self::ticks(pts)), motion: sample.motion });
-        }
-        Ok(events)
-    }
-}
-
-/// What the capture thread reports, for health and diagnostics.
-#[derive(Debug, Default)]
-struct State {
-    last_frame: Option<Instant>,
-    /// Why the device is not streaming (cleared by the next good frame).
-    capture_error: Option<String>,
-    /// The recorder's last failure (disk full, …) and when it happened.
-    recorder_error: Option<(Instant, String)>,
-    negotiated: Option<Negotiated>,
-    frames: u64,
-    bad_frames: u64,
-    reconnects: u64,
-    fps: f64,
-}
-
-/// How long a recorder failure stays in `last_error`.
-const RECORDER_ERROR_SHOWN: Duration = Duration::from_secs(600);
-
-impl State {
-    /// The device's problem if any, else a recent recorder failure.
-    fn last_error(&self) -> Option<String> {
-        self.capture_error.clone().or_else(|| {
-            self.recorder_error
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < RECORDER_ERROR_SHOWN)
-                .map(|(_, e)| format!("recording: {e}"))
-        })
-    }
-}
 
 /// Per-camera detail beyond [`SourceHealth`] (for diagnostics).
 #[derive(Debug, Clone, Serialize)]
@@ -306,14 +76,16 @@ pub struct V4lSource {
     camera: CameraName,
     cfg: V4lConfig,
     recordings: PathBuf,
-    state: Arc<Mutex<State>>,
+    health: Arc<LiveHealth>,
+    device: Arc<Mutex<DeviceState>>,
 }
 
 /// Builds the source. A device that is missing now is not an error (USB cameras
 /// come and go): the source starts unhealthy, says why, and retries slowly. A
 /// path that exists but is not a device is a configuration error.
 pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<V4lSource, PluginBuildError> {
-    let mut state = State::default();
+    let rules = HealthRules { stale_after: 3 * cfg.frame_timeout(), first_frame_grace: cfg.frame_timeout() };
+    let health = Arc::new(LiveHealth::new(camera.clone(), BACKEND, rules, false));
     match std::fs::metadata(&cfg.device) {
         Ok(meta) => {
             use std::os::unix::fs::FileTypeExt;
@@ -328,14 +100,15 @@ pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<
         Err(_) => {
             let e = CaptureError::Missing { device: cfg.device.display().to_string() };
             warn!(camera = %camera, error = %e, "USB camera not present yet; will keep trying");
-            state.capture_error = Some(e.to_string());
+            health.set_error(Role::Main, Some(e.to_string()));
         }
     }
     Ok(V4lSource {
         recordings: ctx.layout.camera_recordings(camera.as_str()),
         camera,
         cfg,
-        state: Arc::new(Mutex::new(state)),
+        health,
+        device: Arc::default(),
     })
 }
 
@@ -345,7 +118,14 @@ impl V4lSource {
     }
 
     fn job(&self, tx: mpsc::Sender<RecorderEvent>, stop: Arc<AtomicBool>) -> CaptureJob {
-        CaptureJob { camera: self.camera.clone(), cfg: self.cfg.clone(), state: self.state.clone(), stop, tx }
+        CaptureJob {
+            camera: self.camera.clone(),
+            cfg: self.cfg.clone(),
+            health: self.health.clone(),
+            device: self.device.clone(),
+            stop,
+            tx,
+        }
     }
 
     /// The capture loop on the calling thread: opens the device, streams frames
@@ -359,203 +139,22 @@ impl V4lSource {
     }
 
     pub fn status(&self) -> V4lStatus {
-        let device = self.cfg.device.display().to_string();
-        let Ok(s) = self.state.lock() else {
-            return V4lStatus {
-                device,
-                format: self.cfg.format,
-                card: None,
-                width: None,
-                height: None,
-                negotiated_fps: None,
-                fps: 0.0,
-                frames: 0,
-                bad_frames: 0,
-                reconnects: 0,
-                last_frame_age_s: None,
-                last_error: Some("state poisoned".into()),
-            };
-        };
+        let health = self.health.report();
+        let frames = self.health.frames();
+        let d = lock(&self.device);
         V4lStatus {
-            device,
+            device: self.cfg.device.display().to_string(),
             format: self.cfg.format,
-            card: s.negotiated.as_ref().map(|n| n.card.clone()),
-            width: s.negotiated.as_ref().map(|n| n.width),
-            height: s.negotiated.as_ref().map(|n| n.height),
-            negotiated_fps: s.negotiated.as_ref().map(|n| n.fps),
-            fps: s.fps,
-            frames: s.frames,
-            bad_frames: s.bad_frames,
-            reconnects: s.reconnects,
-            last_frame_age_s: s.last_frame.map(|t| t.elapsed().as_secs_f64()),
-            last_error: s.last_error(),
-        }
-    }
-}
-
-fn with_state(state: &Mutex<State>, f: impl FnOnce(&mut State)) {
-    if let Ok(mut s) = state.lock() {
-        f(&mut s);
-    }
-}
-
-impl V4lConfig {
-    fn frame_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.frame_timeout_s.clamp(1.0, 300.0))
-    }
-
-    /// Delay before retry number `attempt` (from 1): doubling from
-    /// `reconnect_initial_s` to `reconnect_max_s`, straight to the maximum for
-    /// problems a retry will not fix soon; ±20 % jitter.
-    fn retry_delay(&self, attempt: u32, configuration: bool) -> Duration {
-        let max = self.reconnect_max_s.clamp(0.1, 3600.0);
-        let base = if configuration {
-            max
-        } else {
-            (self.reconnect_initial_s.clamp(0.1, 3600.0) * 2f64.powi(attempt.saturating_sub(1).min(30) as i32)).min(max)
-        };
-        Duration::from_secs_f64(base * (0.8 + 0.4 * fastrand::f64()))
-    }
-}
-
-/// Everything the capture thread needs.
-struct CaptureJob {
-    camera: CameraName,
-    cfg: V4lConfig,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    tx: mpsc::Sender<RecorderEvent>,
-}
-
-/// How a capture session ended.
-enum SessionEnd {
-    Stopped,
-    /// The recorder is gone (shutdown).
-    RecorderGone,
-    Failed(CaptureError),
-}
-
-impl CaptureJob {
-    /// Opens the device, streams until stopped or failing, retries with backoff.
-    fn run(self) {
-        let mut attempt = 0u32;
-        let mut last_logged: Option<String> = None;
-        while !self.stop.load(Ordering::Relaxed) {
-            let frames_before = self.state.lock().map(|s| s.frames).unwrap_or(0);
-            let end = match catch_unwind(AssertUnwindSafe(|| self.session())) {
-                Ok(end) => end,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    SessionEnd::Failed(CaptureError::Ioctl {
-                        device: self.cfg.device.display().to_string(),
-                        what: "capture",
-                        source: std::io::Error::other(format!("the V4L2 layer panicked: {what}")),
-                    })
-                }
-            };
-            // The clip in progress ends with the stream.
-            if self.tx.blocking_send(RecorderEvent::StreamEnd).is_err() {
-                return;
-            }
-            let err = match end {
-                SessionEnd::Stopped | SessionEnd::RecorderGone => return,
-                SessionEnd::Failed(e) => e,
-            };
-            let got_frames = self.state.lock().map(|s| s.frames > frames_before).unwrap_or(false);
-            attempt = if got_frames { 1 } else { attempt + 1 };
-            let msg = crate::telemetry::chain(&err);
-            let delay = self.cfg.retry_delay(attempt, err.is_configuration());
-            // One clear error per distinct problem; repeats only at debug level.
-            if last_logged.as_deref() != Some(msg.as_str()) {
-                error!(camera = %self.camera, device = %self.cfg.device.display(), error = %msg,
-                    retry_in_s = delay.as_secs_f64().round(), "USB camera unavailable");
-                last_logged = Some(msg.clone());
-            } else {
-                debug!(camera = %self.camera, error = %msg, attempt, "USB camera still unavailable");
-            }
-            with_state(&self.state, |s| {
-                s.capture_error = Some(msg);
-                s.reconnects += 1;
-            });
-            let until = Instant::now() + delay;
-            while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-
-    fn session(&self) -> SessionEnd {
-        let spec = self.cfg.capture_spec();
-        let (dev, negotiated) = match capture::open(&spec) {
-            Ok(v) => v,
-            Err(e) => return SessionEnd::Failed(e),
-        };
-        with_state(&self.state, |s| s.negotiated = Some(negotiated.clone()));
-        let mut processor = FrameProcessor::new(self.cfg.processor_settings(negotiated.fps));
-        let mut feed = RecorderFeed::new(negotiated.width, negotiated.height);
-        let mut recorder_gone = false;
-        let mut bad_in_a_row = 0u32;
-        let mut last_frame_at: Option<Instant> = None;
-        let result = capture::stream(&dev, &spec, &negotiated, self.cfg.frame_timeout(), &self.stop, &mut |frame| {
-            let now = Instant::now();
-            let dt = last_frame_at.map(|t| now.duration_since(t).as_secs_f64());
-            last_frame_at = Some(now);
-            let processed = processor.process(frame);
-            let ok = processed.is_ok();
-            with_state(&self.state, |s| {
-                s.last_frame = Some(now);
-                s.frames += 1;
-                if let Some(dt) = dt.filter(|d| *d > 0.0) {
-                    s.fps = if s.fps == 0.0 { 1.0 / dt } else { 0.9 * s.fps + 0.1 / dt };
-                }
-                if ok {
-                    s.capture_error = None;
-                } else {
-                    s.bad_frames += 1;
-                }
-            });
-            let processed = match processed {
-                Ok(p) => {
-                    if bad_in_a_row > 0 {
-                        info!(camera = %self.camera, bad_frames = bad_in_a_row, "good frames again");
-                    }
-                    bad_in_a_row = 0;
-                    p
-                }
-                Err(e) => {
-                    bad_in_a_row += 1;
-                    if bad_in_a_row == 1 || bad_in_a_row.is_multiple_of(100) {
-                        warn!(camera = %self.camera, error = %e, bad_in_a_row, "skipping a frame the camera sent");
-                    }
-                    with_state(&self.state, |s| s.capture_error = Some(format!("bad frames from the camera: {e}")));
-                    return ControlFlow::Continue(());
-                }
-            };
-            let events = match feed.events(processed, &processor, frame.pts) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    warn!(camera = %self.camera, error = %e, "cannot describe the H.264 stream for MP4");
-                    return ControlFlow::Continue(());
-                }
-            };
-            for ev in events {
-                if self.tx.blocking_send(ev).is_err() {
-                    recorder_gone = true;
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        let stats = processor.stats();
-        debug!(camera = %self.camera, ?stats, "capture session ended");
-        match result {
-            Ok(()) if recorder_gone => SessionEnd::RecorderGone,
-            Ok(()) => SessionEnd::Stopped,
-            Err(e) => SessionEnd::Failed(e),
+            card: d.negotiated.as_ref().map(|n| n.card.clone()),
+            width: d.negotiated.as_ref().map(|n| n.width),
+            height: d.negotiated.as_ref().map(|n| n.height),
+            negotiated_fps: d.negotiated.as_ref().map(|n| n.fps),
+            fps: health.fps.unwrap_or(0.0),
+            frames,
+            bad_frames: d.bad_frames,
+            reconnects: health.reconnects.unwrap_or(0),
+            last_frame_age_s: health.last_heartbeat_age_s,
+            last_error: health.last_error,
         }
     }
 }
@@ -570,21 +169,13 @@ impl ClipSource for V4lSource {
         info!(camera = %self.camera, device = %self.cfg.device.display(), format = %self.cfg.format,
             width = self.cfg.width, height = self.cfg.height, fps = self.cfg.fps, "starting USB camera");
         loop {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            let output = SinkOutput::new(sink.clone(), tokio::runtime::Handle::current());
-            let recorder = Recorder::new(
-                self.camera.clone(),
-                BACKEND,
+            let (tx, recording) = live::spawn_recorder(
+                &self.health,
                 self.cfg.recording.clone(),
                 self.recordings.clone(),
-                Box::new(output),
+                QUEUE,
+                sink.clone(),
             );
-            let state = self.state.clone();
-            let recording = tokio::task::spawn_blocking(move || {
-                recorder.run(rx, |e: &RecorderError| {
-                    with_state(&state, |s| s.recorder_error = Some((Instant::now(), crate::telemetry::chain(e))));
-                })
-            });
             let stop = Arc::new(AtomicBool::new(false));
             let job = self.job(tx, stop.clone());
             let capture = std::thread::Builder::new()
@@ -614,7 +205,7 @@ impl ClipSource for V4lSource {
                         _ => "the capture thread ended".to_owned(),
                     };
                     error!(camera = %self.camera, %reason, "USB camera pipeline failed; restarting it in 5 s");
-                    with_state(&self.state, |s| s.capture_error = Some(reason));
+                    self.health.set_error(Role::Main, Some(reason));
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -636,74 +227,13 @@ impl ClipSource for V4lSource {
     }
 
     fn health(&self) -> SourceHealth {
-        let (age, err, fps, reconnects) = match self.state.lock() {
-            Ok(s) => (s.last_frame.map(|t| t.elapsed().as_secs_f64()), s.last_error(), s.fps, s.reconnects),
-            Err(_) => (None, Some("state poisoned".into()), 0.0, 0),
-        };
-        let healthy = age.is_some_and(|a| a <= 3.0 * self.cfg.frame_timeout().as_secs_f64());
-        SourceHealth {
-            camera: self.camera.clone(),
-            backend: BACKEND,
-            healthy,
-            last_heartbeat_age_s: age,
-            last_error: err,
-            fps: Some(if healthy { fps } else { 0.0 }),
-            reconnects: Some(reconnects),
-        }
+        self.health.report()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn yuyv_frame(w: u32, h: u32, shade: u8) -> Vec<u8> {
-        let mut buf = vec![128u8; (w * h * 2) as usize];
-        buf.iter_mut().step_by(2).for_each(|y| *y = shade);
-        buf
-    }
-
-    #[test]
-    fn the_feed_announces_the_stream_before_its_first_packet() {
-        let cfg = V4lConfig { width: 64, height: 48, fps: 10, detect_fps: 5.0, ..V4lConfig::default() };
-        let mut processor = FrameProcessor::new(cfg.processor_settings(10.0));
-        let mut feed = RecorderFeed::new(64, 48).with_wall_clock_origin(1_000_000);
-        let mut kinds = Vec::new();
-        for i in 0..4u64 {
-            let data = yuyv_frame(64, 48, 100);
-            let pts = Duration::from_millis(i * 100);
-            let frame = CapturedFrame { data: &data, pts, format: PixelFormat::Yuyv, width: 64, height: 48, stride: 0 };
-            let processed = processor.process(&frame).unwrap();
-            for ev in feed.events(processed, &processor, pts).unwrap() {
-                kinds.push(match ev {
-                    RecorderEvent::Stream { entry, timescale } => {
-                        assert_eq!((entry.width(), entry.height(), timescale), (64, 48, RecorderFeed::TIMESCALE));
-                        "stream".to_owned()
-                    }
-                    RecorderEvent::Packet(p) => {
-                        assert_eq!(p.pts, (i * 9000) as i64);
-                        assert_eq!(p.wall_ms, 1_000_000 + (i * 100) as i64);
-                        assert_eq!(p.is_keyframe, i == 0);
-                        "packet".to_owned()
-                    }
-                    RecorderEvent::Motion { pts, .. } => format!("motion@{}", pts.unwrap_or(-1)),
-                    RecorderEvent::StreamEnd => "end".to_owned(),
-                });
-            }
-        }
-        // 5 of 10 fps are analysed: frames 0 and 2.
-        assert_eq!(kinds, ["stream", "packet", "motion@0", "packet", "packet", "motion@18000", "packet"]);
-    }
-
-    #[test]
-    fn retries_back_off_and_configuration_problems_wait_longest() {
-        let cfg = V4lConfig { reconnect_initial_s: 1.0, reconnect_max_s: 30.0, ..V4lConfig::default() };
-        let within = |d: Duration, s: f64| (d.as_secs_f64() - s).abs() <= 0.2 * s + 1e-9;
-        assert!(within(cfg.retry_delay(1, false), 1.0));
-        assert!(within(cfg.retry_delay(3, false), 4.0));
-        assert!(within(cfg.retry_delay(20, false), 30.0));
-        assert!(within(cfg.retry_delay(1, true), 30.0));
-    }
 
     #[test]
     fn health_reports_a_missing_device_before_the_first_attempt() {

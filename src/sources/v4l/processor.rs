@@ -6,20 +6,21 @@
 //! - H.264: passed through (Annex-B rewritten as AVCC, SPS/PPS kept for the MP4
 //!   sample entry); decoded with openh264 only for motion.
 //!
-//! Motion runs on the luma plane at most `detect_fps` times a second. Everything
-//! here is blocking CPU work: it runs on the camera's capture thread.
+//! Motion: every picture (converted, or decoded from passthrough H.264) goes
+//! through the camera's [`DetectPipeline`], which runs the detector at most
+//! `detect_fps` times a second. Everything here is blocking CPU work: it runs
+//! on the camera's capture thread.
 
 use std::time::Duration;
 
-use openh264::OpenH264API;
-use openh264::decoder::{Decoder, DecoderConfig, Flush};
-use openh264::formats::YUVSource;
 use tracing::{debug, warn};
 
 use super::PixelFormat;
 use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
 use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, access_unit_to_avcc};
-use crate::media::motion::{MotionConfig, MotionDetector, MotionSample};
+use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, NalFormat};
+use crate::media::motion::{MotionConfig, MotionSample};
+use crate::sources::live::log_due;
 
 /// One buffer as the device delivered it.
 #[derive(Debug, Clone, Copy)]
@@ -92,51 +93,16 @@ pub struct ProcessorStats {
     pub decode_errors: u64,
 }
 
-/// Decides which frames are due for motion detection: at most `fps` per second
-/// of capture time, on a grid so that jittery timestamps do not drift.
-#[derive(Debug, Clone)]
-struct MotionGate {
-    interval: f64,
-    next_due: Option<f64>,
-}
-
-impl MotionGate {
-    fn new(detect_fps: f64, capture_fps: f64) -> Self {
-        let interval =
-            if detect_fps.is_finite() && detect_fps > 0.0 && detect_fps < capture_fps { 1.0 / detect_fps } else { 0.0 };
-        Self { interval, next_due: None }
-    }
-
-    fn is_due(&mut self, t: f64) -> bool {
-        // Half a frame of slack: 15 fps sampled at 5 fps takes every third frame.
-        let slack = self.interval * 0.05;
-        let due = self.next_due.get_or_insert(t);
-        if t + slack < *due {
-            // Timestamps going backwards (a restarted stream) reset the grid.
-            if *due - t > 2.0 * self.interval {
-                *due = t + self.interval;
-                return true;
-            }
-            return false;
-        }
-        *due += self.interval;
-        if *due + slack <= t {
-            *due = t + self.interval;
-        }
-        true
-    }
-}
-
 /// Captured buffers to H.264 packets and motion samples (one per camera).
 pub struct FrameProcessor {
     settings: ProcessorSettings,
-    gate: MotionGate,
-    detector: MotionDetector,
+    /// Motion at `detect_fps`; for passthrough it decodes the camera's H.264.
+    detect: DetectPipeline,
     mjpeg: MjpegDecoder,
     i420: I420Frame,
     encoder: Option<H264Encoder>,
-    /// Passthrough only: decodes the camera's H.264 for motion.
-    decoder: Option<Decoder>,
+    /// Passthrough only: the first keyframe with its parameter sets was seen.
+    started: bool,
     parameter_sets: Option<ParameterSets>,
     avcc: Vec<u8>,
     stats: ProcessorStats,
@@ -153,14 +119,18 @@ impl std::fmt::Debug for FrameProcessor {
 
 impl FrameProcessor {
     pub fn new(settings: ProcessorSettings) -> Self {
+        let detect = DetectSettings {
+            detect_fps: settings.detect_fps,
+            source_fps: Some(settings.fps),
+            motion: settings.motion.clone(),
+        };
         Self {
-            gate: MotionGate::new(settings.detect_fps, settings.fps),
-            detector: MotionDetector::new(&settings.motion),
+            detect: DetectPipeline::new(&detect),
             settings,
             mjpeg: MjpegDecoder::default(),
             i420: I420Frame::default(),
             encoder: None,
-            decoder: None,
+            started: false,
             parameter_sets: None,
             avcc: Vec::new(),
             stats: ProcessorStats::default(),
@@ -178,7 +148,7 @@ impl FrameProcessor {
 
     /// Whether the motion detector currently reports motion.
     pub fn in_motion(&self) -> bool {
-        self.detector.in_motion()
+        self.detect.in_motion()
     }
 
     /// The next encoded frame is an IDR frame (no effect on passthrough).
@@ -216,11 +186,20 @@ impl FrameProcessor {
                 self.mjpeg.decode(frame.data, &mut self.i420)?;
             }
         }
-        let t = frame.pts.as_secs_f64();
-        let motion = self.gate.is_due(t).then(|| {
+        let motion = {
             let (w, h) = (self.i420.width(), self.i420.height());
-            self.detector.process(self.i420.luma(), w as usize, w, h)
-        });
+            let (y, u, v) = self.i420.planes();
+            self.detect.push_raw(&DetectFrame {
+                ts_s: frame.pts.as_secs_f64(),
+                width: w,
+                height: h,
+                y,
+                u,
+                v,
+                y_stride: w as usize,
+                uv_stride: (w / 2) as usize,
+            })
+        };
         if self.encoder.is_none() {
             let fps = self.settings.fps.clamp(1.0, 240.0);
             let settings = EncoderSettings {
@@ -265,54 +244,37 @@ impl FrameProcessor {
         let info = access_unit_to_avcc(frame.data, &mut self.avcc);
         let parameters_changed = self.update_parameter_sets(info.parameter_sets);
         // Nothing is usable before the first keyframe with its parameter sets.
-        let started = self.parameter_sets.is_some() && (info.keyframe || self.decoder.is_some());
+        let started = self.parameter_sets.is_some() && (info.keyframe || self.started);
         if !started || !info.has_picture {
             return Processed { parameters_changed, ..Processed::default() };
         }
-        let t = frame.pts.as_secs_f64();
-        let due = self.gate.is_due(t);
-        let motion = self.decode_for_motion(frame.data, info.keyframe, due);
+        self.started = true;
+        let motion = self.decode_for_motion(frame, info.keyframe);
         let packet = H264Packet { pts: frame.pts, keyframe: info.keyframe, data: self.avcc.clone() };
         Processed { packet: Some(packet), motion, parameters_changed }
     }
 
-    /// Decodes every passthrough frame (P-frames need their references) and runs
-    /// the detector on the due ones.
-    fn decode_for_motion(&mut self, annex_b: &[u8], keyframe: bool, due: bool) -> Option<MotionSample> {
-        if self.decoder.is_none() {
-            let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-            match Decoder::with_api_config(OpenH264API::from_source(), config) {
-                Ok(d) => self.decoder = Some(d),
-                Err(e) => {
-                    self.decode_error(&format!("cannot create the decoder: {e}"));
-                    return None;
-                }
-            }
-        }
-        let decoder = self.decoder.as_mut()?;
-        if keyframe && let Some(ps) = &self.parameter_sets {
-            // In-band parameter sets are usual, but not every camera repeats them.
-            let _ = decoder.decode(&ps.annex_b());
-        }
-        match decoder.decode(annex_b) {
-            Ok(Some(yuv)) if due => {
-                let (w, h) = yuv.dimensions();
-                Some(self.detector.process(yuv.y(), yuv.strides().0, w as u32, h as u32))
-            }
-            Ok(_) => None,
+    /// Decodes every passthrough frame (P-frames need their references); the
+    /// detector runs on the due ones.
+    fn decode_for_motion(&mut self, frame: &CapturedFrame<'_>, keyframe: bool) -> Option<MotionSample> {
+        let parameter_sets = keyframe.then(|| self.parameter_sets.as_ref().map(ParameterSets::annex_b)).flatten();
+        let encoded = EncodedFrame {
+            ts_s: frame.pts.as_secs_f64(),
+            keyframe,
+            format: NalFormat::AnnexB,
+            data: frame.data,
+            parameter_sets: parameter_sets.as_deref(),
+        };
+        match self.detect.push_encoded(&encoded) {
+            Ok(motion) => motion,
             Err(e) => {
-                let msg = e.to_string();
-                self.decode_error(&msg);
+                self.stats.decode_errors = self.detect.decode_errors();
+                let n = self.stats.decode_errors;
+                if log_due(n) {
+                    warn!(error = %e, decode_errors = n, "cannot decode the camera's H.264 for motion (the video is still recorded)");
+                }
                 None
             }
-        }
-    }
-
-    fn decode_error(&mut self, msg: &str) {
-        self.stats.decode_errors += 1;
-        let n = self.stats.decode_errors;
-        if n == 1 || n.is_multiple_of(100) {
-            warn!(error = %msg, decode_errors = n, "cannot decode the camera's H.264 for motion (the video is still recorded)");
         }
     }
 }
@@ -399,25 +361,5 @@ mod tests {
         }
         assert_eq!(p.stats().decode_errors, 0);
         assert_eq!(p.stats().packets, 7);
-    }
-
-    #[test]
-    fn the_motion_gate_takes_detect_fps_of_the_capture_rate() {
-        let mut g = MotionGate::new(5.0, 15.0);
-        let taken: Vec<u32> = (0..30).filter(|i| g.is_due(f64::from(*i) / 15.0)).collect();
-        assert_eq!(taken, vec![0, 3, 6, 9, 12, 15, 18, 21, 24, 27]);
-
-        // At or above the capture rate: every frame.
-        let mut g = MotionGate::new(30.0, 15.0);
-        assert!((0..10).all(|i| g.is_due(f64::from(i) / 15.0)));
-
-        // A gap does not cause a burst afterwards; going backwards restarts the grid.
-        let mut g = MotionGate::new(5.0, 15.0);
-        assert!(g.is_due(0.0));
-        assert!(g.is_due(10.0));
-        assert!(!g.is_due(10.1));
-        assert!(g.is_due(10.2));
-        assert!(g.is_due(1.0));
-        assert!(!g.is_due(1.1));
     }
 }

@@ -21,22 +21,27 @@
 //! All times are in the stream's timescale. The recorder is synchronous and
 //! writes files: run it on a blocking thread ([`Recorder::run`]).
 
+mod clip;
+mod output;
+mod preroll;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
-use crate::domain::{CameraName, Clip, ClipId};
-use crate::media::mp4write::{Mp4WriteError, Mp4Writer, SampleEntry, part_path};
-use crate::pipeline::ClipSink;
+use crate::domain::CameraName;
+use crate::media::mp4write::{Mp4WriteError, SampleEntry};
 use crate::plugin::{PluginConfig, Validator};
+use clip::{Active, EndReason};
+use preroll::PreRoll;
+
+pub use clip::RecordedClip;
+pub use output::{ClipOutput, SinkOutput};
 
 /// Seconds past the post-roll / `max_clip_s` a clip waits for a keyframe to end at.
 pub const END_SLACK_S: f64 = 4.0;
-/// Upper bound of the pre-roll buffer, whatever the bitrate and GOP length.
-const MAX_RING_BYTES: usize = 64 * 1024 * 1024;
 
 /// The `recording:` block of a camera source.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -125,71 +130,6 @@ pub enum RecorderEvent {
     StreamEnd,
 }
 
-/// Where finished clips go.
-pub trait ClipOutput: Send {
-    /// Whether a clip with this id exists already.
-    fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError>;
-    /// Takes a complete clip file (commit the record, start processing).
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError>;
-}
-
-/// [`ClipOutput`] into the pipeline, for recorders running on a blocking thread
-/// of the daemon's runtime.
-pub struct SinkOutput {
-    sink: ClipSink,
-    runtime: tokio::runtime::Handle,
-}
-
-impl SinkOutput {
-    pub fn new(sink: ClipSink, runtime: tokio::runtime::Handle) -> Self {
-        Self { sink, runtime }
-    }
-}
-
-impl ClipOutput for SinkOutput {
-    fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError> {
-        Ok(self.sink.store().get_clip(id)?.is_some())
-    }
-
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
-        let clip_id = clip.clip_id.to_string();
-        let mut attempt = 0;
-        loop {
-            match self.runtime.block_on(self.sink.submit(clip.clone())) {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt < 3 => {
-                    attempt += 1;
-                    warn!(camera = %clip.camera, clip_id = %clip_id, error = %crate::telemetry::chain(&e), attempt, "cannot record the clip; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(source) => return Err(RecorderError::Submit { clip_id, source }),
-            }
-        }
-    }
-}
-
-/// Why a clip ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EndReason {
-    PostRoll,
-    Split,
-    StreamEnd,
-    NewStream,
-    Shutdown,
-}
-
-impl EndReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::PostRoll => "post_roll",
-            Self::Split => "max_clip_s",
-            Self::StreamEnd => "stream_end",
-            Self::NewStream => "new_stream",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
-
 struct StreamInfo {
     entry: SampleEntry,
     timescale: u32,
@@ -212,26 +152,11 @@ struct MotionEvent {
     continued: bool,
 }
 
-struct Active {
-    writer: Mp4Writer,
-    clip_id: ClipId,
-    start_pts: i64,
-    start_wall_ms: i64,
-}
-
 enum Phase {
     Idle,
     /// Motion is on but no keyframe is buffered: the clip starts at the next one.
     Armed,
     Recording(Box<Active>),
-}
-
-/// A finished clip, as reported to tests and logs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedClip {
-    pub clip: Clip,
-    pub samples: u32,
-    pub duration_s: f64,
 }
 
 pub struct Recorder {
@@ -241,8 +166,7 @@ pub struct Recorder {
     dir: PathBuf,
     output: Box<dyn ClipOutput>,
     stream: Option<StreamInfo>,
-    ring: VecDeque<EncodedPacket>,
-    ring_bytes: usize,
+    ring: PreRoll,
     phase: Phase,
     event: Option<MotionEvent>,
     /// Clip ids given out by this recorder (a dropped blip's id is free again).
@@ -268,8 +192,7 @@ impl Recorder {
             dir,
             output,
             stream: None,
-            ring: VecDeque::new(),
-            ring_bytes: 0,
+            ring: PreRoll::default(),
             phase: Phase::Idle,
             event: None,
             recent_ids: VecDeque::new(),
@@ -294,8 +217,8 @@ impl Recorder {
 
     /// Seconds of video in the pre-roll buffer.
     pub fn buffered_s(&self) -> f64 {
-        match (&self.stream, self.ring.front(), self.ring.back()) {
-            (Some(s), Some(a), Some(b)) => (b.pts - a.pts) as f64 / f64::from(s.timescale),
+        match (&self.stream, self.ring.span()) {
+            (Some(s), Some(span)) => span as f64 / f64::from(s.timescale),
             _ => 0.0,
         }
     }
@@ -365,7 +288,6 @@ impl Recorder {
     fn reset_stream(&mut self) {
         self.stream = None;
         self.ring.clear();
-        self.ring_bytes = 0;
         self.event = None;
         self.phase = Phase::Idle;
     }
@@ -447,177 +369,25 @@ impl Recorder {
         }
     }
 
-    /// Adds a packet to the pre-roll buffer and drops what is no longer needed:
-    /// the buffer starts at the newest keyframe at or before `now - pre_roll_s`.
+    /// Adds a packet to the pre-roll buffer, which keeps from the newest
+    /// keyframe at or before `now - pre_roll_s`.
     fn buffer(&mut self, p: EncodedPacket) {
         let Some(stream) = &self.stream else { return };
-        if self.ring.is_empty() && !p.is_keyframe {
-            return;
-        }
-        let pre_roll = stream.ticks(self.cfg.pre_roll_s);
-        let now = stream.now.unwrap_or(p.pts);
-        self.ring_bytes += p.data.len();
-        self.ring.push_back(p);
-        loop {
-            // The second keyframe: if it is old enough, everything before it can go.
-            let second = self.ring.iter().enumerate().skip(1).find(|(_, q)| q.is_keyframe).map(|(i, q)| (i, q.pts));
-            match second {
-                Some((i, pts)) if pts <= now - pre_roll || self.ring_bytes > MAX_RING_BYTES => self.drop_front(i),
-                None if self.ring_bytes > MAX_RING_BYTES => {
-                    warn!(camera = %self.camera, bytes = self.ring_bytes, "no keyframe in the pre-roll buffer limit; dropping it");
-                    let n = self.ring.len();
-                    self.drop_front(n);
-                }
-                _ => break,
-            }
-        }
-    }
-
-    fn drop_front(&mut self, n: usize) {
-        for q in self.ring.drain(..n) {
-            self.ring_bytes -= q.data.len();
-        }
+        let keep_from = stream.now.unwrap_or(p.pts) - stream.ticks(self.cfg.pre_roll_s);
+        self.ring.push(p, keep_from, &self.camera);
     }
 
     /// Motion at `at` while idle: start at the newest buffered keyframe at or
     /// before `at - pre_roll_s` (the oldest one when the buffer is shorter).
     fn start_from_ring(&mut self, at: i64) -> Result<(), RecorderError> {
         let Some(stream) = &self.stream else { return Ok(()) };
-        let target = at - stream.ticks(self.cfg.pre_roll_s);
-        let start = self.ring.iter().rposition(|q| q.is_keyframe && q.pts <= target);
-        let start = match start {
-            Some(i) => i,
-            None if self.ring.front().is_some_and(|q| q.is_keyframe) => 0,
+        match self.ring.take_from(at - stream.ticks(self.cfg.pre_roll_s)) {
+            Some(packets) => self.start_clip(packets),
             None => {
                 self.phase = Phase::Armed;
-                return Ok(());
+                Ok(())
             }
-        };
-        self.drop_front(start);
-        let packets: Vec<EncodedPacket> = self.ring.drain(..).collect();
-        self.ring_bytes = 0;
-        self.start_clip(packets)
-    }
-
-    /// Opens a new clip whose first packet (a keyframe) is `packets[0]` and writes them all.
-    fn start_clip(&mut self, packets: Vec<EncodedPacket>) -> Result<(), RecorderError> {
-        let Some(stream) = &self.stream else { return Ok(()) };
-        let Some(first) = packets.first() else { return Ok(()) };
-        let (entry, timescale) = (stream.entry.clone(), stream.timescale);
-        let (start_pts, start_wall_ms) = (first.pts, first.wall_ms);
-        let (clip_id, dest) = self.allocate_id(start_wall_ms)?;
-        let writer = match Mp4Writer::create(&dest, entry, timescale) {
-            Ok(w) => w,
-            Err(e) => {
-                self.phase = Phase::Idle;
-                return Err(e.into());
-            }
-        };
-        info!(camera = %self.camera, clip_id = %clip_id, buffered_s = self.seconds(packets.last().map_or(0, |l| l.pts - start_pts)), "recording started");
-        self.phase = Phase::Recording(Box::new(Active { writer, clip_id, start_pts, start_wall_ms }));
-        for p in packets {
-            self.write(p)?;
         }
-        Ok(())
-    }
-
-    fn seconds(&self, ticks: i64) -> f64 {
-        self.stream.as_ref().map_or(0.0, |s| ticks as f64 / f64::from(s.timescale))
-    }
-
-    fn write(&mut self, p: EncodedPacket) -> Result<(), RecorderError> {
-        let Phase::Recording(active) = &mut self.phase else { return Ok(()) };
-        if let Err(e) = active.writer.write_sample(p.pts, p.is_keyframe, &p.data) {
-            // The writer removes its .part file when dropped.
-            let clip_id = active.clip_id.clone();
-            self.phase = Phase::Idle;
-            self.forget_id(&clip_id);
-            return Err(e.into());
-        }
-        Ok(())
-    }
-
-    /// Ends the clip in progress: drop it as a blip, or finish the file and hand it over.
-    fn end_clip(&mut self, reason: EndReason, end_pts: Option<i64>) -> Result<(), RecorderError> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
-        let Phase::Recording(active) = phase else { return Ok(()) };
-        let Active { writer, clip_id, start_pts: _, start_wall_ms } = *active;
-        let timescale = writer.timescale();
-        let motion_s = self.event.map_or(0.0, |ev| (ev.last - ev.first) as f64 / f64::from(timescale));
-        let continued = self.event.is_some_and(|ev| ev.continued);
-        if reason == EndReason::PostRoll && !continued && motion_s < self.cfg.min_clip_s {
-            info!(
-                camera = %self.camera,
-                clip_id = %clip_id,
-                motion_s,
-                min_clip_s = self.cfg.min_clip_s,
-                "motion blip: clip dropped"
-            );
-            writer.abort();
-            self.forget_id(&clip_id);
-            return Ok(());
-        }
-        let summary = match writer.finish(end_pts) {
-            Ok(s) => s,
-            Err(e) => {
-                self.forget_id(&clip_id);
-                return Err(e.into());
-            }
-        };
-        let duration_ms = (summary.duration_s * 1000.0).round() as i64;
-        let clip = Clip {
-            clip_id: clip_id.clone(),
-            camera: self.camera.clone(),
-            local_path: summary.path.display().to_string(),
-            start_ms: start_wall_ms,
-            end_ms: start_wall_ms + duration_ms,
-            source_backend: self.backend.into(),
-        };
-        info!(
-            camera = %self.camera,
-            clip_id = %clip_id,
-            duration_s = summary.duration_s,
-            samples = summary.samples,
-            bytes = summary.bytes,
-            motion_s,
-            reason = reason.as_str(),
-            "clip recorded"
-        );
-        if self.keep_recorded {
-            self.recorded.push(RecordedClip {
-                clip: clip.clone(),
-                samples: summary.samples,
-                duration_s: summary.duration_s,
-            });
-        }
-        self.output.submit(clip)
-    }
-
-    /// `{camera}_{unix_seconds}`, then `_2`, `_3`, … while the id is taken (in the
-    /// store, on disk, or by a clip of this recorder).
-    fn allocate_id(&mut self, wall_ms: i64) -> Result<(ClipId, PathBuf), RecorderError> {
-        let base = format!("{}_{}", self.camera, wall_ms.div_euclid(1000));
-        let mut n = 1u32;
-        loop {
-            let id = if n == 1 { base.clone() } else { format!("{base}_{n}") };
-            let dest = self.dir.join(format!("{id}.mp4"));
-            let taken = self.recent_ids.contains(&id)
-                || dest.exists()
-                || part_path(&dest).exists()
-                || self.output.is_taken(&id)?;
-            if !taken {
-                self.recent_ids.push_back(id.clone());
-                if self.recent_ids.len() > 64 {
-                    self.recent_ids.pop_front();
-                }
-                return Ok((ClipId(id), dest));
-            }
-            n += 1;
-        }
-    }
-
-    fn forget_id(&mut self, id: &ClipId) {
-        self.recent_ids.retain(|i| i != id.as_str());
     }
 
     /// The recordings directory.
@@ -632,6 +402,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::domain::Clip;
+    use crate::media::mp4write::part_path;
 
     const TS: i64 = 1000; // timescale: milliseconds
     const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5, 0x84];

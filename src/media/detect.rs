@@ -1,0 +1,402 @@
+//! The detect stream of a live camera, from frames to motion verdicts: H.264
+//! decode (when the frames arrive encoded), one rate gate for `detect_fps`, and
+//! the motion detector.
+//!
+//! - [`DetectPipeline::push_encoded`] takes the camera's H.264 (an RTSP stream,
+//!   a USB camera's own H.264). Every frame is decoded (P-frames need their
+//!   references); after a decode error, and after [`DetectPipeline::reset`],
+//!   frames are skipped up to the next keyframe so the decoder never sees a
+//!   broken reference chain.
+//! - [`DetectPipeline::push_raw`] takes a picture the source has already
+//!   (a USB camera's YUYV or MJPEG, converted to I420).
+//!
+//! Both end in one place: every decoded picture of the detect stream, as a
+//! [`DetectFrame`], goes through the same private step, which applies the
+//! [`RateGate`] and runs the motion detector on the frames it lets through.
+//! Anything else that must see the detect stream's pictures belongs there.
+//!
+//! Blocking CPU work: callers run it on a camera's own thread. Logging is the
+//! caller's (it knows the camera and the throttling rule): errors are returned
+//! and counted here.
+
+use openh264::OpenH264API;
+use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
+use openh264::formats::YUVSource;
+
+use super::motion::{MotionConfig, MotionDetector, MotionSample};
+use super::nal::avcc_to_annex_b;
+
+/// Decides which frames the detector sees: at most `detect_fps` per second of
+/// stream time, on a grid so that jittery timestamps do not drift.
+///
+/// - A frame is due when it is at most a quarter interval before the next grid
+///   point; the grid then moves past it, skipping the slots of a gap (no burst
+///   of detections after one).
+/// - A clock that goes back by more than 1 s or leaps forward by more than 10 s
+///   (a restarted stream) starts the grid afresh at that frame.
+/// - `detect_fps` of 0 (or not a positive number) lets every frame through, and
+///   so does a source whose frame rate is known and not above `detect_fps`.
+#[derive(Debug, Clone)]
+pub struct RateGate {
+    interval: f64,
+    next_due: Option<f64>,
+    last: Option<f64>,
+}
+
+impl RateGate {
+    /// `source_fps`: the rate frames arrive at, when the source knows it.
+    pub fn new(detect_fps: f64, source_fps: Option<f64>) -> Self {
+        let limited = detect_fps.is_finite() && detect_fps > 0.0 && source_fps.is_none_or(|f| detect_fps < f);
+        let interval = if limited { 1.0 / detect_fps } else { 0.0 };
+        Self { interval, next_due: None, last: None }
+    }
+
+    /// Whether the frame at `ts_s` (seconds, stream clock) is due.
+    pub fn is_due(&mut self, ts_s: f64) -> bool {
+        if self.interval <= 0.0 {
+            return true;
+        }
+        let jumped = self.last.is_some_and(|l| ts_s < l - 1.0 || ts_s > l + 10.0);
+        self.last = Some(ts_s);
+        let tolerance = self.interval * 0.25;
+        match self.next_due {
+            Some(next) if !jumped => {
+                if ts_s + tolerance < next {
+                    return false;
+                }
+                let mut n = next + self.interval;
+                while n <= ts_s + tolerance {
+                    n += self.interval;
+                }
+                self.next_due = Some(n);
+                true
+            }
+            _ => {
+                self.next_due = Some(ts_s + self.interval);
+                true
+            }
+        }
+    }
+
+    /// Forgets the grid: the next frame is due.
+    pub fn reset(&mut self) {
+        self.next_due = None;
+        self.last = None;
+    }
+}
+
+/// How a camera's detect stream is analysed.
+#[derive(Debug, Clone)]
+pub struct DetectSettings {
+    /// Motion detections per second at most.
+    pub detect_fps: f64,
+    /// The stream's frame rate when the source knows it (see [`RateGate::new`]).
+    pub source_fps: Option<f64>,
+    pub motion: MotionConfig,
+}
+
+/// A decoded picture of the detect stream, planar YUV 4:2:0, borrowed from the
+/// decoder or the source's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectFrame<'a> {
+    /// Seconds on the stream's clock.
+    pub ts_s: f64,
+    pub width: u32,
+    pub height: u32,
+    pub y: &'a [u8],
+    pub u: &'a [u8],
+    pub v: &'a [u8],
+    pub y_stride: usize,
+    pub uv_stride: usize,
+}
+
+impl<'a> DetectFrame<'a> {
+    fn from_decoded(yuv: &'a DecodedYUV<'a>, ts_s: f64) -> Self {
+        let (w, h) = yuv.dimensions();
+        let (y_stride, uv_stride, _) = yuv.strides();
+        DetectFrame { ts_s, width: w as u32, height: h as u32, y: yuv.y(), u: yuv.u(), v: yuv.v(), y_stride, uv_stride }
+    }
+}
+
+/// How an encoded frame's NAL units are delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NalFormat {
+    /// Start codes (what V4L2 devices and encoders emit).
+    AnnexB,
+    /// 4-byte big-endian lengths (what MP4 and retina's MP4 frame format carry).
+    Avcc,
+}
+
+/// One encoded frame (access unit) of the detect stream.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedFrame<'a> {
+    /// Seconds on the stream's clock.
+    pub ts_s: f64,
+    pub keyframe: bool,
+    pub format: NalFormat,
+    pub data: &'a [u8],
+    /// SPS and PPS in Annex-B, fed to the decoder before each keyframe, for
+    /// cameras that do not repeat them in band.
+    pub parameter_sets: Option<&'a [u8]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("cannot create the H.264 decoder: {0}")]
+    Decoder(String),
+    #[error("{0}")]
+    Decode(String),
+}
+
+/// The openh264 decoder of a detect stream, created on the first keyframe.
+struct StreamDecoder {
+    decoder: Option<Decoder>,
+    waiting_for_keyframe: bool,
+    annexb: Vec<u8>,
+}
+
+impl StreamDecoder {
+    fn new() -> Self {
+        Self { decoder: None, waiting_for_keyframe: true, annexb: Vec::new() }
+    }
+
+    fn reset(&mut self) {
+        self.decoder = None;
+        self.waiting_for_keyframe = true;
+    }
+
+    /// Decodes one frame; `None` when it gives no picture (skipped while waiting
+    /// for a keyframe, or the decoder holds it back).
+    fn decode(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<DecodedYUV<'_>>, DetectError> {
+        if self.waiting_for_keyframe && !frame.keyframe {
+            return Ok(None);
+        }
+        let data = match frame.format {
+            NalFormat::AnnexB => frame.data,
+            NalFormat::Avcc => {
+                self.annexb.clear();
+                if !avcc_to_annex_b(frame.data, &mut self.annexb) {
+                    self.waiting_for_keyframe = true;
+                    return Ok(None);
+                }
+                &self.annexb
+            }
+        };
+        if self.decoder.is_none() {
+            let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
+            match Decoder::with_api_config(OpenH264API::from_source(), config) {
+                Ok(d) => self.decoder = Some(d),
+                Err(e) => {
+                    self.waiting_for_keyframe = true;
+                    return Err(DetectError::Decoder(e.to_string()));
+                }
+            }
+        }
+        let Some(decoder) = self.decoder.as_mut() else { return Ok(None) };
+        self.waiting_for_keyframe = false;
+        if frame.keyframe
+            && let Some(ps) = frame.parameter_sets
+        {
+            // In-band parameter sets are usual, but not every camera repeats them.
+            let _ = decoder.decode(ps);
+        }
+        match decoder.decode(data) {
+            Ok(yuv) => Ok(yuv),
+            Err(e) => {
+                self.waiting_for_keyframe = true;
+                Err(DetectError::Decode(e.to_string()))
+            }
+        }
+    }
+}
+
+/// What runs on every decoded picture: the rate gate, then the motion detector.
+struct Analysis {
+    gate: RateGate,
+    motion: MotionDetector,
+}
+
+impl Analysis {
+    /// The one place every decoded picture of the detect stream goes through.
+    fn frame(&mut self, frame: &DetectFrame<'_>) -> Option<MotionSample> {
+        if !self.gate.is_due(frame.ts_s) {
+            return None;
+        }
+        Some(self.motion.process(frame.y, frame.y_stride, frame.width, frame.height))
+    }
+}
+
+/// A camera's detect stream: frames in, motion verdicts (for the frames due at
+/// `detect_fps`) out.
+pub struct DetectPipeline {
+    decoder: StreamDecoder,
+    analysis: Analysis,
+    decode_errors: u64,
+}
+
+impl std::fmt::Debug for DetectPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectPipeline")
+            .field("gate", &self.analysis.gate)
+            .field("decode_errors", &self.decode_errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DetectPipeline {
+    pub fn new(settings: &DetectSettings) -> Self {
+        Self {
+            decoder: StreamDecoder::new(),
+            analysis: Analysis {
+                gate: RateGate::new(settings.detect_fps, settings.source_fps),
+                motion: MotionDetector::new(&settings.motion),
+            },
+            decode_errors: 0,
+        }
+    }
+
+    /// The stream restarted or changed: a fresh decoder (from the next keyframe),
+    /// motion state and rate grid.
+    pub fn reset(&mut self) {
+        self.decoder.reset();
+        self.analysis.motion.reset();
+        self.analysis.gate.reset();
+    }
+
+    /// Whether the motion detector currently reports motion.
+    pub fn in_motion(&self) -> bool {
+        self.analysis.motion.in_motion()
+    }
+
+    /// Frames that could not be decoded since the pipeline was made.
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors
+    }
+
+    /// A picture the source has already: the verdict when it was due.
+    pub fn push_raw(&mut self, frame: &DetectFrame<'_>) -> Option<MotionSample> {
+        self.analysis.frame(frame)
+    }
+
+    /// An encoded frame: decoded, then the verdict when its picture was due. An
+    /// error concerns this frame (counted; the pipeline waits for the next
+    /// keyframe).
+    pub fn push_encoded(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<MotionSample>, DetectError> {
+        match self.decoder.decode(frame) {
+            Ok(Some(yuv)) => Ok(self.analysis.frame(&DetectFrame::from_decoded(&yuv, frame.ts_s))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.decode_errors += 1;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_keeps_to_the_grid_and_survives_clock_jumps() {
+        let mut r = RateGate::new(5.0, None);
+        let taken: Vec<i32> = (0..30).filter(|i| r.is_due(f64::from(*i) / 15.0)).collect();
+        assert_eq!(taken, vec![0, 3, 6, 9, 12, 15, 18, 21, 24, 27]);
+        // A new stream whose clock starts over.
+        assert!(r.is_due(0.0));
+        assert!(!r.is_due(0.1));
+        assert!(r.is_due(0.2));
+        // A big jump forward restarts the grid.
+        assert!(r.is_due(1000.0));
+        assert!(!r.is_due(1000.1));
+    }
+
+    #[test]
+    fn the_gate_takes_detect_fps_of_a_known_source_rate() {
+        let mut g = RateGate::new(5.0, Some(15.0));
+        let taken: Vec<u32> = (0..30).filter(|i| g.is_due(f64::from(*i) / 15.0)).collect();
+        assert_eq!(taken, vec![0, 3, 6, 9, 12, 15, 18, 21, 24, 27]);
+
+        // At or above the source's rate: every frame, even with jittery timestamps.
+        let mut g = RateGate::new(30.0, Some(15.0));
+        assert!((0..10).all(|i| g.is_due(f64::from(i) / 15.0)));
+        let mut g = RateGate::new(15.0, Some(15.0));
+        assert!([0.0, 0.06, 0.07, 0.2, 0.21].into_iter().all(|t| g.is_due(t)));
+
+        // A gap does not cause a burst afterwards; going backwards restarts the grid.
+        let mut g = RateGate::new(5.0, Some(15.0));
+        assert!(g.is_due(0.0));
+        assert!(g.is_due(10.0));
+        assert!(!g.is_due(10.1));
+        assert!(g.is_due(10.2));
+        assert!(g.is_due(1.0));
+        assert!(!g.is_due(1.1));
+    }
+
+    #[test]
+    fn the_gate_tolerates_a_quarter_interval_of_jitter_and_never_exceeds_its_rate() {
+        // 5 fps on a 10 fps source whose timestamps wobble by ±20 ms.
+        let mut g = RateGate::new(5.0, None);
+        let ts: Vec<f64> = (0..100).map(|i| f64::from(i) * 0.1 + if i % 2 == 0 { 0.02 } else { -0.02 }).collect();
+        let taken: Vec<f64> = ts.iter().copied().filter(|t| g.is_due(*t)).collect();
+        assert_eq!(taken.len(), 50, "{taken:?}");
+        // Nothing but 0 and a negative fps: every frame.
+        for fps in [0.0, -1.0, f64::NAN] {
+            let mut g = RateGate::new(fps, None);
+            assert!((0..10).all(|i| g.is_due(f64::from(i) * 0.01)));
+        }
+        // Reset: the next frame is due whatever the grid said.
+        let mut g = RateGate::new(1.0, None);
+        assert!(g.is_due(0.0));
+        assert!(!g.is_due(0.5));
+        g.reset();
+        assert!(g.is_due(0.5));
+    }
+
+    fn settings(detect_fps: f64) -> DetectSettings {
+        DetectSettings { detect_fps, source_fps: None, motion: MotionConfig::default() }
+    }
+
+    #[test]
+    fn raw_pictures_are_analysed_when_due() {
+        let (w, h) = (64u32, 48u32);
+        let y = vec![50u8; (w * h) as usize];
+        let uv = vec![128u8; (w * h / 4) as usize];
+        let mut p = DetectPipeline::new(&settings(5.0));
+        let verdicts: Vec<bool> = (0..10)
+            .map(|i| {
+                let f = DetectFrame {
+                    ts_s: f64::from(i) * 0.1,
+                    width: w,
+                    height: h,
+                    y: &y,
+                    u: &uv,
+                    v: &uv,
+                    y_stride: w as usize,
+                    uv_stride: (w / 2) as usize,
+                };
+                p.push_raw(&f).is_some()
+            })
+            .collect();
+        assert_eq!(verdicts, [true, false, true, false, true, false, true, false, true, false]);
+        assert!(!p.in_motion());
+    }
+
+    #[test]
+    fn encoded_frames_wait_for_a_keyframe_and_bad_ones_are_counted() {
+        let mut p = DetectPipeline::new(&settings(0.0));
+        let frame = |keyframe, data: &'static [u8]| EncodedFrame {
+            ts_s: 0.0,
+            keyframe,
+            format: NalFormat::Avcc,
+            data,
+            parameter_sets: None,
+        };
+        // Before any keyframe: skipped, not decoded.
+        assert!(matches!(p.push_encoded(&frame(false, &[0, 0, 0, 2, 0x41, 0x9a])), Ok(None)));
+        // Malformed AVCC: nothing decoded, still waiting.
+        assert!(matches!(p.push_encoded(&frame(true, &[0, 0, 0, 9, 0x65])), Ok(None)));
+        assert!(matches!(p.push_encoded(&frame(false, &[0, 0, 0, 2, 0x41, 0x9a])), Ok(None)));
+        assert_eq!(p.decode_errors(), 0);
+    }
+}
