@@ -14,8 +14,7 @@
 //! resolution; a resolution change re-initialises the detector. After the first
 //! frame of a resolution, [`MotionDetector::process`] allocates nothing.
 //!
-//! [`crate::cli::motion::analyze_file`] runs the detector over a clip: the
-//! `homesec motion` tuning aid.
+//! The `homesec motion` tuning aid (`cli/motion.rs`) runs the detector over a clip.
 
 mod config;
 mod detector;
