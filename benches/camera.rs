@@ -241,7 +241,7 @@ fn main() {
 
     // ---------------------------------------------------------------------------------
     // == passthrough recording ==
-    // Owned by the RTSP source / recorder (src/sources/rtsp, src/media/mp4write.rs):
+    // Owned by the RTSP source / recorder (src/sources/rtsp, src/media/mp4write/):
     // CPU per second of video for receiving the main stream and writing its packets to
     // MP4 unchanged. Fill in a measurement here (e.g. replay the packets of a clip
     // through the MP4 writer) and print it in the same "ms/s, % of one core" form.

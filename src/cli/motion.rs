@@ -151,33 +151,6 @@ impl fmt::Display for MotionReport {
     }
 }
 
-/// Takes frames on a grid of `1/fps` seconds (all frames when `fps` is 0).
-struct FrameGrid {
-    interval: f64,
-    next_due: f64,
-}
-
-impl FrameGrid {
-    fn new(fps: f64) -> Self {
-        let interval = if fps.is_finite() && fps > 0.0 { 1.0 / fps } else { 0.0 };
-        Self { interval, next_due: 0.0 }
-    }
-
-    fn is_due(&mut self, ts_s: f64) -> bool {
-        const SLACK: f64 = 1e-3;
-        if ts_s + SLACK < self.next_due {
-            return false;
-        }
-        if self.interval > 0.0 {
-            self.next_due += self.interval;
-            while self.next_due <= ts_s + SLACK {
-                self.next_due += self.interval;
-            }
-        }
-        true
-    }
-}
-
 /// JPEG quality of the tuning picture.
 const OVERLAY_QUALITY: u8 = 90;
 
@@ -193,7 +166,7 @@ pub fn analyze_file(
     overlay_jpeg: Option<&Path>,
 ) -> Result<MotionReport, MotionError> {
     let mut detector = MotionDetector::new(config);
-    let mut grid = FrameGrid::new(detect_fps);
+    let mut grid = crate::media::IntervalSampler::new(detect_fps);
     let mut report = MotionReport {
         path: path.to_path_buf(),
         config: config.clone(),

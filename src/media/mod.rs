@@ -94,19 +94,19 @@ pub fn for_each_frame(path: &Path, on_frame: &mut dyn FnMut(&FrameRef<'_>) -> bo
 
 /// Decides which frames are due when sampling every `interval` seconds from 0.
 #[derive(Debug, Clone)]
-struct IntervalSampler {
+pub struct IntervalSampler {
     interval: f64,
     next_due: f64,
 }
 
 impl IntervalSampler {
     /// `sample_fps` of 0 (or not a positive number) takes every frame.
-    fn new(sample_fps: f64) -> Self {
+    pub fn new(sample_fps: f64) -> Self {
         let interval = if sample_fps.is_finite() && sample_fps > 0.0 { 1.0 / sample_fps } else { 0.0 };
         Self { interval, next_due: 0.0 }
     }
 
-    fn is_due(&mut self, ts_s: f64) -> bool {
+    pub fn is_due(&mut self, ts_s: f64) -> bool {
         if ts_s + TS_EPSILON < self.next_due {
             return false;
         }

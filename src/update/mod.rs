@@ -295,13 +295,14 @@ impl Updater {
         let pending = serde_json::to_vec(&Pending { from_slot: from }).unwrap_or_default();
         crate::fsutil::write_durable(&self.pending_path(), &pending)
             .map_err(|source| UpdateError::Io { path: self.pending_path().display().to_string(), source })?;
-        self.set_install(InstallState::Rebooting, 100, None);
+        // The request goes first, so that whoever sees `rebooting` finds it made.
         if self.cfg.reboot {
             info!("update installed; rebooting into the new slot");
             self.request_reboot();
         } else {
             info!("update installed; the new slot boots at the next reboot (update.reboot is off)");
         }
+        self.set_install(InstallState::Rebooting, 100, None);
         Ok(())
     }
 
