@@ -135,19 +135,19 @@ async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) ->
     if !path.exists() {
         return Err(format!("no store at {} yet: has the daemon run?", path.display()));
     }
-    match Store::open(&path) {
+    let chain = |e: StoreError| homesec::telemetry::chain(&e);
+    match Store::open_async(path, homesec::clock::SystemClock::shared()).await {
         Ok(store) => match command {
             ClipsCommand::List { limit } => {
-                let records = store.recent_clips(limit).map_err(|e| homesec::telemetry::chain(&e))?;
+                let records = store.run(move |s| s.recent_clips(limit)).await.map_err(chain)?;
                 print_table(&records.iter().map(ClipSummary::of).collect::<Vec<_>>());
                 Ok(())
             }
             ClipsCommand::Show { clip_id } => {
-                let record = store
-                    .get_clip(&clip_id)
-                    .map_err(|e| homesec::telemetry::chain(&e))?
-                    .ok_or_else(|| format!("no clip {clip_id}"))?;
-                let events = store.events_for(&clip_id).map_err(|e| homesec::telemetry::chain(&e))?;
+                let id = clip_id.clone();
+                let (record, events) =
+                    store.run(move |s| Ok((s.get_clip(&id)?, s.events_for(&id)?))).await.map_err(chain)?;
+                let record = record.ok_or_else(|| format!("no clip {clip_id}"))?;
                 let out = serde_json::json!({ "clip": homesec::api::summary(&record), "events": events });
                 println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
                 Ok(())
@@ -209,8 +209,8 @@ fn print_table(clips: &[ClipSummary]) {
         let classes = r.filter_result.as_ref().map(|f| f.detected_classes.join(",")).unwrap_or_default();
         println!(
             "{:<32} {:<14} {:<12} {:<16} {}",
-            r.clip.clip_id,
-            r.clip.camera,
+            r.clip.clip_id.as_str(),
+            r.clip.camera.as_str(),
             c.status.as_str(),
             classes,
             c.outcome()

@@ -56,8 +56,9 @@ type NotifierBuild = for<'a> fn(
     Option<UpdateLink>,
 ) -> BoxFuture<'a, Result<Arc<dyn Notifier>, PluginBuildError>>;
 
-/// A notifier's build, and the `name` its config gives it (the outbox keys
-/// undelivered alerts by it, so it must be unique).
+/// A notifier's build, and the name its config gives it (the outbox keys
+/// undelivered alerts by it, so it must be unique); `None` when the block does
+/// not parse (that problem is reported already).
 struct NotifierFns {
     build: NotifierBuild,
     name: fn(&serde_json::Value) -> Option<String>,
@@ -145,7 +146,7 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
                 Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
             })
         },
-        name: |value| config::<notify::mqtt::MqttConfig>(value).ok()?.name,
+        name: |value| Some(config::<notify::mqtt::MqttConfig>(value).ok()?.name.unwrap_or_else(|| "mqtt".into())),
     },
 }];
 
@@ -230,8 +231,9 @@ fn issues(cfg: &Config) -> Vec<ConfigIssue> {
     let mut names = std::collections::HashSet::new();
     for spec in &cfg.notifiers {
         check_spec(NOTIFIERS, "notifier", spec, &mut issues, cfg, &ctx);
-        let Some(row) = find(NOTIFIERS, &spec.backend) else { continue };
-        let name = (row.build.name)(&spec.config).unwrap_or_else(|| spec.backend.clone());
+        let Some(name) = find(NOTIFIERS, &spec.backend).and_then(|row| (row.build.name)(&spec.config)) else {
+            continue;
+        };
         if !names.insert(name.clone()) {
             let locate = cfg.locate();
             Validator::new(&spec.yaml_path, &mut issues, &locate)

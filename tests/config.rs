@@ -129,3 +129,23 @@ fn the_shipped_configs_are_valid() {
         assert!(!cfg.cameras.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn two_notifiers_need_two_names() {
+    let twice = format!("{MINIMAL}notifiers:\n  - backend: mqtt\n  - backend: mqtt\n    config: {{port: 1884}}\n");
+    let issues = parse(&twice).unwrap_err();
+    let dup = find(&issues, "notifiers[1]");
+    assert!(dup.message.contains("two notifiers are named `mqtt`"), "{dup}");
+    assert_eq!(dup.line, Some(13), "the line of the second block");
+
+    let named =
+        format!("{MINIMAL}notifiers:\n  - backend: mqtt\n  - backend: mqtt\n    config: {{name: lan2, port: 1884}}\n");
+    assert!(parse(&named).is_ok(), "distinct names are fine");
+
+    // A block that does not parse is reported for what is wrong with it, not as a duplicate.
+    let broken =
+        format!("{MINIMAL}notifiers:\n  - backend: mqtt\n  - backend: mqtt\n    config: {{name: lan2, port: 99999}}\n");
+    let issues = parse(&broken).unwrap_err();
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(issues[0].path, "notifiers[1].config.port");
+}
