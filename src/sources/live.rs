@@ -45,6 +45,28 @@ pub(crate) fn log_due(count: u64) -> bool {
     count.is_power_of_two()
 }
 
+/// A session that delivered frames this long was stable: its loss resets the
+/// reconnect backoff and is worth a warning again.
+pub(crate) const STABLE_SESSION: Duration = Duration::from_secs(30);
+
+/// The one rule for logging a camera that keeps failing to connect: a new kind
+/// of failure, or the loss of a stable session, is worth a warning; the same
+/// failure again is logged at debug level only.
+#[derive(Debug, Default)]
+pub(crate) struct OutageLog {
+    last_kind: Option<String>,
+}
+
+impl OutageLog {
+    /// Whether this failure (`kind` groups repeats of one problem) is worth a
+    /// warning; `stable` says the session before it was stable.
+    pub(crate) fn is_news(&mut self, kind: &str, stable: bool) -> bool {
+        let news = stable || self.last_kind.as_deref() != Some(kind);
+        self.last_kind = Some(kind.to_owned());
+        news
+    }
+}
+
 /// Which of a camera's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -407,6 +429,16 @@ fn run_motion(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_news_when_it_changes_or_follows_a_stable_session() {
+        let mut log = OutageLog::default();
+        assert!(log.is_news("status 401", false), "the first failure");
+        assert!(!log.is_news("status 401", false), "the same failure again");
+        assert!(log.is_news("stalled", false), "another kind of failure");
+        assert!(!log.is_news("stalled", false));
+        assert!(log.is_news("stalled", true), "a stable stream was lost again");
+    }
 
     const RULES: HealthRules =
         HealthRules { stale_after: Duration::from_secs(15), first_frame_grace: Duration::from_secs(20) };

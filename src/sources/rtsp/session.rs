@@ -29,13 +29,11 @@ use super::config::{RtspTransport, StreamUrl};
 use crate::backoff::Backoff;
 use crate::domain::{CameraName, now_ms};
 use crate::media::mp4write::SampleEntry;
-use crate::sources::live::{LiveHealth, MotionFeed, Role};
+use crate::sources::live::{LiveHealth, MotionFeed, OutageLog, Role, STABLE_SESSION};
 use crate::sources::recorder::{EncodedPacket, RecorderEvent};
 
 /// Longest wait for stale sessions' TEARDOWN before connecting again.
 const STALE_WAIT_MAX: Duration = Duration::from_secs(10);
-/// A session that delivered frames this long resets the backoff.
-const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StreamError {
@@ -313,7 +311,7 @@ impl Handler {
 pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: CancellationToken) {
     let group = Arc::new(SessionGroup::default().named(format!("{}/{}", spec.camera, spec.role.as_str())));
     let mut backoff = Backoff::new(spec.reconnect_initial, spec.reconnect_max);
-    let mut last_kind: Option<String> = None;
+    let mut outages = OutageLog::default();
     let mut attempts = 0u64;
     info!(camera = %spec.camera, stream = spec.role.as_str(), url = %spec.url.display, transport = ?spec.transport, "connecting");
     while !shutdown.is_cancelled() {
@@ -337,16 +335,14 @@ pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: 
             warn!(camera = %spec.camera, "the recorder stopped; stream loop ends");
             return;
         }
-        if frames > 0 && started.elapsed() >= STABLE_SESSION {
+        let stable = frames > 0 && started.elapsed() >= STABLE_SESSION;
+        if stable {
             backoff.reset();
         }
         let message = err.to_string();
         spec.health.set_error(spec.role, Some(message.clone()));
         let delay = if err.is_permanent() { backoff.max_delay() } else { backoff.next_delay() };
-        let kind = err.kind();
-        // A new kind of failure, or the loss of a stream that had been stable, is
-        // worth a warning; the same failure again is not.
-        if last_kind.as_deref() != Some(kind.as_str()) || (frames > 0 && started.elapsed() >= STABLE_SESSION) {
+        if outages.is_news(&err.kind(), stable) {
             if err.is_permanent() {
                 error!(camera = %spec.camera, stream = spec.role.as_str(), error = %message, retry_in_s = delay.as_secs_f64(), "camera stream unavailable");
             } else {
@@ -355,7 +351,6 @@ pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: 
         } else {
             debug!(camera = %spec.camera, stream = spec.role.as_str(), error = %message, retry_in_s = delay.as_secs_f64(), "camera stream still unavailable");
         }
-        last_kind = Some(kind);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}

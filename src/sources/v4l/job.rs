@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 use super::capture::{self, CaptureError, Negotiated};
 use super::{FrameProcessor, RecorderFeed, V4lConfig};
 use crate::domain::CameraName;
-use crate::sources::live::{LiveHealth, Role, log_due};
+use crate::sources::live::{LiveHealth, OutageLog, Role, STABLE_SESSION, log_due};
 use crate::sources::recorder::RecorderEvent;
 
 /// What the capture thread learns about the device, for diagnostics (the
@@ -52,9 +52,10 @@ impl CaptureJob {
     /// Opens the device, streams until stopped or failing, retries with backoff.
     pub(super) fn run(self) {
         let mut backoff = self.cfg.backoff();
-        let mut last_logged: Option<String> = None;
+        let mut outages = OutageLog::default();
         while !self.stop.load(Ordering::Relaxed) {
             let frames_before = self.health.frames();
+            let started = Instant::now();
             let end = match catch_unwind(AssertUnwindSafe(|| self.session())) {
                 Ok(end) => end,
                 Err(panic) => {
@@ -78,17 +79,15 @@ impl CaptureJob {
                 SessionEnd::Stopped | SessionEnd::RecorderGone => return,
                 SessionEnd::Failed(e) => e,
             };
-            let got_frames = self.health.frames() > frames_before;
-            if got_frames {
+            let stable = self.health.frames() > frames_before && started.elapsed() >= STABLE_SESSION;
+            if stable {
                 backoff.reset();
             }
             let msg = crate::telemetry::chain(&err);
             let delay = if err.is_configuration() { backoff.max_delay() } else { backoff.next_delay() };
-            // One clear error per distinct problem; repeats only at debug level.
-            if last_logged.as_deref() != Some(msg.as_str()) {
+            if outages.is_news(&msg, stable) {
                 error!(camera = %self.camera, device = %self.cfg.device.display(), error = %msg,
                     retry_in_s = delay.as_secs_f64().round(), "USB camera unavailable");
-                last_logged = Some(msg.clone());
             } else {
                 debug!(camera = %self.camera, error = %msg, failures = backoff.failures(), "USB camera still unavailable");
             }
