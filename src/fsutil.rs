@@ -221,6 +221,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn relative_paths_resolve_against_the_config_dir_without_dot_dots() {
+        let base = Path::new("/repo/config");
+        assert_eq!(resolve_path(base, Path::new("../.homesec/demo")), Path::new("/repo/.homesec/demo"));
+        assert_eq!(resolve_path(base, Path::new("./models/m.onnx")), Path::new("/repo/config/models/m.onnx"));
+        assert_eq!(resolve_path(base, Path::new("/abs/x")), Path::new("/abs/x"));
+    }
+
+    #[test]
     fn writes_leave_no_part_file() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("a/b.jpg");

@@ -243,7 +243,7 @@ fn issues(cfg: &Config) -> Vec<ConfigIssue> {
     issues
 }
 
-/// Reads a config file and checks it whole: its shape ([`Config::load`]) and
+/// Reads a config file and checks it whole: its shape ([`Config::read`]) and
 /// every plugin's block ([`check`]).
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
     let (cfg, mut found) = Config::read(file)?;
@@ -253,7 +253,7 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 
 /// [`load`] for config text (tests, tools): `config_dir` anchors relative paths.
 pub fn parse_text(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
-    let (cfg, mut found) = Config::parse_partial(text, file, config_dir)?;
+    let (cfg, mut found) = Config::parse(text, file, config_dir)?;
     found.extend(issues(&cfg));
     if found.is_empty() { Ok(cfg) } else { Err(found) }
 }

@@ -226,7 +226,7 @@ fn build_reports_missing_files_by_path() {
     .unwrap();
     let err = yolo::build(cfg, &ctx).unwrap_err();
     let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
-    let expected: PathBuf = homesec::config::resolve_path(&common::testdata(), Path::new("models/nope.onnx"));
+    let expected: PathBuf = homesec::fsutil::resolve_path(&common::testdata(), Path::new("models/nope.onnx"));
     assert!(text.contains(&expected.display().to_string()), "{text}");
 
     let cfg: YoloConfig = serde_json::from_value(serde_json::json!({

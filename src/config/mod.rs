@@ -1,5 +1,5 @@
 //! Typed config: one YAML file, every pluggable part as `{backend, config}`
-//! validated by its plugin, secrets by env-var name. [`Config::load`] checks
+//! validated by its plugin, secrets by env-var name. [`Config::read`] checks
 //! the shape and the sections the daemon owns; the plugin registry
 //! (`plugins::check`) checks each plugin's block. Both report every
 //! problem at once, each with its YAML path and line.
@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-pub use crate::fsutil::resolve_path;
 pub use crate::plugin::{ConfigIssue, PluginConfig, Validator};
 pub use yaml::line_of;
 
 use crate::domain::CameraName;
+use crate::fsutil::resolve_path;
 
 /// All problems found in a config file.
 #[derive(Debug, thiserror::Error)]
@@ -237,18 +237,12 @@ fn default_device_id() -> String {
 }
 
 impl Config {
-    /// Loads a config file and checks its syntax, shape and the daemon's own
-    /// sections (plugin blocks are the registry's: `plugins::load` does
-    /// both). On error, lists every problem found.
-    pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let (config, issues) = Self::read(file)?;
-        if issues.is_empty() { Ok(config) } else { Err(ConfigError { file: file.to_path_buf(), issues }) }
-    }
-
-    /// [`Config::load`] that goes on past problems: the config as far as it
-    /// could be read (defaults where a section is broken) and every problem
-    /// found, so that the plugin check can add its own. Fails only when the
-    /// file cannot be read or is not YAML.
+    /// Reads a config file and checks its syntax, shape and the daemon's own
+    /// sections (plugin blocks are the registry's: `plugins::load` does both).
+    /// Goes on past problems: returns the config as far as it could be read
+    /// (defaults where a section is broken) and every problem found, so that
+    /// the plugin check can add its own. Fails only when the file cannot be
+    /// read or is not YAML.
     pub fn read(file: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigError> {
         let fail = |issues| ConfigError { file: file.to_path_buf(), issues };
         let text = std::fs::read_to_string(file).map_err(|e| {
@@ -256,7 +250,7 @@ impl Config {
         })?;
         let config_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let config_dir = std::path::absolute(&config_dir).unwrap_or(config_dir);
-        Self::parse_partial(&text, file, &config_dir).map_err(fail)
+        Self::parse(&text, file, &config_dir).map_err(fail)
     }
 
     /// Reads only what tools need to find a box's data (`data_dir`, `server`),
@@ -278,19 +272,8 @@ impl Config {
         Ok((resolve_path(&dir, &data_dir), server))
     }
 
-    /// Parses config text; `config_dir` anchors relative paths.
-    pub fn parse(text: &str, file: &Path, config_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
-        let (config, issues) = Self::parse_partial(text, file, config_dir)?;
-        if issues.is_empty() { Ok(config) } else { Err(issues) }
-    }
-
-    /// [`Config::parse`] that goes on past problems (see [`Config::read`]); fails
-    /// only on broken YAML.
-    pub fn parse_partial(
-        text: &str,
-        file: &Path,
-        config_dir: &Path,
-    ) -> Result<(Config, Vec<ConfigIssue>), Vec<ConfigIssue>> {
+    /// [`Config::read`] for config text; `config_dir` anchors relative paths.
+    pub fn parse(text: &str, file: &Path, config_dir: &Path) -> Result<(Config, Vec<ConfigIssue>), Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         // With broken YAML nothing else can be read.
         yaml::check_syntax(text).map_err(|issue| vec![issue])?;
@@ -410,18 +393,5 @@ impl Config {
     /// A validator whose problems get line numbers from this config's text.
     pub fn locate(&self) -> impl Fn(&str) -> Option<u64> + '_ {
         |p: &str| line_of(&self.text, p)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_resolve_against_the_config_dir_without_dot_dots() {
-        let base = Path::new("/repo/config");
-        assert_eq!(resolve_path(base, Path::new("../.homesec/demo")), Path::new("/repo/.homesec/demo"));
-        assert_eq!(resolve_path(base, Path::new("./models/m.onnx")), Path::new("/repo/config/models/m.onnx"));
-        assert_eq!(resolve_path(base, Path::new("/abs/x")), Path::new("/abs/x"));
     }
 }
