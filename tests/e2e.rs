@@ -114,6 +114,9 @@ fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // One row per clip, in columns.
+    let row = format!("{clip_id:<32} {:<14} {:<12}", "porch", "done");
+    assert!(text.lines().any(|l| l.starts_with(&row)), "no row `{row}` in:\n{text}");
 }
 
 #[test]
