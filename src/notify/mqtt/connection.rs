@@ -133,13 +133,13 @@ impl Connection {
     }
 
     /// Publishes `msgs` and waits (up to `ack_timeout`) for all their
-    /// acknowledgements; `Err(None)` when the acknowledgements did not come in time.
-    pub async fn publish_all(&self, msgs: Vec<Outbound>, ack_timeout: Duration) -> Result<(), Option<PublishError>> {
+    /// acknowledgements.
+    pub async fn publish_all(&self, msgs: Vec<Outbound>, ack_timeout: Duration) -> Result<(), PublishError> {
         let mut receivers = Vec::with_capacity(msgs.len());
         {
             let mut link = self.shared.lock();
             if !link.connected || link.shutting_down {
-                return Err(Some(PublishError::ConnectionLost));
+                return Err(PublishError::ConnectionLost);
             }
             for msg in msgs {
                 match link.enqueue(&self.client, msg, true) {
@@ -147,7 +147,7 @@ impl Connection {
                     Ok(None) => {}
                     // Earlier messages may already be queued; they are published and
                     // the retry repeats them (consumers dedupe).
-                    Err(e) => return Err(Some(e)),
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -161,11 +161,7 @@ impl Connection {
             }
             Ok(())
         };
-        match tokio::time::timeout(ack_timeout, all).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Some(e)),
-            Err(_) => Err(None),
-        }
+        tokio::time::timeout(ack_timeout, all).await.unwrap_or(Err(PublishError::AckTimeout))
     }
 
     /// Publishes `offline` (retained), disconnects cleanly and stops the event loop.
@@ -174,7 +170,7 @@ impl Connection {
         if self.is_connected()
             && let Err(e) = self.publish_all(vec![offline], ack_timeout).await
         {
-            debug!(broker = %self.target, error = ?e, "cannot publish offline availability");
+            debug!(broker = %self.target, error = %e, "cannot publish offline availability");
         }
         {
             let mut link = self.shared.lock();

@@ -24,6 +24,8 @@ pub(super) enum PublishError {
     QueueFull,
     #[error("the event loop has stopped")]
     Stopped,
+    #[error("the broker did not acknowledge in time")]
+    AckTimeout,
     #[error("payload of {0} bytes exceeds the {MAX_OUTGOING_PACKET}-byte limit")]
     TooLarge(usize),
     #[error("cannot serialise the alert")]

@@ -207,17 +207,14 @@ impl MqttNotifier {
             PublishError::ConnectionLost | PublishError::Stopped => {
                 NotifyError::NotConnected(self.connection.target.clone())
             }
+            PublishError::AckTimeout => NotifyError::Timeout(self.connection.target.clone()),
             other => NotifyError::Delivery { target: self.connection.target.clone(), source: Box::new(other) },
         }
     }
 
     /// Publishes `msgs` and waits for all their acknowledgements.
     async fn publish_all(&self, msgs: Vec<Outbound>) -> Result<(), NotifyError> {
-        match self.connection.publish_all(msgs, self.ack_timeout).await {
-            Ok(()) => Ok(()),
-            Err(Some(e)) => Err(self.delivery(e)),
-            Err(None) => Err(NotifyError::Timeout(self.connection.target.clone())),
-        }
+        self.connection.publish_all(msgs, self.ack_timeout).await.map_err(|e| self.delivery(e))
     }
 }
 
