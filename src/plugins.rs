@@ -139,10 +139,8 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
         build: |value, ctx, firmware| {
             Box::pin(async move {
                 let cfg: notify::mqtt::MqttConfig = config(value)?;
-                let device = cfg
-                    .home_assistant
-                    .enabled
-                    .then(|| homeassistant::Device::new(&cfg.home_assistant, &ctx.device_id, &ctx.cameras, firmware));
+                let ha = &cfg.home_assistant;
+                let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, firmware);
                 Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
             })
         },
@@ -150,11 +148,16 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
     },
 }];
 
+/// A plugin's config block; one left out (or empty) in the YAML reads as `{}`.
+fn block(value: &serde_json::Value) -> &serde_json::Value {
+    static EMPTY: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(|| serde_json::Value::Object(serde_json::Map::new()));
+    if value.is_null() { &EMPTY } else { value }
+}
+
 /// Parses and validates a plugin's config block; `None` after recording problems.
 fn parse<C: PluginConfig>(value: &serde_json::Value, v: &mut Validator<'_>) -> Option<C> {
-    let empty = serde_json::Value::Object(Default::default());
-    let value = if value.is_null() { &empty } else { value };
-    let cfg = v.parse::<C>(value)?;
+    let cfg = v.parse::<C>(block(value))?;
     cfg.validate(v);
     Some(cfg)
 }
@@ -165,9 +168,7 @@ fn check_as<C: PluginConfig>(value: &serde_json::Value, v: &mut Validator<'_>, _
 
 /// Deserialises a block that [`check`] accepted already.
 fn config<C: PluginConfig>(value: &serde_json::Value) -> Result<C, Box<dyn std::error::Error + Send + Sync>> {
-    let empty = serde_json::Value::Object(Default::default());
-    let value = if value.is_null() { &empty } else { value };
-    Ok(C::deserialize(value)?)
+    Ok(C::deserialize(block(value))?)
 }
 
 fn find<'t, B>(table: &'t [Row<B>], name: &str) -> Option<&'t Row<B>> {

@@ -119,10 +119,7 @@ fn config(port: u16) -> MqttConfig {
 /// when discovery is on (no updater here).
 async fn build(cfg: MqttConfig, cameras: &[&str]) -> MqttNotifier {
     let ctx = ctx(cameras);
-    let device = cfg
-        .home_assistant
-        .enabled
-        .then(|| homesec::homeassistant::Device::new(&cfg.home_assistant, &ctx.device_id, &ctx.cameras, None));
+    let device = homesec::homeassistant::Device::configured(&cfg.home_assistant, &ctx.device_id, &ctx.cameras, None);
     mqtt::build(cfg, &ctx, device).await.expect("build")
 }
 

@@ -35,6 +35,16 @@ pub struct Device {
 }
 
 impl Device {
+    /// The device `cfg` asks for: none when discovery is off.
+    pub fn configured(
+        cfg: &HomeAssistantConfig,
+        device_id: &str,
+        cameras: &[CameraName],
+        firmware: Option<UpdateLink>,
+    ) -> Option<Device> {
+        cfg.enabled.then(|| Device::new(cfg, device_id, cameras, firmware))
+    }
+
     /// `firmware` is the box's updater when it can update itself.
     pub fn new(
         cfg: &HomeAssistantConfig,
@@ -111,7 +121,10 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc;
 
-    fn device(firmware: bool) -> (Device, Option<mpsc::UnboundedReceiver<()>>) {
+    /// The updater's ends: its status sender (kept alive) and the install requests.
+    type Updater = (watch::Sender<SystemStatus>, mpsc::UnboundedReceiver<()>);
+
+    fn device(firmware: bool) -> (Device, Option<Updater>) {
         let cfg = HomeAssistantConfig::default();
         let (link, rx) = if firmware {
             let status = SystemStatus {
@@ -129,10 +142,8 @@ mod tests {
                 },
             };
             let (tx, status) = watch::channel(status);
-            // The updater outlives every message in these tests.
-            std::mem::forget(tx);
             let (install_latest, rx) = mpsc::unbounded_channel();
-            (Some(UpdateLink { status, install_latest }), Some(rx))
+            (Some(UpdateLink { status, install_latest }), Some((tx, rx)))
         } else {
             (None, None)
         };
@@ -141,8 +152,8 @@ mod tests {
 
     #[test]
     fn the_install_button_reaches_the_updater_only_when_pressed_live() {
-        let (d, rx) = device(true);
-        let mut rx = rx.unwrap();
+        let (d, updater) = device(true);
+        let (_status, mut rx) = updater.unwrap();
         let topic = ha::update_command_topic("homecam", "box1");
         assert!(d.subscriptions().contains(&topic));
         assert_eq!(d.on_message(&topic, b"install", true), Reaction::None);
@@ -163,7 +174,7 @@ mod tests {
     #[test]
     fn the_firmware_entity_is_announced_only_with_an_updater() {
         let (without, _) = device(false);
-        let (with, _) = device(true);
+        let (with, _updater) = device(true);
         let state = ha::update_state_topic("homecam", "box1");
         assert!(!without.announcements().iter().any(|m| m.topic == state));
         assert!(with.announcements().iter().any(|m| m.topic == state));
