@@ -64,6 +64,22 @@ pub struct RgbFrame {
     pub data: Vec<u8>,
 }
 
+impl RgbFrame {
+    /// Checks that the frame is not empty and its data fits its size.
+    pub fn check(&self) -> Result<(), String> {
+        let expected = self.width as usize * self.height as usize * 3;
+        if self.width == 0 || self.height == 0 || self.data.len() != expected {
+            return Err(format!(
+                "{}x{} frame has {} bytes, expected {expected}",
+                self.width,
+                self.height,
+                self.data.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A JPEG of one sampled frame.
 #[derive(Debug, Clone)]
 pub struct Jpeg {

@@ -82,15 +82,7 @@ pub fn fit_within(width: u32, height: u32, max_size: u32) -> (u32, u32) {
 }
 
 pub(crate) fn encode_jpeg_impl(frame: &RgbFrame, max_size: u32, quality: u8) -> Result<Jpeg, MediaError> {
-    let expected = frame.width as usize * frame.height as usize * 3;
-    if frame.width == 0 || frame.height == 0 || frame.data.len() != expected {
-        return Err(MediaError::Jpeg(format!(
-            "frame {}x{} has {} bytes, expected {expected}",
-            frame.width,
-            frame.height,
-            frame.data.len()
-        )));
-    }
+    frame.check().map_err(MediaError::Jpeg)?;
     let (w, h) = fit_within(frame.width, frame.height, max_size);
     let scaled;
     let pixels: &[u8] = if (w, h) == (frame.width, frame.height) {

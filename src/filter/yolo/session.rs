@@ -356,15 +356,7 @@ impl Detector {
 
     /// Resizes `frame` into the input tensor (NCHW planes). Returns the letterbox.
     fn preprocess(&mut self, frame: &RgbFrame) -> Result<Letterbox, DetectorError> {
-        let expected = frame.width as usize * frame.height as usize * 3;
-        if frame.width == 0 || frame.height == 0 || frame.data.len() != expected {
-            return Err(DetectorError::Frame(format!(
-                "{}x{} frame with {} bytes",
-                frame.width,
-                frame.height,
-                frame.data.len()
-            )));
-        }
+        frame.check().map_err(DetectorError::Frame)?;
         let lb = self.letterbox_for(frame.width, frame.height);
         self.resizer
             .resize(&frame.data, frame.width, frame.height, &mut self.resized, lb.new_w, lb.new_h)
