@@ -113,7 +113,7 @@ pub struct Probe {
 impl Health {
     /// Judges measurements by the rules in the module docs.
     pub fn judge(p: Probe) -> Health {
-        let pipeline_ok = p.heartbeat_age < HEARTBEAT_LIMIT;
+        let pipeline_ok = heartbeat_ok(p.heartbeat_age);
         let checks = Checks {
             notifiers: p.notifiers.iter().all(|n| n.connected),
             pipeline: pipeline_ok,
@@ -137,6 +137,11 @@ impl Health {
         }
         Health { status: checks.status(), checks, warnings, sources: p.sources, notifiers: p.notifiers }
     }
+}
+
+/// The pipeline's loop ran recently enough: the one rule for `/health` and the watchdog.
+fn heartbeat_ok(heartbeat_age: Duration) -> bool {
+    heartbeat_age < HEARTBEAT_LIMIT
 }
 
 fn silent(heartbeat_age: Duration) -> String {
@@ -179,7 +184,7 @@ impl Liveness {
     /// `Err` holds the reason, for systemd's `STATUS=`.
     pub fn verdict(&self) -> Result<(), String> {
         let mut problems = Vec::new();
-        if self.heartbeat_age >= HEARTBEAT_LIMIT {
+        if !heartbeat_ok(self.heartbeat_age) {
             problems.push(silent(self.heartbeat_age));
         }
         if !self.store_ok {
