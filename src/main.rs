@@ -276,6 +276,7 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
         dedupe_key: clip_id.clone(),
         upload_failed: false,
         detected_classes: vec![],
+        stage: homesec::domain::AlertStage::Final,
         snapshot_path: None,
     };
     // A client id of its own, so the test does not push a running daemon off the broker.

@@ -11,6 +11,7 @@ use crate::analyzer::VlmAnalyzer;
 use crate::config::{Config, ConfigError, PluginSpec};
 use crate::domain::CameraName;
 use crate::filter::ObjectFilter;
+use crate::filter::service::LiveDetector;
 use crate::media::motion::MotionConfig;
 use crate::notify::Notifier;
 use crate::plugin::{ConfigIssue, DataLayout, PluginBuildError, PluginConfig, PluginContext, Validator};
@@ -32,7 +33,13 @@ struct Row<B> {
     build: B,
 }
 
-type SourceBuild = fn(CameraName, &serde_json::Value, &PluginContext) -> Result<Arc<dyn ClipSource>, PluginBuildError>;
+/// Live cameras also get the detector service, when the filter has one.
+type SourceBuild = fn(
+    CameraName,
+    &serde_json::Value,
+    &PluginContext,
+    Option<LiveDetector>,
+) -> Result<Arc<dyn ClipSource>, PluginBuildError>;
 
 /// A source's build, and its motion settings for `homesec motion` (live cameras).
 struct SourceFns {
@@ -69,7 +76,9 @@ const SOURCES: &[Row<SourceFns>] = &[
         name: "folder",
         check: check_as::<sources::folder::FolderConfig>,
         build: SourceFns {
-            build: |camera, value, ctx| Ok(Arc::new(sources::folder::FolderSource::new(camera, config(value)?, ctx))),
+            build: |camera, value, ctx, _| {
+                Ok(Arc::new(sources::folder::FolderSource::new(camera, config(value)?, ctx)))
+            },
             motion: |_| None,
         },
     },
@@ -77,7 +86,7 @@ const SOURCES: &[Row<SourceFns>] = &[
         name: "rtsp",
         check: check_as::<sources::rtsp::RtspConfig>,
         build: SourceFns {
-            build: |camera, value, ctx| Ok(Arc::new(sources::rtsp::build(camera, config(value)?, ctx)?)),
+            build: |camera, value, ctx, live| Ok(Arc::new(sources::rtsp::build(camera, config(value)?, ctx, live)?)),
             motion: |value| {
                 let c: sources::rtsp::RtspConfig = config(value).ok()?;
                 Some(MotionSettings { motion: c.motion, detect_fps: c.detect_fps })
@@ -88,7 +97,7 @@ const SOURCES: &[Row<SourceFns>] = &[
         name: "v4l",
         check: check_as::<sources::v4l::V4lConfig>,
         build: SourceFns {
-            build: |camera, value, ctx| Ok(Arc::new(sources::v4l::build(camera, config(value)?, ctx)?)),
+            build: |camera, value, ctx, live| Ok(Arc::new(sources::v4l::build(camera, config(value)?, ctx, live)?)),
             motion: |value| {
                 let c: sources::v4l::V4lConfig = config(value).ok()?;
                 Some(MotionSettings { motion: c.motion, detect_fps: c.detect_fps })
@@ -301,19 +310,21 @@ fn named(kind: &'static str, spec: &PluginSpec, e: PluginBuildError) -> PluginBu
 /// firmware entity).
 pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins, PluginBuildError> {
     let ctx = context(cfg);
-    let mut sources = Vec::new();
-    for cam in &cfg.cameras {
-        let spec = &cam.source;
-        let source = (row(SOURCES, "source", spec)?.build.build)(cam.name.clone(), &spec.config, &ctx)
-            .map_err(|e| named("source", spec, e))?;
-        sources.push(source);
-    }
     let storage = build_one(STORAGES, "storage", &cfg.storage, &ctx)?;
     let filter = build_one(FILTERS, "filter", &cfg.filter, &ctx)?;
     let analyzer = match cfg.vlm_spec() {
         Some(spec) => Some(build_one(ANALYZERS, "vlm", &spec, &ctx)?),
         None => None,
     };
+    // Live cameras detect while they record, keeping the VLM's frames.
+    let live = filter.live().map(|l| l.with_vlm_frames(analyzer.as_ref().map_or(0, |a| a.max_frames())));
+    let mut sources = Vec::new();
+    for cam in &cfg.cameras {
+        let spec = &cam.source;
+        let source = (row(SOURCES, "source", spec)?.build.build)(cam.name.clone(), &spec.config, &ctx, live.clone())
+            .map_err(|e| named("source", spec, e))?;
+        sources.push(source);
+    }
     let policy = build_one(POLICIES, "alert_policy", &cfg.alert_policy, &ctx)?;
     let notifiers = build_notifiers(cfg, &ctx, firmware).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })

@@ -144,6 +144,7 @@ fn alert(camera: &str, n: u32) -> Alert {
         dedupe_key: clip.clone(),
         upload_failed: false,
         detected_classes: vec!["person".into()],
+        stage: homesec::domain::AlertStage::Final,
         snapshot_path: None,
     }
 }

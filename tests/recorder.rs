@@ -86,7 +86,7 @@ impl ClipOutput for Collect {
     fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError> {
         Ok(self.clips.lock().unwrap().iter().any(|c| c.clip_id.as_str() == id))
     }
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
+    fn submit(&mut self, clip: Clip, _live: Option<homesec::filter::FilterOutput>) -> Result<(), RecorderError> {
         self.clips.lock().unwrap().push(clip);
         Ok(())
     }

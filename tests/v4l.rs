@@ -32,7 +32,7 @@ impl ClipOutput for Collect {
     fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError> {
         Ok(self.0.lock().unwrap().iter().any(|c| c.clip_id.as_str() == id))
     }
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
+    fn submit(&mut self, clip: Clip, _live: Option<homesec::filter::FilterOutput>) -> Result<(), RecorderError> {
         assert!(Path::new(&clip.local_path).is_file(), "handed over before the file is complete");
         self.0.lock().unwrap().push(clip);
         Ok(())
@@ -433,7 +433,7 @@ fn a_missing_device_gives_one_clear_error_and_slow_retries() {
     let device = "/dev/video-homesec-test-missing";
     let cfg =
         V4lConfig { device: device.into(), reconnect_initial_s: 0.2, reconnect_max_s: 30.0, ..V4lConfig::default() };
-    let source = v4l::build("garage".into(), cfg, &ctx).expect("a missing USB camera is not a build error");
+    let source = v4l::build("garage".into(), cfg, &ctx, None).expect("a missing USB camera is not a build error");
     let h = source.health();
     assert!(!h.healthy);
     assert_eq!(h.backend, "v4l");
@@ -480,14 +480,14 @@ fn a_file_that_is_not_a_video_device_is_reported_as_such() {
     let file = tmp.path().join("video0");
     std::fs::write(&file, b"").unwrap();
     let cfg = V4lConfig { device: file.clone(), ..V4lConfig::default() };
-    let err = v4l::build("garage".into(), cfg, &ctx).err().expect("not a device");
+    let err = v4l::build("garage".into(), cfg, &ctx, None).err().expect("not a device");
     let msg = homesec::telemetry::chain(&err);
     assert!(msg.contains("not a video device") && msg.contains(&file.display().to_string()), "{msg}");
 
     // A character device that is not V4L2 (/dev/null): the real open path through
     // the v4l crate says so, without a panic.
     let cfg = V4lConfig { device: "/dev/null".into(), reconnect_max_s: 30.0, ..V4lConfig::default() };
-    let source = v4l::build("garage".into(), cfg, &ctx).unwrap();
+    let source = v4l::build("garage".into(), cfg, &ctx, None).unwrap();
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let stop = Arc::new(AtomicBool::new(false));
     std::thread::scope(|s| {

@@ -41,6 +41,8 @@ impl VlmError {
 #[async_trait]
 pub trait VlmAnalyzer: Send + Sync {
     fn name(&self) -> &str;
+    /// Frames the model is shown per clip (live cameras keep this many).
+    fn max_frames(&self) -> u32;
     async fn analyze(&self, clip: &Clip, filter: &FilterResult) -> Result<AnalysisResult, VlmError>;
     async fn shutdown(&self) {}
 }

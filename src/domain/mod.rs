@@ -259,8 +259,35 @@ pub struct AlertDecision {
     pub reason: String,
 }
 
+/// Which alert of a clip this is. A live camera sends `detected` as soon as a
+/// notify class is confirmed, while the clip is still being recorded; the alert
+/// after the clip's analysis carries the same `dedupe_key`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStage {
+    /// The early alert: an object was confirmed while the camera records.
+    Detected,
+    /// The final alert, with the VLM's analysis.
+    Analyzed,
+    /// The final alert of a clip without analysis (no VLM, skipped or failed).
+    #[default]
+    Final,
+}
+
+impl AlertStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStage::Detected => "detected",
+            AlertStage::Analyzed => "analyzed",
+            AlertStage::Final => "final",
+        }
+    }
+}
+
 /// The keys of the alert payload, as Home Assistant automations see them.
-pub const ALERT_FIELDS: [&str; 12] = [
+pub const ALERT_FIELDS: [&str; 13] = [
     "clip_id",
     "camera_name",
     "storage_uri",
@@ -273,6 +300,7 @@ pub const ALERT_FIELDS: [&str; 12] = [
     "dedupe_key",
     "upload_failed",
     "detected_classes",
+    "stage",
 ];
 
 /// The alert payload sent to notifiers (the MQTT JSON body).
@@ -292,6 +320,8 @@ pub struct Alert {
     pub upload_failed: bool,
     /// Classes the object filter found (e.g. `person`), for automations.
     pub detected_classes: Vec<String>,
+    /// `detected` (early), then `analyzed` or `final` for the same `dedupe_key`.
+    pub stage: AlertStage,
     /// Local path of a JPEG snapshot of the most telling frame, when one was made
     /// (notifiers send the image itself; the path stays out of payloads).
     #[serde(skip)]

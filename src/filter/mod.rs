@@ -1,5 +1,6 @@
 //! Object filter: finds which objects (person, car, dog, …) a clip shows.
 
+pub mod service;
 pub mod yolo;
 
 use std::path::Path;
@@ -7,6 +8,10 @@ use std::path::Path;
 use async_trait::async_trait;
 
 use crate::domain::FilterResult;
+
+/// Longer side and quality of snapshot and VLM JPEGs.
+pub const SNAPSHOT_MAX_SIZE: u32 = 1280;
+pub const SNAPSHOT_QUALITY: u8 = 85;
 
 /// What a filter run yields: the result and, when something was found, a JPEG of
 /// the frame with the most confident detection (the alert's snapshot).
@@ -41,8 +46,13 @@ impl FilterError {
 pub trait ObjectFilter: Send + Sync {
     /// Model or backend name, for logs and the clip record.
     fn name(&self) -> &str;
-    /// Decodes the clip, samples frames and runs detection. CPU work runs off the
-    /// async workers.
-    async fn detect(&self, video: &Path) -> Result<FilterOutput, FilterError>;
+    /// Decodes the clip, samples frames and runs detection; sampling stops once
+    /// one of the `decisive` classes is confirmed. CPU work runs off the async
+    /// workers.
+    async fn detect(&self, video: &Path, decisive: &[String]) -> Result<FilterOutput, FilterError>;
+    /// The detector service for live cameras, when this filter has one.
+    fn live(&self) -> Option<service::LiveDetector> {
+        None
+    }
     async fn shutdown(&self) {}
 }

@@ -386,6 +386,7 @@ mod tests {
             dedupe_key: "front_door_1700000000".into(),
             upload_failed: false,
             detected_classes: classes.iter().map(|s| s.to_string()).collect(),
+            stage: crate::domain::AlertStage::Final,
             snapshot_path: Some("/data/snapshots/x.jpg".into()),
         }
     }

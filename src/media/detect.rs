@@ -12,8 +12,9 @@
 //!
 //! Both end in one place: every decoded picture of the detect stream, as a
 //! [`DetectFrame`], goes through the same private step, which applies the
-//! [`RateGate`] and runs the motion detector on the frames it lets through.
-//! Anything else that must see the detect stream's pictures belongs there.
+//! [`RateGate`], runs the motion detector on the frames it lets through, and
+//! shows them with the verdict to the pipeline's [`FrameTap`] (live object
+//! detection hooks in there).
 //!
 //! Blocking CPU work: callers run it on a camera's own thread. Logging is the
 //! caller's (it knows the camera and the throttling rule): errors are returned
@@ -23,8 +24,15 @@ use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 
+use super::RgbFrame;
 use super::motion::{MotionConfig, MotionDetector, MotionSample};
 use super::nal::avcc_to_annex_b;
+
+/// Sees the detect stream's pictures that the rate gate lets through, with
+/// the motion verdict for each.
+pub trait FrameTap: Send {
+    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample);
+}
 
 /// Decides which frames the detector sees: at most `detect_fps` per second of
 /// stream time, on a grid so that jittery timestamps do not drift.
@@ -108,6 +116,20 @@ pub struct DetectFrame<'a> {
     pub v: &'a [u8],
     pub y_stride: usize,
     pub uv_stride: usize,
+}
+
+impl DetectFrame<'_> {
+    /// The picture as packed RGB.
+    pub fn to_rgb(&self) -> RgbFrame {
+        let mut data = Vec::new();
+        super::yuv::i420_to_rgb(
+            (self.y, self.u, self.v),
+            (self.y_stride, self.uv_stride),
+            (self.width as usize, self.height as usize),
+            &mut data,
+        );
+        RgbFrame { ts_s: self.ts_s, width: self.width, height: self.height, data }
+    }
 }
 
 impl<'a> DetectFrame<'a> {
@@ -210,10 +232,12 @@ impl StreamDecoder {
     }
 }
 
-/// What runs on every decoded picture: the rate gate, then the motion detector.
+/// What runs on every decoded picture: the rate gate, the motion detector,
+/// then the tap.
 struct Analysis {
     gate: RateGate,
     motion: MotionDetector,
+    tap: Option<Box<dyn FrameTap>>,
 }
 
 impl Analysis {
@@ -222,7 +246,11 @@ impl Analysis {
         if !self.gate.is_due(frame.ts_s) {
             return None;
         }
-        Some(self.motion.process(frame.y, frame.y_stride, frame.width, frame.height))
+        let sample = self.motion.process(frame.y, frame.y_stride, frame.width, frame.height);
+        if let Some(tap) = &mut self.tap {
+            tap.frame(frame, &sample);
+        }
+        Some(sample)
     }
 }
 
@@ -250,9 +278,16 @@ impl DetectPipeline {
             analysis: Analysis {
                 gate: RateGate::new(settings.detect_fps, settings.source_fps),
                 motion: MotionDetector::new(&settings.motion),
+                tap: None,
             },
             decode_errors: 0,
         }
+    }
+
+    /// Shows every analysed picture, with its motion verdict, to `tap`.
+    pub fn with_tap(mut self, tap: Box<dyn FrameTap>) -> Self {
+        self.analysis.tap = Some(tap);
+        self
     }
 
     /// The stream restarted or changed: a fresh decoder (from the next keyframe),

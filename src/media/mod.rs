@@ -18,6 +18,7 @@ pub mod motion;
 pub mod mp4write;
 pub mod nal;
 mod resize;
+pub mod yuv;
 
 use std::path::Path;
 
@@ -165,6 +166,49 @@ pub fn sample_frames(
 /// (0: no limit). `quality` is 1-100.
 pub fn encode_jpeg(frame: &RgbFrame, max_size: u32, quality: u8) -> Result<Jpeg, MediaError> {
     resize::encode_jpeg_impl(frame, max_size, quality)
+}
+
+/// Writes JPEGs into `dir` (created) as `frame_<n>_<ms>.jpg`, `ms` being the
+/// frame's time from the clip start, each file durably. Blocking.
+pub fn write_jpegs(dir: &Path, jpegs: &[Jpeg]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (i, j) in jpegs.iter().enumerate() {
+        let ms = (j.ts_s.max(0.0) * 1000.0).round() as u64;
+        crate::fsutil::write_durable(&dir.join(format!("frame_{i:02}_{ms}.jpg")), &j.bytes)?;
+    }
+    Ok(())
+}
+
+/// The JPEGs [`write_jpegs`] wrote, in order; empty when `dir` does not exist.
+/// Files that are not such JPEGs are skipped. Blocking.
+pub fn read_jpegs(dir: &Path) -> std::io::Result<Vec<Jpeg>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut named: Vec<(u32, f64, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut parts = name.strip_prefix("frame_")?.strip_suffix(".jpg")?.split('_');
+            let index = parts.next()?.parse().ok()?;
+            let ms: u64 = parts.next()?.parse().ok()?;
+            Some((index, ms as f64 / 1000.0, e.path()))
+        })
+        .collect();
+    named.sort_by_key(|(i, _, _)| *i);
+    let mut out = Vec::with_capacity(named.len());
+    for (_, ts_s, path) in named {
+        let bytes = std::fs::read(&path)?;
+        let mut decoder = zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&bytes));
+        let Some((width, height)) = decoder.decode_headers().ok().and_then(|_| decoder.dimensions()) else {
+            tracing::warn!(file = %path.display(), "not a JPEG; skipped");
+            continue;
+        };
+        out.push(Jpeg { ts_s, width: width as u32, height: height as u32, bytes });
+    }
+    Ok(out)
 }
 
 /// The frames (presentation order) `sample_jpegs` takes: the middle frame of each

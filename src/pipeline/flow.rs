@@ -9,10 +9,11 @@ use tracing::{error, info, warn};
 
 use super::Pipeline;
 use super::stage::{AttemptError, StageOutcome};
+use crate::config::RunMode;
 use crate::domain::{
-    Alert, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus, rfc3339,
+    Alert, AlertStage, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus, rfc3339,
 };
-use crate::store::{OutboxEntry, StoreError};
+use crate::store::StoreError;
 
 /// Where an uploaded clip is.
 #[derive(Debug, Clone)]
@@ -72,34 +73,48 @@ impl Pipeline {
             StageOutcome::Interrupted => return Ok(()),
         };
 
-        // Policy.
+        // Policy. A clip that had an early alert always gets its final alert, so
+        // that the early one can be updated (e.g. to low risk).
         let decision = self.parts.policy.decide(&camera, &filter, analysis.as_ref());
-        info!(camera = %camera, notify = decision.notify, reason = %decision.reason, "alert decision");
+        let key = clip.clip_id.0.clone();
+        let early = self.parts.store.run(move |s| s.early_alert(&key)).await?;
+        info!(camera = %camera, notify = decision.notify, reason = %decision.reason, early_alert = early.is_some(), "alert decision");
         let notifiers = self.parts.notifiers.names();
-        if !decision.notify || notifiers.is_empty() {
+        let send = decision.notify || early.is_some();
+        if !send || notifiers.is_empty() {
             let reason = if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
             let d = decision.clone();
             let now = self.now();
-            self.commit(
-                &clip,
-                vec![
-                    EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
-                    EventKind::StageSkipped { stage: Stage::Notify, reason },
-                    EventKind::ClipCompleted,
-                ],
-                move |r| {
-                    r.decision = Some(d);
-                    r.notify.status = StageStatus::Skipped;
-                    r.completed_ms = Some(now);
-                },
-            )
-            .await?;
+            let id = clip.clip_id.0.clone();
+            self.parts
+                .store
+                .run(move |s| {
+                    s.write(|w| {
+                        w.remove_early_alert(&id)?;
+                        w.update_clip(
+                            &id,
+                            [
+                                EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
+                                EventKind::StageSkipped { stage: Stage::Notify, reason },
+                                EventKind::ClipCompleted,
+                            ],
+                            move |r| {
+                                r.decision = Some(d);
+                                r.notify.status = StageStatus::Skipped;
+                                r.completed_ms = Some(now);
+                            },
+                        )
+                    })
+                })
+                .await?;
             self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
 
         // Notify through the outbox: queued durably with the decision, delivered
-        // by the outbox loop (now, and again after failures until the TTL).
+        // by the outbox loop (now, and again after failures until the TTL). The
+        // final alert supersedes an early one still waiting in the outbox.
+        let now = self.now();
         let alert = Alert {
             clip_id: clip.clip_id.clone(),
             camera_name: camera.clone(),
@@ -109,36 +124,29 @@ impl Pipeline {
             activity_type: analysis.as_ref().map(|a| a.activity_type.clone()),
             notify_reason: decision.reason.clone(),
             summary: analysis.as_ref().map(|a| a.summary.clone()),
-            ts: rfc3339(self.now()),
+            ts: rfc3339(now),
             dedupe_key: clip.clip_id.0.clone(),
             upload_failed: upload.is_none(),
             detected_classes: filter.detected_classes.clone(),
+            stage: if analysis.is_some() { AlertStage::Analyzed } else { AlertStage::Final },
             snapshot_path,
         };
-        let now = self.now();
-        let ttl_ms = (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000);
-        let clip_for_write = clip.clone();
+        let entries = self.outbox_entries(&notifiers, &alert, now);
+        let id = clip.clip_id.0.clone();
         let d = decision.clone();
         self.parts
             .store
             .run(move |s| {
                 s.write(|w| {
-                    for name in &notifiers {
-                        w.enqueue_notification(&OutboxEntry {
-                            clip_id: clip_for_write.clip_id.clone(),
-                            notifier: name.clone(),
-                            alert: alert.clone(),
-                            created_ms: now,
-                            attempts: 0,
-                            next_attempt_ms: now,
-                            expires_ms: now.saturating_add(ttl_ms),
-                            last_error: None,
-                        })?;
+                    w.remove_early_alert(&id)?;
+                    w.remove_pending_early_notifications(&id)?;
+                    for e in &entries {
+                        w.enqueue_notification(e)?;
                     }
                     w.update_clip(
-                        clip_for_write.clip_id.as_str(),
+                        &id,
                         [
-                            EventKind::AlertDecided { notify: true, reason: d.reason.clone() },
+                            EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
                             EventKind::StageStarted { stage: Stage::Notify, attempt: 1 },
                             EventKind::ClipCompleted,
                         ],
@@ -208,11 +216,17 @@ impl Pipeline {
         }
         let clip = &record.clip;
         let filter = self.parts.filter.clone();
+        // Sampling stops once a class that decides something is confirmed.
+        let mut decisive = self.parts.policy.notify_classes(&clip.camera);
+        if self.parts.vlm_gate.run_mode == RunMode::TriggerOnly {
+            decisive.extend(self.parts.vlm_gate.trigger_classes.iter().cloned());
+        }
         let result = self
             .run_stage(clip, Stage::Filter, &self.filter_slots, || {
                 let filter = filter.clone();
                 let path = PathBuf::from(&clip.local_path);
-                async move { filter.detect(&path).await.map_err(|e| AttemptError::new(e.is_transient(), e)) }
+                let decisive = decisive.clone();
+                async move { filter.detect(&path, &decisive).await.map_err(|e| AttemptError::new(e.is_transient(), e)) }
             })
             .await?;
         let output = match result {
@@ -238,7 +252,7 @@ impl Pipeline {
         Ok(StageOutcome::Done(Filtered { result: output.result, snapshot_path }))
     }
 
-    async fn write_snapshot(&self, clip: &Clip, jpeg: &[u8]) -> Option<String> {
+    pub(super) async fn write_snapshot(&self, clip: &Clip, jpeg: &[u8]) -> Option<String> {
         let path = self.parts.snapshots_dir.join(format!("{}.jpg", clip.clip_id));
         let (p, bytes) = (path.clone(), jpeg.to_vec());
         match tokio::task::spawn_blocking(move || crate::fsutil::write_durable(&p, &bytes)).await {

@@ -19,19 +19,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
-pub use sink::ClipSink;
+pub use sink::{ClipSink, Sighting};
 pub use stage::{AttemptError, StageError, StageOutcome};
 
 use crate::analyzer::VlmAnalyzer;
 use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::config::{ConcurrencyConfig, RetryConfig, RunMode};
-use crate::domain::{Clip, ClipId, ClipRecord, EventKind, FilterResult, UnixMillis};
+use crate::domain::{Alert, Clip, ClipId, ClipRecord, EventKind, FilterResult, UnixMillis};
 use crate::filter::ObjectFilter;
 use crate::notify::multiplex::Notifiers;
 use crate::policy::AlertPolicy;
 use crate::storage::StorageBackend;
-use crate::store::{Store, StoreError};
+use crate::store::{OutboxEntry, Store, StoreError};
 
 /// When the VLM runs.
 #[derive(Debug, Clone)]
@@ -231,6 +231,24 @@ impl Pipeline {
         }
         self.parts.storage.shutdown().await;
         self.parts.notifiers.shutdown().await;
+    }
+
+    /// One outbox entry per notifier for `alert`, due now.
+    fn outbox_entries(&self, notifiers: &[String], alert: &Alert, now: UnixMillis) -> Vec<OutboxEntry> {
+        let ttl_ms = (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000);
+        notifiers
+            .iter()
+            .map(|name| OutboxEntry {
+                clip_id: alert.clip_id.clone(),
+                notifier: name.clone(),
+                alert: alert.clone(),
+                created_ms: now,
+                attempts: 0,
+                next_attempt_ms: now,
+                expires_ms: now.saturating_add(ttl_ms),
+                last_error: None,
+            })
+            .collect()
     }
 
     /// Commits a change to a clip record with its events, off the async workers.

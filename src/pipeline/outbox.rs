@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::Pipeline;
 use crate::domain::{EventKind, StageStatus};
-use crate::store::{OutboxEntry, StoreError};
+use crate::store::{OutboxEntry, StoreError, is_early};
 
 impl Pipeline {
     pub(super) async fn outbox_loop(self: Arc<Self>) {
@@ -54,9 +54,12 @@ impl Pipeline {
             None => Err(format!("notifier `{}` is no longer configured", entry.notifier)),
         };
         let notifier = entry.notifier.clone();
+        // An early alert's clip may still be recording (no record yet); its
+        // outcome is logged, and only the final alert's counts for the notify stage.
+        let early = is_early(&entry);
         match outcome {
             Ok(()) => {
-                info!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempts = entry.attempts + 1, "alert delivered");
+                info!(camera = %camera, clip_id = %clip_id, notifier = %notifier, stage = entry.alert.stage.as_str(), attempts = entry.attempts + 1, "alert delivered");
                 let now = self.now();
                 self.stats.alerts_delivered.fetch_add(1, Ordering::Relaxed);
                 self.parts
@@ -64,6 +67,9 @@ impl Pipeline {
                     .run(move |s| {
                         s.write(|w| {
                             w.remove_notification(seq)?;
+                            if early {
+                                return Ok(());
+                            }
                             let others = w.pending_notifications(clip_id.as_str(), seq)?;
                             w.update_clip(clip_id.as_str(), [EventKind::NotificationDelivered { notifier }], |r| {
                                 if others == 0 && r.notify.status != StageStatus::Error {
@@ -90,6 +96,9 @@ impl Pipeline {
                         .run(move |s| {
                             s.write(|w| {
                                 w.remove_notification(seq)?;
+                                if early {
+                                    return Ok(());
+                                }
                                 let msg = error.clone();
                                 w.update_clip(
                                     clip_id.as_str(),
@@ -114,6 +123,9 @@ impl Pipeline {
                     .run(move |s| {
                         s.write(|w| {
                             w.update_notification(seq, &entry)?;
+                            if early {
+                                return Ok(());
+                            }
                             w.update_clip(entry.clip_id.as_str(), [], |r| {
                                 r.notify.attempts = entry.attempts;
                                 r.notify.last_error = Some(msg);

@@ -51,7 +51,7 @@ impl ObjectFilter for FakeFilter {
     fn name(&self) -> &str {
         "fake"
     }
-    async fn detect(&self, video: &Path) -> Result<FilterOutput, FilterError> {
+    async fn detect(&self, video: &Path, _decisive: &[String]) -> Result<FilterOutput, FilterError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.broken {
             return Err(FilterError::Media {
@@ -81,6 +81,9 @@ struct FakeVlm {
 impl VlmAnalyzer for FakeVlm {
     fn name(&self) -> &str {
         "fake"
+    }
+    fn max_frames(&self) -> u32 {
+        4
     }
     async fn analyze(&self, _: &Clip, _: &FilterResult) -> Result<AnalysisResult, VlmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);

@@ -21,6 +21,10 @@ pub struct DefaultPolicyConfig {
     pub notify_on_classes: Vec<String>,
     /// Alert on every clip, even when nothing was detected.
     pub notify_on_motion: bool,
+    /// Live cameras: alert as soon as one of `notify_on_classes` is confirmed
+    /// while the clip is still recording; the final alert follows with the same
+    /// `dedupe_key`.
+    pub early_alert: bool,
     /// Per-camera changes to the keys above.
     pub overrides: HashMap<String, PolicyOverride>,
 }
@@ -32,6 +36,7 @@ impl Default for DefaultPolicyConfig {
             notify_on_activity_types: Vec::new(),
             notify_on_classes: vec!["person".into()],
             notify_on_motion: false,
+            early_alert: true,
             overrides: HashMap::new(),
         }
     }
@@ -44,6 +49,7 @@ pub struct PolicyOverride {
     pub notify_on_activity_types: Option<Vec<String>>,
     pub notify_on_classes: Option<Vec<String>>,
     pub notify_on_motion: Option<bool>,
+    pub early_alert: Option<bool>,
 }
 
 impl PluginConfig for DefaultPolicyConfig {
@@ -73,7 +79,28 @@ impl DefaultPolicy {
     }
 }
 
+impl DefaultPolicy {
+    fn classes(&self, camera: &CameraName) -> (&[String], bool) {
+        let o = self.cfg.overrides.get(camera.as_str());
+        o.and_then(|o| o.notify_on_classes.as_deref()).map_or((&self.cfg.notify_on_classes, false), |c| (c, true))
+    }
+}
+
 impl AlertPolicy for DefaultPolicy {
+    fn early_alert(&self, camera: &CameraName, classes: &[String]) -> Option<String> {
+        let o = self.cfg.overrides.get(camera.as_str());
+        if !o.and_then(|o| o.early_alert).unwrap_or(self.cfg.early_alert) {
+            return None;
+        }
+        let (wanted, from_override) = self.classes(camera);
+        let class = classes.iter().find(|c| wanted.contains(c))?;
+        Some(format!("detected={class} (early){}", if from_override { " (per-camera)" } else { "" }))
+    }
+
+    fn notify_classes(&self, camera: &CameraName) -> Vec<String> {
+        self.classes(camera).0.to_vec()
+    }
+
     fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision {
         let o = self.cfg.overrides.get(camera.as_str());
         let tag = |from_override: bool| if from_override { " (per-camera)" } else { "" };
@@ -81,8 +108,7 @@ impl AlertPolicy for DefaultPolicy {
         let activities = o
             .and_then(|o| o.notify_on_activity_types.as_ref())
             .map_or((&self.cfg.notify_on_activity_types, false), |a| (a, true));
-        let classes =
-            o.and_then(|o| o.notify_on_classes.as_ref()).map_or((&self.cfg.notify_on_classes, false), |c| (c, true));
+        let classes = self.classes(camera);
         let on_motion = o.and_then(|o| o.notify_on_motion).map_or((self.cfg.notify_on_motion, false), |m| (m, true));
 
         if let Some(a) = analysis {
@@ -154,6 +180,22 @@ mod tests {
         let d = p.decide(&"front".into(), &filter(&["person"]), Some(&a));
         assert_eq!((d.notify, d.reason.as_str()), (true, "risk_level=low (per-camera)"));
         assert!(!p.decide(&"back".into(), &filter(&["person"]), Some(&a)).notify);
+    }
+
+    #[test]
+    fn early_alerts_take_the_notify_classes_and_can_be_turned_off_per_camera() {
+        let p = policy("notify_on_classes: [person, dog]\noverrides:\n  back:\n    early_alert: false\n");
+        let front = CameraName::from("front");
+        let seen = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(p.early_alert(&front, &seen(&["car", "dog"])).as_deref(), Some("detected=dog (early)"));
+        assert_eq!(p.early_alert(&front, &seen(&["car"])), None, "not a notify class");
+        assert_eq!(p.early_alert(&"back".into(), &seen(&["person"])), None, "off for this camera");
+        assert_eq!(p.notify_classes(&front), seen(&["person", "dog"]));
+        let p =
+            policy("early_alert: false\noverrides:\n  front:\n    early_alert: true\n    notify_on_classes: [cat]\n");
+        assert_eq!(p.early_alert(&front, &seen(&["cat"])).as_deref(), Some("detected=cat (early) (per-camera)"));
+        assert_eq!(p.early_alert(&"back".into(), &seen(&["person"])), None);
+        assert!(super::super::noop::NoopPolicy.early_alert(&front, &seen(&["person"])).is_none());
     }
 
     #[test]

@@ -7,4 +7,18 @@ use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult};
 
 pub trait AlertPolicy: Send + Sync {
     fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision;
+
+    /// Whether confirmed objects of `classes`, seen live while the camera still
+    /// records, are worth an early alert: its reason, e.g. `detected=person (early)`.
+    fn early_alert(&self, camera: &CameraName, classes: &[String]) -> Option<String> {
+        let _ = (camera, classes);
+        None
+    }
+
+    /// Classes whose detection alone can make this camera alert (the clip filter
+    /// stops sampling once one is confirmed).
+    fn notify_classes(&self, camera: &CameraName) -> Vec<String> {
+        let _ = camera;
+        Vec::new()
+    }
 }

@@ -24,10 +24,14 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::SourceHealth;
-use super::recorder::{ClipOutput, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
-use crate::domain::{CameraName, Clip};
-use crate::media::detect::{DetectPipeline, DetectSettings, EncodedFrame, NalFormat};
-use crate::pipeline::ClipSink;
+use super::recorder::{ClipOutput, ObjectFrame, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
+use crate::domain::{CameraName, Clip, now_ms};
+use crate::filter::service::{CameraFeed, LiveDetector, LiveFrame, LiveResult};
+use crate::filter::{FilterOutput, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
+use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat, RateGate};
+use crate::media::motion::MotionSample;
+use crate::pipeline::{ClipSink, Sighting};
+use crate::plugin::Validator;
 
 /// Window over which fps is measured.
 const FPS_WINDOW: Duration = Duration::from_secs(5);
@@ -36,6 +40,24 @@ const RECORDER_ERROR_SHOWN: Duration = Duration::from_secs(600);
 /// Encoded frames queued for the detect stream's decoder (a few seconds at
 /// camera rates).
 const MOTION_QUEUE: usize = 96;
+/// Seconds the object detector goes on looking after motion ends.
+const OBJECT_HOLD_S: f64 = 2.0;
+
+pub(crate) fn default_object_fps() -> f64 {
+    2.0
+}
+
+/// `object_fps`: 0 (off) or up to `detect_fps` (the frames motion looks at).
+pub(crate) fn check_object_fps(object_fps: f64, detect_fps: f64, v: &mut Validator<'_>) {
+    if !(object_fps.is_finite() && (0.0..=30.0).contains(&object_fps)) {
+        v.error("object_fps", "must be in [0, 30] (0 turns live object detection off)");
+    } else if object_fps > detect_fps {
+        v.error(
+            "object_fps",
+            format!("must not exceed detect_fps ({detect_fps}): the detector sees the frames motion sees"),
+        );
+    }
+}
 
 /// The one throttling rule for a problem that repeats (frames dropped, decode
 /// errors, bad frames from a device): it is logged the 1st, 2nd, 4th, 8th… time
@@ -284,28 +306,110 @@ impl ClipOutput for HealthOutput {
         self.inner.is_taken(id)
     }
 
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
-        self.inner.submit(clip)?;
+    fn submit(&mut self, clip: Clip, live: Option<FilterOutput>) -> Result<(), RecorderError> {
+        self.inner.submit(clip, live)?;
         self.health.recorder_ok();
         Ok(())
+    }
+
+    fn sighted(&mut self, sighting: Sighting) -> Result<(), RecorderError> {
+        self.inner.sighted(sighting)
+    }
+}
+
+/// Live object detection of one camera: the tap that sends the detect
+/// stream's pictures to the shared detector while motion is on (and for
+/// [`OBJECT_HOLD_S`] after), at most `object_fps` a second, and the results
+/// coming back, which [`ObjectResults::forward`] hands to the recorder.
+pub(crate) fn live_objects(
+    camera: &CameraName,
+    live: &LiveDetector,
+    object_fps: f64,
+) -> Option<(ObjectTap, ObjectResults)> {
+    if object_fps <= 0.0 {
+        return None;
+    }
+    let (feed, results) = live.register(camera);
+    let tap = ObjectTap { camera: camera.clone(), feed, gate: RateGate::new(object_fps, None), last_motion: None };
+    Some((tap, ObjectResults { results }))
+}
+
+/// Sends due pictures to the detector (see [`live_objects`]).
+pub(crate) struct ObjectTap {
+    camera: CameraName,
+    feed: CameraFeed,
+    gate: RateGate,
+    /// Stream time of the last picture with motion.
+    last_motion: Option<f64>,
+}
+
+impl FrameTap for ObjectTap {
+    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample) {
+        if motion.motion {
+            self.last_motion = Some(frame.ts_s);
+        }
+        // A stream clock that went back restarts the hold too.
+        let watching = self.last_motion.is_some_and(|t| frame.ts_s >= t && frame.ts_s - t <= OBJECT_HOLD_S);
+        if !watching || !self.gate.is_due(frame.ts_s) {
+            return;
+        }
+        if self.feed.submit(LiveFrame { frame: frame.to_rgb(), wall_ms: now_ms() }) {
+            let dropped = self.feed.stats().dropped;
+            if log_due(dropped) {
+                warn!(camera = %self.camera, dropped, "the object detector is busy; this camera's oldest frame was dropped");
+            }
+        }
+    }
+}
+
+/// The detector's answers for one camera.
+pub(crate) struct ObjectResults {
+    results: std::sync::mpsc::Receiver<LiveResult>,
+}
+
+impl ObjectResults {
+    /// Hands the answers that arrived to the recorder, each with its frame as
+    /// a JPEG. Returns false once the recorder is gone.
+    pub(crate) fn forward(&self, camera: &CameraName, recorder: &mpsc::Sender<RecorderEvent>) -> bool {
+        for r in self.results.try_iter() {
+            let jpeg = match crate::media::encode_jpeg(&r.frame, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY) {
+                Ok(j) => j,
+                Err(e) => {
+                    warn!(camera = %camera, error = %e, "cannot encode a detector frame");
+                    continue;
+                }
+            };
+            if !r.detections.is_empty() {
+                debug!(camera = %camera, detections = ?r.detections.iter().map(|d| (&d.class, d.confidence)).collect::<Vec<_>>(), "objects seen");
+            }
+            let frame = ObjectFrame { wall_ms: r.wall_ms, detections: r.detections, jpeg };
+            if recorder.blocking_send(RecorderEvent::Objects(frame)).is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
 /// Starts the camera's recorder on a blocking thread, writing into `dir` and
 /// handing clips to `sink`; it is fed through a queue of `queue` events and
-/// finishes the clip in progress once every sender is gone. Call it from the
-/// daemon's runtime.
+/// finishes the clip in progress once every sender is gone. With `live`, clips
+/// carry what the live detector saw. Call it from the daemon's runtime.
 pub(crate) fn spawn_recorder(
     health: &Arc<LiveHealth>,
     cfg: RecordingConfig,
     dir: PathBuf,
     queue: usize,
     sink: ClipSink,
+    live: Option<&LiveDetector>,
 ) -> (mpsc::Sender<RecorderEvent>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(queue);
     let output =
         HealthOutput { inner: SinkOutput::new(sink, tokio::runtime::Handle::current()), health: health.clone() };
-    let recorder = Recorder::new(health.camera.clone(), health.backend, cfg, dir, Box::new(output));
+    let mut recorder = Recorder::new(health.camera.clone(), health.backend, cfg, dir, Box::new(output));
+    if let Some(live) = live {
+        recorder = recorder.with_objects(live.settings().clone());
+    }
     let health = health.clone();
     let task = tokio::task::spawn_blocking(move || recorder.run(rx, move |e| health.recorder_failed(e)));
     (tx, task)
@@ -371,15 +475,17 @@ impl MotionFeed {
 
 /// Starts the motion worker for an encoded detect stream on a blocking thread:
 /// frames from the returned sender (wrap it in a [`MotionFeed`] per stream)
-/// through the camera's [`DetectPipeline`], verdicts to `recorder`. It ends when
-/// every sender is gone or the recorder is. Call it from the daemon's runtime.
+/// through the camera's [`DetectPipeline`], verdicts (and, with `objects`, what
+/// the object detector saw) to `recorder`. It ends when every sender is gone or
+/// the recorder is. Call it from the daemon's runtime.
 pub(crate) fn spawn_motion(
     camera: CameraName,
     recorder: mpsc::Sender<RecorderEvent>,
     settings: DetectSettings,
+    objects: Option<(ObjectTap, ObjectResults)>,
 ) -> (SyncSender<MotionInput>, JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(MOTION_QUEUE);
-    let task = tokio::task::spawn_blocking(move || run_motion(&camera, &rx, &recorder, &settings));
+    let task = tokio::task::spawn_blocking(move || run_motion(&camera, &rx, &recorder, &settings, objects));
     (tx, task)
 }
 
@@ -388,10 +494,21 @@ fn run_motion(
     rx: &Receiver<MotionInput>,
     recorder: &mpsc::Sender<RecorderEvent>,
     settings: &DetectSettings,
+    objects: Option<(ObjectTap, ObjectResults)>,
 ) {
     let mut pipeline = DetectPipeline::new(settings);
+    let mut results = None;
+    if let Some((tap, r)) = objects {
+        pipeline = pipeline.with_tap(Box::new(tap));
+        results = Some(r);
+    }
     let mut was_motion = false;
     while let Ok(input) = rx.recv() {
+        if let Some(r) = &results
+            && !r.forward(camera, recorder)
+        {
+            return;
+        }
         let (ts_s, report_pts, is_keyframe, data) = match input {
             MotionInput::Frame { ts_s, report_pts, is_keyframe, data } => (ts_s, report_pts, is_keyframe, data),
             MotionInput::Reset => {

@@ -1,6 +1,8 @@
 //! The local queue and manifest in redb: clip records, the append-only event
 //! log, the notification outbox, the sync outbox (for Postgres) and the source
-//! manifests. Values are rkyv archives behind a 2-byte schema version.
+//! manifests, and the early alerts of clips still being recorded. Values are
+//! rkyv archives behind a 2-byte version of their type ([`Stored::VERSION`]);
+//! values an earlier version wrote are upgraded when read.
 //!
 //! The repository rule: every state change goes through [`Store::write`], so a
 //! stage result and its events are committed in one transaction.
@@ -17,7 +19,10 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::domain::{Alert, Clip, ClipEvent, ClipId, ClipRecord, EventKind, SCHEMA_VERSION, UnixMillis};
+use crate::domain::{
+    Alert, AlertStage, CameraName, Clip, ClipEvent, ClipId, ClipRecord, EventKind, RiskLevel, SCHEMA_VERSION,
+    UnixMillis,
+};
 
 const CLIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("clips");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -26,6 +31,9 @@ const NOTIFY_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("notify_
 /// Event sequence numbers not yet copied to Postgres.
 const SYNC_OUTBOX: TableDefinition<u64, ()> = TableDefinition::new("sync_outbox");
 const SOURCE_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_files");
+/// Early alerts sent for clips not yet handed to the pipeline (kept until the
+/// clip's final alert is decided).
+const EARLY_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("early_alerts");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,6 +77,23 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
 }
 
+/// An early alert sent for a clip that is still being recorded: the final
+/// alert for the clip is sent even when the policy would not alert, so that the
+/// early one can be updated.
+#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct EarlyAlert {
+    pub camera: CameraName,
+    pub sent_ms: UnixMillis,
+    /// Why it was sent, e.g. `detected=person (early)`.
+    pub reason: String,
+}
+
+/// Whether an outbox entry is an early alert (sent while the clip records; it
+/// does not count for the clip's notify stage).
+pub fn is_early(entry: &OutboxEntry) -> bool {
+    entry.alert.stage == AlertStage::Detected
+}
+
 /// What a source remembers about a file it has seen (so nothing is processed twice).
 #[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize)]
 pub struct SourceFileEntry {
@@ -77,34 +102,179 @@ pub struct SourceFileEntry {
     pub seen_ms: UnixMillis,
 }
 
+/// A value kept in the store, with the version of its layout. A value written
+/// by an earlier version is read through [`Stored::upgrade`].
+pub trait Stored: Archive + Sized {
+    const VERSION: u16;
+
+    /// Reads a value that version `version` (older than [`Self::VERSION`]) wrote.
+    fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
+        let _ = body;
+        Err(format!("version {version}, this build reads {}", Self::VERSION))
+    }
+}
+
+/// Archives `T` as it is laid out now; errors name what failed.
+fn from_archive<T>(body: &[u8]) -> Result<T, String>
+where
+    T: Archive,
+    T::Archived:
+        for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
+{
+    // rkyv needs an aligned buffer; redb's pages give no alignment guarantee.
+    let mut aligned = AlignedVec::<16>::with_capacity(body.len());
+    aligned.extend_from_slice(body);
+    rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| e.to_string())
+}
+
 fn encode<T>(value: &T) -> Result<Vec<u8>, StoreError>
 where
-    T: for<'a> RkyvSerialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+    T: Stored + for<'a> RkyvSerialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
     let body = rkyv::to_bytes::<rancor::Error>(value)
         .map_err(|e| StoreError::Corrupt { what: "value to write".into(), reason: e.to_string() })?;
     let mut out = Vec::with_capacity(body.len() + 2);
-    out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
+    out.extend_from_slice(&T::VERSION.to_le_bytes());
     out.extend_from_slice(&body);
     Ok(out)
 }
 
 fn decode<T>(what: &str, bytes: &[u8]) -> Result<T, StoreError>
 where
-    T: Archive,
+    T: Stored,
     T::Archived:
         for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
 {
     let corrupt = |reason: String| StoreError::Corrupt { what: what.to_owned(), reason };
     let (version, body) = bytes.split_at_checked(2).ok_or_else(|| corrupt("too short".into()))?;
     let version = u16::from_le_bytes([version[0], version[1]]);
-    if version != SCHEMA_VERSION {
-        return Err(corrupt(format!("schema version {version}, this build reads {SCHEMA_VERSION}")));
+    match version {
+        v if v == T::VERSION => from_archive(body).map_err(corrupt),
+        v if v < T::VERSION => T::upgrade(v, body).map_err(|e| corrupt(format!("upgrading from version {v}: {e}"))),
+        v => Err(corrupt(format!("version {v} is newer than this build reads ({})", T::VERSION))),
     }
-    // rkyv needs an aligned buffer; redb's pages give no alignment guarantee.
-    let mut aligned = AlignedVec::<16>::with_capacity(body.len());
-    aligned.extend_from_slice(body);
-    rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| corrupt(e.to_string()))
+}
+
+impl Stored for ClipRecord {
+    const VERSION: u16 = SCHEMA_VERSION;
+}
+
+impl Stored for ClipEvent {
+    const VERSION: u16 = SCHEMA_VERSION;
+}
+
+impl Stored for SourceFileEntry {
+    const VERSION: u16 = 1;
+}
+
+impl Stored for EarlyAlert {
+    const VERSION: u16 = 1;
+}
+
+impl Stored for OutboxEntry {
+    /// 2: the alert has a `stage`.
+    const VERSION: u16 = 2;
+
+    fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => from_archive::<v1::OutboxEntry>(body).map(Into::into),
+            v => Err(format!("version {v} is unknown")),
+        }
+    }
+}
+
+/// Layouts written by version 1.
+mod v1 {
+    use super::*;
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(super) struct Alert {
+        clip_id: ClipId,
+        camera_name: CameraName,
+        storage_uri: Option<String>,
+        view_url: Option<String>,
+        risk_level: Option<RiskLevel>,
+        activity_type: Option<String>,
+        notify_reason: String,
+        summary: Option<String>,
+        ts: String,
+        dedupe_key: String,
+        upload_failed: bool,
+        detected_classes: Vec<String>,
+        snapshot_path: Option<String>,
+    }
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(super) struct OutboxEntry {
+        clip_id: ClipId,
+        notifier: String,
+        alert: Alert,
+        created_ms: UnixMillis,
+        attempts: u32,
+        next_attempt_ms: UnixMillis,
+        expires_ms: UnixMillis,
+        last_error: Option<String>,
+    }
+
+    impl From<OutboxEntry> for super::OutboxEntry {
+        fn from(e: OutboxEntry) -> Self {
+            let a = e.alert;
+            let stage = if a.risk_level.is_some() { AlertStage::Analyzed } else { AlertStage::Final };
+            super::OutboxEntry {
+                clip_id: e.clip_id,
+                notifier: e.notifier,
+                alert: super::Alert {
+                    clip_id: a.clip_id,
+                    camera_name: a.camera_name,
+                    storage_uri: a.storage_uri,
+                    view_url: a.view_url,
+                    risk_level: a.risk_level,
+                    activity_type: a.activity_type,
+                    notify_reason: a.notify_reason,
+                    summary: a.summary,
+                    ts: a.ts,
+                    dedupe_key: a.dedupe_key,
+                    upload_failed: a.upload_failed,
+                    detected_classes: a.detected_classes,
+                    stage,
+                    snapshot_path: a.snapshot_path,
+                },
+                created_ms: e.created_ms,
+                attempts: e.attempts,
+                next_attempt_ms: e.next_attempt_ms,
+                expires_ms: e.expires_ms,
+                last_error: e.last_error,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn entry(clip: &str) -> OutboxEntry {
+        OutboxEntry {
+            clip_id: ClipId(clip.into()),
+            notifier: "mqtt".into(),
+            alert: Alert {
+                clip_id: ClipId(clip.into()),
+                camera_name: "front".into(),
+                storage_uri: None,
+                view_url: None,
+                risk_level: Some(RiskLevel::High),
+                activity_type: Some("unknown".into()),
+                notify_reason: "risk_level=high".into(),
+                summary: Some("someone".into()),
+                ts: "2026-01-01T00:00:00.000Z".into(),
+                dedupe_key: clip.into(),
+                upload_failed: false,
+                detected_classes: vec!["person".into()],
+                snapshot_path: None,
+            },
+            created_ms: 1,
+            attempts: 0,
+            next_attempt_ms: 1,
+            expires_ms: 2,
+            last_error: None,
+        }
+    }
 }
 
 /// Handle to the store; cheap to clone. Calls block on disk I/O: from async code
@@ -161,6 +331,7 @@ impl Store {
             txn.open_table(NOTIFY_OUTBOX)?;
             txn.open_table(SYNC_OUTBOX)?;
             txn.open_table(SOURCE_FILES)?;
+            txn.open_table(EARLY_ALERTS)?;
             let mut w = Writer { txn: &txn, clock: &*self.clock };
             f(&mut w)?
         };
@@ -219,6 +390,13 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SOURCE_FILES)?;
         table.get(key)?.map(|v| decode(&format!("source file {key}"), v.value())).transpose()
+    }
+
+    /// The early alert sent for a clip, if one was.
+    pub fn early_alert(&self, clip_id: &str) -> Result<Option<EarlyAlert>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EARLY_ALERTS)?;
+        table.get(clip_id)?.map(|v| decode(&format!("early alert {clip_id}"), v.value())).transpose()
     }
 
     /// Every notification still owed, oldest first.
@@ -347,22 +525,56 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Notifications still owed for a clip (other than `except`).
+    /// Final notifications still owed for a clip (other than `except`).
     pub fn pending_notifications(&self, clip_id: &str, except: u64) -> Result<usize, StoreError> {
+        Ok(self.notifications_of(clip_id)?.into_iter().filter(|(seq, e)| *seq != except && !is_early(e)).count())
+    }
+
+    /// Drops a clip's early alerts still waiting in the outbox: its final alert
+    /// supersedes them.
+    pub fn remove_pending_early_notifications(&mut self, clip_id: &str) -> Result<usize, StoreError> {
+        let early: Vec<u64> =
+            self.notifications_of(clip_id)?.into_iter().filter(|(_, e)| is_early(e)).map(|(s, _)| s).collect();
+        let mut outbox = self.txn.open_table(NOTIFY_OUTBOX)?;
+        for seq in &early {
+            outbox.remove(*seq)?;
+        }
+        Ok(early.len())
+    }
+
+    fn notifications_of(&self, clip_id: &str) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         let outbox = self.txn.open_table(NOTIFY_OUTBOX)?;
-        let mut n = 0;
+        let mut out = Vec::new();
         for row in outbox.iter()? {
             let (k, v) = row?;
-            let entry: OutboxEntry = decode("outbox entry", v.value())?;
-            if k.value() != except && entry.clip_id.as_str() == clip_id {
-                n += 1;
+            let entry: OutboxEntry = decode(&format!("outbox entry {}", k.value()), v.value())?;
+            if entry.clip_id.as_str() == clip_id {
+                out.push((k.value(), entry));
             }
         }
-        Ok(n)
+        Ok(out)
     }
 
     pub fn put_source_file(&mut self, key: &str, entry: &SourceFileEntry) -> Result<(), StoreError> {
         self.txn.open_table(SOURCE_FILES)?.insert(key, encode(entry)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Remembers that an early alert went out for a clip being recorded.
+    pub fn put_early_alert(&mut self, clip_id: &str, entry: &EarlyAlert) -> Result<(), StoreError> {
+        self.txn.open_table(EARLY_ALERTS)?.insert(clip_id, encode(entry)?.as_slice())?;
+        Ok(())
+    }
+
+    /// The early alert of a clip, if one was sent.
+    pub fn early_alert(&self, clip_id: &str) -> Result<Option<EarlyAlert>, StoreError> {
+        let table = self.txn.open_table(EARLY_ALERTS)?;
+        table.get(clip_id)?.map(|v| decode(&format!("early alert {clip_id}"), v.value())).transpose()
+    }
+
+    /// Forgets a clip's early alert (its final alert is decided).
+    pub fn remove_early_alert(&mut self, clip_id: &str) -> Result<(), StoreError> {
+        self.txn.open_table(EARLY_ALERTS)?.remove(clip_id)?;
         Ok(())
     }
 
@@ -418,6 +630,41 @@ mod tests {
         let order: Vec<_> = store.unfinished_clips().unwrap().into_iter().map(|r| r.clip.clip_id.0).collect();
         assert_eq!(order, vec!["b", "a"], "recovery goes newest first");
         assert_eq!(store.sync_backlog().unwrap(), 3);
+    }
+
+    #[test]
+    fn an_alert_queued_by_the_previous_version_is_read_and_delivered_as_a_final_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        // What version 1 wrote: the old layout behind version 1.
+        let body = rkyv::to_bytes::<rancor::Error>(&v1::entry("front_1")).unwrap();
+        let mut old = 1u16.to_le_bytes().to_vec();
+        old.extend_from_slice(&body);
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(NOTIFY_OUTBOX).unwrap().insert(7, old.as_slice()).unwrap();
+        txn.commit().unwrap();
+
+        let entries = store.outbox().unwrap();
+        assert_eq!(entries.len(), 1);
+        let (seq, e) = &entries[0];
+        assert_eq!((*seq, e.alert.stage, e.alert.dedupe_key.as_str()), (7, AlertStage::Analyzed, "front_1"));
+        assert_eq!(e.alert.summary.as_deref(), Some("someone"));
+        // A value from a newer build is refused with a clear reason, not misread.
+        let mut newer = 9u16.to_le_bytes().to_vec();
+        newer.extend_from_slice(&body);
+        let err = decode::<OutboxEntry>("outbox entry 8", &newer).unwrap_err();
+        assert!(err.to_string().contains("outbox entry 8 is unreadable: version 9 is newer"), "{err}");
+    }
+
+    #[test]
+    fn early_alerts_are_kept_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let early = EarlyAlert { camera: "front".into(), sent_ms: 5, reason: "detected=person (early)".into() };
+        store.write(|w| w.put_early_alert("front_1", &early)).unwrap();
+        assert_eq!(store.early_alert("front_1").unwrap(), Some(early));
+        store.write(|w| w.remove_early_alert("front_1")).unwrap();
+        assert_eq!(store.early_alert("front_1").unwrap(), None);
     }
 
     #[test]

@@ -95,19 +95,28 @@ impl OpenAiAnalyzer {
         &self.endpoint
     }
 
+    /// The frames a live camera kept while it recorded the clip; else frames
+    /// decoded from the clip.
     async fn frames(&self, clip: &Clip) -> Result<Vec<Jpeg>, VlmError> {
         let path = PathBuf::from(&clip.local_path);
         let (max_frames, max_size, quality) = (self.cfg.max_frames, self.cfg.max_size, self.cfg.quality);
         let frames_err = |source| VlmError::Frames { path: clip.local_path.clone(), source };
-        let frames = tokio::task::spawn_blocking(move || media::sample_jpegs(&path, max_frames, max_size, quality))
-            .await
-            .map_err(|e| {
-                frames_err(MediaError::Decode {
-                    path: clip.local_path.clone(),
-                    reason: format!("frame sampling task failed: {e}"),
-                })
-            })?
-            .map_err(frames_err)?;
+        let frames = tokio::task::spawn_blocking(move || {
+            match media::read_jpegs(&crate::fsutil::frames_dir(&path)) {
+                Ok(live) if !live.is_empty() => return Ok(live.into_iter().take(max_frames as usize).collect()),
+                Ok(_) => {}
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot read the live frames; decoding the clip"),
+            }
+            media::sample_jpegs(&path, max_frames, max_size, quality)
+        })
+        .await
+        .map_err(|e| {
+            frames_err(MediaError::Decode {
+                path: clip.local_path.clone(),
+                reason: format!("frame sampling task failed: {e}"),
+            })
+        })?
+        .map_err(frames_err)?;
         if frames.is_empty() {
             return Err(frames_err(MediaError::Decode {
                 path: clip.local_path.clone(),
@@ -130,6 +139,10 @@ impl OpenAiAnalyzer {
 impl VlmAnalyzer for OpenAiAnalyzer {
     fn name(&self) -> &str {
         "openai"
+    }
+
+    fn max_frames(&self) -> u32 {
+        self.cfg.max_frames
     }
 
     async fn analyze(&self, clip: &Clip, filter: &FilterResult) -> Result<AnalysisResult, VlmError> {

@@ -57,6 +57,15 @@ pub(super) fn default_max_frames() -> u32 {
 pub(super) fn default_intra_threads() -> usize {
     1
 }
+pub(super) fn default_workers() -> usize {
+    1
+}
+pub(super) fn default_confirm_frames() -> u32 {
+    2
+}
+pub(super) fn default_confirm_window_s() -> f64 {
+    1.0
+}
 
 /// `filter.config` of the `yolo` backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +99,16 @@ pub struct YoloConfig {
     /// ONNX Runtime intra-op threads (1 is fastest on a 2-core box).
     #[serde(default = "default_intra_threads")]
     pub intra_threads: usize,
+    /// Model sessions serving every live camera and the clips (each its own
+    /// thread and memory; one per spare core at most).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// An object is confirmed when its class is detected in this many frames ...
+    #[serde(default = "default_confirm_frames")]
+    pub confirm_frames: u32,
+    /// ... within this many seconds (live cameras; clips count sampled frames).
+    #[serde(default = "default_confirm_window_s")]
+    pub confirm_window_s: f64,
 }
 
 impl PluginConfig for YoloConfig {
@@ -128,6 +147,13 @@ impl PluginConfig for YoloConfig {
         );
         v.check((1..=10_000).contains(&self.max_frames), "max_frames", "must be between 1 and 10000");
         v.check((1..=256).contains(&self.intra_threads), "intra_threads", "must be between 1 and 256");
+        v.check((1..=16).contains(&self.workers), "workers", "must be between 1 and 16");
+        v.check((1..=10).contains(&self.confirm_frames), "confirm_frames", "must be between 1 and 10");
+        v.check(
+            self.confirm_window_s.is_finite() && self.confirm_window_s > 0.0 && self.confirm_window_s <= 60.0,
+            "confirm_window_s",
+            "must be in (0, 60]",
+        );
     }
 }
 
@@ -167,6 +193,7 @@ mod tests {
         assert_eq!(cfg.classes, vec!["person".to_owned()]);
         assert_eq!((cfg.min_confidence, cfg.nms_iou, cfg.sample_fps, cfg.max_frames), (0.5, 0.45, 2.0, 40));
         assert_eq!((cfg.execution_provider, cfg.intra_threads, cfg.input_size), (ExecutionProvider::Cpu, 1, None));
+        assert_eq!((cfg.workers, cfg.confirm_frames, cfg.confirm_window_s), (1, 2, 1.0));
         assert!(validate(&cfg).is_empty());
 
         let bad = serde_json::from_value::<YoloConfig>(serde_json::json!({"model_path": "m", "modle": 1}));
@@ -194,6 +221,9 @@ mod tests {
             max_frames: 0,
             execution_provider: ExecutionProvider::Cpu,
             intra_threads: 0,
+            workers: 0,
+            confirm_frames: 0,
+            confirm_window_s: f64::NAN,
         };
         let issues = validate(&cfg);
         let joined = issues.join("\n");
@@ -208,9 +238,12 @@ mod tests {
             "filter.config.sample_fps",
             "filter.config.max_frames",
             "filter.config.intra_threads",
+            "filter.config.workers",
+            "filter.config.confirm_frames",
+            "filter.config.confirm_window_s",
         ] {
             assert!(joined.contains(field), "missing {field} in:\n{joined}");
         }
-        assert_eq!(issues.len(), 10, "{joined}");
+        assert_eq!(issues.len(), 13, "{joined}");
     }
 }

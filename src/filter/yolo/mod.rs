@@ -14,11 +14,13 @@
 //! Both: per-class NMS, boxes mapped back through the letterbox to frame pixels,
 //! only the configured classes at or above `min_confidence` kept.
 //!
-//! Inference runs on one dedicated worker thread per filter, which owns the ONNX
-//! session and also decodes the clip; the async side only sends it paths.
+//! Inference runs on `workers` dedicated threads, each owning an ONNX session;
+//! they serve the live cameras' frames and the clips (which they also decode)
+//! through one detector service (`filter::service`).
 
 use std::path::PathBuf;
 
+use crate::filter::service::LiveSettings;
 use crate::plugin::{PluginBuildError, PluginContext};
 
 mod config;
@@ -29,10 +31,10 @@ mod worker;
 pub use config::{ExecutionProvider, YoloConfig, YoloHead};
 pub use postprocess::{COCO_CLASSES, Candidate, Letterbox, class_index, iou, nms_per_class};
 pub use session::{Detector, DetectorError, DetectorOptions, Timings};
-pub use worker::{ClipSettings, ClipStats, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY, YoloFilter, run_clip};
+pub use worker::{ClipSettings, ClipStats, YoloFilter, run_clip};
 
 /// Builds the `yolo` filter: resolves paths against the config's folder, loads
-/// ONNX Runtime and the model, and starts the worker thread.
+/// ONNX Runtime and the model (one session per worker), and starts the workers.
 pub fn build(cfg: YoloConfig, ctx: &PluginContext) -> Result<YoloFilter, PluginBuildError> {
     let fail = |e: Box<dyn std::error::Error + Send + Sync>| PluginBuildError::new("filter", "yolo", e);
     let model = ctx.resolve(&cfg.model_path);
@@ -67,9 +69,23 @@ pub fn build(cfg: YoloConfig, ctx: &PluginContext) -> Result<YoloFilter, PluginB
         execution_provider: cfg.execution_provider,
         intra_threads: cfg.intra_threads,
     };
-    let detector = Detector::new(&model, &library, &opts).map_err(|e| fail(Box::new(e)))?;
-    let settings = ClipSettings { sample_fps: cfg.sample_fps, max_frames: cfg.max_frames, ..ClipSettings::default() };
-    YoloFilter::start(detector, settings).map_err(|e| fail(Box::new(e)))
+    let detectors = (0..cfg.workers.max(1))
+        .map(|_| Detector::new(&model, &library, &opts))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(Box::new(e)))?;
+    let settings = ClipSettings {
+        sample_fps: cfg.sample_fps,
+        max_frames: cfg.max_frames,
+        confirm_frames: cfg.confirm_frames,
+        ..ClipSettings::default()
+    };
+    let live = LiveSettings {
+        model: detectors.first().map_or_else(String::new, |d| d.model_name().to_owned()),
+        confirm_frames: cfg.confirm_frames,
+        confirm_window_s: cfg.confirm_window_s,
+        vlm_frames: 0,
+    };
+    YoloFilter::start(detectors, settings, live).map_err(|e| fail(Box::new(e)))
 }
 #[cfg(test)]
 mod tests {

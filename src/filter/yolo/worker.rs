@@ -1,25 +1,25 @@
 //! One clip through the detector ([`run_clip`]: sampling, best detection per
-//! class, snapshot) and the [`YoloFilter`]: a worker thread that owns the
-//! detector and takes clips from the async side.
+//! class, snapshot, early stop) and the [`YoloFilter`]: detector worker threads,
+//! each owning a model session, that serve clips and live cameras through one
+//! detector [`Service`].
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::config::{default_max_frames, default_sample_fps};
+use super::config::{default_confirm_frames, default_max_frames, default_sample_fps};
 use super::session::{Detector, Timings};
 use crate::domain::{Detection, FilterResult};
+use crate::filter::service::{ClipJob, LiveDetector, LiveResult, LiveSettings, LiveWork, Service, Work};
 use crate::filter::{FilterError, FilterOutput, ObjectFilter};
 use crate::media::{self, RgbFrame};
 
-/// Longer side and quality of the snapshot JPEG.
-pub const SNAPSHOT_MAX_SIZE: u32 = 1280;
-pub const SNAPSHOT_QUALITY: u8 = 85;
+use crate::filter::{SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 
 // ---------------------------------------------------------------------------
 // One clip
@@ -31,6 +31,8 @@ pub struct ClipSettings {
     pub max_frames: u32,
     pub snapshot_max_size: u32,
     pub snapshot_quality: u8,
+    /// A decisive class seen in this many sampled frames ends sampling.
+    pub confirm_frames: u32,
 }
 
 impl Default for ClipSettings {
@@ -40,6 +42,7 @@ impl Default for ClipSettings {
             max_frames: default_max_frames(),
             snapshot_max_size: SNAPSHOT_MAX_SIZE,
             snapshot_quality: SNAPSHOT_QUALITY,
+            confirm_frames: default_confirm_frames(),
         }
     }
 }
@@ -53,26 +56,33 @@ pub struct ClipStats {
     pub timings: Timings,
     /// Wall time of the whole clip (decode, model, snapshot).
     pub total: Duration,
-    /// Whether sampling stopped early because every configured class was seen.
+    /// Whether sampling stopped early (a decisive class confirmed, or every
+    /// configured class seen).
     pub early_exit: bool,
 }
 
-/// Decodes `path`, runs sampled frames through `detector` (stopping once every
-/// configured class was seen) and summarises: the best detection per class, and
-/// a JPEG of the frame holding the most confident detection. Blocking.
+/// Decodes `path`, runs sampled frames through `detector` and summarises: the
+/// best detection per class, and a JPEG of the frame holding the most confident
+/// detection. Sampling stops once a `decisive` class was seen in
+/// `confirm_frames` frames, or every configured class was seen. `between` runs
+/// before each frame (the worker serves waiting live frames there). Blocking.
 pub fn run_clip(
     detector: &mut Detector,
     path: &Path,
     settings: &ClipSettings,
+    decisive: &[String],
+    between: &mut dyn FnMut(&mut Detector),
 ) -> Result<(FilterOutput, ClipStats), FilterError> {
     let start = Instant::now();
     let wanted = detector.class_ids.len();
     let mut best: HashMap<String, Detection> = HashMap::new();
+    let mut seen: HashMap<String, u32> = HashMap::new();
     let mut best_frame: Option<(f32, RgbFrame)> = None;
     let mut stats = ClipStats::default();
     let mut failure = None;
 
     media::sample_frames(path, settings.sample_fps, settings.max_frames, &mut |frame| {
+        between(detector);
         let (detections, timings) = match detector.detect_rgb(&frame) {
             Ok(r) => r,
             Err(e) => {
@@ -83,6 +93,11 @@ pub fn run_clip(
         stats.frames += 1;
         stats.timings += timings;
         let frame_best = detections.iter().map(|d| d.confidence).fold(0.0f32, f32::max);
+        let mut classes: Vec<&str> = detections.iter().map(|d| d.class.as_str()).collect();
+        classes.dedup();
+        for class in classes {
+            *seen.entry(class.to_owned()).or_default() += 1;
+        }
         for d in detections {
             match best.get(&d.class) {
                 Some(b) if b.confidence >= d.confidence => {}
@@ -94,8 +109,8 @@ pub fn run_clip(
         if frame_best > 0.0 && best_frame.as_ref().is_none_or(|(c, _)| frame_best > *c) {
             best_frame = Some((frame_best, frame));
         }
-        // Every configured class seen at >= min_confidence: nothing more to learn.
-        let done = best.len() >= wanted;
+        let confirmed = decisive.iter().any(|c| seen.get(c).is_some_and(|n| *n >= settings.confirm_frames.max(1)));
+        let done = confirmed || best.len() >= wanted;
         stats.early_exit = done;
         !done
     })
@@ -138,18 +153,57 @@ pub fn run_clip(
 }
 
 // ---------------------------------------------------------------------------
-// The filter: a worker thread owning the detector
+// The filter: detector workers serving the detector service
 
-struct Job {
-    path: PathBuf,
-    reply: oneshot::Sender<Result<FilterOutput, FilterError>>,
+/// Runs one live frame through the model and sends the result back to its
+/// camera (which may have gone; then nothing is sent).
+fn serve_live(detector: &mut Detector, work: LiveWork) {
+    let LiveWork { item, reply } = work;
+    let detections = match catch_unwind(AssertUnwindSafe(|| detector.detect_rgb(&item.frame))) {
+        Ok(Ok((detections, _))) => detections,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "live detection failed on a frame");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::error!("the detector panicked on a live frame");
+            Vec::new()
+        }
+    };
+    let _ = reply.send(LiveResult { frame: item.frame, wall_ms: item.wall_ms, detections });
 }
 
-/// The `yolo` object filter.
+fn worker_loop(detector: &mut Detector, service: &Service, settings: &ClipSettings) {
+    while let Some(work) = service.next() {
+        match work {
+            Work::Live(live) => serve_live(detector, live),
+            Work::Clip(job) => {
+                let mut between = |d: &mut Detector| {
+                    while let Some(live) = service.next_live() {
+                        serve_live(d, live);
+                    }
+                };
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    run_clip(detector, &job.path, settings, &job.decisive, &mut between)
+                }))
+                .unwrap_or_else(|_| {
+                    tracing::error!(path = %job.path.display(), "filter panicked on this clip");
+                    Err(FilterError::Inference("the detector panicked".into()))
+                });
+                // The caller may have given up waiting; nothing to do then.
+                let _ = job.reply.send(result.map(|(output, _stats)| output));
+            }
+        }
+    }
+}
+
+/// The `yolo` object filter: `workers` threads, each owning a model session,
+/// serving clips and live cameras through one [`Service`].
 pub struct YoloFilter {
     name: String,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    service: Arc<Service>,
+    live: LiveSettings,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for YoloFilter {
@@ -159,25 +213,26 @@ impl std::fmt::Debug for YoloFilter {
 }
 
 impl YoloFilter {
-    /// Starts the worker thread that owns `detector`.
-    pub fn start(detector: Detector, settings: ClipSettings) -> Result<Self, std::io::Error> {
-        let name = detector.model_name().to_owned();
-        // A few clips may queue; more wait in `detect` (backpressure).
-        let (tx, mut rx) = mpsc::channel::<Job>(4);
-        let worker = std::thread::Builder::new().name(format!("yolo-{name}")).spawn(move || {
-            let mut detector = detector;
-            while let Some(job) = rx.blocking_recv() {
-                let result = catch_unwind(AssertUnwindSafe(|| run_clip(&mut detector, &job.path, &settings)))
-                    .unwrap_or_else(|_| {
-                        tracing::error!(path = %job.path.display(), "filter panicked on this clip");
-                        Err(FilterError::Inference("the detector panicked".into()))
-                    });
-                // The caller may have given up waiting; nothing to do then.
-                let _ = job.reply.send(result.map(|(output, _stats)| output));
+    /// Starts one worker thread per detector (at least one).
+    pub fn start(detectors: Vec<Detector>, settings: ClipSettings, live: LiveSettings) -> Result<Self, std::io::Error> {
+        let name = detectors.first().map_or_else(String::new, |d| d.model_name().to_owned());
+        let service = Service::new();
+        let mut workers = Vec::new();
+        for (i, mut detector) in detectors.into_iter().enumerate() {
+            let (shared, settings) = (service.clone(), settings.clone());
+            let handle = std::thread::Builder::new().name(format!("detector-{i}")).spawn(move || {
+                worker_loop(&mut detector, &shared, &settings);
+                tracing::debug!(worker = i, "detector worker stopped");
+            });
+            match handle {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    service.close();
+                    return Err(e);
+                }
             }
-            tracing::debug!("yolo worker stopped");
-        })?;
-        Ok(Self { name, jobs: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)) })
+        }
+        Ok(Self { name, service, live, workers: Mutex::new(workers) })
     }
 }
 
@@ -187,22 +242,24 @@ impl ObjectFilter for YoloFilter {
         &self.name
     }
 
-    async fn detect(&self, video: &Path) -> Result<FilterOutput, FilterError> {
-        let tx = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(FilterError::WorkerGone)?;
+    async fn detect(&self, video: &Path, decisive: &[String]) -> Result<FilterOutput, FilterError> {
         let (reply, answer) = oneshot::channel();
-        tx.send(Job { path: video.to_path_buf(), reply }).await.map_err(|_| FilterError::WorkerGone)?;
+        let job = ClipJob { path: video.to_path_buf(), decisive: decisive.to_vec(), reply };
+        self.service.submit_clip(job).map_err(|_| FilterError::WorkerGone)?;
         answer.await.map_err(|_| FilterError::WorkerGone)?
     }
 
+    fn live(&self) -> Option<LiveDetector> {
+        Some(LiveDetector::new(self.service.clone(), self.live.clone()))
+    }
+
     async fn shutdown(&self) {
-        // Closing the queue lets the worker finish the clip in hand and stop.
-        drop(self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::warn!(filter = %self.name, "yolo worker did not stop cleanly");
-            }
+        // Closing the service lets the workers finish what is queued and stop.
+        self.service.close();
+        let handles: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        let joined = tokio::task::spawn_blocking(move || handles.into_iter().all(|h| h.join().is_ok())).await;
+        if !matches!(joined, Ok(true)) {
+            tracing::warn!(filter = %self.name, "a detector worker did not stop cleanly");
         }
     }
 }

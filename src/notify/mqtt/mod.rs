@@ -291,6 +291,7 @@ mod tests {
             dedupe_key: "front_1700000000".into(),
             upload_failed: true,
             detected_classes: vec!["person".into()],
+            stage: crate::domain::AlertStage::Final,
             snapshot_path: None,
         }
     }

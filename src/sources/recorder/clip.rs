@@ -3,11 +3,14 @@
 
 use std::path::PathBuf;
 
-use tracing::info;
+use tracing::{info, warn};
 
+use super::objects::{ClipObjects, ObjectFrame};
 use super::{EncodedPacket, Phase, Recorder, RecorderError};
 use crate::domain::{Clip, ClipId};
-use crate::media::mp4write::{Mp4Writer, part_path};
+use crate::fsutil::frames_dir;
+use crate::media::{self, mp4write::Mp4Writer, mp4write::part_path};
+use crate::pipeline::Sighting;
 
 /// Why a clip ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,7 @@ pub(super) struct Active {
     clip_id: ClipId,
     pub(super) start_pts: i64,
     start_wall_ms: i64,
+    objects: Option<ClipObjects>,
 }
 
 /// A finished clip, as reported to tests and logs.
@@ -63,7 +67,8 @@ impl Recorder {
             }
         };
         info!(camera = %self.camera, clip_id = %clip_id, buffered_s = self.seconds(packets.last().map_or(0, |l| l.pts - start_pts)), "recording started");
-        self.phase = Phase::Recording(Box::new(Active { writer, clip_id, start_pts, start_wall_ms }));
+        let objects = self.objects.clone().map(|s| ClipObjects::new(s, start_wall_ms));
+        self.phase = Phase::Recording(Box::new(Active { writer, clip_id, start_pts, start_wall_ms, objects }));
         for p in packets {
             self.write(p)?;
         }
@@ -90,7 +95,7 @@ impl Recorder {
     pub(super) fn end_clip(&mut self, reason: EndReason, end_pts: Option<i64>) -> Result<(), RecorderError> {
         let phase = std::mem::replace(&mut self.phase, Phase::Idle);
         let Phase::Recording(active) = phase else { return Ok(()) };
-        let Active { writer, clip_id, start_pts: _, start_wall_ms } = *active;
+        let Active { writer, clip_id, start_pts: _, start_wall_ms, objects } = *active;
         let timescale = writer.timescale();
         let motion_s = self.event.map_or(0.0, |ev| (ev.last - ev.first) as f64 / f64::from(timescale));
         let continued = self.event.is_some_and(|ev| ev.continued);
@@ -114,6 +119,14 @@ impl Recorder {
             }
         };
         let duration_ms = (summary.duration_s * 1000.0).round() as i64;
+        let live = objects.and_then(ClipObjects::finish).map(|(output, frames)| {
+            if !frames.is_empty()
+                && let Err(e) = media::write_jpegs(&frames_dir(&summary.path), &frames)
+            {
+                warn!(camera = %self.camera, clip_id = %clip_id, error = %e, "cannot keep the live frames; the VLM decodes the clip");
+            }
+            output
+        });
         let clip = Clip {
             clip_id: clip_id.clone(),
             camera: self.camera.clone(),
@@ -130,6 +143,7 @@ impl Recorder {
             bytes = summary.bytes,
             motion_s,
             reason = reason.as_str(),
+            live_classes = ?live.as_ref().map(|l| &l.result.detected_classes),
             "clip recorded"
         );
         if self.keep_recorded {
@@ -139,7 +153,24 @@ impl Recorder {
                 duration_s: summary.duration_s,
             });
         }
-        self.output.submit(clip)
+        self.output.submit(clip, live)
+    }
+
+    /// A frame the live detector looked at: part of the clip being recorded
+    /// (frames seen while idle belong to no clip). A newly confirmed class is
+    /// reported to the output at once (the early alert).
+    pub(super) fn objects_seen(&mut self, frame: ObjectFrame) -> Result<(), RecorderError> {
+        let Phase::Recording(active) = &mut self.phase else { return Ok(()) };
+        let Some(objects) = active.objects.as_mut() else { return Ok(()) };
+        let Some(confirmed) = objects.observe(frame) else { return Ok(()) };
+        info!(camera = %self.camera, clip_id = %active.clip_id, classes = ?confirmed.classes, "objects confirmed");
+        let sighting = Sighting {
+            clip_id: active.clip_id.clone(),
+            camera: self.camera.clone(),
+            classes: confirmed.classes,
+            snapshot_jpeg: Some(confirmed.jpeg),
+        };
+        self.output.sighted(sighting)
     }
 
     /// `{camera}_{unix_seconds}`, then `_2`, `_3`, … while the id is taken (in the

@@ -22,6 +22,7 @@
 //! writes files: run it on a blocking thread ([`Recorder::run`]).
 
 mod clip;
+mod objects;
 mod output;
 mod preroll;
 
@@ -32,12 +33,14 @@ use serde::Deserialize;
 use tracing::{debug, error, warn};
 
 use crate::domain::CameraName;
+use crate::filter::service::LiveSettings;
 use crate::media::mp4write::{Mp4WriteError, SampleEntry};
 use crate::plugin::{PluginConfig, Validator};
 use clip::{Active, EndReason};
 use preroll::PreRoll;
 
 pub use clip::RecordedClip;
+pub use objects::{Confirmed, ObjectFrame};
 pub use output::{ClipOutput, SinkOutput};
 
 /// Seconds past the post-roll / `max_clip_s` a clip waits for a keyframe to end at.
@@ -88,6 +91,12 @@ pub enum RecorderError {
     Write(#[from] Mp4WriteError),
     #[error("cannot check clip ids")]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot send the early alert of clip {clip_id}")]
+    Sighting {
+        clip_id: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
     #[error("cannot hand clip {clip_id} to the pipeline (it is adopted on the next start)")]
     Submit {
         clip_id: String,
@@ -128,6 +137,8 @@ pub enum RecorderEvent {
     },
     /// The stream stopped (disconnect, timeout): the clip in progress is finished.
     StreamEnd,
+    /// What the live detector saw in a frame (while recording: part of the clip).
+    Objects(ObjectFrame),
 }
 
 struct StreamInfo {
@@ -173,6 +184,8 @@ pub struct Recorder {
     recent_ids: VecDeque<String>,
     recorded: Vec<RecordedClip>,
     keep_recorded: bool,
+    /// Live object detection: how objects are confirmed and summarised.
+    objects: Option<LiveSettings>,
 }
 
 impl Recorder {
@@ -198,7 +211,16 @@ impl Recorder {
             recent_ids: VecDeque::new(),
             recorded: Vec::new(),
             keep_recorded: false,
+            objects: None,
         }
+    }
+
+    /// Clips summarise what the live detector saw ([`RecorderEvent::Objects`]),
+    /// report confirmed objects to the output at once, and hand over their
+    /// filter result and VLM frames.
+    pub fn with_objects(mut self, settings: LiveSettings) -> Self {
+        self.objects = Some(settings);
+        self
     }
 
     /// Keeps a list of the clips recorded (for tests and tools).
@@ -271,6 +293,7 @@ impl Recorder {
                 self.reset_stream();
                 r
             }
+            RecorderEvent::Objects(frame) => self.objects_seen(frame),
         };
         if let Err(e) = &res {
             error!(camera = %self.camera, error = %crate::telemetry::chain(e), "recording failed");
@@ -420,7 +443,7 @@ mod tests {
         fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError> {
             Ok(self.taken.lock().unwrap().contains(id))
         }
-        fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
+        fn submit(&mut self, clip: Clip, _live: Option<crate::filter::FilterOutput>) -> Result<(), RecorderError> {
             assert!(Path::new(&clip.local_path).is_file(), "submitted before the file is complete");
             assert!(!part_path(Path::new(&clip.local_path)).exists());
             self.taken.lock().unwrap().insert(clip.clip_id.to_string());

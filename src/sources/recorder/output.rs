@@ -7,14 +7,21 @@ use tracing::warn;
 
 use super::RecorderError;
 use crate::domain::Clip;
-use crate::pipeline::ClipSink;
+use crate::filter::FilterOutput;
+use crate::pipeline::{ClipSink, Sighting};
 
 /// Where finished clips go.
 pub trait ClipOutput: Send {
     /// Whether a clip with this id exists already.
     fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError>;
-    /// Takes a complete clip file (commit the record, start processing).
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError>;
+    /// Takes a complete clip file (commit the record, start processing), with
+    /// what the live detector found in it.
+    fn submit(&mut self, clip: Clip, live: Option<FilterOutput>) -> Result<(), RecorderError>;
+    /// Objects were confirmed in the clip being recorded (the early alert).
+    fn sighted(&mut self, sighting: Sighting) -> Result<(), RecorderError> {
+        let _ = sighting;
+        Ok(())
+    }
 }
 
 /// [`ClipOutput`] into the pipeline, for recorders running on a blocking thread
@@ -35,11 +42,19 @@ impl ClipOutput for SinkOutput {
         Ok(self.sink.store().get_clip(id)?.is_some())
     }
 
-    fn submit(&mut self, clip: Clip) -> Result<(), RecorderError> {
+    fn sighted(&mut self, sighting: Sighting) -> Result<(), RecorderError> {
+        let clip_id = sighting.clip_id.to_string();
+        self.runtime
+            .block_on(self.sink.sighting(sighting))
+            .map(|_| ())
+            .map_err(|source| RecorderError::Sighting { clip_id, source })
+    }
+
+    fn submit(&mut self, clip: Clip, live: Option<FilterOutput>) -> Result<(), RecorderError> {
         let clip_id = clip.clip_id.to_string();
         let mut attempt = 0;
         loop {
-            match self.runtime.block_on(self.sink.submit(clip.clone())) {
+            match self.runtime.block_on(self.sink.submit_detected(clip.clone(), live.clone())) {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < 3 => {
                     attempt += 1;

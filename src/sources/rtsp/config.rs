@@ -50,6 +50,11 @@ pub struct RtspConfig {
     /// How many frames per second the motion detector looks at.
     #[serde(default = "default_detect_fps")]
     pub detect_fps: f64,
+    /// Frames per second the object detector looks at while motion is on (and
+    /// for a short hold after); 0 turns live detection off (clips are then
+    /// filtered from the file).
+    #[serde(default = "crate::sources::live::default_object_fps")]
+    pub object_fps: f64,
     #[serde(default)]
     pub motion: MotionConfig,
     #[serde(default)]
@@ -266,6 +271,7 @@ impl PluginConfig for RtspConfig {
             "detect_fps",
             "must be in (0, 60]",
         );
+        crate::sources::live::check_object_fps(self.object_fps, self.detect_fps, v);
         v.check(ok(self.frame_timeout_s, 1.0, 300.0), "frame_timeout_s", "must be in [1, 300]");
         v.check(ok(self.first_frame_timeout_s, 1.0, 600.0), "first_frame_timeout_s", "must be in [1, 600]");
         v.check(ok(self.reconnect_initial_s, 0.1, 600.0), "reconnect_initial_s", "must be in [0.1, 600]");

@@ -1,7 +1,8 @@
 //! Source `rtsp`: an IP camera over RTSP (retina). The main stream is recorded
 //! by passthrough (its H.264/H.265 packets go into MP4 unchanged); motion comes
 //! from decoding the optional sub-stream, else the main stream, at most
-//! `detect_fps` times a second.
+//! `detect_fps` times a second, and while motion is on the same pictures go to
+//! the shared object detector at `object_fps` (early alert, live filter result).
 //!
 //! This module is the transport: one async stream loop per RTSP stream (main,
 //! and detect when configured), network receive only, a fraction of a percent
@@ -31,6 +32,7 @@ pub use config::{ResolvedUrls, RtspConfig, RtspTransport, StreamUrl};
 use super::live::{self, HealthRules, LiveHealth, MotionFeed, Role};
 use super::{ClipSource, SourceError, SourceHealth};
 use crate::domain::CameraName;
+use crate::filter::service::LiveDetector;
 use crate::media::detect::DetectSettings;
 use crate::pipeline::ClipSink;
 use crate::plugin::{PluginBuildError, PluginContext};
@@ -44,10 +46,18 @@ pub struct RtspSource {
     urls: ResolvedUrls,
     recordings: PathBuf,
     health: Arc<LiveHealth>,
+    /// The shared object detector, for detecting while recording.
+    live: Option<LiveDetector>,
 }
 
 /// Builds the source: resolves URLs and credentials from the environment.
-pub fn build(camera: CameraName, cfg: RtspConfig, ctx: &PluginContext) -> Result<RtspSource, PluginBuildError> {
+/// With `live` (and `object_fps` above 0) objects are detected while recording.
+pub fn build(
+    camera: CameraName,
+    cfg: RtspConfig,
+    ctx: &PluginContext,
+    live: Option<LiveDetector>,
+) -> Result<RtspSource, PluginBuildError> {
     let urls = cfg.resolve().map_err(|problems| {
         let text: Vec<String> = problems.into_iter().map(|(field, m)| format!("{field}: {m}")).collect();
         PluginBuildError::new("source", "rtsp", text.join("; "))
@@ -57,7 +67,8 @@ pub fn build(camera: CameraName, cfg: RtspConfig, ctx: &PluginContext) -> Result
         first_frame_grace: Duration::from_secs_f64(cfg.first_frame_timeout_s.max(0.0)),
     };
     let health = Arc::new(LiveHealth::new(camera.clone(), "rtsp", rules, urls.detect.is_some()));
-    Ok(RtspSource { recordings: ctx.layout.camera_recordings(camera.as_str()), camera, cfg, urls, health })
+    let live = live.filter(|_| cfg.object_fps > 0.0);
+    Ok(RtspSource { recordings: ctx.layout.camera_recordings(camera.as_str()), camera, cfg, urls, health, live })
 }
 
 impl RtspSource {
@@ -103,10 +114,12 @@ impl ClipSource for RtspSource {
             self.recordings.clone(),
             RECORDER_QUEUE,
             sink,
+            self.live.as_ref(),
         );
         let detect_settings =
             DetectSettings { detect_fps: self.cfg.detect_fps, source_fps: None, motion: self.cfg.motion.clone() };
-        let (motion_tx, motion_task) = live::spawn_motion(camera.clone(), rec_tx.clone(), detect_settings);
+        let objects = self.live.as_ref().and_then(|l| live::live_objects(&camera, l, self.cfg.object_fps));
+        let (motion_tx, motion_task) = live::spawn_motion(camera.clone(), rec_tx.clone(), detect_settings, objects);
 
         // Stream loops.
         let streams = shutdown.child_token();

@@ -58,6 +58,9 @@ pub struct V4lConfig {
     pub keyframe_interval_s: f64,
     /// Motion detections per second at most (the detector skips frames in between).
     pub detect_fps: f64,
+    /// Frames per second the object detector looks at while motion is on (and
+    /// for a short hold after); 0 turns live detection off.
+    pub object_fps: f64,
     pub motion: MotionConfig,
     pub recording: RecordingConfig,
     /// A device that delivers no frame for this long is closed and reopened; the
@@ -81,6 +84,7 @@ impl Default for V4lConfig {
             bitrate_kbps: 2000,
             keyframe_interval_s: 2.0,
             detect_fps: 5.0,
+            object_fps: crate::sources::live::default_object_fps(),
             motion: MotionConfig::default(),
             recording: RecordingConfig::default(),
             frame_timeout_s: 5.0,
@@ -116,6 +120,7 @@ impl PluginConfig for V4lConfig {
         } else if self.detect_fps > f64::from(self.fps) {
             v.error("detect_fps", format!("must not exceed fps ({})", self.fps));
         }
+        crate::sources::live::check_object_fps(self.object_fps, self.detect_fps, v);
         let in_range = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo && x <= hi;
         v.check(in_range(self.frame_timeout_s, 1.0, 300.0), "frame_timeout_s", "must be in [1, 300]");
         v.check(in_range(self.reconnect_initial_s, 0.1, 600.0), "reconnect_initial_s", "must be in [0.1, 600]");

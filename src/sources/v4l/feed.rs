@@ -109,6 +109,7 @@ mod tests {
                     }
                     RecorderEvent::Motion { pts, .. } => format!("motion@{}", pts.unwrap_or(-1)),
                     RecorderEvent::StreamEnd => "end".to_owned(),
+                    RecorderEvent::Objects(_) => "objects".to_owned(),
                 });
             }
         }

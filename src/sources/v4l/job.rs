@@ -14,7 +14,8 @@ use tracing::{debug, error, info, warn};
 use super::capture::{self, CaptureError, Negotiated};
 use super::{FrameProcessor, RecorderFeed, V4lConfig};
 use crate::domain::CameraName;
-use crate::sources::live::{LiveHealth, OutageLog, Role, STABLE_SESSION, log_due};
+use crate::filter::service::LiveDetector;
+use crate::sources::live::{self, LiveHealth, OutageLog, Role, STABLE_SESSION, log_due};
 use crate::sources::recorder::RecorderEvent;
 
 /// What the capture thread learns about the device, for diagnostics (the
@@ -38,6 +39,7 @@ pub(super) struct CaptureJob {
     pub(super) device: Arc<Mutex<DeviceState>>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) tx: mpsc::Sender<RecorderEvent>,
+    pub(super) live: Option<LiveDetector>,
 }
 
 /// How a capture session ended.
@@ -108,6 +110,11 @@ impl CaptureJob {
         };
         lock(&self.device).negotiated = Some(negotiated.clone());
         let mut processor = FrameProcessor::new(self.cfg.processor_settings(negotiated.fps));
+        let objects = self.live.as_ref().and_then(|l| live::live_objects(&self.camera, l, self.cfg.object_fps));
+        let results = objects.map(|(tap, results)| {
+            processor.set_tap(Box::new(tap));
+            results
+        });
         let mut feed = RecorderFeed::new(negotiated.width, negotiated.height);
         let mut recorder_gone = false;
         let mut bad_in_a_row = 0u64;
@@ -145,6 +152,12 @@ impl CaptureJob {
                     recorder_gone = true;
                     return ControlFlow::Break(());
                 }
+            }
+            if let Some(r) = &results
+                && !r.forward(&self.camera, &self.tx)
+            {
+                recorder_gone = true;
+                return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
         });

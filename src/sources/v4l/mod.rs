@@ -38,6 +38,7 @@ use super::live::{self, HealthRules, LiveHealth, Role};
 use super::recorder::RecorderEvent;
 use super::{ClipSource, SourceError, SourceHealth};
 use crate::domain::CameraName;
+use crate::filter::service::LiveDetector;
 use crate::pipeline::ClipSink;
 use crate::plugin::{PluginBuildError, PluginContext};
 use capture::CaptureError;
@@ -78,13 +79,22 @@ pub struct V4lSource {
     recordings: PathBuf,
     health: Arc<LiveHealth>,
     device: Arc<Mutex<DeviceState>>,
+    /// The shared object detector, for detecting while recording.
+    live: Option<LiveDetector>,
 }
 
 /// Builds the source. A device that is missing now is not an error (USB cameras
 /// come and go): the source starts unhealthy, says why, and retries slowly. A
 /// path that exists but is not a device is a configuration error.
-pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<V4lSource, PluginBuildError> {
+/// With `live` (and `object_fps` above 0) objects are detected while recording.
+pub fn build(
+    camera: CameraName,
+    cfg: V4lConfig,
+    ctx: &PluginContext,
+    live: Option<LiveDetector>,
+) -> Result<V4lSource, PluginBuildError> {
     let rules = HealthRules { stale_after: 3 * cfg.frame_timeout(), first_frame_grace: cfg.frame_timeout() };
+    let cfg_object_fps = cfg.object_fps;
     let health = Arc::new(LiveHealth::new(camera.clone(), BACKEND, rules, false));
     match std::fs::metadata(&cfg.device) {
         Ok(meta) => {
@@ -109,6 +119,7 @@ pub fn build(camera: CameraName, cfg: V4lConfig, ctx: &PluginContext) -> Result<
         cfg,
         health,
         device: Arc::default(),
+        live: live.filter(|_| cfg_object_fps > 0.0),
     })
 }
 
@@ -125,6 +136,7 @@ impl V4lSource {
             device: self.device.clone(),
             stop,
             tx,
+            live: self.live.clone(),
         }
     }
 
@@ -175,6 +187,7 @@ impl ClipSource for V4lSource {
                 self.recordings.clone(),
                 QUEUE,
                 sink.clone(),
+                self.live.as_ref(),
             );
             let stop = Arc::new(AtomicBool::new(false));
             let job = self.job(tx, stop.clone());
@@ -246,7 +259,7 @@ mod tests {
             client_tag: None,
         };
         let cfg = V4lConfig { device: dir.path().join("video7"), ..V4lConfig::default() };
-        let src = build("desk".into(), cfg, &ctx).unwrap();
+        let src = build("desk".into(), cfg, &ctx, None).unwrap();
         let h = src.health();
         assert!(!h.healthy);
         assert_eq!((h.fps, h.reconnects), (Some(0.0), Some(0)));

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use super::PixelFormat;
 use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
 use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, access_unit_to_avcc};
-use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, NalFormat};
+use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat};
 use crate::media::motion::{MotionConfig, MotionSample};
 use crate::sources::live::log_due;
 
@@ -118,6 +118,21 @@ impl std::fmt::Debug for FrameProcessor {
 }
 
 impl FrameProcessor {
+    /// Shows every picture motion analyses to `tap` (live object detection).
+    pub fn set_tap(&mut self, tap: Box<dyn FrameTap>) {
+        let fresh = DetectPipeline::new(&self.detect_settings());
+        let detect = std::mem::replace(&mut self.detect, fresh);
+        self.detect = detect.with_tap(tap);
+    }
+
+    fn detect_settings(&self) -> DetectSettings {
+        DetectSettings {
+            detect_fps: self.settings.detect_fps,
+            source_fps: Some(self.settings.fps),
+            motion: self.settings.motion.clone(),
+        }
+    }
+
     pub fn new(settings: ProcessorSettings) -> Self {
         let detect = DetectSettings {
             detect_fps: settings.detect_fps,
