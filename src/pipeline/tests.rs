@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::analyzer::VlmError;
 use crate::clock::{Clock, SimulatedClock};
-use crate::domain::{Alert, AnalysisResult, ClipStatus, RiskLevel, StageStatus, rfc3339};
+use crate::domain::{Alert, AlertStage, AnalysisResult, ClipStatus, RiskLevel, StageStatus, rfc3339};
 use crate::filter::{FilterError, FilterOutput};
 use crate::notify::{Notifier, NotifyError};
 use crate::policy::default::DefaultPolicy;
@@ -447,4 +447,112 @@ async fn records_and_alerts_are_dated_by_the_clock() {
     let r = rig.run("front_10").await;
     assert_eq!((r.created_ms, r.completed_ms, r.notify.finished_ms), (start, Some(start), Some(start)));
     assert_eq!(rig.sent()[0].0.ts, rfc3339(start));
+}
+
+fn sighting(id: &str) -> Sighting {
+    Sighting {
+        clip_id: id.into(),
+        camera: "front".into(),
+        classes: vec!["person".into()],
+        snapshot_jpeg: Some(vec![0xFF, 0xD8, 0xFF, 0xD9]),
+    }
+}
+
+fn live(classes: &[&str]) -> FilterOutput {
+    FilterOutput {
+        result: FilterResult {
+            detected_classes: classes.iter().map(|c| c.to_string()).collect(),
+            confidence: if classes.is_empty() { 0.0 } else { 0.8 },
+            model: "fake (live)".into(),
+            ..Default::default()
+        },
+        snapshot_jpeg: None,
+    }
+}
+
+impl Rig {
+    /// Starts the pipeline; a person is confirmed live in clip `id` (still recording).
+    async fn sighted(&self, id: &str) {
+        self.pipeline.start(&self.dir.join("recordings")).await.unwrap();
+        assert!(self.pipeline.sink().sighting(sighting(id)).await.unwrap(), "the early alert is queued");
+        assert!(!self.pipeline.sink().sighting(sighting(id)).await.unwrap(), "once per clip");
+    }
+
+    async fn finish_live(&self, id: &str, classes: &[&str]) -> ClipRecord {
+        assert!(self.pipeline.sink().submit_detected(clip(id), Some(live(classes))).await.unwrap());
+        self.wait(id, finished).await
+    }
+
+    async fn wait_sent(&self, n: usize) {
+        for _ in 0..500 {
+            if self.sent().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} alerts were not sent: {:?}", self.sent());
+    }
+}
+
+#[tokio::test]
+async fn a_live_camera_alerts_early_then_finally_with_the_same_dedupe_key() {
+    let rig = rig(Setup::default());
+    rig.sighted("front_9").await;
+    rig.wait_sent(1).await;
+    let (early, had_snapshot) = rig.sent()[0].clone();
+    assert_eq!((early.stage, early.dedupe_key.as_str()), (AlertStage::Detected, "front_9"));
+    assert_eq!((early.risk_level, early.notify_reason.as_str()), (None, "detected=person (early)"));
+    assert_eq!(early.detected_classes, ["person"]);
+    assert!(had_snapshot, "the early alert carries the confirming frame");
+    assert!(rig.record("front_9").await.is_none(), "no record while recording");
+
+    let r = rig.finish_live("front_9", &["person"]).await;
+    assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 0, "the live result stands: the clip is not decoded");
+    assert_eq!((r.filter.status, r.filter_result.as_ref().unwrap().model.as_str()), (StageStatus::Ok, "fake (live)"));
+    assert_eq!(r.status(), ClipStatus::Done);
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 2);
+    let last = &sent[1].0;
+    assert_eq!((last.stage, last.dedupe_key.as_str()), (AlertStage::Analyzed, "front_9"));
+    assert_eq!(last.risk_level, Some(RiskLevel::High));
+    assert!(rig.pipeline.store().early_alert("front_9").unwrap().is_none(), "the early alert is forgotten");
+}
+
+#[tokio::test]
+async fn after_an_early_alert_the_final_one_is_sent_even_when_the_policy_would_not_alert() {
+    let rig = rig(Setup::default());
+    rig.sighted("front_10").await;
+    rig.wait_sent(1).await;
+    // Nothing confirmed in the end: no VLM (trigger_only), the policy says no.
+    let r = rig.finish_live("front_10", &[]).await;
+    assert_eq!(r.decision.as_ref().map(|d| d.notify), Some(false));
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 0);
+    let sent = rig.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let last = &sent[1].0;
+    assert_eq!((last.stage, last.notify_reason.as_str()), (AlertStage::Final, "nothing detected"));
+    assert_eq!(last.dedupe_key, "front_10");
+    // Without an early alert the same clip would have gone unannounced.
+    let quiet = rig.finish_live("front_11", &[]).await;
+    assert_eq!(quiet.notify.status, StageStatus::Skipped);
+    assert_eq!(rig.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn the_final_alert_supersedes_an_early_one_still_waiting_in_the_outbox() {
+    let rig = rig(Setup { notify_failures: 1, ..Default::default() });
+    rig.sighted("front_12").await;
+    for _ in 0..500 {
+        if rig.outbox().await.first().is_some_and(|(_, e)| e.attempts == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waiting = rig.outbox().await;
+    assert_eq!((waiting.len(), waiting[0].1.alert.stage), (1, AlertStage::Detected), "the broker was down");
+    let r = rig.finish_live("front_12", &["person"]).await;
+    assert_eq!(r.status(), ClipStatus::Done);
+    let stages: Vec<AlertStage> = rig.sent().iter().map(|(a, _)| a.stage).collect();
+    assert_eq!(stages, [AlertStage::Analyzed], "the stale early alert is not sent after the final one");
+    assert!(rig.outbox().await.is_empty());
 }
