@@ -170,7 +170,7 @@ fn check_clip(clip: &Value, since: SystemTime, fps: f64) -> (f64, f64) {
 }
 
 #[test]
-fn live_footage_over_tcp_and_udp_becomes_one_clip_each_and_a_person_alert_but_trees_do_not() {
+fn live_footage_over_tcp_and_udp_gives_an_early_then_a_final_person_alert_and_one_clip_but_trees_do_not() {
     let scene = common::footage("scene_empty_people_empty.mp4");
     let porch = RtspServer::start(&scene, &["--exit-on-eos"]);
     let yard = RtspServer::start(&scene, &["--exit-on-eos"]);
@@ -210,19 +210,34 @@ fn live_footage_over_tcp_and_udp_becomes_one_clip_each_and_a_person_alert_but_tr
             .then_some(())
     });
 
-    // Each scene camera: one alert for one clip that covers the motion (~7-28 s)
-    // plus pre- and post-roll.
+    // Each scene camera: people walk in at about 8 s and leave at about 27 s.
+    // The early alert comes while they are in view (the clip is still being
+    // recorded), the final one after the clip, for the same dedupe_key; one
+    // clip covers the motion (~7-28 s) plus pre- and post-roll.
     for cam in ["porch", "yard"] {
-        let alert = wait_for(&format!("the alert for {cam}"), Duration::from_secs(90), || {
-            sub.json_on(&format!("homecam/alerts/{cam}")).into_iter().next()
+        let topic = format!("homecam/alerts/{cam}");
+        let early = wait_for(&format!("the early alert for {cam}"), Duration::from_secs(60), || {
+            sub.json_on(&topic).into_iter().next()
         });
-        assert!(alert["detected_classes"].as_array().unwrap().iter().any(|c| c == "person"), "{alert}");
+        let since = if cam == "porch" { &porch } else { &yard }.playing_since().unwrap();
+        let sent = chrono::DateTime::parse_from_rfc3339(early["ts"].as_str().unwrap()).unwrap();
+        let early_at = (SystemTime::from(sent)).duration_since(since).unwrap().as_secs_f64();
+        assert_eq!(early["stage"], "detected", "{early}");
+        assert!(early["detected_classes"].as_array().unwrap().iter().any(|c| c == "person"), "{early}");
+        assert!(early_at < 27.0, "{cam}: the early alert came {early_at:.1} s into the stream, after the people left");
+        let final_alert = wait_for(&format!("the final alert for {cam}"), Duration::from_secs(90), || {
+            sub.json_on(&topic).into_iter().nth(1)
+        });
+        assert_eq!(final_alert["stage"], "final", "{final_alert}");
+        assert_eq!(final_alert["dedupe_key"], early["dedupe_key"], "the final alert updates the early one");
+        assert_eq!(final_alert["clip_id"], early["clip_id"]);
         let clips = clips_of(&daemon, cam);
         assert_eq!(clips.len(), 1, "{cam}: {clips:?}");
         let clip = &clips[0];
-        assert_eq!(alert["clip_id"], clip["clip"]["clip_id"]);
+        assert_eq!(final_alert["clip_id"], clip["clip"]["clip_id"]);
         assert_eq!(clip["clip"]["source_backend"], "rtsp");
-        let since = if cam == "porch" { &porch } else { &yard }.playing_since().unwrap();
+        let model = clip["filter_result"]["model"].as_str().unwrap_or_default();
+        assert!(model.ends_with("(live)"), "{cam}: filtered live, not from the file: {clip}");
         let (start, end) = check_clip(clip, since, 10.0);
         assert!((0.0..=4.0).contains(&start), "{cam}: clip {start:.1}-{end:.1} s");
         assert!((28.0..=34.6).contains(&end), "{cam}: clip {start:.1}-{end:.1} s");
