@@ -7,7 +7,7 @@ use tracing::info;
 
 use super::{EncodedPacket, Phase, Recorder, RecorderError};
 use crate::domain::{Clip, ClipId};
-use crate::media::mp4write::{Mp4Writer, part_path};
+use crate::media::mp4write::{Mp4Writer, WriteOptions, part_path};
 
 /// Why a clip ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,8 @@ impl Recorder {
         let (entry, timescale) = (stream.entry.clone(), stream.timescale);
         let (start_pts, start_wall_ms) = (first.pts, first.wall_ms);
         let (clip_id, dest) = self.allocate_id(start_wall_ms)?;
-        let writer = match Mp4Writer::create(&dest, entry, timescale) {
+        let opts = WriteOptions { journal: true, start_wall_ms: Some(start_wall_ms) };
+        let writer = match Mp4Writer::create_with(&dest, entry, timescale, opts) {
             Ok(w) => w,
             Err(e) => {
                 self.phase = Phase::Idle;
