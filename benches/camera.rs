@@ -9,7 +9,13 @@
 //!    bench start with ffmpeg from the real footage (`vtest_h264.mp4`, 10 fps,
 //!    GOP 20, no B-frames) into a temp dir; a size is skipped with a message when
 //!    ffmpeg is missing or fails.
-//! 3. Passthrough recording (RTSP packets → MP4, no decode): see that section.
+//! 3. Passthrough recording (packets → MP4, no decode): the samples of the real
+//!    footage (`scene_empty_people_empty.mp4`, 768x576, 10 fps, keyframe every
+//!    2 s) replayed through the MP4 writer, with and without its recovery
+//!    journal (appended at each keyframe and once a second, both files fsynced
+//!    at keyframes): CPU and wall time per sample, and the longest single write
+//!    (the fsync a keyframe waits for). `cargo bench --bench camera -- recording`
+//!    runs only this part.
 //!
 //! CPU time is the benchmark thread's own time on the CPU, read from
 //! `/proc/thread-self/schedstat` (Linux; decode and motion run on the calling
@@ -22,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use homesec::media::mp4write::{Mp4Writer, SampleEntry, WriteOptions};
 use homesec::media::{self, motion::MotionConfig, motion::MotionDetector};
 
 /// Frames kept in memory per size for the detector-alone figure (played
@@ -177,7 +184,103 @@ fn bench_decode_motion(clip: &Path) -> Result<DecodeFigures, media::MediaError> 
     best.ok_or_else(|| media::MediaError::Decode { path: clip.display().to_string(), reason: "no runs".into() })
 }
 
+/// The video samples of an MP4 file as a camera sends them: (pts, keyframe, AVCC data).
+type Packets = Vec<(i64, bool, Vec<u8>)>;
+
+fn load_packets(path: &Path) -> Result<(SampleEntry, u32, Packets), String> {
+    let size = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?);
+    let mut reader = mp4::Mp4Reader::read_header(file, size).map_err(|e| e.to_string())?;
+    let (id, timescale, count, entry) = {
+        let t = reader.tracks().values().find(|t| t.sequence_parameter_set().is_ok()).ok_or("no H.264 track")?;
+        let (sps, pps) = (
+            t.sequence_parameter_set().map_err(|e| e.to_string())?,
+            t.picture_parameter_set().map_err(|e| e.to_string())?,
+        );
+        let entry =
+            SampleEntry::avc1_from_parameter_sets(sps, pps, t.width(), t.height()).map_err(|e| e.to_string())?;
+        (t.track_id(), t.timescale(), t.sample_count(), entry)
+    };
+    let mut packets = Vec::new();
+    for i in 1..=count {
+        let s = reader.read_sample(id, i).map_err(|e| e.to_string())?.ok_or("missing sample")?;
+        packets.push((s.start_time as i64 + i64::from(s.rendering_offset), s.is_sync, s.bytes.to_vec()));
+    }
+    Ok((entry, timescale, packets))
+}
+
+/// Writes the packets as `clips` clips: (CPU, wall) per sample and the longest
+/// single `write_sample`, counting only the writes (not create / finish).
+fn write_clips(
+    dir: &Path,
+    entry: &SampleEntry,
+    timescale: u32,
+    packets: &Packets,
+    journal: bool,
+    clips: usize,
+) -> Result<(Duration, Duration, Duration), String> {
+    let (mut cpu, mut wall, mut worst) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for n in 0..clips {
+        let dest = dir.join(format!("rec_{journal}_{n}.mp4"));
+        let opts = WriteOptions { journal, start_wall_ms: Some(0) };
+        let mut w = Mp4Writer::create_with(&dest, entry.clone(), timescale, opts).map_err(|e| e.to_string())?;
+        let (r, c, t) = measure(|| {
+            for (pts, key, data) in packets {
+                let t0 = Instant::now();
+                w.write_sample(*pts, *key, data)?;
+                worst = worst.max(t0.elapsed());
+            }
+            Ok::<_, homesec::media::mp4write::Mp4WriteError>(())
+        });
+        r.map_err(|e| e.to_string())?;
+        (cpu, wall) = (cpu + c, wall + t);
+        w.finish(None).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&dest);
+    }
+    let samples = (packets.len() * clips) as u32;
+    Ok((cpu / samples, wall / samples, worst))
+}
+
+fn bench_recording(dir: &Path) {
+    const CLIPS: usize = 20;
+    println!("\n== passthrough recording (packets -> MP4, no decode), per sample ==");
+    let footage = testdata().join("footage/scene_empty_people_empty.mp4");
+    let (entry, timescale, packets) = match load_packets(&footage) {
+        Ok(p) => p,
+        Err(e) => return println!("  SKIPPED: cannot read {}: {e}", footage.display()),
+    };
+    let bytes: usize = packets.iter().map(|p| p.2.len()).sum();
+    println!(
+        "  {} ({} samples, {:.0} kB/sample, {CLIPS} clips each; files in {})",
+        footage.file_name().unwrap_or_default().to_string_lossy(),
+        packets.len(),
+        bytes as f64 / packets.len() as f64 / 1000.0,
+        dir.display()
+    );
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for journal in [false, true] {
+        match write_clips(dir, &entry, timescale, &packets, journal, CLIPS) {
+            Ok((cpu, wall, worst)) => println!(
+                "  {:<16} {:>7.1} µs CPU, {:>7.1} µs wall per sample (longest write {:.2} ms); {:.2} ms CPU per second of video at 10 fps",
+                if journal { "with journal" } else { "without journal" },
+                us(cpu),
+                us(wall),
+                ms(worst),
+                us(cpu) * 10.0 / 1000.0
+            ),
+            Err(e) => println!("  FAILED: {e}"),
+        }
+    }
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "recording") {
+        match tempfile::tempdir() {
+            Ok(d) => bench_recording(d.path()),
+            Err(e) => println!("cannot create a temp dir: {e}"),
+        }
+        return;
+    }
     let footage = testdata().join("footage/vtest_h264.mp4");
     if !footage.is_file() {
         println!("test footage not found at {} (set HOMESEC_TESTDATA)", footage.display());
@@ -239,15 +342,7 @@ fn main() {
         }
     }
 
-    // ---------------------------------------------------------------------------------
-    // == passthrough recording ==
-    // Owned by the RTSP source / recorder (src/sources/rtsp, src/media/mp4write/):
-    // CPU per second of video for receiving the main stream and writing its packets to
-    // MP4 unchanged. Fill in a measurement here (e.g. replay the packets of a clip
-    // through the MP4 writer) and print it in the same "ms/s, % of one core" form.
-    // ---------------------------------------------------------------------------------
-    println!("\n== passthrough recording (packets -> MP4, no decode) ==");
-    println!("  not measured by this bench yet (PLATFORM_NOTES: RTSP receive alone ≈ 0.3 % of a core per stream)");
+    bench_recording(dir.path());
 
     if let Some(pct) = sub_stream_pct {
         println!("\n== summary ==");

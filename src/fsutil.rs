@@ -134,6 +134,14 @@ impl PartFile {
         Ok(Self { dest: dest.to_path_buf(), part, file })
     }
 
+    /// Reopens, for reading and writing, a `<dest>.part` that an earlier
+    /// writer left unfinished (crash recovery).
+    pub fn reopen(dest: &Path) -> std::io::Result<Self> {
+        let part = part_path(dest);
+        let file = fs::OpenOptions::new().read(true).write(true).open(&part)?;
+        Ok(Self { dest: dest.to_path_buf(), part, file })
+    }
+
     /// Takes over a `<dest>.part` that something else wrote (e.g. `fs::copy`).
     fn open_existing(dest: &Path) -> std::io::Result<Self> {
         let part = part_path(dest);
@@ -149,6 +157,11 @@ impl PartFile {
     /// The `.part` file being written.
     pub fn part(&self) -> &Path {
         &self.part
+    }
+
+    /// The open `.part` file (to fsync its data, read it back, truncate it).
+    pub fn as_file(&self) -> &fs::File {
+        &self.file
     }
 
     /// Fsyncs the `.part` file, renames it to the destination and fsyncs the

@@ -1,6 +1,7 @@
 //! The MP4 writer and the recorder on real footage, without a network: the
 //! camera's packets are the samples of a real H.264 clip, motion comes from the
-//! real detector, and ffprobe judges the files.
+//! real detector, and ffprobe judges the files. A recording process killed with
+//! SIGKILL mid-clip leaves a clip that recovery makes playable.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use homesec::domain::Clip;
 use homesec::media::motion::{MotionConfig, MotionDetector};
-use homesec::media::mp4write::{Mp4Writer, SampleEntry};
+use homesec::media::mp4write::{self, Mp4Writer, SampleEntry};
 use homesec::sources::recorder::{ClipOutput, EncodedPacket, Recorder, RecorderError, RecorderEvent, RecordingConfig};
 
 const WALL0: i64 = 1_750_000_000_000;
@@ -189,4 +190,125 @@ fn tree_footage_motion_is_recorded() {
     for c in &clips {
         assert_eq!(common::ffprobe(Path::new(&c.local_path)).codec, "h264");
     }
+}
+
+/// A clip's frames as our demuxer and decoder and ffprobe see them: all three
+/// must agree with what recovery says it wrote.
+fn check_playable(path: &Path, samples: u32, duration_s: f64) {
+    let info = homesec::media::probe(path).unwrap();
+    assert_eq!((info.width, info.height, info.frame_count), (768, 576, samples));
+    assert!((info.duration_s - duration_s).abs() < 1e-6, "{info:?} vs {duration_s}");
+    assert_eq!(homesec::media::for_each_frame(path, &mut |_| true).unwrap(), samples);
+    let p = common::ffprobe(path);
+    assert_eq!((p.codec.as_str(), p.frames), ("h264", u64::from(samples)));
+    assert!((p.duration_s - duration_s).abs() < 0.05, "ffprobe {p:?} vs {duration_s}");
+}
+
+#[test]
+fn a_writer_lost_mid_clip_is_recovered_up_to_its_last_keyframe() {
+    let f = load("scene_empty_people_empty.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("yard/yard_1.mp4");
+    // Up to and including the 5th keyframe (journaled and fsynced with it), then
+    // a few frames that wait for the next batch.
+    let k = f.packets.iter().enumerate().filter(|(_, p)| p.is_keyframe).nth(4).unwrap().0;
+    let mut w = Mp4Writer::create(&dest, f.entry.clone(), f.timescale).unwrap();
+    for p in &f.packets[..k + 4] {
+        w.write_sample(p.pts, p.is_keyframe, &p.data).unwrap();
+    }
+    std::mem::forget(w);
+    let r = mp4write::recover(&mp4write::part_path(&dest)).unwrap().unwrap();
+    assert_eq!((r.summary.samples, r.summary.keyframes, r.dropped_samples), (k as u32 + 1, 5, 0));
+    assert!(!mp4write::part_path(&dest).exists() && !mp4write::journal_path(&dest).exists());
+    check_playable(&dest, r.summary.samples, r.summary.duration_s);
+    let frame = f.timescale as f64 / 10.0;
+    assert!((r.summary.duration as f64 - (k as f64 + 1.0) * frame).abs() < 1.0, "{r:?}");
+}
+
+const CHILD_DIR: &str = "HOMESEC_TEST_RECORDER_CHILD_DIR";
+
+/// Not a test by itself: the recording process that
+/// `a_recorder_killed_with_sigkill_mid_clip_leaves_a_playable_clip` kills.
+/// Records the footage in real time (sped up) with motion throughout, and
+/// prints each packet it has handed to the recorder.
+#[test]
+fn recorder_child_process() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else { return };
+    use std::io::Write;
+    let f = load("scene_empty_people_empty.mp4");
+    let cfg = RecordingConfig { pre_roll_s: 5.0, post_roll_s: 3.0, max_clip_s: 120.0, min_clip_s: 0.0 };
+    let mut rec = Recorder::new("yard".into(), "rtsp", cfg, dir.into(), Box::new(Collect::default()));
+    rec.handle(RecorderEvent::Stream { entry: f.entry.clone(), timescale: f.timescale }).unwrap();
+    let mut out = std::io::stdout().lock();
+    for (i, p) in f.packets.into_iter().enumerate() {
+        let (pts, key) = (p.pts, p.is_keyframe);
+        rec.handle(RecorderEvent::Packet(p)).unwrap();
+        rec.handle(RecorderEvent::Motion { pts: Some(pts), motion: true }).unwrap();
+        writeln!(out, "packet {i} {key}").unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(15));
+    }
+    // Killed before this: the clip is never finished.
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn a_recorder_killed_with_sigkill_mid_clip_leaves_a_playable_clip() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let cam = dir.path().join("yard");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["recorder_child_process", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, &cam)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Kill it once 150 packets (15 s of video, 7 keyframes) are in.
+    let (mut last, mut last_key) = (0usize, 0usize);
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let Some(rest) = line.strip_prefix("packet ") else { continue };
+        let (i, key) = rest.split_once(' ').unwrap();
+        last = i.parse().unwrap();
+        if key == "true" {
+            last_key = last;
+        }
+        if last >= 150 {
+            break;
+        }
+    }
+    assert!(last >= 150, "the child stopped early");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let names: Vec<String> =
+        std::fs::read_dir(&cam).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.ends_with(".mp4.part")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(".mp4.part.idx")), "{names:?}");
+
+    let out = Collect::default();
+    let cfg = RecordingConfig::default();
+    let mut rec = Recorder::new("yard".into(), "rtsp", cfg, cam.clone(), Box::new(out.clone()));
+    assert_eq!(rec.recover_unfinished().unwrap(), 1);
+    let clips = out.clips.lock().unwrap().clone();
+    assert_eq!(clips.len(), 1, "{clips:?}");
+    let c = &clips[0];
+    assert_eq!((c.camera.as_str(), c.source_backend.as_str()), ("yard", "rtsp"));
+    let first = &load("scene_empty_people_empty.mp4").packets[0];
+    assert_eq!(c.start_ms, first.wall_ms, "the clip starts at the first packet");
+    let path = Path::new(&c.local_path);
+    let probe = homesec::media::probe(path).unwrap();
+    // Everything up to the last keyframe before the kill was fsynced with it;
+    // frames after it may be there too (journaled by the time the kill landed).
+    let samples = probe.frame_count as usize;
+    assert!(
+        samples > last_key && samples < 341,
+        "{samples} frames; last keyframe sent: {last_key}, last packet {last}"
+    );
+    let duration_s = (c.end_ms - c.start_ms) as f64 / 1000.0;
+    assert!((probe.duration_s - duration_s).abs() < 0.002, "{probe:?} vs {c:?}");
+    check_playable(path, probe.frame_count, probe.duration_s);
+    let names: Vec<String> =
+        std::fs::read_dir(&cam).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec![format!("{}.mp4", c.clip_id)]);
 }

@@ -415,3 +415,76 @@ fn a_camera_that_dies_mid_stream_is_reported_reconnected_and_recorded_again() {
     let log = plain_log(&daemon);
     assert!(log.contains("reason=\"shutdown\""), "the clip in progress is kept on shutdown");
 }
+
+/// Files under `dir` (recursively) whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_ending(&p, suffix));
+        } else if p.to_string_lossy().ends_with(suffix) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_daemon_killed_mid_event_keeps_the_clip_and_processes_it_after_the_restart() {
+    let scene = common::footage("scene_empty_people_empty.mp4");
+    let mut server = RtspServer::start(&scene, &[]);
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, &["homecam/alerts/#"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = "{pre_roll_s: 5, post_roll_s: 3, max_clip_s: 120, min_clip_s: 2}";
+    let cfg = config(tmp.path(), broker.port, &[camera("porch", "PORCH_URL", "", rec)]);
+    let mut daemon = Daemon::start(tmp.path(), &cfg, &[("PORCH_URL", &server.url())]);
+
+    // Motion starts about 8 s in; people are confirmed a moment later (the
+    // early alert) and, a few seconds (keyframes every 2 s) into the event,
+    // the daemon dies.
+    wait_for("the early alert", Duration::from_secs(40), || {
+        plain_log(&daemon).contains("early alert").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.kill9();
+    let killed_at = SystemTime::now();
+    // The camera goes too, so that the restarted daemon records nothing new.
+    server.kill();
+    assert_eq!(files_ending(tmp.path(), ".mp4.part").len(), 1, "the unfinished clip is on disk");
+    assert_eq!(files_ending(tmp.path(), ".mp4.part.idx").len(), 1, "with its journal");
+    assert!(clips_of(&daemon, "porch").is_empty());
+
+    daemon.restart();
+    let clip = wait_for("the recovered clip processed", Duration::from_secs(90), || {
+        let c = clips_of(&daemon, "porch").into_iter().next()?;
+        (c["status"] == "done").then_some(c)
+    });
+    let log = plain_log(&daemon);
+    assert!(log.contains("recovered an unfinished clip after a crash"), "{log}");
+    assert!(files_ending(tmp.path(), ".mp4.part").is_empty() && files_ending(tmp.path(), ".mp4.part.idx").is_empty());
+    assert_eq!(clip["clip"]["source_backend"], "rtsp", "{clip}");
+    // Pre-roll (about 5 s) plus the 5 s recorded before the kill, less what was
+    // not journaled yet (at most a second); it ends before the kill.
+    let (start, end) = check_clip(&clip, killed_at, 10.0);
+    assert!(end - start >= 6.0 && end <= 0.5, "clip {start:.1}..{end:.1} s around the kill: {clip}");
+    assert_eq!(clip["filter"]["status"], "ok", "the pipeline ran on it: {clip}");
+    // The early alert went out before the kill; the final one, for the same
+    // dedupe_key, after the restart.
+    let id = clip["clip"]["clip_id"].as_str().unwrap();
+    let alerts = wait_for("the final alert", Duration::from_secs(30), || {
+        let a = sub.json_on("homecam/alerts/porch");
+        a.iter().any(|a| a["stage"] == "final").then_some(a)
+    });
+    let stages: Vec<&str> = alerts.iter().map(|a| a["stage"].as_str().unwrap_or_default()).collect();
+    assert_eq!(stages, ["detected", "final"], "{alerts:?}");
+    assert!(alerts.iter().all(|a| a["dedupe_key"] == id), "{alerts:?}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["clips", "list", "--config"])
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(id), "{}", String::from_utf8_lossy(&out.stdout));
+}

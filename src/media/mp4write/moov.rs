@@ -1,15 +1,63 @@
-//! The `moov` box of a finished clip: the timing tables derived from the
-//! presentation times, the sample tables, and the box-writing helpers.
+//! The `moov` box of a clip: the timing tables derived from the presentation
+//! times, the sample tables, and the box-writing helpers. One writer for both
+//! [`Mp4Writer::finish`](super::Mp4Writer::finish) and [`recover`](super::recover).
 
-use super::Mp4Writer;
+use super::SampleEntry;
 
-impl Mp4Writer {
-    /// The `moov` box for the samples written, with the timing tables `t`.
+/// Per sample: size, presentation time and whether it is a sync sample, in
+/// decode order (about 12 bytes a sample).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(super) struct SampleTable {
+    pub(super) sizes: Vec<u32>,
+    pub(super) pts: Vec<i64>,
+    /// 1-based numbers of the sync samples.
+    pub(super) sync: Vec<u32>,
+}
+
+impl SampleTable {
+    pub(super) fn push(&mut self, size: u32, pts: i64, is_sync: bool) {
+        self.sizes.push(size);
+        self.pts.push(pts);
+        if is_sync {
+            // Sample numbers are 1-based; more than u32::MAX samples cannot happen
+            // before the 4 GiB-per-sample-table limits of the format anyway.
+            self.sync.push(self.sizes.len() as u32);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Whether sample `i` (0-based) is a sync sample.
+    pub(super) fn is_sync(&self, i: usize) -> bool {
+        self.sync.binary_search(&(i as u32 + 1)).is_ok()
+    }
+
+    /// Keeps the first `n` samples.
+    pub(super) fn truncate(&mut self, n: usize) {
+        self.sizes.truncate(n);
+        self.pts.truncate(n);
+        self.sync.retain(|s| (*s as usize) <= n);
+    }
+}
+
+/// What `moov` describes: one video track whose samples lie back to back in
+/// the one `mdat`, from file offset `data_at`.
+pub(super) struct Track<'a> {
+    pub(super) entry: &'a SampleEntry,
+    pub(super) timescale: u32,
+    pub(super) data_at: u64,
+    pub(super) samples: &'a SampleTable,
+}
+
+impl Track<'_> {
+    /// The `moov` box for the samples, with the timing tables `t`.
     pub(super) fn moov(&self, t: &Tables) -> Vec<u8> {
         const MOVIE_TIMESCALE: u32 = 1000;
-        let n = self.sizes.len() as u32;
+        let n = self.samples.len() as u32;
         let movie_duration = t.duration * u64::from(MOVIE_TIMESCALE) / u64::from(self.timescale);
-        let mut out = Vec::with_capacity(1024 + self.sizes.len() * 12);
+        let mut out = Vec::with_capacity(1024 + self.samples.len() * 12);
         write_box(&mut out, b"moov", |moov| {
             write_full_box(moov, b"mvhd", version_for(movie_duration), 0, |b| {
                 put_time_and_duration(b, MOVIE_TIMESCALE, movie_duration);
@@ -105,10 +153,11 @@ impl Mp4Writer {
                 }
             });
         }
-        if self.sync.len() != self.sizes.len() {
+        let samples = self.samples;
+        if samples.sync.len() != samples.sizes.len() {
             write_full_box(stbl, b"stss", 0, 0, |b| {
-                b.extend_from_slice(&(self.sync.len() as u32).to_be_bytes());
-                for s in &self.sync {
+                b.extend_from_slice(&(samples.sync.len() as u32).to_be_bytes());
+                for s in &samples.sync {
                     b.extend_from_slice(&s.to_be_bytes());
                 }
             });
@@ -132,13 +181,13 @@ impl Mp4Writer {
         write_full_box(stbl, b"stsz", 0, 0, |b| {
             b.extend_from_slice(&0u32.to_be_bytes());
             b.extend_from_slice(&n.to_be_bytes());
-            for s in &self.sizes {
+            for s in &samples.sizes {
                 b.extend_from_slice(&s.to_be_bytes());
             }
         });
         let mut offsets = Vec::with_capacity(chunks as usize);
         let mut at = self.data_at;
-        for (i, size) in self.sizes.iter().enumerate() {
+        for (i, size) in samples.sizes.iter().enumerate() {
             if (i as u32).is_multiple_of(CHUNK) {
                 offsets.push(at);
             }

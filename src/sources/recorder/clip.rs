@@ -9,7 +9,7 @@ use super::objects::{ClipObjects, ObjectFrame};
 use super::{EncodedPacket, Phase, Recorder, RecorderError};
 use crate::domain::{Clip, ClipId};
 use crate::fsutil::frames_dir;
-use crate::media::{self, mp4write::Mp4Writer, mp4write::part_path};
+use crate::media::{self, mp4write::Mp4Writer, mp4write::WriteOptions, mp4write::part_path};
 use crate::pipeline::Sighting;
 
 /// Why a clip ended.
@@ -59,7 +59,8 @@ impl Recorder {
         let (entry, timescale) = (stream.entry.clone(), stream.timescale);
         let (start_pts, start_wall_ms) = (first.pts, first.wall_ms);
         let (clip_id, dest) = self.allocate_id(start_wall_ms)?;
-        let writer = match Mp4Writer::create(&dest, entry, timescale) {
+        let opts = WriteOptions { journal: true, start_wall_ms: Some(start_wall_ms) };
+        let writer = match Mp4Writer::create_with(&dest, entry, timescale, opts) {
             Ok(w) => w,
             Err(e) => {
                 self.phase = Phase::Idle;

@@ -14,9 +14,11 @@
 //! - An event whose motion spans less than `min_clip_s` (first to last motion
 //!   frame) is a blip: its clip is discarded (logged), unless the event was split
 //!   or cut short by the stream ending.
-//! - Clips are written as `<dir>/<clip_id>.mp4.part`, fsynced, renamed, and only
-//!   then handed to the [`ClipOutput`] (which commits the record and starts the
-//!   pipeline).
+//! - Clips are written as `<dir>/<clip_id>.mp4.part` (with its recovery
+//!   journal), fsynced, renamed, and only then handed to the [`ClipOutput`]
+//!   (which commits the record and starts the pipeline).
+//! - On start, a clip a crash left unfinished is recovered from its journal and
+//!   handed over like any other ([`Recorder::recover_unfinished`]).
 //!
 //! All times are in the stream's timescale. The recorder is synchronous and
 //! writes files: run it on a blocking thread ([`Recorder::run`]).
@@ -25,12 +27,13 @@ mod clip;
 mod objects;
 mod output;
 mod preroll;
+mod recover;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use crate::domain::CameraName;
 use crate::filter::service::LiveSettings;
@@ -245,19 +248,6 @@ impl Recorder {
         }
     }
 
-    /// Removes `.part` files a crash left behind in the recordings directory
-    /// (they are incomplete by definition).
-    pub fn remove_stale_parts(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for e in entries.filter_map(Result::ok) {
-            let path = e.path();
-            if path.to_string_lossy().ends_with(".mp4.part") {
-                warn!(camera = %self.camera, file = %path.display(), "removing an unfinished recording from before a crash");
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-
     /// Feeds events from `rx` until every sender is gone, then finishes the clip
     /// in progress. Blocking: run it on a blocking thread. `on_error` sees every
     /// failure (already logged).
@@ -266,7 +256,9 @@ impl Recorder {
         mut rx: tokio::sync::mpsc::Receiver<RecorderEvent>,
         mut on_error: impl FnMut(&RecorderError) + Send,
     ) {
-        self.remove_stale_parts();
+        if let Err(e) = self.recover_unfinished() {
+            on_error(&e);
+        }
         while let Some(ev) = rx.blocking_recv() {
             if let Err(e) = self.handle(ev) {
                 on_error(&e);
@@ -636,6 +628,58 @@ mod tests {
         assert_eq!(spans.len(), 1, "{spans:?}");
         // Motion at 5.0 s - 2 s: keyframe at 3 s; last motion 5.9 s + 2 = 7.9 s: keyframe at 8 s.
         assert!(approx(spans[0], (3.0, 8.0)), "{spans:?}");
+    }
+
+    #[test]
+    fn a_clip_cut_short_by_a_crash_is_recovered_and_handed_over_at_start() {
+        let mut r = rig(cfg(1.0, 10.0, 60.0, 0.0), 20);
+        r.play(6.0, |t| t >= 2.0);
+        assert!(r.rec.is_recording());
+        let Rig { rec, _dir: dir, .. } = r;
+        let camera_dir = rec.dir().to_path_buf();
+        // The daemon dies: no drop, no finish.
+        std::mem::forget(rec);
+        let id = format!("porch_{}", WALL0 / 1000);
+        assert!(part_path(&camera_dir.join(format!("{id}.mp4"))).exists());
+
+        let out = Fake::default();
+        let mut rec =
+            Recorder::new("porch".into(), "rtsp", cfg(1.0, 10.0, 60.0, 0.0), camera_dir.clone(), Box::new(out.clone()));
+        assert_eq!(rec.recover_unfinished().unwrap(), 1);
+        let clips = out.clips.lock().unwrap().clone();
+        assert_eq!(clips.len(), 1);
+        let c = &clips[0];
+        // Journaled: the keyframes at 0, 2 and 4 s and once a second between
+        // them; the last batch ended at 5.1 s.
+        assert_eq!((c.clip_id.as_str(), c.camera.as_str(), c.source_backend.as_str()), (id.as_str(), "porch", "rtsp"));
+        assert_eq!((c.start_ms, c.end_ms), (WALL0, WALL0 + 5200));
+        assert_eq!(crate::media::probe(Path::new(&c.local_path)).unwrap().frame_count, 52);
+        let left: Vec<_> = std::fs::read_dir(&camera_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(format!("{id}.mp4"))]);
+        drop(dir);
+    }
+
+    #[test]
+    fn a_recovered_clip_whose_id_is_recorded_already_is_only_completed() {
+        let mut r = rig(cfg(1.0, 10.0, 60.0, 0.0), 20);
+        r.play(3.0, |_| true);
+        let Rig { rec, _dir: dir, .. } = r;
+        let camera_dir = rec.dir().to_path_buf();
+        std::mem::forget(rec);
+        let id = format!("porch_{}", WALL0 / 1000);
+        // A stray journal of a clip finished long ago goes too.
+        let stray = camera_dir.join("porch_1.mp4.part.idx");
+        std::fs::write(&stray, b"x").unwrap();
+
+        let out = Fake::default();
+        out.taken.lock().unwrap().insert(id.clone());
+        let mut rec =
+            Recorder::new("porch".into(), "rtsp", cfg(1.0, 10.0, 60.0, 0.0), camera_dir.clone(), Box::new(out.clone()));
+        assert_eq!(rec.recover_unfinished().unwrap(), 1);
+        assert!(out.clips.lock().unwrap().is_empty());
+        assert!(camera_dir.join(format!("{id}.mp4")).is_file());
+        assert!(!stray.exists());
+        drop(dir);
     }
 
     #[test]
