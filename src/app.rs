@@ -54,6 +54,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     // Home Assistant's firmware entity only where the box can update itself.
     let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link())).await?;
     let shutdown = CancellationToken::new();
+    let detector = plugins.filter.live();
     let pipeline = Pipeline::new(
         Parts {
             store,
@@ -96,6 +97,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         device_id: cfg.device_id.clone(),
         started: clock.monotonic(),
         updater: updater.clone(),
+        detector,
     });
     let (server, api_url) = if cfg.server.enabled {
         let addr = format!("{}:{}", cfg.server.host, cfg.server.port);

@@ -273,6 +273,71 @@ fn live_footage_over_tcp_and_udp_gives_an_early_then_a_final_person_alert_and_on
     );
 }
 
+/// The scene footage shrunk to 320x240 (a camera's sub-stream) with ffmpeg.
+fn small_scene(dir: &Path) -> PathBuf {
+    let out = dir.join("scene_320x240.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(common::footage("scene_empty_people_empty.mp4"))
+        .args(["-vf", "scale=320:240", "-c:v", "libx264", "-g", "20", "-bf", "0", "-pix_fmt", "yuv420p"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg (Debian package ffmpeg; .ci/run installs it)");
+    assert!(status.success(), "ffmpeg failed");
+    out
+}
+
+#[test]
+fn eight_cameras_with_events_at_once_share_a_saturated_detector_and_none_starves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = small_scene(tmp.path());
+    let servers: Vec<RtspServer> = (0..8).map(|_| RtspServer::start(&scene, &["--exit-on-eos"])).collect();
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, &["homecam/alerts/#"]);
+    let rec = "{pre_roll_s: 2, post_roll_s: 3, max_clip_s: 120, min_clip_s: 2}";
+    let names: Vec<String> = (0..8).map(|i| format!("cam{i}")).collect();
+    let cameras: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| camera(n, &format!("CAM{i}_URL"), "detect_fps: 5\nobject_fps: 5", rec))
+        .collect();
+    // The bigger model on one worker: 8 cameras x 5 frames a second need more
+    // than the detector can do.
+    let cfg = cameras
+        .iter()
+        .fold(ConfigBuilder::new("rtsp-8", tmp.path()), |cfg, (name, source)| cfg.camera(name, source))
+        .model("yolox_nano_640.onnx")
+        .filter(&["classes: [person]", "min_confidence: 0.6", "workers: 1"])
+        .policy("backend: default")
+        .mqtt(broker.port)
+        .server("api_key_env: RTSP8_API_KEY")
+        .build();
+    let mut urls: Vec<(String, String)> =
+        servers.iter().enumerate().map(|(i, s)| (format!("CAM{i}_URL"), s.url())).collect();
+    urls.push(("RTSP8_API_KEY".into(), "k3y-for-diagnostics".into()));
+    let env: Vec<(&str, &str)> = urls.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let daemon = Daemon::start(tmp.path(), &cfg, &env);
+
+    // Every camera gets its early alert while the people are in view.
+    for (name, server) in names.iter().zip(&servers) {
+        let early = wait_for(&format!("the early alert for {name}"), Duration::from_secs(60), || {
+            sub.json_on(&format!("homecam/alerts/{name}")).into_iter().next()
+        });
+        assert_eq!(early["stage"], "detected", "{early}");
+        let sent = chrono::DateTime::parse_from_rfc3339(early["ts"].as_str().unwrap()).unwrap();
+        let at = SystemTime::from(sent).duration_since(server.playing_since().unwrap()).unwrap().as_secs_f64();
+        assert!(at < 27.0, "{name} starved: early alert {at:.1} s into the stream");
+    }
+    // The detector could not keep up: frames were dropped (oldest first), counted per camera.
+    let (_, diag) = daemon.get_with_key("/api/v1/diagnostics", Some("k3y-for-diagnostics")).expect("diagnostics");
+    let feeds = diag["live_detection"].as_array().expect("live detection stats").clone();
+    assert_eq!(feeds.len(), 8, "{feeds:?}");
+    assert!(feeds.iter().all(|f| f["frames_sent"].as_u64() > Some(5)), "{feeds:?}");
+    let dropped: u64 = feeds.iter().filter_map(|f| f["frames_dropped"].as_u64()).sum();
+    assert!(dropped > 0, "the detector was not saturated: {feeds:?}");
+    assert!(plain_log(&daemon).contains("the object detector is busy"), "drops are logged");
+}
+
 #[test]
 fn digest_auth_works_and_wrong_credentials_give_one_clear_error_and_slow_retries() {
     const PASSWORD: &str = "s3cret-Pa55";
@@ -444,9 +509,7 @@ fn a_daemon_killed_mid_event_keeps_the_clip_and_processes_it_after_the_restart()
     // Motion starts about 8 s in; people are confirmed a moment later (the
     // early alert) and, a few seconds (keyframes every 2 s) into the event,
     // the daemon dies.
-    wait_for("the early alert", Duration::from_secs(40), || {
-        plain_log(&daemon).contains("early alert").then_some(())
-    });
+    wait_for("the early alert", Duration::from_secs(40), || plain_log(&daemon).contains("early alert").then_some(()));
     std::thread::sleep(Duration::from_secs(3));
     daemon.kill9();
     let killed_at = SystemTime::now();

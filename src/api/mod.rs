@@ -28,6 +28,8 @@ pub struct AppState {
     /// The pipeline clock's monotonic time when the daemon started.
     pub started: Duration,
     pub updater: Arc<Updater>,
+    /// The shared object detector's live side (frames sent and dropped per camera).
+    pub detector: Option<crate::filter::service::LiveDetector>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -121,6 +123,12 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             "alerts_expired": s.alerts_expired.load(Ordering::Relaxed),
         },
         "outbox": outbox,
+        "live_detection": state.detector.as_ref().map(|d| {
+            d.feed_stats()
+                .into_iter()
+                .map(|(camera, f)| json!({"camera": camera, "frames_sent": f.submitted, "frames_dropped": f.dropped}))
+                .collect::<Vec<_>>()
+        }),
         "sync_backlog": sync_backlog,
         "recent_problems": recent_problems,
     }))

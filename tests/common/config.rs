@@ -13,6 +13,7 @@ pub struct ConfigBuilder {
     dir: PathBuf,
     cameras: Vec<String>,
     storage: Option<String>,
+    model: String,
     filter: Vec<String>,
     vlm: Option<String>,
     policy: Option<String>,
@@ -30,6 +31,7 @@ impl ConfigBuilder {
             dir: dir.to_path_buf(),
             cameras: Vec::new(),
             storage: None,
+            model: "yolox_nano_416.onnx".into(),
             filter: Vec::new(),
             vlm: None,
             policy: None,
@@ -60,6 +62,12 @@ impl ConfigBuilder {
     /// The `storage` section's body (unindented); default: `backend: local`.
     pub fn storage(mut self, body: &str) -> Self {
         self.storage = Some(body.into());
+        self
+    }
+
+    /// The detector model (a file of the test data's models), default yolox_nano_416.
+    pub fn model(mut self, file: &str) -> Self {
+        self.model = file.to_owned();
         self
     }
 
@@ -109,7 +117,7 @@ impl ConfigBuilder {
         y.push_str("storage:\n");
         y.push_str(&indent(self.storage.as_deref().unwrap_or("backend: local"), "  "));
         y.push_str("filter:\n  backend: yolo\n  config:\n");
-        let _ = writeln!(y, "    model_path: {}", super::model("yolox_nano_416.onnx").display());
+        let _ = writeln!(y, "    model_path: {}", super::model(&self.model).display());
         let _ = writeln!(y, "    ort_library: {}", super::ort_library().display());
         self.filter.iter().for_each(|k| y.push_str(&indent(k, "    ")));
         if let Some(vlm) = &self.vlm {

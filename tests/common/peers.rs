@@ -228,9 +228,15 @@ impl Daemon {
     }
 
     pub fn get(&self, path: &str) -> Option<(u16, serde_json::Value)> {
+        self.get_with_key(path, None)
+    }
+
+    /// `GET path` with an `X-API-Key` header when `key` is given.
+    pub fn get_with_key(&self, path: &str, key: Option<&str>) -> Option<(u16, serde_json::Value)> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.api_port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let auth = key.map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").ok()?;
         let mut buf = String::new();
         std::io::Read::read_to_string(&mut stream, &mut buf).ok()?;
         let (head, body) = buf.split_once("\r\n\r\n")?;
