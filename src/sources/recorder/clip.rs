@@ -100,7 +100,9 @@ impl Recorder {
         let timescale = writer.timescale();
         let motion_s = self.event.map_or(0.0, |ev| (ev.last - ev.first) as f64 / f64::from(timescale));
         let continued = self.event.is_some_and(|ev| ev.continued);
-        if reason == EndReason::PostRoll && !continued && motion_s < self.cfg.min_clip_s {
+        // An object confirmed live (an early alert may have gone out) is never a blip.
+        let confirmed = objects.as_ref().is_some_and(ClipObjects::confirmed_any);
+        if reason == EndReason::PostRoll && !continued && !confirmed && motion_s < self.cfg.min_clip_s {
             info!(
                 camera = %self.camera,
                 clip_id = %clip_id,

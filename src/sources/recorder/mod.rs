@@ -429,17 +429,24 @@ mod tests {
     struct Fake {
         taken: Arc<Mutex<HashSet<String>>>,
         clips: Arc<Mutex<Vec<Clip>>>,
+        live: Arc<Mutex<Vec<Option<crate::filter::FilterOutput>>>>,
+        sightings: Arc<Mutex<Vec<crate::pipeline::Sighting>>>,
     }
 
     impl ClipOutput for Fake {
         fn is_taken(&mut self, id: &str) -> Result<bool, RecorderError> {
             Ok(self.taken.lock().unwrap().contains(id))
         }
-        fn submit(&mut self, clip: Clip, _live: Option<crate::filter::FilterOutput>) -> Result<(), RecorderError> {
+        fn submit(&mut self, clip: Clip, live: Option<crate::filter::FilterOutput>) -> Result<(), RecorderError> {
             assert!(Path::new(&clip.local_path).is_file(), "submitted before the file is complete");
             assert!(!part_path(Path::new(&clip.local_path)).exists());
             self.taken.lock().unwrap().insert(clip.clip_id.to_string());
             self.clips.lock().unwrap().push(clip);
+            self.live.lock().unwrap().push(live);
+            Ok(())
+        }
+        fn sighted(&mut self, sighting: crate::pipeline::Sighting) -> Result<(), RecorderError> {
+            self.sightings.lock().unwrap().push(sighting);
             Ok(())
         }
     }
@@ -552,6 +559,64 @@ mod tests {
         assert!(approx(spans[2], (22.0, 30.0)), "{spans:?}");
         let ids: HashSet<_> = r.clips().iter().map(|c| c.clip.clip_id.clone()).collect();
         assert_eq!(ids.len(), 3);
+    }
+
+    fn person_seen(ms: i64) -> RecorderEvent {
+        let jpeg = crate::media::encode_jpeg(
+            &crate::media::RgbFrame { ts_s: 0.0, width: 8, height: 8, data: vec![90; 8 * 8 * 3] },
+            0,
+            80,
+        )
+        .unwrap();
+        RecorderEvent::Objects(ObjectFrame {
+            wall_ms: WALL0 + ms,
+            detections: vec![crate::domain::Detection {
+                class: "person".into(),
+                confidence: 0.8,
+                bbox: [1.0, 1.0, 4.0, 6.0],
+                ts_s: 0.0,
+            }],
+            jpeg,
+        })
+    }
+
+    #[test]
+    fn objects_seen_while_recording_give_one_sighting_and_the_clips_live_result_and_frames() {
+        let mut r = rig(cfg(2.0, 2.0, 60.0, 2.0), 10);
+        let settings = LiveSettings { model: "m".into(), confirm_frames: 2, confirm_window_s: 1.0, vlm_frames: 2 };
+        r.rec.objects = Some(settings);
+        r.play(5.0, |t| t >= 4.0);
+        for ms in [4_100, 4_600, 5_100] {
+            r.rec.handle(person_seen(ms)).unwrap();
+        }
+        let sightings = r.out.sightings.lock().unwrap().clone();
+        assert_eq!(sightings.len(), 1, "confirmed once: {sightings:?}");
+        assert_eq!(sightings[0].classes, ["person"]);
+        r.play(10.0, |t| t < 8.0);
+        let clips = r.out.clips.lock().unwrap().clone();
+        assert_eq!(clips.len(), 1);
+        assert_eq!(sightings[0].clip_id, clips[0].clip_id, "the sighting names the clip being recorded");
+        let live = r.out.live.lock().unwrap()[0].clone().expect("a live result");
+        assert_eq!(live.result.detected_classes, ["person"]);
+        assert!(live.snapshot_jpeg.is_some());
+        let frames = crate::media::read_jpegs(&crate::fsutil::frames_dir(Path::new(&clips[0].local_path))).unwrap();
+        assert_eq!(frames.len(), 2, "the VLM's frames are kept beside the clip");
+
+        // Objects seen while idle belong to no clip.
+        r.rec.handle(person_seen(20_000)).unwrap();
+        assert_eq!(r.out.sightings.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_short_motion_with_a_confirmed_person_is_not_a_blip() {
+        let mut r = rig(cfg(2.0, 2.0, 60.0, 2.0), 10);
+        r.rec.objects = Some(LiveSettings { model: "m".into(), confirm_frames: 2, confirm_window_s: 1.0, vlm_frames: 0 });
+        r.play(5.2, |t| (5.0..=5.5).contains(&t));
+        r.rec.handle(person_seen(5_100)).unwrap();
+        r.rec.handle(person_seen(5_400)).unwrap();
+        r.play(15.0, |t| (5.0..=5.5).contains(&t));
+        assert_eq!(r.spans().len(), 1, "kept: an early alert may have gone out for it");
+        assert!(r.out.live.lock().unwrap()[0].is_some());
     }
 
     #[test]

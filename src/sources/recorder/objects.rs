@@ -114,6 +114,11 @@ impl ClipObjects {
         confirmed
     }
 
+    /// Whether any class was confirmed in this clip.
+    pub(super) fn confirmed_any(&self) -> bool {
+        !self.confirmed.is_empty()
+    }
+
     /// The clip's filter result (`None` when the detector saw no frame of it)
     /// and the VLM's frames, spread evenly over the clip.
     pub(super) fn finish(self) -> Option<(FilterOutput, Vec<Jpeg>)> {
