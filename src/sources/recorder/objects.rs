@@ -1,8 +1,10 @@
 //! What the live detector saw during one clip: the best detection per class,
 //! the snapshot (the frame of the most confident detection), up to
 //! `vlm_frames` JPEGs spread over the event for the VLM, and which classes are
-//! confirmed (`confirm_frames` frames within `confirm_window_s`). Memory is
-//! bounded: one snapshot and at most `2 * vlm_frames` JPEGs.
+//! confirmed: seen in `confirm_frames` frames within `confirm_window_s`, or in
+//! that many frames the detector looked at in a row (when the detector is
+//! saturated its frames come further apart than the window). Memory is bounded:
+//! one snapshot and at most `2 * vlm_frames` JPEGs.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -41,8 +43,9 @@ pub(super) struct ClipObjects {
     /// wanted number are kept, every other one goes and the stride doubles.
     kept: Vec<Jpeg>,
     stride: u32,
-    /// Per class, when it was seen in the frames of the confirmation window.
-    recent: HashMap<String, VecDeque<i64>>,
+    /// Per class, when it was seen in the frames of the confirmation window,
+    /// and in how many frames in a row up to the last one.
+    recent: HashMap<String, (VecDeque<i64>, u32)>,
     confirmed: Vec<String>,
 }
 
@@ -76,13 +79,21 @@ impl ClipObjects {
         let mut classes: Vec<&str> = frame.detections.iter().map(|d| d.class.as_str()).collect();
         classes.sort_unstable();
         classes.dedup();
+        for (class, (_, streak)) in &mut self.recent {
+            if !classes.contains(&class.as_str()) {
+                *streak = 0;
+            }
+        }
+        let wanted = self.settings.confirm_frames.max(1);
         for class in classes {
-            let seen = self.recent.entry(class.to_owned()).or_default();
+            let (seen, streak) = self.recent.entry(class.to_owned()).or_default();
             seen.push_back(frame.wall_ms);
             while seen.front().is_some_and(|t| frame.wall_ms - t > window_ms) {
                 seen.pop_front();
             }
-            if seen.len() as u32 >= self.settings.confirm_frames.max(1) && !self.confirmed.iter().any(|c| c == class) {
+            *streak += 1;
+            let enough = seen.len() as u32 >= wanted || *streak >= wanted;
+            if enough && !self.confirmed.iter().any(|c| c == class) {
                 self.confirmed.push(class.to_owned());
                 newly = Some(());
             }
@@ -173,7 +184,8 @@ mod tests {
     fn a_class_is_confirmed_by_two_frames_within_a_second_once() {
         let mut o = ClipObjects::new(settings(0), 10_000);
         assert_eq!(o.observe(frame(10_000, &[("person", 0.7)])), None, "one frame is not enough");
-        assert_eq!(o.observe(frame(11_500, &[("person", 0.6)])), None, "the frames are 1.5 s apart");
+        assert_eq!(o.observe(frame(10_500, &[])), None);
+        assert_eq!(o.observe(frame(11_500, &[("person", 0.6)])), None, "1.5 s apart, a frame without between");
         let c = o.observe(frame(12_000, &[("person", 0.8), ("car", 0.85)])).expect("confirmed");
         assert_eq!(c.classes, ["person"]);
         assert_eq!(c.jpeg, 12_000i64.to_le_bytes(), "the confirming frame");
@@ -184,10 +196,18 @@ mod tests {
         let (out, frames) = o.finish().unwrap();
         assert!(frames.is_empty(), "no VLM");
         assert_eq!(out.result.detected_classes, ["person", "car"]);
-        assert_eq!((out.result.sampled_frames, out.result.model.as_str()), (5, "yolox (live)"));
+        assert_eq!((out.result.sampled_frames, out.result.model.as_str()), (6, "yolox (live)"));
         let person = &out.result.detections[0];
         assert_eq!((person.confidence, person.ts_s), (0.9, 2.5), "the best detection, timed from the clip start");
         assert_eq!(out.snapshot_jpeg.unwrap(), 12_500i64.to_le_bytes(), "the most confident frame");
+    }
+
+    #[test]
+    fn a_saturated_detector_confirms_by_frames_in_a_row() {
+        // The detector reaches this camera every 1.5 s only.
+        let mut o = ClipObjects::new(settings(0), 0);
+        assert_eq!(o.observe(frame(0, &[("person", 0.7)])), None);
+        assert!(o.observe(frame(1_500, &[("person", 0.7)])).is_some(), "two frames in a row");
     }
 
     #[test]
