@@ -444,9 +444,7 @@ fn a_daemon_killed_mid_event_keeps_the_clip_and_processes_it_after_the_restart()
     // Motion starts about 8 s in; people are confirmed a moment later (the
     // early alert) and, a few seconds (keyframes every 2 s) into the event,
     // the daemon dies.
-    wait_for("the early alert", Duration::from_secs(40), || {
-        plain_log(&daemon).contains("early alert").then_some(())
-    });
+    wait_for("the early alert", Duration::from_secs(40), || plain_log(&daemon).contains("early alert").then_some(()));
     std::thread::sleep(Duration::from_secs(3));
     daemon.kill9();
     let killed_at = SystemTime::now();
