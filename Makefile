@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench build-arm64 test-arm64
+.PHONY: run test fetch build lint bench bench-live build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -29,6 +29,11 @@ build:
 
 bench: fetch
 	$(CARGO) bench --bench detector
+
+## Live cameras end to end (release daemon, GStreamer RTSP servers, Mosquitto, a fake VLM):
+## early/final alert latency, VLM request preparation, CPU per camera, 8 cameras at once (~3 min).
+bench-live: fetch
+	$(CARGO) bench --bench live
 
 ## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
 ## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)
