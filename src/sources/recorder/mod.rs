@@ -610,7 +610,8 @@ mod tests {
     #[test]
     fn a_short_motion_with_a_confirmed_person_is_not_a_blip() {
         let mut r = rig(cfg(2.0, 2.0, 60.0, 2.0), 10);
-        r.rec.objects = Some(LiveSettings { model: "m".into(), confirm_frames: 2, confirm_window_s: 1.0, vlm_frames: 0 });
+        r.rec.objects =
+            Some(LiveSettings { model: "m".into(), confirm_frames: 2, confirm_window_s: 1.0, vlm_frames: 0 });
         r.play(5.2, |t| (5.0..=5.5).contains(&t));
         r.rec.handle(person_seen(5_100)).unwrap();
         r.rec.handle(person_seen(5_400)).unwrap();
