@@ -529,6 +529,20 @@ mod tests {
     }
 
     #[test]
+    fn an_undecodable_stream_stays_reported_while_its_frames_come() {
+        let live = LiveHealth::new("attic".into(), "rtsp", RULES, false);
+        live.frame(Role::Main);
+        live.set_undecodable(Role::Main, Some("the stream's codec mp4v.20 cannot be decoded".into()));
+        live.frame(Role::Main);
+        let r = live.report();
+        assert!(!r.healthy, "no motion, so no clip will ever be recorded: {r:?}");
+        assert_eq!(r.last_error.as_deref(), Some("the stream's codec mp4v.20 cannot be decoded"));
+        live.set_undecodable(Role::Main, None);
+        let r = live.report();
+        assert!(r.healthy && r.last_error.is_none(), "{r:?}");
+    }
+
+    #[test]
     fn a_recorder_failure_counts_until_a_clip_is_handed_over_or_for_ten_minutes() {
         let t0 = Instant::now();
         let mut h = HealthState::new(false, t0);
