@@ -32,7 +32,7 @@ bench: fetch
 
 ## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
 ## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)
-## as linker and as C/C++ compiler for the C deps (openh264's C++/NEON, ring,
+## as linker and as C/C++ compiler for the C deps (openh264's C++/NEON, libde265 via cmake, ring,
 ## v4l's bindgen, which finds the arm64 headers through the cross gcc's sysroot):
 ##   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER  links the final binary
 ##   CC_/CXX_/AR_aarch64_unknown_linux_gnu           used by the cc crate in build scripts
@@ -51,7 +51,7 @@ apt_need = @missing=; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="
 
 build-arm64:
 	rustup target add $(ARM64)
-	$(call apt_need,gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
+	$(call apt_need,cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
 	$(ARM64_ENV) $(CARGO) build --release --target $(ARM64)
 	@ls -l "$${CARGO_TARGET_DIR:-target}/$(ARM64)/release/homesec"
 
@@ -60,7 +60,7 @@ build-arm64:
 ## finds the arm64 libc in the cross toolchain's sysroot (QEMU_LD_PREFIX).
 test-arm64:
 	rustup target add $(ARM64)
-	$(call apt_need,gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static binfmt-support)
+	$(call apt_need,cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static binfmt-support)
 	@[ -e /proc/sys/fs/binfmt_misc/status ] || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 	@[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $(SUDO) update-binfmts --enable qemu-aarch64
 	$(ARM64_ENV) QEMU_LD_PREFIX=/usr/aarch64-linux-gnu $(CARGO) test --target $(ARM64) --lib -- --test-threads 2
