@@ -36,13 +36,16 @@ bench: fetch
 ## v4l's bindgen, which finds the arm64 headers through the cross gcc's sysroot):
 ##   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER  links the final binary
 ##   CC_/CXX_/AR_aarch64_unknown_linux_gnu           used by the cc crate in build scripts
+##   PKG_CONFIG_ALLOW_CROSS                          libde265's build reads the .pc file of
+##                                                   the library it just cross-built with cmake
 ## Output: target/aarch64-unknown-linux-gnu/release/homesec (needs glibc >= 2.34 on the device).
 ARM64 := aarch64-unknown-linux-gnu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARM64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
 	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
-	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+	PKG_CONFIG_ALLOW_CROSS=1
 
 # Installs the Debian packages named in $(1) that are missing.
 apt_need = @missing=; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
