@@ -4,11 +4,12 @@
 //!
 //! 1. The motion detector alone, per frame, at 640x360, 1280x720 and 1920x1080
 //!    input (downscaled to the default 320 px wide inside).
-//! 2. Decode (openh264, one thread) + motion, in CPU milliseconds per second of
-//!    video, at 360p (a typical sub-stream), 720p and 1080p. The clips are made at
-//!    bench start with ffmpeg from the real footage (`vtest_h264.mp4`, 10 fps,
-//!    GOP 20, no B-frames) into a temp dir; a size is skipped with a message when
-//!    ffmpeg is missing or fails.
+//! 2. Decode (one thread) + motion, in CPU milliseconds per second of video, at
+//!    360p (a typical sub-stream), 720p and 1080p, for H.264 (openh264) and
+//!    H.265 (libde265) of the same content. The clips are made at bench start
+//!    with ffmpeg from the real footage (`vtest_h264.mp4`, 10 fps, GOP 20, no
+//!    B-frames; libx264 / libx265 at their default quality) into a temp dir; a
+//!    size is skipped with a message when ffmpeg is missing or fails.
 //! 3. Passthrough recording (packets → MP4, no decode): the samples of the real
 //!    footage (`scene_empty_people_empty.mp4`, 768x576, 10 fps, keyframe every
 //!    2 s) replayed through the MP4 writer, with and without its recovery
@@ -71,14 +72,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Makes a `w`x`h` H.264 clip of the footage with ffmpeg; `None` (with a message)
-/// when ffmpeg is missing or fails.
-fn make_clip(src: &Path, dir: &Path, label: &str, w: u32, h: u32) -> Option<PathBuf> {
-    let out = dir.join(format!("{label}.mp4"));
+/// The codecs measured: label and ffmpeg encoder arguments (GOP 20, no B-frames).
+const CODECS: [(&str, &[&str]); 2] = [
+    ("H.264", &["-c:v", "libx264", "-g", "20", "-bf", "0"]),
+    ("H.265", &["-c:v", "libx265", "-tag:v", "hvc1", "-x265-params", "log-level=error:keyint=20:bframes=0"]),
+];
+
+/// Makes a `w`x`h` clip of the footage with ffmpeg in `codec` (see [`CODECS`]);
+/// `None` (with a message) when ffmpeg is missing or fails.
+fn make_clip(src: &Path, dir: &Path, label: &str, w: u32, h: u32, codec: &[&str]) -> Option<PathBuf> {
+    let out = dir.join(format!("{label}-{}.mp4", codec[1]));
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(src)
-        .args(["-vf", &format!("scale={w}:{h}"), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "20", "-bf", "0"])
+        .args(["-vf", &format!("scale={w}:{h}"), "-pix_fmt", "yuv420p"])
+        .args(codec)
         .args(["-t", &CLIP_SECONDS.to_string(), "-an"])
         .arg(&out)
         .status();
@@ -301,9 +309,12 @@ fn main() {
             return;
         }
     };
-    println!("\nmaking {CLIP_SECONDS} s clips with ffmpeg (libx264, GOP 20, no B-frames, 10 fps) ...");
+    println!("\nmaking {CLIP_SECONDS} s clips with ffmpeg (libx264 and libx265, GOP 20, no B-frames, 10 fps) ...");
+    let (h264, h265) = (CODECS[0].1, CODECS[1].1);
     let clips: Vec<(&str, u32, u32, Option<PathBuf>)> =
-        SIZES.iter().map(|&(label, w, h)| (label, w, h, make_clip(&footage, dir.path(), label, w, h))).collect();
+        SIZES.iter().map(|&(label, w, h)| (label, w, h, make_clip(&footage, dir.path(), label, w, h, h264))).collect();
+    let clips_h265: Vec<(&str, u32, u32, Option<PathBuf>)> =
+        SIZES.iter().map(|&(label, w, h)| (label, w, h, make_clip(&footage, dir.path(), label, w, h, h265))).collect();
 
     println!("\n== motion detector alone (default config: 320 px wide, threshold 25) ==");
     for (label, _, _, clip) in &clips {
@@ -314,31 +325,37 @@ fn main() {
     // The footage's own size: 768 is not a multiple of 320, so boxes are uneven (2-3 px).
     bench_detector("576p", &footage);
 
-    println!("\n== decode (openh264) + motion on every frame, per second of video (best of {DECODE_RUNS}) ==");
     let mut sub_stream_pct = None;
-    for (label, w, h, clip) in &clips {
-        let Some(clip) = clip else { continue };
-        match bench_decode_motion(clip) {
-            Ok(f) => {
-                let per_s = |d: Duration| ms(d) / f.video_s;
-                let per_frame = |d: Duration| ms(d) / f64::from(f.frames.max(1));
-                let fps = f64::from(f.frames) / f.video_s;
-                println!(
-                    "  {label:<6} {w}x{h} @ {fps:.0} fps: decode {:>6.1} ms/s ({:.2} ms/frame), decode + motion {:>6.1} \
-                     ms/s ({:.2} ms/frame) = {:.1} % of one core  (wall {:.1} ms/s; at 25 fps ≈ {:.1} % of one core)",
-                    per_s(f.decode_cpu),
-                    per_frame(f.decode_cpu),
-                    per_s(f.both_cpu),
-                    per_frame(f.both_cpu),
-                    per_s(f.both_cpu) / 10.0,
-                    per_s(f.both_wall),
-                    per_frame(f.both_cpu) * 25.0 / 10.0,
-                );
-                if *label == "360p" {
-                    sub_stream_pct = Some(per_s(f.both_cpu) / 10.0);
+    let runs = [("H.264 (openh264)", &clips), ("H.265 (libde265)", &clips_h265)];
+    for (n, (codec, clips)) in runs.into_iter().enumerate() {
+        println!("\n== decode {codec} + motion on every frame, per second of video (best of {DECODE_RUNS}) ==");
+        for (label, w, h, clip) in clips {
+            let Some(clip) = clip else { continue };
+            let bytes = std::fs::metadata(clip).map_or(0, |m| m.len());
+            match bench_decode_motion(clip) {
+                Ok(f) => {
+                    let per_s = |d: Duration| ms(d) / f.video_s;
+                    let per_frame = |d: Duration| ms(d) / f64::from(f.frames.max(1));
+                    let fps = f64::from(f.frames) / f.video_s;
+                    println!(
+                        "  {label:<6} {w}x{h} @ {fps:.0} fps, {:.0} kbit/s: decode {:>6.1} ms/s ({:.2} ms/frame), decode + \
+                     motion {:>6.1} ms/s ({:.2} ms/frame) = {:.1} % of one core  (wall {:.1} ms/s; at 25 fps ≈ {:.1} % \
+                     of one core)",
+                        bytes as f64 * 8.0 / 1000.0 / f.video_s,
+                        per_s(f.decode_cpu),
+                        per_frame(f.decode_cpu),
+                        per_s(f.both_cpu),
+                        per_frame(f.both_cpu),
+                        per_s(f.both_cpu) / 10.0,
+                        per_s(f.both_wall),
+                        per_frame(f.both_cpu) * 25.0 / 10.0,
+                    );
+                    if *label == "360p" && n == 0 {
+                        sub_stream_pct = Some(per_s(f.both_cpu) / 10.0);
+                    }
                 }
+                Err(e) => println!("  {label}: FAILED: {e}"),
             }
-            Err(e) => println!("  {label}: FAILED: {e}"),
         }
     }
 

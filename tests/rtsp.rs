@@ -153,13 +153,18 @@ fn plain_log(daemon: &Daemon) -> String {
 /// Checks a recorded clip with ffprobe: valid H.264 in MP4 whose duration
 /// matches the record, at the footage's `fps`. Returns (start, end) in seconds after `since`.
 fn check_clip(clip: &Value, since: SystemTime, fps: f64) -> (f64, f64) {
+    check_clip_of(clip, since, fps, "h264")
+}
+
+/// [`check_clip`] for a clip in `codec` (ffprobe's name: `h264`, `hevc`).
+fn check_clip_of(clip: &Value, since: SystemTime, fps: f64, codec: &str) -> (f64, f64) {
     let path = PathBuf::from(clip["clip"]["local_path"].as_str().unwrap());
     assert!(path.is_file(), "{clip}");
     let (start_ms, end_ms) = (clip["clip"]["start_ms"].as_i64().unwrap(), clip["clip"]["end_ms"].as_i64().unwrap());
     let p = common::ffprobe(&path);
     let (duration, frames) = (p.duration_s, p.frames as f64);
     assert!((duration - (end_ms - start_ms) as f64 / 1000.0).abs() < 0.1, "ffprobe says {duration} s: {clip}");
-    assert_eq!(p.codec, "h264");
+    assert_eq!(p.codec, codec);
     // (A clip cut short by a lost stream may end before its B-frames.)
     assert!(
         frames >= 1.0 && (duration < 3.0 || (frames / duration - fps).abs() < 0.5),
@@ -550,4 +555,68 @@ fn a_daemon_killed_mid_event_keeps_the_clip_and_processes_it_after_the_restart()
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(id), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn an_h265_only_camera_and_an_h265_sub_stream_are_decoded_recorded_and_their_person_found() {
+    // The scene re-encoded to H.265 (hvc1, a keyframe every 2 s), cut at 22 s
+    // (the people walk through from ~7 s) to keep the test short.
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = common::footage("scene_empty_people_empty.mp4");
+    let scene_h265 = tmp.path().join("scene_h265.mp4");
+    common::encode_h265(&scene, &scene_h265, "hvc1", "keyint=20:crf=23", &["-t", "22"]);
+    let scene_h264 = tmp.path().join("scene_h264.mp4");
+    let cut = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(&scene)
+        .args(["-an", "-c", "copy", "-t", "22"])
+        .arg(&scene_h264)
+        .status()
+        .expect("ffmpeg (apt-get install ffmpeg)");
+    assert!(cut.success());
+    // `attic` has only an H.265 stream; `shed` records H.264 and detects on an H.265 sub-stream.
+    let attic = RtspServer::start(&scene_h265, &["--exit-on-eos"]);
+    let shed = RtspServer::start(&scene_h264, &["--exit-on-eos"]);
+    let shed_sub = RtspServer::start(&scene_h265, &["--exit-on-eos", "--codec", "h265"]);
+    let broker = Broker::start();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let rec = "{pre_roll_s: 5, post_roll_s: 3, max_clip_s: 120, min_clip_s: 2}";
+    let cfg = config(
+        &data,
+        broker.port,
+        &[camera("attic", "ATTIC_URL", "", rec), camera("shed", "SHED_URL", "detect_url_env: SHED_SUB", rec)],
+    );
+    let daemon = Daemon::start(
+        &data,
+        &cfg,
+        &[("ATTIC_URL", &attic.url()), ("SHED_URL", &shed.url()), ("SHED_SUB", &shed_sub.url())],
+    );
+
+    // Motion on H.265 starts a recording; the stream's end finishes it.
+    for (cam, codec) in [("attic", "hevc"), ("shed", "h264")] {
+        let clips = wait_for(&format!("the {cam} clip filtered"), Duration::from_secs(60), || {
+            let c = clips_of(&daemon, cam);
+            (!c.is_empty() && c.iter().all(|c| c["filter_result"].is_object())).then_some(c)
+        });
+        assert_eq!(clips.len(), 1, "{cam}: {clips:?}");
+        let clip = &clips[0];
+        let since = if cam == "attic" { &attic } else { &shed }.playing_since().unwrap();
+        let (start, end) = check_clip_of(clip, since, 10.0, codec);
+        assert!((0.0..=5.0).contains(&start) && end > 15.0, "{cam}: clip {start:.1}-{end:.1} s");
+        let classes = clip["filter_result"]["detected_classes"].as_array().unwrap();
+        assert!(classes.iter().any(|c| c == "person"), "{cam}: {clip}");
+    }
+    let log = plain_log(&daemon);
+    for cam in ["attic", "shed"] {
+        assert!(
+            log.lines().any(|l| l.contains("motion started") && l.contains(&format!("camera={cam}"))),
+            "{cam}: motion from the decoded H.265 stream"
+        );
+    }
+    assert!(
+        log.lines().any(|l| l.contains("detect stream parameters") && l.contains("camera=shed") && l.contains("H.265")),
+        "the shed's sub-stream is H.265"
+    );
+    assert!(!log.contains("decode failed"), "no decode errors");
 }

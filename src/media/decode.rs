@@ -1,4 +1,5 @@
-//! H.264 decode with openh264: one decoder per call, on the calling thread.
+//! Clip decode: one [`VideoDecoder`] (H.264 or H.265, as the track says) per
+//! call, on the calling thread.
 //!
 //! Every sample is decoded (P- and B-frames depend on their references); only the
 //! frames a caller asks for are converted to RGB. Frames leave the decoder in
@@ -8,16 +9,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use openh264::OpenH264API;
-use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
-use openh264::formats::YUVSource;
-
+use super::codec::{Picture, VideoDecoder};
 use super::demux::Mp4Video;
 use super::{MediaError, RgbFrame};
 
 /// A decoded frame, borrowed from the decoder until the callback returns.
 pub struct FrameRef<'a> {
-    yuv: &'a DecodedYUV<'a>,
+    picture: &'a Picture<'a>,
     /// Position in presentation order, from 0.
     pub index: u32,
     /// Seconds from the first presented frame.
@@ -29,13 +27,17 @@ pub struct FrameRef<'a> {
 impl FrameRef<'_> {
     /// The luma (Y) plane and its row stride: the frame in grayscale.
     pub fn luma(&self) -> (&[u8], usize) {
-        (self.yuv.y(), self.yuv.strides().0)
+        (self.picture.y, self.picture.y_stride)
+    }
+
+    /// The planar YUV 4:2:0 picture (planes and strides).
+    pub fn picture(&self) -> &Picture<'_> {
+        self.picture
     }
 
     /// Converts the frame to packed RGB, reusing `out`'s allocation.
     pub fn write_rgb(&self, out: &mut Vec<u8>) {
-        out.resize(self.width as usize * self.height as usize * 3, 0);
-        self.yuv.write_rgb8(out);
+        self.picture.write_rgb(out);
     }
 
     /// Converts the frame to an owned RGB frame.
@@ -57,10 +59,13 @@ pub(crate) fn decode_video(
     on_frame: &mut dyn FnMut(&FrameRef<'_>) -> bool,
 ) -> Result<u32, MediaError> {
     let path = video.path().to_owned();
-    let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-    let mut decoder = Decoder::with_api_config(OpenH264API::from_source(), config)
-        .map_err(|e| decode_error(&path, format!("cannot create the decoder: {e}")))?;
-    decoder.decode(&video.parameter_sets).map_err(|e| decode_error(&path, format!("bad SPS/PPS in avcC: {e}")))?;
+    let codec = video.codec;
+    let mut decoder = VideoDecoder::new(codec).map_err(|e| decode_error(&path, e.to_string()))?;
+    if !video.parameter_sets.is_empty() {
+        decoder
+            .parameter_sets(&video.parameter_sets)
+            .map_err(|e| decode_error(&path, format!("bad parameter sets in the sample entry: {e}")))?;
+    }
 
     let timescale = f64::from(video.timescale);
     let mut origin = video.first_pts();
@@ -71,19 +76,21 @@ pub(crate) fn decode_video(
     let mut skipped = 0u32;
     let mut first_error: Option<MediaError> = None;
 
-    let mut emit = |yuv: &DecodedYUV<'_>, pending: &mut BinaryHeap<Reverse<i64>>| -> bool {
+    let mut emit = |picture: &Picture<'_>, pending: &mut BinaryHeap<Reverse<i64>>, stopped: &mut bool| {
+        if *stopped {
+            return;
+        }
         let pts = pending.pop().map_or(0, |Reverse(p)| p);
         let origin = *origin.get_or_insert(pts);
-        let (w, h) = yuv.dimensions();
         let frame = FrameRef {
-            yuv,
+            picture,
             index: emitted,
             ts_s: (pts - origin) as f64 / timescale,
-            width: w as u32,
-            height: h as u32,
+            width: picture.width,
+            height: picture.height,
         };
         emitted += 1;
-        on_frame(&frame)
+        *stopped = !on_frame(&frame);
     };
 
     let count = video.sample_count();
@@ -99,39 +106,35 @@ pub(crate) fn decode_video(
         pending.push(Reverse(pts));
         // A damaged sample is skipped (the decoder recovers at the next keyframe)
         // so that one glitch does not make the whole recording unusable.
-        let decoded = match decoder.decode(&packet) {
-            Ok(d) => d,
-            Err(e) => {
+        let mut pictures = 0u32;
+        let decoded = decoder.decode(&packet, &mut |picture| {
+            pictures += 1;
+            emit(picture, &mut pending, &mut stopped);
+        });
+        if let Err(e) = decoded {
+            if pictures == 0 {
                 pending.retain(|Reverse(p)| *p != pts);
-                skipped += 1;
-                first_error.get_or_insert_with(|| {
-                    decode_error(&path, format!("sample {} of {count} (pts {pts}/{}): {e}", i + 1, video.timescale))
-                });
-                continue;
             }
-        };
-        if let Some(yuv) = decoded
-            && !emit(&yuv, &mut pending)
-        {
-            stopped = true;
+            skipped += 1;
+            first_error.get_or_insert_with(|| {
+                decode_error(&path, format!("sample {} of {count} (pts {pts}/{}): {e}", i + 1, video.timescale))
+            });
+        }
+        if stopped {
             break;
         }
     }
     if !stopped {
-        let rest =
-            decoder.flush_remaining().map_err(|e| decode_error(&path, format!("flushing the last frames: {e}")))?;
-        for yuv in &rest {
-            if !emit(yuv, &mut pending) {
-                break;
-            }
-        }
+        decoder
+            .flush(&mut |picture| emit(picture, &mut pending, &mut stopped))
+            .map_err(|e| decode_error(&path, format!("flushing the last frames: {e}")))?;
     }
     if let Some(err) = first_error {
         if emitted == 0 {
             return Err(err);
         }
-        tracing::warn!(path = %path, skipped, samples = count, first_error = %err, "skipped undecodable samples");
+        tracing::warn!(path = %path, %codec, skipped, samples = count, first_error = %err, "skipped undecodable samples");
     }
-    tracing::debug!(path = %path, samples = count, frames = emitted, stopped, "decoded clip");
+    tracing::debug!(path = %path, %codec, samples = count, frames = emitted, stopped, "decoded clip");
     Ok(emitted)
 }

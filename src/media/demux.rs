@@ -1,9 +1,12 @@
-//! MP4 demux: the top-level box structure, the H.264 track and its sample table,
-//! and the length-prefixed (AVCC) samples turned into Annex-B for the decoder.
+//! MP4 demux: the top-level box structure, the H.264 or H.265 track and its
+//! sample table, and the length-prefixed (AVCC / HVCC) samples turned into
+//! Annex-B for the decoder.
 //!
-//! The `mp4` crate parses the boxes; the sample table (offsets, sizes, times) is
-//! built here from `stbl` in one pass, so that reading is O(1) per sample and a
-//! truncated file is caught before decoding starts.
+//! The `mp4` crate parses the boxes; the video sample entry (codec, parameter
+//! sets) is read from the raw `moov` bytes (`stsd.rs`), and the sample table
+//! (offsets, sizes, times) is built here from `stbl` in one pass, so that
+//! reading is O(1) per sample and a truncated file is caught before decoding
+//! starts.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -12,7 +15,9 @@ use std::path::Path;
 
 use mp4::{Mp4Reader, Mp4Track, TrackType};
 
-use super::nal::{self, START_CODE};
+use super::codec::VideoCodec;
+use super::nal;
+use super::stsd::{self, VideoEntry};
 use super::{MediaError, VideoInfo};
 
 /// One sample (an access unit) of the video track.
@@ -31,16 +36,18 @@ enum Samples {
     Fragmented { reader: Box<Mp4Reader<BufReader<File>>>, track_id: u32, count: u32 },
 }
 
-/// An opened MP4 file with one H.264 video track.
+/// An opened MP4 file with one H.264 or H.265 video track.
 pub(crate) struct Mp4Video {
     path: String,
     file: File,
     samples: Samples,
     pub info: VideoInfo,
     pub timescale: u32,
+    pub codec: VideoCodec,
     /// Bytes of each NAL length prefix (1, 2 or 4).
     nal_length_size: usize,
-    /// SPS and PPS from the `avcC` box, in Annex-B.
+    /// The parameter sets of the `avcC` / `hvcC` box (SPS and PPS, plus the VPS
+    /// for H.265), in Annex-B; may be empty for `hev1`, which carries them in band.
     pub parameter_sets: Vec<u8>,
     raw: Vec<u8>,
 }
@@ -50,14 +57,15 @@ fn container(path: &str, reason: impl Into<String>) -> MediaError {
 }
 
 /// Walks the top-level boxes: every box must fit in the file (a cut file fails
-/// here), the first must be `ftyp`, and a `moov` must be present.
-pub(crate) fn scan_top_level_boxes(path: &str, file: &mut File, file_len: u64) -> Result<(), MediaError> {
+/// here), the first must be `ftyp`, and a `moov` must be present. Returns where
+/// the (first) `moov` box's payload lies: (offset, length).
+pub(crate) fn scan_top_level_boxes(path: &str, file: &mut File, file_len: u64) -> Result<(u64, u64), MediaError> {
     if file_len == 0 {
         return Err(container(path, "the file is empty"));
     }
     let mut offset = 0u64;
     let mut index = 0usize;
-    let mut has_moov = false;
+    let mut moov = None;
     while offset < file_len {
         let remaining = file_len - offset;
         if remaining < 8 {
@@ -106,14 +114,23 @@ pub(crate) fn scan_top_level_boxes(path: &str, file: &mut File, file_len: u64) -
                 ),
             ));
         }
-        has_moov |= name == "moov";
+        if name == "moov" && moov.is_none() {
+            moov = Some((offset + header_len, size - header_len));
+        }
         offset += size;
         index += 1;
     }
-    if !has_moov {
-        return Err(container(path, "no `moov` box (an unfinished recording?)"));
-    }
-    Ok(())
+    moov.ok_or_else(|| container(path, "no `moov` box (an unfinished recording?)"))
+}
+
+/// Reads the `moov` payload that [`scan_top_level_boxes`] located.
+fn read_moov(path: &str, file: &mut File, (offset, len): (u64, u64)) -> Result<Vec<u8>, MediaError> {
+    let len = usize::try_from(len).map_err(|_| container(path, "the `moov` box is too large"))?;
+    let mut moov = vec![0u8; len];
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut moov))
+        .map_err(|e| container(path, format!("cannot read the `moov` box: {e}")))?;
+    Ok(moov)
 }
 
 /// Builds the sample table of a non-fragmented track from `stsz`, `stsc`,
@@ -217,44 +234,38 @@ fn guarded<T>(path: &str, what: &str, f: impl FnOnce() -> mp4::Result<T>) -> Res
 }
 
 impl Mp4Video {
-    /// Opens the file, checks its box structure and reads the headers of its H.264 track.
+    /// Opens the file, checks its box structure and reads the headers of its
+    /// first H.264 or H.265 track.
     pub fn open(path: &Path) -> Result<Self, MediaError> {
         let shown = path.display().to_string();
         let mut file = File::open(path).map_err(|source| MediaError::Open { path: shown.clone(), source })?;
         let file_len = file.metadata().map_err(|source| MediaError::Open { path: shown.clone(), source })?.len();
-        scan_top_level_boxes(&shown, &mut file, file_len)?;
+        let moov_at = scan_top_level_boxes(&shown, &mut file, file_len)?;
+        let moov = read_moov(&shown, &mut file, moov_at)?;
         file.seek(SeekFrom::Start(0)).map_err(|e| container(&shown, format!("seek failed: {e}")))?;
         let header_file = file.try_clone().map_err(|source| MediaError::Open { path: shown.clone(), source })?;
         let reader = guarded(&shown, "cannot read the headers", || {
             Mp4Reader::read_header(BufReader::new(header_file), file_len)
         })?;
 
-        let mut tracks: Vec<&Mp4Track> = reader
-            .tracks()
-            .values()
-            .filter(|t| matches!(t.track_type(), Ok(TrackType::Video)) && t.trak.mdia.minf.stbl.stsd.avc1.is_some())
-            .collect();
+        let mut tracks: Vec<&Mp4Track> =
+            reader.tracks().values().filter(|t| matches!(t.track_type(), Ok(TrackType::Video))).collect();
         tracks.sort_by_key(|t| t.track_id());
-        let Some(track) = tracks.first() else {
+        // The first H.264/H.265 video track.
+        let mut found: Option<(&Mp4Track, VideoEntry)> = None;
+        for track in tracks {
+            let entry = stsd::video_entry(&moov, track.track_id())
+                .map_err(|reason| container(&shown, format!("video track {}: {reason}", track.track_id())))?;
+            if let Some(entry) = entry {
+                found = Some((track, entry));
+                break;
+            }
+        }
+        let Some((track, entry)) = found else {
             return Err(MediaError::NoVideo { path: shown });
         };
         let track_id = track.track_id();
-        let Some(avc1) = track.trak.mdia.minf.stbl.stsd.avc1.as_ref() else {
-            return Err(MediaError::NoVideo { path: shown });
-        };
-        let avcc = &avc1.avcc;
-        let nal_length_size = usize::from(avcc.length_size_minus_one & 0x3) + 1;
-        if nal_length_size == 3 {
-            return Err(container(&shown, "invalid avcC NAL length size 3"));
-        }
-        let mut parameter_sets = Vec::new();
-        for nal in avcc.sequence_parameter_sets.iter().chain(avcc.picture_parameter_sets.iter()) {
-            parameter_sets.extend_from_slice(&START_CODE);
-            parameter_sets.extend_from_slice(&nal.bytes);
-        }
-        if avcc.sequence_parameter_sets.is_empty() || avcc.picture_parameter_sets.is_empty() {
-            return Err(container(&shown, "the avcC box has no SPS/PPS"));
-        }
+        let VideoEntry { codec, width, height, nal_length_size, parameter_sets } = entry;
 
         let timescale = track.timescale().max(1);
         let fragmented = !track.trafs.is_empty();
@@ -279,13 +290,22 @@ impl Mp4Video {
         let duration_ticks = if mdhd_duration > 0 && !fragmented { mdhd_duration } else { span };
         let duration_s = duration_ticks as f64 / f64::from(timescale);
         let fps = if duration_s > 0.0 { f64::from(frame_count) / duration_s } else { 0.0 };
-        let info =
-            VideoInfo { width: u32::from(avc1.width), height: u32::from(avc1.height), duration_s, frame_count, fps };
+        let info = VideoInfo { width: u32::from(width), height: u32::from(height), duration_s, frame_count, fps };
         let samples = match samples {
             Some(table) => Samples::Table(table),
             None => Samples::Fragmented { reader: Box::new(reader), track_id, count: frame_count },
         };
-        Ok(Self { path: shown, file, samples, info, timescale, nal_length_size, parameter_sets, raw: Vec::new() })
+        Ok(Self {
+            path: shown,
+            file,
+            samples,
+            info,
+            timescale,
+            codec,
+            nal_length_size,
+            parameter_sets,
+            raw: Vec::new(),
+        })
     }
 
     pub fn path(&self) -> &str {

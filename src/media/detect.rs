@@ -1,9 +1,9 @@
-//! The detect stream of a live camera, from frames to motion verdicts: H.264
-//! decode (when the frames arrive encoded), one rate gate for `detect_fps`, and
-//! the motion detector.
+//! The detect stream of a live camera, from frames to motion verdicts: H.264 or
+//! H.265 decode (when the frames arrive encoded), one rate gate for
+//! `detect_fps`, and the motion detector.
 //!
-//! - [`DetectPipeline::push_encoded`] takes the camera's H.264 (an RTSP stream,
-//!   a USB camera's own H.264). Every frame is decoded (P-frames need their
+//! - [`DetectPipeline::push_encoded`] takes the camera's H.264 or H.265 (an RTSP
+//!   stream, a USB camera's own H.264). Every frame is decoded (P-frames need their
 //!   references); after a decode error, and after [`DetectPipeline::reset`],
 //!   frames are skipped up to the next keyframe so the decoder never sees a
 //!   broken reference chain.
@@ -20,11 +20,8 @@
 //! caller's (it knows the camera and the throttling rule): errors are returned
 //! and counted here.
 
-use openh264::OpenH264API;
-use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
-use openh264::formats::YUVSource;
-
 use super::RgbFrame;
+use super::codec::{DecoderError, Picture, VideoCodec, VideoDecoder};
 use super::motion::{MotionConfig, MotionDetector, MotionSample};
 use super::nal::avcc_to_annex_b;
 
@@ -122,21 +119,16 @@ impl DetectFrame<'_> {
     /// The picture as packed RGB.
     pub fn to_rgb(&self) -> RgbFrame {
         let mut data = Vec::new();
-        super::yuv::i420_to_rgb(
-            (self.y, self.u, self.v),
-            (self.y_stride, self.uv_stride),
-            (self.width as usize, self.height as usize),
-            &mut data,
-        );
+        Picture::from_planes((self.width, self.height), (self.y, self.u, self.v), (self.y_stride, self.uv_stride))
+            .write_rgb(&mut data);
         RgbFrame { ts_s: self.ts_s, width: self.width, height: self.height, data }
     }
 }
 
 impl<'a> DetectFrame<'a> {
-    fn from_decoded(yuv: &'a DecodedYUV<'a>, ts_s: f64) -> Self {
-        let (w, h) = yuv.dimensions();
-        let (y_stride, uv_stride, _) = yuv.strides();
-        DetectFrame { ts_s, width: w as u32, height: h as u32, y: yuv.y(), u: yuv.u(), v: yuv.v(), y_stride, uv_stride }
+    fn from_picture(p: &Picture<'a>, ts_s: f64) -> Self {
+        let Picture { width, height, y, u, v, y_stride, uv_stride, .. } = *p;
+        DetectFrame { ts_s, width, height, y, u, v, y_stride, uv_stride }
     }
 }
 
@@ -155,24 +147,26 @@ pub struct EncodedFrame<'a> {
     /// Seconds on the stream's clock.
     pub ts_s: f64,
     pub keyframe: bool,
+    /// The stream's codec; a change starts a fresh decoder at the next keyframe.
+    pub codec: VideoCodec,
     pub format: NalFormat,
     pub data: &'a [u8],
-    /// SPS and PPS in Annex-B, fed to the decoder before each keyframe, for
-    /// cameras that do not repeat them in band.
+    /// Parameter sets in Annex-B (SPS and PPS; H.265 adds the VPS), fed to the
+    /// decoder before each keyframe, for cameras that do not repeat them in band.
     pub parameter_sets: Option<&'a [u8]>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    #[error("cannot create the H.264 decoder: {0}")]
-    Decoder(String),
-    #[error("{0}")]
-    Decode(String),
+    /// The decoder could not be made, or rejected the frame.
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
 }
 
-/// The openh264 decoder of a detect stream, created on the first keyframe.
+/// The decoder of a detect stream (H.264 or H.265, as the frames say), created
+/// on the first keyframe.
 struct StreamDecoder {
-    decoder: Option<Decoder>,
+    decoder: Option<VideoDecoder>,
     waiting_for_keyframe: bool,
     annexb: Vec<u8>,
 }
@@ -187,11 +181,18 @@ impl StreamDecoder {
         self.waiting_for_keyframe = true;
     }
 
-    /// Decodes one frame; `None` when it gives no picture (skipped while waiting
-    /// for a keyframe, or the decoder holds it back).
-    fn decode(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<DecodedYUV<'_>>, DetectError> {
+    /// Decodes one frame and lends the pictures it completes (none while waiting
+    /// for a keyframe, or when the decoder holds it back).
+    fn decode(
+        &mut self,
+        frame: &EncodedFrame<'_>,
+        on_picture: &mut dyn FnMut(&DetectFrame<'_>),
+    ) -> Result<(), DetectError> {
+        if self.decoder.as_ref().is_some_and(|d| d.codec() != frame.codec) {
+            self.reset();
+        }
         if self.waiting_for_keyframe && !frame.keyframe {
-            return Ok(None);
+            return Ok(());
         }
         let data = match frame.format {
             NalFormat::AnnexB => frame.data,
@@ -199,36 +200,33 @@ impl StreamDecoder {
                 self.annexb.clear();
                 if !avcc_to_annex_b(frame.data, &mut self.annexb) {
                     self.waiting_for_keyframe = true;
-                    return Ok(None);
+                    return Ok(());
                 }
                 &self.annexb
             }
         };
-        if self.decoder.is_none() {
-            let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-            match Decoder::with_api_config(OpenH264API::from_source(), config) {
-                Ok(d) => self.decoder = Some(d),
+        let decoder = match &mut self.decoder {
+            Some(d) => d,
+            None => match VideoDecoder::new(frame.codec) {
+                Ok(d) => self.decoder.insert(d),
                 Err(e) => {
                     self.waiting_for_keyframe = true;
-                    return Err(DetectError::Decoder(e.to_string()));
+                    return Err(e.into());
                 }
-            }
-        }
-        let Some(decoder) = self.decoder.as_mut() else { return Ok(None) };
+            },
+        };
         self.waiting_for_keyframe = false;
         if frame.keyframe
             && let Some(ps) = frame.parameter_sets
         {
             // In-band parameter sets are usual, but not every camera repeats them.
-            let _ = decoder.decode(ps);
+            let _ = decoder.parameter_sets(ps);
         }
-        match decoder.decode(data) {
-            Ok(yuv) => Ok(yuv),
-            Err(e) => {
-                self.waiting_for_keyframe = true;
-                Err(DetectError::Decode(e.to_string()))
-            }
-        }
+        let ts_s = frame.ts_s;
+        decoder.decode(data, &mut |p| on_picture(&DetectFrame::from_picture(p, ts_s))).map_err(|e| {
+            self.waiting_for_keyframe = true;
+            e.into()
+        })
     }
 }
 
@@ -317,9 +315,9 @@ impl DetectPipeline {
     /// error concerns this frame (counted; the pipeline waits for the next
     /// keyframe).
     pub fn push_encoded(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<MotionSample>, DetectError> {
-        match self.decoder.decode(frame) {
-            Ok(Some(yuv)) => Ok(self.analysis.frame(&DetectFrame::from_decoded(&yuv, frame.ts_s))),
-            Ok(None) => Ok(None),
+        let (analysis, mut verdict) = (&mut self.analysis, None);
+        match self.decoder.decode(frame, &mut |picture| verdict = analysis.frame(picture).or(verdict)) {
+            Ok(()) => Ok(verdict),
             Err(e) => {
                 self.decode_errors += 1;
                 Err(e)
@@ -423,6 +421,7 @@ mod tests {
         let frame = |keyframe, data: &'static [u8]| EncodedFrame {
             ts_s: 0.0,
             keyframe,
+            codec: VideoCodec::H264,
             format: NalFormat::Avcc,
             data,
             parameter_sets: None,

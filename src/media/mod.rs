@@ -1,8 +1,9 @@
-//! Media: MP4 demux, H.264 decode, frame sampling, resize and JPEG encoding.
+//! Media: MP4 demux, H.264 / H.265 decode, frame sampling, resize and JPEG encoding.
 //!
-//! Everything here is blocking CPU work on the calling thread (one openh264 decoder
-//! per call): callers run it on blocking threads, never on the async workers.
+//! Everything here is blocking CPU work on the calling thread (one decoder per
+//! call): callers run it on blocking threads, never on the async workers.
 //!
+//! - [`codec`]: the one decoder seam (openh264 for H.264, libde265 for H.265).
 //! - [`probe`] reads the container headers only.
 //! - [`for_each_frame`] decodes every frame and lends each one (YUV, convertible to RGB).
 //! - [`sample_frames`] converts to RGB only the frames due at `sample_fps`.
@@ -11,6 +12,7 @@
 //! - [`nal`]: H.264 / H.265 NAL framing (Annex B and length-prefixed samples).
 //! - [`mp4write`]: the passthrough MP4 writer; [`motion`]: the motion detector.
 
+pub mod codec;
 mod decode;
 mod demux;
 pub mod detect;
@@ -18,7 +20,7 @@ pub mod motion;
 pub mod mp4write;
 pub mod nal;
 mod resize;
-pub mod yuv;
+mod stsd;
 
 use std::path::Path;
 
@@ -35,9 +37,9 @@ pub enum MediaError {
     },
     #[error("{path} is not a readable MP4: {reason}")]
     Container { path: String, reason: String },
-    #[error("{path} has no H.264 video track")]
+    #[error("{path} has no H.264/H.265 video track")]
     NoVideo { path: String },
-    #[error("H.264 decode failed in {path}: {reason}")]
+    #[error("video decode failed in {path}: {reason}")]
     Decode { path: String, reason: String },
     #[error("JPEG encoding failed: {0}")]
     Jpeg(String),
@@ -96,8 +98,8 @@ const TS_EPSILON: f64 = 1e-3;
 
 /// Reads the container headers: a clip that fails here is unreadable. Checks the
 /// box structure and that every sample lies inside the file, so a truncated or
-/// non-MP4 file fails with [`MediaError::Container`], and one without H.264 video
-/// with [`MediaError::NoVideo`].
+/// non-MP4 file fails with [`MediaError::Container`], and one without H.264 or
+/// H.265 video with [`MediaError::NoVideo`].
 pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
     Ok(demux::Mp4Video::open(path)?.info)
 }

@@ -289,7 +289,7 @@ async fn a_filter_failure_ends_the_clip_in_error_without_alert() {
     assert_eq!(r.status(), ClipStatus::Error);
     assert_eq!(r.filter.status, StageStatus::Error);
     assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 1, "a broken file is not retried");
-    assert!(r.filter.last_error.as_deref().unwrap().contains("no H.264 video track"));
+    assert!(r.filter.last_error.as_deref().unwrap().contains("no H.264/H.265 video track"));
     assert!(rig.sent().is_empty());
     assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 0);
 }

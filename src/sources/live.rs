@@ -28,6 +28,7 @@ use super::recorder::{ClipOutput, ObjectFrame, Recorder, RecorderError, Recorder
 use crate::domain::{CameraName, Clip, now_ms};
 use crate::filter::service::{CameraFeed, LiveDetector, LiveFrame, LiveResult};
 use crate::filter::{FilterOutput, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
+use crate::media::codec::VideoCodec;
 use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat, RateGate};
 use crate::media::motion::MotionSample;
 use crate::pipeline::{ClipSink, Sighting};
@@ -127,11 +128,22 @@ struct StreamStats {
     fps: Option<f64>,
     /// Why the stream is not delivering (cleared by its next frame).
     error: Option<String>,
+    /// Why the stream's frames cannot be decoded for detection (kept while
+    /// frames arrive; cleared when the stream's parameters change).
+    undecodable: Option<String>,
 }
 
 impl StreamStats {
     fn new(now: Instant) -> Self {
-        Self { last_frame: None, frames: 0, window_start: now, window_frames: 0, fps: None, error: None }
+        Self {
+            last_frame: None,
+            frames: 0,
+            window_start: now,
+            window_frames: 0,
+            fps: None,
+            error: None,
+            undecodable: None,
+        }
     }
 
     fn frame(&mut self, now: Instant) {
@@ -166,6 +178,10 @@ impl StreamStats {
     }
 
     fn fresh(&self, rules: &HealthRules, started: Instant, now: Instant) -> bool {
+        if self.undecodable.is_some() {
+            // Motion never starts: no clip will be recorded.
+            return false;
+        }
         match self.last_frame {
             Some(t) => now.duration_since(t) <= rules.stale_after,
             // Starting up: healthy until the first-frame grace ends, unless it failed already.
@@ -218,9 +234,13 @@ impl HealthState {
 
     /// The main stream's problem, else the detect stream's, else the recorder's.
     fn last_error(&self, now: Instant) -> Option<String> {
-        let detect = self.detect.as_ref().and_then(|d| d.error.as_ref()).map(|e| format!("detect stream: {e}"));
+        let detect = self
+            .detect
+            .as_ref()
+            .and_then(|d| d.error.as_ref().or(d.undecodable.as_ref()))
+            .map(|e| format!("detect stream: {e}"));
         let recorder = self.recorder_error(now).map(|e| format!("recording: {e}"));
-        self.main.error.clone().or(detect).or(recorder)
+        self.main.error.clone().or_else(|| self.main.undecodable.clone()).or(detect).or(recorder)
     }
 }
 
@@ -260,6 +280,15 @@ impl LiveHealth {
     pub(crate) fn set_error(&self, role: Role, error: Option<String>) {
         if let Some(s) = self.lock().stats(role) {
             s.error = error;
+        }
+    }
+
+    /// Why `role`'s frames cannot be decoded for detection (`None`: they can).
+    /// Unlike [`LiveHealth::set_error`], frames do not clear it: the camera is
+    /// unhealthy until the stream's parameters change.
+    pub(crate) fn set_undecodable(&self, role: Role, error: Option<String>) {
+        if let Some(s) = self.lock().stats(role) {
+            s.undecodable = error;
         }
     }
 
@@ -421,7 +450,7 @@ pub(crate) enum MotionInput {
     /// at keyframes). `ts_s` is its time on its own stream's clock (for
     /// `detect_fps`); `report_pts` is what the verdict carries to the recorder
     /// (the recorded stream's pts when this is that stream, else `None`: now).
-    Frame { ts_s: f64, report_pts: Option<i64>, is_keyframe: bool, data: Vec<u8> },
+    Frame { ts_s: f64, report_pts: Option<i64>, is_keyframe: bool, codec: VideoCodec, data: Vec<u8> },
     /// The stream restarted or changed: start over with a fresh decoder.
     Reset,
 }
@@ -429,6 +458,8 @@ pub(crate) enum MotionInput {
 /// The feeding end of the motion worker, kept by a stream loop.
 pub(crate) struct MotionFeed {
     tx: SyncSender<MotionInput>,
+    /// The stream's codec, from its parameters.
+    codec: VideoCodec,
     /// Frames were dropped: skip to the next keyframe.
     gap: bool,
     dropped: u64,
@@ -436,7 +467,13 @@ pub(crate) struct MotionFeed {
 
 impl MotionFeed {
     pub(crate) fn new(tx: SyncSender<MotionInput>) -> Self {
-        Self { tx, gap: true, dropped: 0 }
+        Self { tx, codec: VideoCodec::H264, gap: true, dropped: 0 }
+    }
+
+    /// The stream's (new) codec: the worker starts a fresh decoder for it.
+    pub(crate) fn set_codec(&mut self, codec: VideoCodec) {
+        self.codec = codec;
+        self.reset();
     }
 
     /// Queues a frame without ever blocking the network loop. When the queue is
@@ -453,7 +490,7 @@ impl MotionFeed {
         if self.gap && !is_keyframe {
             return;
         }
-        let input = MotionInput::Frame { ts_s, report_pts, is_keyframe, data: data.to_vec() };
+        let input = MotionInput::Frame { ts_s, report_pts, is_keyframe, codec: self.codec, data: data.to_vec() };
         match self.tx.try_send(input) {
             Ok(()) => self.gap = false,
             Err(TrySendError::Full(_)) => {
@@ -509,8 +546,10 @@ fn run_motion(
         {
             return;
         }
-        let (ts_s, report_pts, is_keyframe, data) = match input {
-            MotionInput::Frame { ts_s, report_pts, is_keyframe, data } => (ts_s, report_pts, is_keyframe, data),
+        let (ts_s, report_pts, is_keyframe, codec, data) = match input {
+            MotionInput::Frame { ts_s, report_pts, is_keyframe, codec, data } => {
+                (ts_s, report_pts, is_keyframe, codec, data)
+            }
             MotionInput::Reset => {
                 pipeline.reset();
                 if was_motion {
@@ -520,15 +559,21 @@ fn run_motion(
                 continue;
             }
         };
-        let frame =
-            EncodedFrame { ts_s, keyframe: is_keyframe, format: NalFormat::Avcc, data: &data, parameter_sets: None };
+        let frame = EncodedFrame {
+            ts_s,
+            keyframe: is_keyframe,
+            codec,
+            format: NalFormat::Avcc,
+            data: &data,
+            parameter_sets: None,
+        };
         let sample = match pipeline.push_encoded(&frame) {
             Ok(Some(sample)) => sample,
             Ok(None) => continue,
             Err(e) => {
                 let errors = pipeline.decode_errors();
                 if log_due(errors) {
-                    warn!(camera = %camera, error = %e, errors, "H.264 decode failed; waiting for the next keyframe");
+                    warn!(camera = %camera, error = %e, errors, "detect stream decode failed; waiting for the next keyframe");
                 }
                 continue;
             }
@@ -598,6 +643,20 @@ mod tests {
         // A camera without a detect stream ignores detect updates.
         let mut h = HealthState::new(false, t0);
         assert!(h.stats(Role::Detect).is_none());
+    }
+
+    #[test]
+    fn an_undecodable_stream_stays_reported_while_its_frames_come() {
+        let live = LiveHealth::new("attic".into(), "rtsp", RULES, false);
+        live.frame(Role::Main);
+        live.set_undecodable(Role::Main, Some("the stream's codec mp4v.20 cannot be decoded".into()));
+        live.frame(Role::Main);
+        let r = live.report();
+        assert!(!r.healthy, "no motion, so no clip will ever be recorded: {r:?}");
+        assert_eq!(r.last_error.as_deref(), Some("the stream's codec mp4v.20 cannot be decoded"));
+        live.set_undecodable(Role::Main, None);
+        let r = live.report();
+        assert!(r.healthy && r.last_error.is_none(), "{r:?}");
     }
 
     #[test]

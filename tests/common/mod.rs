@@ -87,3 +87,27 @@ pub fn ffprobe(path: &std::path::Path) -> Probe {
         duration_s: v["format"]["duration"].as_str().unwrap().parse().unwrap(),
     }
 }
+
+/// Re-encodes `src` to H.265 with ffmpeg (libx265) into `dst`, tagged `tag`
+/// (`hvc1` or `hev1`), video only; `x265` adds libx265 options (`a=1:b=2`),
+/// `extra` ffmpeg output arguments (`-vf …`). Test material is generated at
+/// test time, never stored.
+pub fn encode_h265(src: &std::path::Path, dst: &std::path::Path, tag: &str, x265: &str, extra: &[&str]) {
+    let x265 = if x265.is_empty() { "log-level=error".to_owned() } else { format!("log-level=error:{x265}") };
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-i"])
+        .arg(src)
+        .args(["-an", "-c:v", "libx265", "-preset", "ultrafast", "-tag:v", tag, "-x265-params", &x265])
+        .args(extra)
+        .arg(dst)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("ffmpeg with libx265 is needed to make H.265 test clips (apt-get install ffmpeg): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "ffmpeg could not encode {} to H.265: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use super::config::{RtspTransport, StreamUrl};
 use crate::backoff::Backoff;
 use crate::domain::{CameraName, now_ms};
+use crate::media::codec::VideoCodec;
 use crate::media::mp4write::SampleEntry;
 use crate::sources::live::{LiveHealth, MotionFeed, OutageLog, Role, STABLE_SESSION};
 use crate::sources::recorder::{EncodedPacket, RecorderEvent};
@@ -49,6 +50,9 @@ pub(super) enum StreamError {
     NoVideo(String),
     #[error("unusable video parameters: {0}")]
     Params(String),
+    /// A detect stream in a codec that cannot be decoded.
+    #[error("{0}")]
+    Undecodable(String),
     #[error("the recorder stopped")]
     RecorderGone,
 }
@@ -56,7 +60,7 @@ pub(super) enum StreamError {
 impl StreamError {
     /// Failures that will not fix themselves soon: wait `reconnect_max_s`.
     fn is_permanent(&self) -> bool {
-        matches!(self, Self::Rtsp { status: Some(401 | 403 | 404), .. })
+        matches!(self, Self::Rtsp { status: Some(401 | 403 | 404), .. } | Self::Undecodable(_))
     }
 
     /// A grouping key so that a failure repeating itself is logged once.
@@ -69,6 +73,7 @@ impl StreamError {
             Self::Ended => "ended".into(),
             Self::NoVideo(_) => "no_video".into(),
             Self::Params(_) => "params".into(),
+            Self::Undecodable(_) => "undecodable".into(),
             Self::RecorderGone => "recorder".into(),
         }
     }
@@ -140,9 +145,9 @@ pub(super) struct MainHandler {
     sender_report: Option<(i64, i64)>,
     /// (local wall ms, rtp timestamp) of the session's first frame.
     local_anchor: Option<(i64, i64)>,
-    /// The stream cannot be decoded for motion (H.265): frames are not fed.
+    /// The stream cannot be decoded for motion (a codec without a decoder):
+    /// frames are not fed.
     motion_unsupported: bool,
-    warned_unsupported: bool,
     logged_clock_offset: bool,
 }
 
@@ -160,7 +165,6 @@ impl MainHandler {
             sender_report: None,
             local_anchor: None,
             motion_unsupported: false,
-            warned_unsupported: false,
             logged_clock_offset: false,
         }
     }
@@ -195,8 +199,9 @@ fn ntp_to_unix_ms(ntp: retina::NtpTimestamp) -> Option<i64> {
     (ms > 978_307_200_000).then_some(ms)
 }
 
-fn is_h264(params: &VideoParameters) -> bool {
-    params.rfc6381_codec().starts_with("avc")
+/// Why a stream's frames cannot be decoded for motion, for the log and `/health`.
+fn undecodable(codec: &str) -> String {
+    format!("the stream's codec {codec} cannot be decoded for motion detection (H.264 and H.265 can)")
 }
 
 impl Handler {
@@ -207,8 +212,11 @@ impl Handler {
         }
     }
 
-    /// New video parameters (the first frame, or a change mid-stream).
-    async fn on_params(&mut self, params: &VideoParameters) -> Result<(), StreamError> {
+    /// New video parameters (the first frame, or a change mid-stream). A codec
+    /// that cannot be decoded is logged and kept in `health` (main stream: still
+    /// recorded; detect stream: refused).
+    async fn on_params(&mut self, params: &VideoParameters, health: &LiveHealth) -> Result<(), StreamError> {
+        let codec = VideoCodec::from_rfc6381(params.rfc6381_codec());
         match self {
             Handler::Main(h) => {
                 let entry = params
@@ -218,30 +226,39 @@ impl Handler {
                     .and_then(|b| SampleEntry::from_box(b).map_err(|e| StreamError::Params(e.to_string())))?;
                 let (w, hgt) = params.pixel_dimensions();
                 info!(camera = %h.camera, codec = params.rfc6381_codec(), width = w, height = hgt, "recording stream parameters");
-                h.motion_unsupported = !is_h264(params);
-                if h.motion_unsupported && h.motion.is_some() && !h.warned_unsupported {
-                    h.warned_unsupported = true;
-                    error!(
-                        camera = %h.camera,
-                        codec = params.rfc6381_codec(),
-                        "the main stream is not H.264 and cannot be decoded for motion: configure an H.264 \
-                         sub-stream as detect_url_env/detect_url"
-                    );
-                }
+                let was_unsupported = h.motion_unsupported;
+                h.motion_unsupported = codec.is_none();
                 if let Some(m) = &mut h.motion {
-                    m.reset();
+                    match codec {
+                        Some(codec) => {
+                            m.set_codec(codec);
+                            health.set_undecodable(Role::Main, None);
+                        }
+                        None => {
+                            m.reset();
+                            let why = undecodable(params.rfc6381_codec());
+                            if !was_unsupported {
+                                error!(
+                                    camera = %h.camera,
+                                    codec = params.rfc6381_codec(),
+                                    "{why}: configure an H.264/H.265 sub-stream as detect_url_env/detect_url"
+                                );
+                            }
+                            health.set_undecodable(Role::Main, Some(why));
+                        }
+                    }
                 }
                 let timescale = h.clock_rate;
                 h.recorder.send(RecorderEvent::Stream { entry, timescale }).await.map_err(|_| StreamError::RecorderGone)
             }
             Handler::Detect(h) => {
-                if !is_h264(params) {
-                    return Err(StreamError::Params(format!(
-                        "the detect stream is {}; motion detection decodes H.264 only",
-                        params.rfc6381_codec()
-                    )));
-                }
-                h.motion.reset();
+                let Some(codec) = codec else {
+                    // Refused: the loop logs it as an error (once), keeps it in
+                    // `/health` and retries every `reconnect_max_s`.
+                    return Err(StreamError::Undecodable(undecodable(params.rfc6381_codec())));
+                };
+                info!(camera = %h.camera, %codec, "detect stream parameters");
+                h.motion.set_codec(codec);
                 Ok(())
             }
         }
@@ -445,7 +462,7 @@ async fn play(
                         Some(ParametersRef::Video(v)) => v.clone(),
                         _ => return Err(StreamError::Params("no video parameters after the first frame".into())),
                     };
-                    handler.on_params(&params).await?;
+                    handler.on_params(&params, &spec.health).await?;
                 }
                 if last_frame.is_none() {
                     info!(camera = %spec.camera, stream = spec.role.as_str(), "receiving video");

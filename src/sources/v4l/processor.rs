@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::PixelFormat;
 use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
 use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, access_unit_to_avcc};
+use crate::media::codec::VideoCodec;
 use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat};
 use crate::media::motion::{MotionConfig, MotionSample};
 use crate::sources::live::log_due;
@@ -276,6 +277,7 @@ impl FrameProcessor {
         let encoded = EncodedFrame {
             ts_s: frame.pts.as_secs_f64(),
             keyframe,
+            codec: VideoCodec::H264,
             format: NalFormat::AnnexB,
             data: frame.data,
             parameter_sets: parameter_sets.as_deref(),
