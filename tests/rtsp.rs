@@ -558,7 +558,7 @@ fn a_daemon_killed_mid_event_keeps_the_clip_and_processes_it_after_the_restart()
 }
 
 #[test]
-fn an_h265_only_camera_and_an_h265_sub_stream_are_decoded_recorded_and_their_person_found() {
+fn h265_cameras_main_or_sub_stream_are_recorded_detected_live_and_alert_early() {
     // The scene re-encoded to H.265 (hvc1, a keyframe every 2 s), cut at 22 s
     // (the people walk through from ~7 s) to keep the test short.
     let tmp = tempfile::tempdir().unwrap();
@@ -574,49 +574,77 @@ fn an_h265_only_camera_and_an_h265_sub_stream_are_decoded_recorded_and_their_per
         .status()
         .expect("ffmpeg (apt-get install ffmpeg)");
     assert!(cut.success());
-    // `attic` has only an H.265 stream; `shed` records H.264 and detects on an H.265 sub-stream.
+    // `attic` has only an H.265 stream; `shed` records H.264 and detects on an
+    // H.265 sub-stream; `porch`, like most current cameras, records H.265 and
+    // detects on an H.264 sub-stream.
     let attic = RtspServer::start(&scene_h265, &["--exit-on-eos"]);
     let shed = RtspServer::start(&scene_h264, &["--exit-on-eos"]);
     let shed_sub = RtspServer::start(&scene_h265, &["--exit-on-eos", "--codec", "h265"]);
+    let porch = RtspServer::start(&scene_h265, &["--exit-on-eos"]);
+    let porch_sub = RtspServer::start(&scene_h264, &["--exit-on-eos"]);
     let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, &["homecam/alerts/#"]);
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let rec = "{pre_roll_s: 5, post_roll_s: 3, max_clip_s: 120, min_clip_s: 2}";
     let cfg = config(
         &data,
         broker.port,
-        &[camera("attic", "ATTIC_URL", "", rec), camera("shed", "SHED_URL", "detect_url_env: SHED_SUB", rec)],
+        &[
+            camera("attic", "ATTIC_URL", "", rec),
+            camera("shed", "SHED_URL", "detect_url_env: SHED_SUB", rec),
+            camera("porch", "PORCH_URL", "detect_url_env: PORCH_SUB", rec),
+        ],
     );
     let daemon = Daemon::start(
         &data,
         &cfg,
-        &[("ATTIC_URL", &attic.url()), ("SHED_URL", &shed.url()), ("SHED_SUB", &shed_sub.url())],
+        &[
+            ("ATTIC_URL", &attic.url()),
+            ("SHED_URL", &shed.url()),
+            ("SHED_SUB", &shed_sub.url()),
+            ("PORCH_URL", &porch.url()),
+            ("PORCH_SUB", &porch_sub.url()),
+        ],
     );
 
-    // Motion on H.265 starts a recording; the stream's end finishes it.
-    for (cam, codec) in [("attic", "hevc"), ("shed", "h264")] {
+    // Motion starts a recording, people are detected live (an early alert),
+    // and the stream's end finishes the clip, whose main stream is never decoded again.
+    for (cam, codec, since) in [("attic", "hevc", &attic), ("shed", "h264", &shed), ("porch", "hevc", &porch)] {
         let clips = wait_for(&format!("the {cam} clip filtered"), Duration::from_secs(60), || {
             let c = clips_of(&daemon, cam);
             (!c.is_empty() && c.iter().all(|c| c["filter_result"].is_object())).then_some(c)
         });
         assert_eq!(clips.len(), 1, "{cam}: {clips:?}");
         let clip = &clips[0];
-        let since = if cam == "attic" { &attic } else { &shed }.playing_since().unwrap();
-        let (start, end) = check_clip_of(clip, since, 10.0, codec);
+        let (start, end) = check_clip_of(clip, since.playing_since().unwrap(), 10.0, codec);
         assert!((0.0..=5.0).contains(&start) && end > 15.0, "{cam}: clip {start:.1}-{end:.1} s");
         let classes = clip["filter_result"]["detected_classes"].as_array().unwrap();
         assert!(classes.iter().any(|c| c == "person"), "{cam}: {clip}");
+        assert!(clip["filter_result"]["model"].as_str().unwrap_or_default().ends_with("(live)"), "{cam}: {clip}");
+        let alerts = wait_for(&format!("the {cam} alerts"), Duration::from_secs(30), || {
+            let a = sub.json_on(&format!("homecam/alerts/{cam}"));
+            (a.len() >= 2).then_some(a)
+        });
+        let stages: Vec<&str> = alerts.iter().map(|a| a["stage"].as_str().unwrap_or_default()).collect();
+        assert_eq!(stages, ["detected", "final"], "{cam}: {alerts:?}");
+        assert!(alerts.iter().all(|a| a["dedupe_key"] == clip["clip"]["clip_id"]), "{cam}: {alerts:?}");
     }
     let log = plain_log(&daemon);
-    for cam in ["attic", "shed"] {
+    for cam in ["attic", "shed", "porch"] {
         assert!(
             log.lines().any(|l| l.contains("motion started") && l.contains(&format!("camera={cam}"))),
-            "{cam}: motion from the decoded H.265 stream"
+            "{cam}: motion from the decoded detect stream"
         );
     }
     assert!(
         log.lines().any(|l| l.contains("detect stream parameters") && l.contains("camera=shed") && l.contains("H.265")),
         "the shed's sub-stream is H.265"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("detect stream parameters") && l.contains("camera=porch") && l.contains("H.264")),
+        "the porch's sub-stream is H.264"
     );
     assert!(!log.contains("decode failed"), "no decode errors");
 }
