@@ -11,7 +11,8 @@ use super::Pipeline;
 use super::stage::{AttemptError, StageOutcome};
 use crate::config::RunMode;
 use crate::domain::{
-    Alert, AlertStage, AnalysisResult, Clip, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus, rfc3339,
+    Alert, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus,
+    rfc3339,
 };
 use crate::store::StoreError;
 
@@ -235,7 +236,7 @@ impl Pipeline {
             StageOutcome::Interrupted => return Ok(StageOutcome::Interrupted),
         };
         let snapshot_path = match &output.snapshot_jpeg {
-            Some(jpeg) => self.write_snapshot(clip, jpeg).await,
+            Some(jpeg) => self.write_snapshot(&clip.camera, &clip.clip_id, jpeg).await,
             None => None,
         };
         let (fr, snap) = (output.result.clone(), snapshot_path.clone());
@@ -252,13 +253,15 @@ impl Pipeline {
         Ok(StageOutcome::Done(Filtered { result: output.result, snapshot_path }))
     }
 
-    pub(super) async fn write_snapshot(&self, clip: &Clip, jpeg: &[u8]) -> Option<String> {
-        let path = self.parts.snapshots_dir.join(format!("{}.jpg", clip.clip_id));
+    /// Writes a clip's snapshot (`snapshots/<clip_id>.jpg`); its path, or `None`
+    /// (logged) when it cannot be written.
+    pub(super) async fn write_snapshot(&self, camera: &CameraName, clip_id: &ClipId, jpeg: &[u8]) -> Option<String> {
+        let path = self.parts.snapshots_dir.join(format!("{clip_id}.jpg"));
         let (p, bytes) = (path.clone(), jpeg.to_vec());
         match tokio::task::spawn_blocking(move || crate::fsutil::write_durable(&p, &bytes)).await {
             Ok(Ok(())) => Some(path.display().to_string()),
             Ok(Err(e)) => {
-                warn!(camera = %clip.camera, path = %path.display(), error = %e, "cannot write snapshot; alert goes without it");
+                warn!(camera = %camera, path = %path.display(), error = %e, "cannot write snapshot; alert goes without it");
                 None
             }
             Err(e) => {

@@ -20,7 +20,7 @@ pub struct Sighting {
     pub camera: CameraName,
     /// The classes confirmed so far, most confident first.
     pub classes: Vec<String>,
-    /// The frame that confirmed the first of them.
+    /// The frame that confirmed the newest of them.
     pub snapshot_jpeg: Option<Vec<u8>>,
 }
 
@@ -42,9 +42,9 @@ impl ClipSink {
     /// transaction, so the clip is never decoded for it, not even after a restart.
     pub async fn submit_detected(&self, clip: Clip, live: Option<FilterOutput>) -> Result<bool, StoreError> {
         let id = clip.clip_id.clone();
-        let record_id = id.clone();
+        let key = id.0.clone();
         let snapshot = match live.as_ref().and_then(|l| l.snapshot_jpeg.as_deref()) {
-            Some(jpeg) => self.pipeline.write_snapshot(&clip, jpeg).await,
+            Some(jpeg) => self.pipeline.write_snapshot(&clip.camera, &clip.clip_id, jpeg).await,
             None => None,
         };
         let record = ClipRecord::new(clip);
@@ -59,7 +59,7 @@ impl ClipSink {
                         return Ok(false);
                     }
                     if let Some(live) = live {
-                        w.update_clip(id.as_str(), [EventKind::StageSucceeded { stage: Stage::Filter }], |r| {
+                        w.update_clip(&key, [EventKind::StageSucceeded { stage: Stage::Filter }], |r| {
                             r.filter.status = StageStatus::Ok;
                             r.filter.attempts = 1;
                             r.filter.started_ms = Some(now);
@@ -72,7 +72,6 @@ impl ClipSink {
                 })
             })
             .await?;
-        let id = record_id;
         if fresh {
             self.pipeline.stats.clips_received.fetch_add(1, Ordering::Relaxed);
             self.pipeline.spawn_clip(id);
@@ -119,16 +118,8 @@ impl ClipSink {
         if p.parts.store.run(move |s| s.early_alert(&key)).await?.is_some() {
             return Ok(false);
         }
-        let clip = Clip {
-            clip_id: sighting.clip_id.clone(),
-            camera: sighting.camera.clone(),
-            local_path: String::new(),
-            start_ms: 0,
-            end_ms: 0,
-            source_backend: String::new(),
-        };
         let snapshot_path = match &sighting.snapshot_jpeg {
-            Some(jpeg) => p.write_snapshot(&clip, jpeg).await,
+            Some(jpeg) => p.write_snapshot(&sighting.camera, &sighting.clip_id, jpeg).await,
             None => None,
         };
         let now = p.now();

@@ -376,4 +376,23 @@ mod tests {
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert!(issues(&serde_json::json!({"url": "rtsp://cam/x", "bogus": 1}))[0].message.contains("bogus"));
     }
+
+    #[test]
+    fn object_fps_is_off_or_at_most_detect_fps() {
+        let at = |object_fps: f64| {
+            issues(&serde_json::json!({"url": "rtsp://cam/x", "detect_fps": 5, "object_fps": object_fps}))
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert!(at(0.0).is_empty() && at(2.0).is_empty() && at(5.0).is_empty());
+        let too_fast = at(6.0);
+        assert!(
+            too_fast.len() == 1 && too_fast[0].contains("object_fps: must not exceed detect_fps (5)"),
+            "{too_fast:?}"
+        );
+        assert!(at(-1.0)[0].contains("0 turns live object detection off"));
+        let cfg: RtspConfig = serde_json::from_value(serde_json::json!({"url": "rtsp://cam/x"})).unwrap();
+        assert_eq!(cfg.object_fps, 2.0);
+    }
 }
