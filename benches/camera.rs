@@ -30,7 +30,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use homesec::media::mp4write::{Mp4Writer, SampleEntry, WriteOptions};
+
 use homesec::media::{self, motion::MotionConfig, motion::MotionDetector};
+
+mod common;
+use common::testdata;
 
 /// Frames kept in memory per size for the detector-alone figure (played
 /// forwards then backwards, so consecutive frames stay consecutive).
@@ -41,12 +45,6 @@ const DETECTOR_ITERATIONS: usize = 1000;
 const CLIP_SECONDS: u32 = 20;
 
 const SIZES: [(&str, u32, u32); 3] = [("360p", 640, 360), ("720p", 1280, 720), ("1080p", 1920, 1080)];
-
-fn testdata() -> PathBuf {
-    std::env::var_os("HOMESEC_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"))
-}
 
 /// CPU time of this thread, or `None` where the kernel does not say.
 fn thread_cpu() -> Option<Duration> {

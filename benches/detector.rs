@@ -5,34 +5,18 @@
 //! (`models/fetch-onnxruntime.sh` or `ORT_DYLIB_PATH`) and the test data
 //! (`HOMESEC_TESTDATA`, default `../shared/testdata`). Prints figures; no harness.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use homesec::filter::yolo::{self, ClipSettings, Detector, DetectorOptions, Timings};
+
 use homesec::media::{self, RgbFrame};
+
+mod common;
+use common::{ort_library, testdata};
 
 const WARMUP: u32 = 5;
 const ITERATIONS: u32 = 50;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn testdata() -> PathBuf {
-    std::env::var_os("HOMESEC_TESTDATA").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared/testdata"))
-}
-
-fn ort_library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Some(PathBuf::from(p));
-    }
-    std::fs::read_dir(repo_root().join(".homesec/lib")).ok()?.filter_map(Result::ok).map(|e| e.path()).find(|p| {
-        p.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            n.starts_with("libonnxruntime.so") && !n.ends_with(".sha256")
-        })
-    })
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -46,6 +46,9 @@ use homesec::domain::Detection;
 use homesec::filter::yolo::{self, Detector, DetectorOptions};
 use serde_json::{Value, json};
 
+mod common;
+use common::{ort_library, repo_root, testdata};
+
 /// The fake VLM answers after this long.
 const VLM_DELAY: Duration = Duration::from_millis(1000);
 /// The daemon's (and the appear-time detector's) person threshold.
@@ -58,25 +61,6 @@ const MANY_CAMERAS: usize = 8;
 /// scores about 0.5 as a person.
 const POST: [f32; 4] = [31.0, 111.0, 48.0, 141.0];
 const FOOTAGE: &str = "scene_empty_people_empty.mp4";
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn testdata() -> PathBuf {
-    std::env::var_os("HOMESEC_TESTDATA").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared/testdata"))
-}
-
-fn ort_library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Some(PathBuf::from(p));
-    }
-    std::fs::read_dir(repo_root().join(".homesec/lib"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
