@@ -30,7 +30,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use homesec::media::mp4write::{Mp4Writer, SampleEntry, WriteOptions};
-
 use homesec::media::{self, motion::MotionConfig, motion::MotionDetector};
 
 mod common;
