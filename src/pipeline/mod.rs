@@ -33,6 +33,9 @@ use crate::policy::AlertPolicy;
 use crate::storage::StorageBackend;
 use crate::store::{OutboxEntry, Store, StoreError};
 
+/// Age after which an early alert whose clip never arrived is forgotten.
+const ORPHAN_EARLY_ALERT: Duration = Duration::from_secs(24 * 3600);
+
 /// When the VLM runs.
 #[derive(Debug, Clone)]
 pub struct VlmGate {
@@ -179,6 +182,16 @@ impl Pipeline {
         let adopted = self.adopt_orphans(recordings_dir).await?;
         if adopted > 0 {
             info!(adopted, "adopted clip files that had no record");
+        }
+        // A recording lasts at most an hour (max_clip_s); an early alert a day
+        // old whose clip never arrived lost its recording.
+        let before = self.now() - ORPHAN_EARLY_ALERT.as_millis() as i64;
+        let forgotten = self.parts.store.run(move |s| s.write(|w| w.forget_orphan_early_alerts(before))).await?;
+        if forgotten > 0 {
+            warn!(
+                early_alerts = forgotten,
+                "forgot early alerts whose recording was lost; no final alert follows them"
+            );
         }
         let pending = self.parts.store.run(|s| s.unfinished_clips()).await?;
         let n = pending.len();

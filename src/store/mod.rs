@@ -578,6 +578,28 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Forgets early alerts sent before `before_ms` whose clip never arrived
+    /// (its recording was lost): no final alert can follow them. Returns how many.
+    pub fn forget_orphan_early_alerts(&mut self, before_ms: UnixMillis) -> Result<usize, StoreError> {
+        let mut orphans = Vec::new();
+        {
+            let early = self.txn.open_table(EARLY_ALERTS)?;
+            let clips = self.txn.open_table(CLIPS)?;
+            for row in early.iter()? {
+                let (k, v) = row?;
+                let entry: EarlyAlert = decode(&format!("early alert {}", k.value()), v.value())?;
+                if entry.sent_ms < before_ms && clips.get(k.value())?.is_none() {
+                    orphans.push(k.value().to_owned());
+                }
+            }
+        }
+        let mut early = self.txn.open_table(EARLY_ALERTS)?;
+        for id in &orphans {
+            early.remove(id.as_str())?;
+        }
+        Ok(orphans.len())
+    }
+
     /// Marks events as copied to Postgres.
     pub fn ack_synced(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
         let mut pending = self.txn.open_table(SYNC_OUTBOX)?;
@@ -665,6 +687,24 @@ mod tests {
         assert_eq!(store.early_alert("front_1").unwrap(), Some(early));
         store.write(|w| w.remove_early_alert("front_1")).unwrap();
         assert_eq!(store.early_alert("front_1").unwrap(), None);
+
+        // Old early alerts whose clip never arrived go; recent ones and those of recorded clips stay.
+        let at = |sent_ms| EarlyAlert { sent_ms, ..early_alert_of("front") };
+        store
+            .write(|w| {
+                w.put_early_alert("lost", &at(1_000))?;
+                w.put_early_alert("recording", &at(9_000))?;
+                w.put_early_alert("a", &at(1_000))?;
+                w.insert_clip(&ClipRecord::new(clip("a", 1)))
+            })
+            .unwrap();
+        assert_eq!(store.write(|w| w.forget_orphan_early_alerts(5_000)).unwrap(), 1);
+        assert!(store.early_alert("lost").unwrap().is_none());
+        assert!(store.early_alert("recording").unwrap().is_some() && store.early_alert("a").unwrap().is_some());
+    }
+
+    fn early_alert_of(camera: &str) -> EarlyAlert {
+        EarlyAlert { camera: camera.into(), sent_ms: 0, reason: "detected=person (early)".into() }
     }
 
     #[test]
