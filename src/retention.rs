@@ -23,6 +23,14 @@ fn file_size(path: &str) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
+/// What a clip keeps on disk: its file, its snapshot and the live frames kept for the VLM.
+fn clip_bytes(r: &ClipRecord) -> u64 {
+    let frames = std::fs::read_dir(crate::fsutil::frames_dir(std::path::Path::new(&r.clip.local_path)))
+        .map(|d| d.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+    file_size(&r.clip.local_path) + r.snapshot_path.as_deref().map_or(0, file_size) + frames
+}
+
 fn prunable(r: &ClipRecord) -> bool {
     r.pruned_ms.is_none() && r.upload.status == StageStatus::Ok && r.status() == ClipStatus::Done
 }
@@ -31,15 +39,14 @@ fn prunable(r: &ClipRecord) -> bool {
 /// `max_bytes`, dating each deletion by `clock`.
 pub fn enforce(store: &Store, clock: &dyn Clock, max_bytes: u64) -> Result<Pruned, StoreError> {
     let mut records: Vec<ClipRecord> = store.all_clips()?.into_iter().filter(|r| r.pruned_ms.is_none()).collect();
-    let mut used: u64 =
-        records.iter().map(|r| file_size(&r.clip.local_path) + r.snapshot_path.as_deref().map_or(0, file_size)).sum();
+    let mut used: u64 = records.iter().map(clip_bytes).sum();
     let mut out = Pruned::default();
     records.sort_by_key(|r| r.clip.start_ms);
     for r in records.iter().filter(|r| prunable(r)) {
         if used <= max_bytes {
             break;
         }
-        let bytes = file_size(&r.clip.local_path) + r.snapshot_path.as_deref().map_or(0, file_size);
+        let bytes = clip_bytes(r);
         if let Err(e) = std::fs::remove_file(&r.clip.local_path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -49,6 +56,7 @@ pub fn enforce(store: &Store, clock: &dyn Clock, max_bytes: u64) -> Result<Prune
         if let Some(s) = &r.snapshot_path {
             let _ = std::fs::remove_file(s);
         }
+        let _ = std::fs::remove_dir_all(crate::fsutil::frames_dir(std::path::Path::new(&r.clip.local_path)));
         let now = clock.now_ms();
         store.write(|w| {
             w.update_clip(r.clip.clip_id.as_str(), [EventKind::LocalFilePruned { bytes }], |rec| {
@@ -139,5 +147,20 @@ mod tests {
         assert!(dir.path().join("d.mp4").exists());
         assert_eq!(store.get_clip("b").unwrap().unwrap().pruned_ms, Some(1_800_000_000_000));
         assert_eq!(enforce(&store, &*clock, 250).unwrap().clips, 0, "a second pass has nothing to do");
+    }
+
+    #[test]
+    fn the_live_frames_kept_for_the_vlm_count_and_go_with_their_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::clock::SimulatedClock::starting_at(1_800_000_000_000);
+        let store = Store::open_with_clock(&dir.path().join("s.redb"), clock.clone()).unwrap();
+        let recs = [record(dir.path(), "a", 1, 100, true), record(dir.path(), "b", 2, 100, true)];
+        let frames = dir.path().join("a.frames");
+        std::fs::create_dir(&frames).unwrap();
+        std::fs::write(frames.join("frame_00_0.jpg"), vec![0u8; 50]).unwrap();
+        store.write(|w| recs.iter().try_for_each(|r| w.insert_clip(r).map(|_| ()))).unwrap();
+        let p = enforce(&store, &*clock, 200).unwrap();
+        assert_eq!((p.clips, p.bytes, p.remaining), (1, 150, 100));
+        assert!(!frames.exists(), "the frames went with their clip");
     }
 }
