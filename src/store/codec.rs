@@ -1,0 +1,187 @@
+//! How values are kept: an rkyv archive behind the 2-byte version of its type
+//! ([`Stored::VERSION`]); a value an earlier version wrote is upgraded when read.
+
+use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::ArenaHandle;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
+
+use super::{EarlyAlert, OutboxEntry, SourceFileEntry, StoreError};
+use crate::domain::{AlertStage, CameraName, ClipEvent, ClipId, ClipRecord, RiskLevel, SCHEMA_VERSION, UnixMillis};
+
+/// A value kept in the store, with the version of its layout. A value written
+/// by an earlier version is read through [`Stored::upgrade`].
+pub trait Stored: Archive + Sized {
+    const VERSION: u16;
+
+    /// Reads a value that version `version` (older than [`Self::VERSION`]) wrote.
+    fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
+        let _ = body;
+        Err(format!("version {version}, this build reads {}", Self::VERSION))
+    }
+}
+
+/// Archives `T` as it is laid out now; errors name what failed.
+fn from_archive<T>(body: &[u8]) -> Result<T, String>
+where
+    T: Archive,
+    T::Archived:
+        for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
+{
+    // rkyv needs an aligned buffer; redb's pages give no alignment guarantee.
+    let mut aligned = AlignedVec::<16>::with_capacity(body.len());
+    aligned.extend_from_slice(body);
+    rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| e.to_string())
+}
+
+pub(super) fn encode<T>(value: &T) -> Result<Vec<u8>, StoreError>
+where
+    T: Stored + for<'a> RkyvSerialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+{
+    let body = rkyv::to_bytes::<rancor::Error>(value)
+        .map_err(|e| StoreError::Corrupt { what: "value to write".into(), reason: e.to_string() })?;
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.extend_from_slice(&T::VERSION.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+pub(super) fn decode<T>(what: &str, bytes: &[u8]) -> Result<T, StoreError>
+where
+    T: Stored,
+    T::Archived:
+        for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + RkyvDeserialize<T, HighDeserializer<rancor::Error>>,
+{
+    let corrupt = |reason: String| StoreError::Corrupt { what: what.to_owned(), reason };
+    let (version, body) = bytes.split_at_checked(2).ok_or_else(|| corrupt("too short".into()))?;
+    let version = u16::from_le_bytes([version[0], version[1]]);
+    match version {
+        v if v == T::VERSION => from_archive(body).map_err(corrupt),
+        v if v < T::VERSION => T::upgrade(v, body).map_err(|e| corrupt(format!("upgrading from version {v}: {e}"))),
+        v => Err(corrupt(format!("version {v} is newer than this build reads ({})", T::VERSION))),
+    }
+}
+
+impl Stored for ClipRecord {
+    const VERSION: u16 = SCHEMA_VERSION;
+}
+
+impl Stored for ClipEvent {
+    const VERSION: u16 = SCHEMA_VERSION;
+}
+
+impl Stored for SourceFileEntry {
+    const VERSION: u16 = 1;
+}
+
+impl Stored for EarlyAlert {
+    const VERSION: u16 = 1;
+}
+
+impl Stored for OutboxEntry {
+    /// 2: the alert has a `stage`.
+    const VERSION: u16 = 2;
+
+    fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => from_archive::<v1::OutboxEntry>(body).map(Into::into),
+            v => Err(format!("version {v} is unknown")),
+        }
+    }
+}
+
+/// Layouts written by version 1.
+pub(super) mod v1 {
+    use super::*;
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct Alert {
+        clip_id: ClipId,
+        camera_name: CameraName,
+        storage_uri: Option<String>,
+        view_url: Option<String>,
+        risk_level: Option<RiskLevel>,
+        activity_type: Option<String>,
+        notify_reason: String,
+        summary: Option<String>,
+        ts: String,
+        dedupe_key: String,
+        upload_failed: bool,
+        detected_classes: Vec<String>,
+        snapshot_path: Option<String>,
+    }
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct OutboxEntry {
+        clip_id: ClipId,
+        notifier: String,
+        alert: Alert,
+        created_ms: UnixMillis,
+        attempts: u32,
+        next_attempt_ms: UnixMillis,
+        expires_ms: UnixMillis,
+        last_error: Option<String>,
+    }
+
+    impl From<OutboxEntry> for super::OutboxEntry {
+        fn from(e: OutboxEntry) -> Self {
+            let a = e.alert;
+            let stage = if a.risk_level.is_some() { AlertStage::Analyzed } else { AlertStage::Final };
+            super::OutboxEntry {
+                clip_id: e.clip_id,
+                notifier: e.notifier,
+                alert: crate::domain::Alert {
+                    clip_id: a.clip_id,
+                    camera_name: a.camera_name,
+                    storage_uri: a.storage_uri,
+                    view_url: a.view_url,
+                    risk_level: a.risk_level,
+                    activity_type: a.activity_type,
+                    notify_reason: a.notify_reason,
+                    summary: a.summary,
+                    ts: a.ts,
+                    dedupe_key: a.dedupe_key,
+                    upload_failed: a.upload_failed,
+                    detected_classes: a.detected_classes,
+                    stage,
+                    snapshot_path: a.snapshot_path,
+                },
+                created_ms: e.created_ms,
+                attempts: e.attempts,
+                next_attempt_ms: e.next_attempt_ms,
+                expires_ms: e.expires_ms,
+                last_error: e.last_error,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(in crate::store) fn entry(clip: &str) -> OutboxEntry {
+        OutboxEntry {
+            clip_id: ClipId(clip.into()),
+            notifier: "mqtt".into(),
+            alert: Alert {
+                clip_id: ClipId(clip.into()),
+                camera_name: "front".into(),
+                storage_uri: None,
+                view_url: None,
+                risk_level: Some(RiskLevel::High),
+                activity_type: Some("unknown".into()),
+                notify_reason: "risk_level=high".into(),
+                summary: Some("someone".into()),
+                ts: "2026-01-01T00:00:00.000Z".into(),
+                dedupe_key: clip.into(),
+                upload_failed: false,
+                detected_classes: vec!["person".into()],
+                snapshot_path: None,
+            },
+            created_ms: 1,
+            attempts: 0,
+            next_attempt_ms: 1,
+            expires_ms: 2,
+            last_error: None,
+        }
+    }
+}
