@@ -100,35 +100,21 @@ pub struct DetectSettings {
     pub motion: MotionConfig,
 }
 
-/// A decoded picture of the detect stream, planar YUV 4:2:0, borrowed from the
-/// decoder or the source's buffer.
+/// A decoded picture of the detect stream, borrowed from the decoder or the
+/// source's buffer, with its time.
 #[derive(Debug, Clone, Copy)]
 pub struct DetectFrame<'a> {
     /// Seconds on the stream's clock.
     pub ts_s: f64,
-    pub width: u32,
-    pub height: u32,
-    pub y: &'a [u8],
-    pub u: &'a [u8],
-    pub v: &'a [u8],
-    pub y_stride: usize,
-    pub uv_stride: usize,
+    pub picture: Picture<'a>,
 }
 
 impl DetectFrame<'_> {
     /// The picture as packed RGB.
     pub fn to_rgb(&self) -> RgbFrame {
         let mut data = Vec::new();
-        Picture::from_planes((self.width, self.height), (self.y, self.u, self.v), (self.y_stride, self.uv_stride))
-            .write_rgb(&mut data);
-        RgbFrame { ts_s: self.ts_s, width: self.width, height: self.height, data }
-    }
-}
-
-impl<'a> DetectFrame<'a> {
-    fn from_picture(p: &Picture<'a>, ts_s: f64) -> Self {
-        let Picture { width, height, y, u, v, y_stride, uv_stride, .. } = *p;
-        DetectFrame { ts_s, width, height, y, u, v, y_stride, uv_stride }
+        self.picture.write_rgb(&mut data);
+        RgbFrame { ts_s: self.ts_s, width: self.picture.width, height: self.picture.height, data }
     }
 }
 
@@ -223,7 +209,7 @@ impl StreamDecoder {
             let _ = decoder.parameter_sets(ps);
         }
         let ts_s = frame.ts_s;
-        decoder.decode(data, &mut |p| on_picture(&DetectFrame::from_picture(p, ts_s))).map_err(|e| {
+        decoder.decode(data, &mut |p| on_picture(&DetectFrame { ts_s, picture: *p })).map_err(|e| {
             self.waiting_for_keyframe = true;
             e.into()
         })
@@ -244,7 +230,8 @@ impl Analysis {
         if !self.gate.is_due(frame.ts_s) {
             return None;
         }
-        let sample = self.motion.process(frame.y, frame.y_stride, frame.width, frame.height);
+        let p = &frame.picture;
+        let sample = self.motion.process(p.y, p.y_stride, p.width, p.height);
         if let Some(tap) = &mut self.tap {
             tap.frame(frame, &sample);
         }
@@ -400,13 +387,7 @@ mod tests {
             .map(|i| {
                 let f = DetectFrame {
                     ts_s: f64::from(i) * 0.1,
-                    width: w,
-                    height: h,
-                    y: &y,
-                    u: &uv,
-                    v: &uv,
-                    y_stride: w as usize,
-                    uv_stride: (w / 2) as usize,
+                    picture: Picture::from_planes((w, h), (&y, &uv, &uv), (w as usize, (w / 2) as usize)),
                 };
                 p.push_raw(&f).is_some()
             })

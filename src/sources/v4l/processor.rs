@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use super::PixelFormat;
 use super::convert::{ConvertError, I420Frame, MjpegDecoder, yuyv_to_i420};
 use super::h264::{EncodeError, EncoderSettings, H264Encoder, ParameterSets, access_unit_to_avcc};
-use crate::media::codec::VideoCodec;
+use crate::media::codec::{Picture, VideoCodec};
 use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat};
 use crate::media::motion::{MotionConfig, MotionSample};
 use crate::sources::live::log_due;
@@ -207,13 +207,7 @@ impl FrameProcessor {
             let (y, u, v) = self.i420.planes();
             self.detect.push_raw(&DetectFrame {
                 ts_s: frame.pts.as_secs_f64(),
-                width: w,
-                height: h,
-                y,
-                u,
-                v,
-                y_stride: w as usize,
-                uv_stride: (w / 2) as usize,
+                picture: Picture::from_planes((w, h), (y, u, v), (w as usize, (w / 2) as usize)),
             })
         };
         if self.encoder.is_none() {
