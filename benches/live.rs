@@ -27,10 +27,9 @@
 //!    1080p20 H.264 main stream (passthrough) + 360p20 H.264 sub-stream (decoded
 //!    for motion and objects), made at bench start with ffmpeg from the footage.
 //! 5. Eight cameras (360p20 sub-streams only) with the event at once: per camera
-//!    the frames the live detector looked at (the clip's live filter result),
-//!    frames dropped because the detector was busy (the daemon logs the running
-//!    count at 1, 2, 4, 8, …, so this is a lower bound), the early-alert
-//!    latency; the daemon's peak RSS and CPU.
+//!    the frames sent to the shared detector and those dropped because it was
+//!    busy (`/api/v1/diagnostics`, `live_detection`), the early-alert latency;
+//!    the daemon's peak RSS and CPU.
 //!
 //! Test data: `HOMESEC_TESTDATA`, default `../shared/testdata`.
 
@@ -61,6 +60,8 @@ const MANY_CAMERAS: usize = 8;
 /// scores about 0.5 as a person.
 const POST: [f32; 4] = [31.0, 111.0, 48.0, 141.0];
 const FOOTAGE: &str = "scene_empty_people_empty.mp4";
+/// The daemon's API key (diagnostics need one).
+const API_KEY: &str = "bench-api-key";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
@@ -297,6 +298,7 @@ impl Daemon {
             .env("HOMESEC_LOG", "info,homesec::analyzer=debug")
             .env("HOMESEC_LOG_FORMAT", "json")
             .env("BENCH_VLM_KEY", "bench-key")
+            .env("BENCH_API_KEY", API_KEY)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(out)
             .stderr(err);
@@ -322,7 +324,7 @@ impl Daemon {
     fn get(&self, path: &str) -> Option<Value> {
         let mut s = TcpStream::connect(("127.0.0.1", self.api_port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\nX-API-Key: {API_KEY}\r\n\r\n").ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         serde_json::from_str(buf.split_once("\r\n\r\n")?.1).ok()
@@ -570,7 +572,7 @@ fn config(dir: &Path, tools: &Tools, cams: &[Cam], broker: u16, vlm: u16, api: u
     ));
     y.push_str("alert_policy:\n  backend: default\n");
     y.push_str(&format!("notifiers:\n  - backend: mqtt\n    config:\n      host: 127.0.0.1\n      port: {broker}\n"));
-    y.push_str(&format!("server:\n  port: {api}\n"));
+    y.push_str(&format!("server:\n  port: {api}\n  api_key_env: BENCH_API_KEY\n"));
     y
 }
 
@@ -582,10 +584,9 @@ struct CamResult {
     /// Final alert − clip created − VLM delay, s.
     final_s: Option<f64>,
     prep_ms: Option<f64>,
-    /// Frames the live detector looked at (the clip's live filter result).
+    /// Frames sent to the shared detector, and dropped because it was busy.
     sent: Option<u64>,
-    /// Highest running count of dropped frames the daemon logged.
-    dropped: u64,
+    dropped: Option<u64>,
     stage: String,
 }
 
@@ -641,6 +642,8 @@ fn run(
     std::thread::sleep(Duration::from_millis(300));
     let peak_rss_mb = status_kb(daemon.pid(), "VmHWM").map(|kb| kb / 1024.0);
     let clips = daemon.get("/api/v1/clips?limit=1000").and_then(|v| v["clips"].as_array().cloned()).unwrap_or_default();
+    let feeds =
+        daemon.get("/api/v1/diagnostics").and_then(|v| v["live_detection"].as_array().cloned()).unwrap_or_default();
     let idle_cpu = sampler.percent(last + 1.5, first + 6.0, ticks);
     let event_cpu = sampler.percent(last + appear, first + 26.0, ticks);
     drop(sampler);
@@ -663,7 +666,10 @@ fn run(
             if let Some(created) = clip.and_then(|k| k["created_ms"].as_f64()) {
                 r.final_s = Some(unix_s(*t) - created / 1000.0 - VLM_DELAY.as_secs_f64());
             }
-            r.sent = clip.and_then(|k| k["filter_result"]["sampled_frames"].as_u64());
+        }
+        if let Some(f) = feeds.iter().find(|f| f["camera"] == c.name.as_str()) {
+            r.sent = f["frames_sent"].as_u64();
+            r.dropped = f["frames_dropped"].as_u64();
         }
         let of_cam = |l: &&Value| l["camera"].as_str() == Some(c.name.as_str());
         r.prep_ms = log
@@ -671,13 +677,6 @@ fn run(
             .filter(of_cam)
             .find(|l| l["message"] == "VLM request prepared")
             .and_then(|l| l["prep_ms"].as_f64());
-        r.dropped = log
-            .iter()
-            .filter(of_cam)
-            .filter(|l| l["message"].as_str().is_some_and(|m| m.contains("the object detector is busy")))
-            .filter_map(|l| l["dropped"].as_u64())
-            .max()
-            .unwrap_or(0);
         out.push(r);
     }
     Ok(RunResult { cams: out, idle_cpu, event_cpu, peak_rss_mb })
@@ -696,7 +695,7 @@ fn print_cams(r: &RunResult) {
             opt(c.final_s, 2),
             opt(c.prep_ms, 0),
             c.sent.map_or("-".into(), |n| n.to_string()),
-            if c.dropped == 0 { "0".into() } else { format!(">={}", c.dropped) },
+            c.dropped.map_or("-".into(), |n| n.to_string()),
             if c.stage.is_empty() { "-" } else { &c.stage },
         );
     }
@@ -832,8 +831,8 @@ fn main() {
             stats(&col(m, |c| c.early_s), "s", 2)
         );
         let sent: u64 = m.cams.iter().filter_map(|c| c.sent).sum();
-        let dropped: u64 = m.cams.iter().map(|c| c.dropped).sum();
-        println!("  {MANY_CAMERAS} cams: frames to the detector / dropped     {sent} / >={dropped}");
+        let dropped: u64 = m.cams.iter().filter_map(|c| c.dropped).sum();
+        println!("  {MANY_CAMERAS} cams: frames to the detector / dropped     {sent} / {dropped}");
         println!("  {MANY_CAMERAS} cams: CPU idle                             {}", cpu_text(m.idle_cpu, MANY_CAMERAS));
         println!("  {MANY_CAMERAS} cams: CPU event                            {}", cpu_text(m.event_cpu, MANY_CAMERAS));
         println!("  {MANY_CAMERAS} cams: peak RSS                             {}", opt(m.peak_rss_mb, 0) + " MB");
