@@ -85,13 +85,13 @@ impl DataLayout {
     }
 }
 
-/// `<dest>.part`: where a file is written before it is renamed to `dest`.
 /// Where a live camera keeps the VLM's frames of a clip: `<clip>.frames/`
 /// beside `<clip>.mp4`.
 pub fn frames_dir(clip: &Path) -> PathBuf {
     clip.with_extension("frames")
 }
 
+/// `<dest>.part`: where a file is written before it is renamed to `dest`.
 pub fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");

@@ -77,9 +77,8 @@ impl DefaultPolicy {
     pub fn new(cfg: DefaultPolicyConfig) -> Self {
         Self { cfg }
     }
-}
 
-impl DefaultPolicy {
+    /// The camera's notify classes, and whether they come from its override.
     fn classes(&self, camera: &CameraName) -> (&[String], bool) {
         let o = self.cfg.overrides.get(camera.as_str());
         o.and_then(|o| o.notify_on_classes.as_deref()).map_or((&self.cfg.notify_on_classes, false), |c| (c, true))

@@ -16,10 +16,8 @@ use super::config::{default_confirm_frames, default_max_frames, default_sample_f
 use super::session::{Detector, Timings};
 use crate::domain::{Detection, FilterResult};
 use crate::filter::service::{ClipJob, LiveDetector, LiveResult, LiveSettings, LiveWork, Service, Work};
-use crate::filter::{FilterError, FilterOutput, ObjectFilter};
+use crate::filter::{FilterError, FilterOutput, ObjectFilter, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::{self, RgbFrame};
-
-use crate::filter::{SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 
 // ---------------------------------------------------------------------------
 // One clip

@@ -75,7 +75,7 @@ impl ClipObjects {
 
         // Confirmation: this many frames with the class within the window.
         let window_ms = (self.settings.confirm_window_s * 1000.0).round() as i64;
-        let mut newly = None;
+        let mut newly = false;
         let mut classes: Vec<&str> = frame.detections.iter().map(|d| d.class.as_str()).collect();
         classes.sort_unstable();
         classes.dedup();
@@ -95,7 +95,7 @@ impl ClipObjects {
             let enough = seen.len() as u32 >= wanted || *streak >= wanted;
             if enough && !self.confirmed.iter().any(|c| c == class) {
                 self.confirmed.push(class.to_owned());
-                newly = Some(());
+                newly = true;
             }
         }
 
@@ -105,7 +105,7 @@ impl ClipObjects {
             }
         }
         let top = frame.detections.first().map_or(0.0, |d| d.confidence);
-        let confirmed = newly.map(|()| Confirmed { classes: self.confirmed.clone(), jpeg: frame.jpeg.bytes.clone() });
+        let confirmed = newly.then(|| Confirmed { classes: self.confirmed.clone(), jpeg: frame.jpeg.bytes.clone() });
         if top > 0.0 && self.snapshot.as_ref().is_none_or(|(c, _)| top > *c) {
             self.snapshot = Some((top, frame.jpeg.bytes.clone()));
         }
