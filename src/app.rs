@@ -15,6 +15,7 @@ use crate::notify::Notifier;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
 use crate::plugin::PluginBuildError;
 use crate::plugins;
+use crate::retention::Retention;
 use crate::sources::ClipSource;
 use crate::store::{Store, StoreError};
 use crate::update::{BootCheck, Updater, rauc::Rauc};
@@ -55,6 +56,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link())).await?;
     let shutdown = CancellationToken::new();
     let detector = plugins.filter.live();
+    let places = crate::retention::Places::new(&layout, plugins.storage.local_root());
     let pipeline = Pipeline::new(
         Parts {
             store,
@@ -75,9 +77,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         shutdown.clone(),
     );
     pipeline.start(&layout.recordings()).await?;
-    if let Some(max) = cfg.retention.max_local_size_bytes {
-        tokio::spawn(crate::retention::run(pipeline.store().clone(), clock.clone(), max, shutdown.clone()));
-    }
+    let retention =
+        Retention::new(pipeline.store().clone(), places, cfg.retention.clone(), clock.clone(), pipeline.clip_landed());
+    tokio::spawn(retention.clone().run(shutdown.clone()));
 
     let sources_shutdown = shutdown.child_token();
     let mut source_tasks = Vec::new();
@@ -98,6 +100,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         started: clock.monotonic(),
         updater: updater.clone(),
         detector,
+        retention: retention.clone(),
     });
     let (server, api_url) = if cfg.server.enabled {
         let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
@@ -172,7 +175,7 @@ async fn boot_check(state: &AppState, api_url: Option<&str>, http: &reqwest::Cli
     {
         return BootCheck::Down(format!("the HTTP API does not answer: {}", crate::telemetry::chain(&e)));
     }
-    let h = health::check(&state.pipeline, &state.sources).await;
+    let h = health::check(&state.pipeline, &state.sources, state.retention.disk()).await;
     let reason = || {
         if h.warnings.is_empty() {
             format!("failing checks: {}", h.checks.failing().join(", "))

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::pipeline::Pipeline;
+use crate::retention::DiskStatus;
 use crate::sources::{ClipSource, SourceHealth};
 use crate::store::Store;
 
@@ -39,6 +40,8 @@ pub enum HealthStatus {
 /// shown them: a JSON object of booleans, keys in alphabetical order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Checks {
+    /// The disk budget holds, or something may still go to hold it (degrades only).
+    pub disk: bool,
     /// Every notifier answers its ping (degrades only).
     pub notifiers: bool,
     /// The pipeline's own loop ran within [`HEARTBEAT_LIMIT`] (critical).
@@ -60,7 +63,7 @@ impl Checks {
     pub fn status(&self) -> HealthStatus {
         if !self.daemon_up() || !self.storage || !self.sources {
             HealthStatus::Unhealthy
-        } else if !self.notifiers {
+        } else if !self.notifiers || !self.disk {
             HealthStatus::Degraded
         } else {
             HealthStatus::Healthy
@@ -75,6 +78,7 @@ impl Checks {
             ("storage", self.storage),
             ("sources", self.sources),
             ("notifiers", self.notifiers),
+            ("disk", self.disk),
         ]
         .into_iter()
         .filter_map(|(name, ok)| (!ok).then_some(name))
@@ -90,6 +94,8 @@ pub struct Health {
     pub warnings: Vec<String>,
     pub sources: Vec<SourceHealth>,
     pub notifiers: Vec<NotifierHealth>,
+    /// The data partition as the last retention pass left it.
+    pub disk: DiskStatus,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +114,7 @@ pub struct Probe {
     pub notifiers: Vec<NotifierHealth>,
     /// Notifications waiting in the outbox.
     pub outbox_len: u64,
+    pub disk: DiskStatus,
 }
 
 impl Health {
@@ -115,6 +122,7 @@ impl Health {
     pub fn judge(p: Probe) -> Health {
         let pipeline_ok = heartbeat_ok(p.heartbeat_age);
         let checks = Checks {
+            disk: p.disk.stuck.is_none(),
             notifiers: p.notifiers.iter().all(|n| n.connected),
             pipeline: pipeline_ok,
             sources: p.sources.iter().all(|s| s.healthy),
@@ -135,7 +143,10 @@ impl Health {
         if !pipeline_ok {
             warnings.push(silent(p.heartbeat_age));
         }
-        Health { status: checks.status(), checks, warnings, sources: p.sources, notifiers: p.notifiers }
+        if let Some(why) = &p.disk.stuck {
+            warnings.push(format!("disk: {why}"));
+        }
+        Health { status: checks.status(), checks, warnings, sources: p.sources, notifiers: p.notifiers, disk: p.disk }
     }
 }
 
@@ -157,8 +168,8 @@ async fn store_answers(store: &Store) -> bool {
 }
 
 /// Measures the box's health now (the store, the pipeline's heartbeat,
-/// storage, `sources`, every notifier) and judges it.
-pub async fn check(pipeline: &Pipeline, sources: &[Arc<dyn ClipSource>]) -> Health {
+/// storage, `sources`, every notifier; `disk` as retention last saw it) and judges it.
+pub async fn check(pipeline: &Pipeline, sources: &[Arc<dyn ClipSource>], disk: DiskStatus) -> Health {
     let store_ok = store_answers(pipeline.store()).await;
     let heartbeat_age = pipeline.heartbeat_age();
     let storage_ok = ping(pipeline.storage().ping()).await;
@@ -168,7 +179,7 @@ pub async fn check(pipeline: &Pipeline, sources: &[Arc<dyn ClipSource>]) -> Heal
         notifiers.push(NotifierHealth { name: n.name().to_owned(), connected: ping(n.ping()).await });
     }
     let outbox_len = pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
-    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len })
+    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len, disk })
 }
 
 /// Whether the daemon itself is alive (what the systemd watchdog is fed on).
@@ -226,6 +237,7 @@ mod tests {
             sources: vec![source("porch", true)],
             notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true }],
             outbox_len: 0,
+            disk: DiskStatus::default(),
         }
     }
 
@@ -235,6 +247,17 @@ mod tests {
         assert_eq!(h.status, HealthStatus::Healthy);
         assert!(h.warnings.is_empty());
         assert!(h.checks.failing().is_empty());
+    }
+
+    #[test]
+    fn a_disk_budget_that_cannot_be_held_only_degrades_and_says_why() {
+        let mut p = probe();
+        p.disk.stuck =
+            Some("9.0 MB used of a 8.0 MB quota; nothing more may go: 3 clips (6.3 MB) not uploaded yet".into());
+        let h = Health::judge(p);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert_eq!(h.checks.failing(), vec!["disk"]);
+        assert!(h.warnings[0].starts_with("disk: 9.0 MB used of a 8.0 MB quota"), "{:?}", h.warnings);
     }
 
     #[test]
@@ -279,13 +302,14 @@ mod tests {
         let json = serde_json::to_string(&Health::judge(p)).unwrap();
         assert_eq!(
             json,
-            r#"{"status":"degraded","checks":{"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":[],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false}]}"#
+            r#"{"status":"degraded","checks":{"disk":true,"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":[],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false}],"disk":{"used_bytes":0,"free_bytes":0,"total_bytes":0,"quota_bytes":0,"min_free_bytes":0,"stuck":null,"last_pass_ms":null,"pruned_clips":0,"pruned_bytes":0}}"#
         );
         // The checks object is what a JSON map of the same booleans gave.
-        let checks = Checks { notifiers: false, pipeline: true, sources: false, storage: true, store: true };
+        let checks =
+            Checks { disk: true, notifiers: false, pipeline: true, sources: false, storage: true, store: true };
         let mut map = serde_json::Map::new();
-        for (k, v) in [("store", true), ("pipeline", true), ("storage", true), ("sources", false), ("notifiers", false)]
-        {
+        let pairs = [("store", true), ("pipeline", true), ("storage", true), ("sources", false), ("notifiers", false)];
+        for (k, v) in pairs.into_iter().chain([("disk", true)]) {
             map.insert(k.into(), v.into());
         }
         assert_eq!(serde_json::to_string(&checks).unwrap(), serde_json::to_string(&map).unwrap());

@@ -18,6 +18,7 @@ use crate::domain::{ClipEvent, ClipRecord, ClipStatus};
 use crate::health::HealthStatus;
 use crate::pipeline::Pipeline;
 use crate::sources::ClipSource;
+use crate::store::{ClipQuery, Cursor};
 use crate::update::{UpdateError, Updater};
 
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub updater: Arc<Updater>,
     /// The shared object detector's live side (frames sent and dropped per camera).
     pub detector: Option<crate::filter::service::LiveDetector>,
+    /// The disk budget: its status, and passes on request (`homesec cleanup`).
+    pub retention: Arc<crate::retention::Retention>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -47,7 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let h = crate::health::check(&state.pipeline, &state.sources).await;
+    let h = crate::health::check(&state.pipeline, &state.sources, state.retention.disk()).await;
     let code = if h.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(h)).into_response()
 }
@@ -78,7 +81,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     if let Err(r) = authorize(&state, &headers, true) {
         return *r;
     }
-    let h = crate::health::check(&state.pipeline, &state.sources).await;
+    let h = crate::health::check(&state.pipeline, &state.sources, state.retention.disk()).await;
     let p = &state.pipeline;
     let s = &p.stats;
     // Each read on its own: one that fails shows as empty, not as an error.
@@ -141,29 +144,39 @@ pub fn summary(r: &ClipRecord) -> crate::domain::ClipSummary {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ClipsQuery {
     limit: Option<usize>,
     camera: Option<String>,
     status: Option<String>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
 }
+
+/// Clips per page unless `limit` says otherwise, and the most a page holds.
+const PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
 
 async fn clips(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<ClipsQuery>) -> Response {
     if let Err(r) = authorize(&state, &headers, false) {
         return *r;
     }
-    let limit = q.limit.unwrap_or(50).min(1000);
-    let all = match state.pipeline.store().run(|s| s.recent_clips(usize::MAX)).await {
-        Ok(all) => all,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
+    let status = match q.status.as_deref().map(|s| s.parse::<ClipStatus>()).transpose() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("status: {e}")),
     };
-    let list: Vec<_> = all
-        .iter()
-        .filter(|r| q.camera.as_deref().is_none_or(|c| r.clip.camera.as_str() == c))
-        .filter(|r| q.status.as_deref().is_none_or(|s| r.status().as_str() == s))
-        .take(limit)
-        .map(summary)
-        .collect();
-    Json(json!({ "clips": list })).into_response()
+    let after = match q.cursor.as_deref().map(|c| Cursor::parse(c).ok_or(c)).transpose() {
+        Ok(c) => c,
+        Err(c) => return error(StatusCode::BAD_REQUEST, format!("cursor: `{c}` is not a cursor this API gave")),
+    };
+    let query = ClipQuery { camera: q.camera, status, after, limit: q.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE) };
+    match state.pipeline.store().run(move |s| s.clips(&query)).await {
+        Ok(page) => {
+            let list: Vec<_> = page.clips.iter().map(summary).collect();
+            Json(json!({ "clips": list, "next": page.next.map(|c| c.to_string()) })).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
+    }
 }
 
 async fn clip(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {

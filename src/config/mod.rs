@@ -159,13 +159,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetentionConfig {
-    /// Byte quota for clips kept on local disk; only clips that are uploaded and
-    /// done are deleted, oldest first. Unset: keep everything.
-    pub max_local_size_bytes: Option<u64>,
-}
+pub use crate::retention::RetentionConfig;
 
 /// The whole, validated config.
 #[derive(Debug, Clone)]
@@ -336,6 +330,7 @@ impl Config {
             v.require_env("server.api_key_env", env);
         }
         update.validate(&mut v.nested("update"));
+        retention.validate(&mut v.nested("retention"));
         if let Some(vlm) = &vlm {
             v.check(
                 vlm.run_mode != RunMode::TriggerOnly || !vlm.trigger_classes.is_empty(),

@@ -6,7 +6,9 @@ use std::fmt;
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 use serde::{Deserialize, Serialize};
 
-/// Version of the records stored in redb. Bump when a stored struct changes shape.
+/// Version of the clip-state document (`schema_version` of records and events,
+/// as in the reference design). How the store lays a value out has its own
+/// version per type (`store::Stored::VERSION`).
 pub const SCHEMA_VERSION: u16 = 1;
 
 /// Milliseconds since the Unix epoch (UTC).
@@ -164,6 +166,19 @@ impl ClipStatus {
             ClipStatus::Error => "error",
             ClipStatus::Quarantined => "quarantined",
         }
+    }
+}
+
+impl std::str::FromStr for ClipStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use ClipStatus::*;
+        let all = [QueuedLocal, Uploaded, Filtered, Analyzed, Done, Error, Quarantined];
+        all.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = all.iter().map(|c| c.as_str()).collect();
+            format!("`{s}` is not a clip status (one of {})", names.join(", "))
+        })
     }
 }
 
@@ -350,8 +365,24 @@ pub struct ClipRecord {
     pub completed_ms: Option<UnixMillis>,
     /// Set when the clip file could not be read and was moved aside.
     pub quarantine: Option<Quarantine>,
-    /// Set when retention deleted the local file (the stored copy remains).
-    pub pruned_ms: Option<UnixMillis>,
+    /// Set when retention deleted the clip's files from the box.
+    pub pruned: Option<Pruned>,
+    /// Set when the record of a pruned clip was reduced to its summary
+    /// (detections, VLM timeline and events dropped).
+    pub compacted_ms: Option<UnixMillis>,
+}
+
+/// What retention deleted of a clip, when and why.
+#[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize, Deserialize)]
+pub struct Pruned {
+    pub at_ms: UnixMillis,
+    /// Bytes the deletion freed.
+    pub bytes: u64,
+    /// Why, e.g. `over the quota (oldest first)` or `older than max_age_days`.
+    pub reason: String,
+    /// The clip's copy in a local storage on the box is still there (version 1
+    /// deleted only the recording); retention deletes it when its turn comes.
+    pub archive_left: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Archive, RkyvSerialize, RkyvDeserialize, Serialize, Deserialize)]
@@ -380,7 +411,8 @@ impl ClipRecord {
             snapshot_path: None,
             completed_ms: None,
             quarantine: None,
-            pruned_ms: None,
+            pruned: None,
+            compacted_ms: None,
         }
     }
 
@@ -429,6 +461,11 @@ impl ClipRecord {
         ClipStatus::QueuedLocal
     }
 
+    /// Whether some of the clip's files may still be on the box.
+    pub fn has_files(&self) -> bool {
+        self.pruned.as_ref().is_none_or(|p| p.archive_left)
+    }
+
     /// Whether the pipeline still owes this clip a run (recovery resumes these).
     pub fn needs_processing(&self) -> bool {
         self.completed_ms.is_none() && self.quarantine.is_none()
@@ -440,16 +477,45 @@ impl ClipRecord {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     ClipRecorded,
-    StageStarted { stage: Stage, attempt: u32 },
-    StageSucceeded { stage: Stage },
-    StageFailed { stage: Stage, attempt: u32, error: String, will_retry: bool },
-    StageSkipped { stage: Stage, reason: String },
-    LocalFilePruned { bytes: u64 },
-    AlertDecided { notify: bool, reason: String },
-    NotificationDelivered { notifier: String },
-    NotificationExpired { notifier: String, error: String },
+    StageStarted {
+        stage: Stage,
+        attempt: u32,
+    },
+    StageSucceeded {
+        stage: Stage,
+    },
+    StageFailed {
+        stage: Stage,
+        attempt: u32,
+        error: String,
+        will_retry: bool,
+    },
+    StageSkipped {
+        stage: Stage,
+        reason: String,
+    },
+    LocalFilePruned {
+        bytes: u64,
+    },
+    AlertDecided {
+        notify: bool,
+        reason: String,
+    },
+    NotificationDelivered {
+        notifier: String,
+    },
+    NotificationExpired {
+        notifier: String,
+        error: String,
+    },
     ClipCompleted,
-    Quarantined { reason: String },
+    Quarantined {
+        reason: String,
+    },
+    /// A quarantined file reads now: it went back into the recordings.
+    Requeued {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]

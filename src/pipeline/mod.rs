@@ -92,6 +92,8 @@ pub struct Pipeline {
     tasks: TaskTracker,
     shutdown: CancellationToken,
     outbox_wake: tokio::sync::Notify,
+    /// Notified whenever a new clip lands (retention runs a pass then).
+    landed: Arc<tokio::sync::Notify>,
     /// When the pipeline's own loop last ran (the clock's monotonic time, in ms):
     /// a wedged pipeline stops updating it.
     heartbeat_ms: AtomicU64,
@@ -126,8 +128,14 @@ impl Pipeline {
             tasks: TaskTracker::new(),
             shutdown,
             outbox_wake: tokio::sync::Notify::new(),
+            landed: Arc::default(),
             stats: Stats::default(),
         })
+    }
+
+    /// Notified whenever a new clip lands.
+    pub fn clip_landed(&self) -> Arc<tokio::sync::Notify> {
+        self.landed.clone()
     }
 
     pub fn store(&self) -> &Store {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::Pipeline;
 use crate::domain::{Clip, ClipId, ClipRecord, EventKind, Stage, StageStatus};
-use crate::store::StoreError;
+use crate::store::{Set, StoreError};
 
 impl Pipeline {
     /// Files `<recordings>/<camera>/<clip>.mp4` with no record (a crash between
@@ -67,17 +67,14 @@ impl Pipeline {
                 _ = self.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let records = match self.parts.store.run(|s| s.all_clips()).await {
+            let records = match self.parts.store.run(|s| s.set(Set::UploadRetry, None)).await {
                 Ok(r) => r,
                 Err(e) => {
                     warn!(error = %crate::telemetry::chain(&e), "upload retry: cannot read the store");
                     continue;
                 }
             };
-            for record in records
-                .into_iter()
-                .filter(|r| r.completed_ms.is_some() && r.quarantine.is_none() && r.upload.status == StageStatus::Error)
-            {
+            for record in records {
                 if self.shutdown.is_cancelled() {
                     return;
                 }

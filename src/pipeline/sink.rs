@@ -74,6 +74,7 @@ impl ClipSink {
             .await?;
         if fresh {
             self.pipeline.stats.clips_received.fetch_add(1, Ordering::Relaxed);
+            self.pipeline.landed.notify_one();
             self.pipeline.spawn_clip(id);
         }
         Ok(fresh)

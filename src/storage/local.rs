@@ -74,6 +74,10 @@ impl StorageBackend for LocalStorage {
         Ok(StoredObject { storage_uri: format!("file://{}", dest.display()), view_url })
     }
 
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     async fn ping(&self) -> bool {
         let probe = self.root.join(".homesec-probe");
         let ok = tokio::fs::create_dir_all(&self.root).await.is_ok() && tokio::fs::write(&probe, b"").await.is_ok();

@@ -34,5 +34,10 @@ pub trait StorageBackend: Send + Sync {
     async fn put(&self, clip: &Clip, local: &Path) -> Result<StoredObject, StorageError>;
     /// Whether the backend can take uploads now.
     async fn ping(&self) -> bool;
+    /// Where a backend that stores on this machine keeps its files (retention
+    /// counts and prunes them when they share the data partition).
+    fn local_root(&self) -> Option<&Path> {
+        None
+    }
     async fn shutdown(&self) {}
 }

@@ -9,7 +9,10 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
 use super::{EarlyAlert, OutboxEntry, SourceFileEntry, StoreError};
-use crate::domain::{AlertStage, CameraName, ClipEvent, ClipId, ClipRecord, RiskLevel, SCHEMA_VERSION, UnixMillis};
+use crate::domain::{
+    AlertDecision, AlertStage, AnalysisResult, CameraName, Clip, ClipEvent, ClipId, ClipRecord, FilterResult, Pruned,
+    Quarantine, RiskLevel, StageLog, UnixMillis,
+};
 
 /// A value kept in the store, with the version of its layout. A value written
 /// by an earlier version is read through [`Stored::upgrade`].
@@ -65,11 +68,19 @@ where
 }
 
 impl Stored for ClipRecord {
-    const VERSION: u16 = SCHEMA_VERSION;
+    /// 2: `pruned` (when, how much, why) replaces `pruned_ms`; `compacted_ms`.
+    const VERSION: u16 = 2;
+
+    fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => from_archive::<v1::ClipRecord>(body).map(Into::into),
+            v => Err(format!("version {v} is unknown")),
+        }
+    }
 }
 
 impl Stored for ClipEvent {
-    const VERSION: u16 = SCHEMA_VERSION;
+    const VERSION: u16 = 1;
 }
 
 impl Stored for SourceFileEntry {
@@ -153,6 +164,60 @@ pub(super) mod v1 {
                 next_attempt_ms: e.next_attempt_ms,
                 expires_ms: e.expires_ms,
                 last_error: e.last_error,
+            }
+        }
+    }
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct ClipRecord {
+        schema_version: u16,
+        clip: Clip,
+        created_ms: UnixMillis,
+        updated_ms: UnixMillis,
+        upload: StageLog,
+        filter: StageLog,
+        vlm: StageLog,
+        notify: StageLog,
+        storage_uri: Option<String>,
+        view_url: Option<String>,
+        filter_result: Option<FilterResult>,
+        analysis: Option<AnalysisResult>,
+        decision: Option<AlertDecision>,
+        snapshot_path: Option<String>,
+        completed_ms: Option<UnixMillis>,
+        quarantine: Option<Quarantine>,
+        pruned_ms: Option<UnixMillis>,
+    }
+
+    impl From<ClipRecord> for super::ClipRecord {
+        fn from(r: ClipRecord) -> Self {
+            // Version 1 deleted only the recording (a local storage's copy
+            // stayed) and did not keep how much it freed.
+            let archive_left = r.storage_uri.as_deref().is_some_and(|u| u.starts_with("file://"));
+            super::ClipRecord {
+                schema_version: r.schema_version,
+                clip: r.clip,
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                upload: r.upload,
+                filter: r.filter,
+                vlm: r.vlm,
+                notify: r.notify,
+                storage_uri: r.storage_uri,
+                view_url: r.view_url,
+                filter_result: r.filter_result,
+                analysis: r.analysis,
+                decision: r.decision,
+                snapshot_path: r.snapshot_path,
+                completed_ms: r.completed_ms,
+                quarantine: r.quarantine,
+                pruned: r.pruned_ms.map(|at_ms| Pruned {
+                    at_ms,
+                    bytes: 0,
+                    reason: "over the quota (oldest first)".into(),
+                    archive_left,
+                }),
+                compacted_ms: None,
             }
         }
     }

@@ -7,19 +7,28 @@
 //! The repository rule: every state change goes through [`Store::write`], so a
 //! stage result and its events are committed in one transaction.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use redb::{MultimapTableDefinition, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::domain::{Alert, AlertStage, CameraName, Clip, ClipEvent, ClipId, ClipRecord, EventKind, UnixMillis};
 
 mod codec;
+mod index;
+mod maintenance;
+mod query;
 
 pub use codec::Stored;
 use codec::{decode, encode};
+pub use index::Set;
+pub use query::{ClipPage, ClipQuery, Cursor};
 
 const CLIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("clips");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -31,6 +40,13 @@ const SOURCE_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_
 /// Early alerts sent for clips not yet handed to the pipeline (kept until the
 /// clip's final alert is decided).
 const EARLY_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("early_alerts");
+/// The store's own facts: `layout` is the version of the tables' layout.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// 2: the clip indexes ([`index`]); records rewritten in their current version;
+/// the sync outbox kept only when something drains it.
+const LAYOUT: u64 = 2;
+/// Events kept per clip: a clip retried for days keeps its first event and its latest ones.
+pub const MAX_EVENTS_PER_CLIP: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +122,11 @@ pub struct Store {
     db: Arc<redb::Database>,
     /// Dates what the [`Writer`] writes: records' `created_ms` / `updated_ms`, events.
     clock: SharedClock,
+    /// Whether events are queued for Postgres (only when something drains them).
+    sync_outbox: bool,
+    /// Records that could not be read, with the reason: skipped by listings,
+    /// recovery and retention, reported in the log and the diagnostics.
+    unreadable: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Store {
@@ -118,10 +139,52 @@ impl Store {
     pub fn open_with_clock(path: &Path, clock: SharedClock) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         let db = redb::Database::create(path).map_err(open_err)?;
-        let store = Self { db: Arc::new(db), clock };
+        let store = Self { db: Arc::new(db), clock, sync_outbox: false, unreadable: Arc::default() };
         // Create every table so that readers never meet a missing one.
         store.write(|_| Ok(()))?;
+        store.migrate()?;
         Ok(store)
+    }
+
+    /// Queues every event for Postgres from now on (for the sync drain).
+    pub fn with_sync_outbox(mut self) -> Self {
+        self.sync_outbox = true;
+        self
+    }
+
+    /// Brings a store an earlier version wrote to the current layout, once.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let layout = txn.open_table(META)?.get("layout")?.map(|v| v.value()).unwrap_or(1);
+        if layout >= LAYOUT {
+            return Ok(());
+        }
+        let unreadable = index::rebuild(&txn)?;
+        let records = txn.open_table(CLIPS)?.len()?;
+        // Nothing drained the sync outbox before layout 2.
+        txn.delete_table(SYNC_OUTBOX)?;
+        txn.open_table(SYNC_OUTBOX)?;
+        txn.open_table(META)?.insert("layout", LAYOUT)?;
+        txn.commit()?;
+        tracing::info!(from = layout, to = LAYOUT, records, "store upgraded");
+        for (key, reason) in unreadable {
+            self.report_unreadable(&key, reason);
+        }
+        Ok(())
+    }
+
+    /// Notes a record that cannot be read (logged the first time).
+    fn report_unreadable(&self, key: &str, reason: String) {
+        let Ok(mut seen) = self.unreadable.lock() else { return };
+        if !seen.contains_key(key) {
+            tracing::warn!(record = key, %reason, "skipping an unreadable store record");
+            seen.insert(key.to_owned(), reason);
+        }
+    }
+
+    /// Records skipped because they could not be read, with the reason.
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        self.unreadable.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
     }
 
     /// [`Store::open_with_clock`] from async code: opening may check and repair
@@ -154,7 +217,9 @@ impl Store {
             txn.open_table(SYNC_OUTBOX)?;
             txn.open_table(SOURCE_FILES)?;
             txn.open_table(EARLY_ALERTS)?;
-            let mut w = Writer { txn: &txn, clock: &*self.clock };
+            txn.open_table(META)?;
+            index::create(&txn)?;
+            let mut w = Writer { txn: &txn, clock: &*self.clock, sync_outbox: self.sync_outbox };
             f(&mut w)?
         };
         txn.commit()?;
@@ -167,30 +232,10 @@ impl Store {
         table.get(id)?.map(|v| decode(&format!("clip {id}"), v.value())).transpose()
     }
 
-    /// Every clip record (for listings, recovery and retention).
-    pub fn all_clips(&self) -> Result<Vec<ClipRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CLIPS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            out.push(decode(&format!("clip {}", k.value()), v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// Clips newest first, at most `limit`.
-    pub fn recent_clips(&self, limit: usize) -> Result<Vec<ClipRecord>, StoreError> {
-        let mut all = self.all_clips()?;
-        all.sort_by(|a, b| b.clip.start_ms.cmp(&a.clip.start_ms).then(b.created_ms.cmp(&a.created_ms)));
-        all.truncate(limit);
-        Ok(all)
-    }
-
     /// Clips the pipeline still owes a run, newest first (startup recovery order).
     pub fn unfinished_clips(&self) -> Result<Vec<ClipRecord>, StoreError> {
-        let mut all: Vec<_> = self.all_clips()?.into_iter().filter(ClipRecord::needs_processing).collect();
-        all.sort_by_key(|r| std::cmp::Reverse(r.clip.start_ms));
+        let mut all = self.set(Set::Unfinished, None)?;
+        all.reverse();
         Ok(all)
     }
 
@@ -275,6 +320,7 @@ impl Store {
 pub struct Writer<'t> {
     txn: &'t redb::WriteTransaction,
     clock: &'t dyn Clock,
+    sync_outbox: bool,
 }
 
 impl Writer<'_> {
@@ -291,6 +337,7 @@ impl Writer<'_> {
             let now = self.clock.now_ms();
             let dated = ClipRecord { created_ms: now, updated_ms: now, ..record.clone() };
             clips.insert(id, encode(&dated)?.as_slice())?;
+            index::reindex(self.txn, None, Some(&dated))?;
         }
         self.event(&record.clip, EventKind::ClipRecorded)?;
         Ok(true)
@@ -309,25 +356,55 @@ impl Writer<'_> {
         events: impl IntoIterator<Item = EventKind>,
         change: impl FnOnce(&mut ClipRecord),
     ) -> Result<ClipRecord, StoreError> {
-        let mut record = self.clip(id)?;
+        let old = self.clip(id)?;
+        let mut record = old.clone();
         change(&mut record);
         record.updated_ms = self.clock.now_ms();
         self.txn.open_table(CLIPS)?.insert(id, encode(&record)?.as_slice())?;
+        index::reindex(self.txn, Some(&old), Some(&record))?;
         for kind in events {
             self.event(&record.clip, kind)?;
         }
         Ok(record)
     }
 
-    /// Appends an event, dated now, to the log and queues it for Postgres.
+    /// Appends an event, dated now, to the log (and queues it for Postgres when
+    /// something drains the sync outbox). A clip keeps its first event and its
+    /// latest ones, [`MAX_EVENTS_PER_CLIP`] in all.
     fn event(&mut self, clip: &Clip, kind: EventKind) -> Result<u64, StoreError> {
         let event = ClipEvent { ts_ms: self.clock.now_ms(), ..ClipEvent::new(clip, kind) };
-        let mut events = self.txn.open_table(EVENTS)?;
-        let seq = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-        events.insert(seq, encode(&event)?.as_slice())?;
-        self.txn.open_multimap_table(CLIP_EVENTS)?.insert(event.clip_id.as_str(), seq)?;
-        self.txn.open_table(SYNC_OUTBOX)?.insert(seq, ())?;
+        let id = event.clip_id.as_str();
+        let seq = {
+            let mut events = self.txn.open_table(EVENTS)?;
+            let seq = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            events.insert(seq, encode(&event)?.as_slice())?;
+            seq
+        };
+        let excess: Vec<u64> = {
+            let mut index = self.txn.open_multimap_table(CLIP_EVENTS)?;
+            index.insert(id, seq)?;
+            let count = index.get(id)?.len() as usize;
+            let seqs = index.get(id)?.skip(1).take(count.saturating_sub(MAX_EVENTS_PER_CLIP));
+            seqs.map(|s| s.map(|s| s.value())).collect::<Result<_, _>>()?
+        };
+        self.remove_events(id, &excess)?;
+        if self.sync_outbox {
+            self.txn.open_table(SYNC_OUTBOX)?.insert(seq, ())?;
+        }
         Ok(seq)
+    }
+
+    /// Removes events of a clip from the log (and from the sync outbox).
+    fn remove_events(&mut self, clip_id: &str, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut events = self.txn.open_table(EVENTS)?;
+        let mut index = self.txn.open_multimap_table(CLIP_EVENTS)?;
+        let mut sync = self.txn.open_table(SYNC_OUTBOX)?;
+        for seq in seqs {
+            events.remove(*seq)?;
+            index.remove(clip_id, *seq)?;
+            sync.remove(*seq)?;
+        }
+        Ok(())
     }
 
     pub fn enqueue_notification(&mut self, entry: &OutboxEntry) -> Result<u64, StoreError> {
@@ -436,6 +513,7 @@ impl Writer<'_> {
 mod tests {
     use super::*;
     use crate::domain::{Clip, Stage, StageStatus};
+    use std::path::Path;
 
     fn clip(id: &str, start: i64) -> Clip {
         Clip {
@@ -473,7 +551,7 @@ mod tests {
         assert_eq!(kinds, vec![EventKind::ClipRecorded, EventKind::StageSucceeded { stage: Stage::Filter }]);
         let order: Vec<_> = store.unfinished_clips().unwrap().into_iter().map(|r| r.clip.clip_id.0).collect();
         assert_eq!(order, vec!["b", "a"], "recovery goes newest first");
-        assert_eq!(store.sync_backlog().unwrap(), 3);
+        assert_eq!(store.sync_backlog().unwrap(), 0, "nothing drains the sync outbox: nothing is queued");
     }
 
     #[test]
@@ -540,7 +618,7 @@ mod tests {
         });
         assert!(matches!(res, Err(StoreError::UnknownClip(_))));
         assert!(store.get_clip("a").unwrap().is_none());
-        assert_eq!(store.sync_backlog().unwrap(), 0);
+        assert!(store.recent_clips(10).unwrap().is_empty(), "no index entry either");
     }
 
     #[test]
@@ -560,7 +638,7 @@ mod tests {
     #[test]
     fn sync_outbox_drains_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap().with_sync_outbox();
         store.write(|w| w.insert_clip(&ClipRecord::new(clip("a", 1)))).unwrap();
         store.write(|w| w.insert_clip(&ClipRecord::new(clip("b", 2)))).unwrap();
         let batch = store.sync_batch(10).unwrap();
@@ -568,5 +646,128 @@ mod tests {
         assert_eq!(batch[0].1.clip_id.as_str(), "a");
         store.write(|w| w.ack_synced(&[batch[0].0])).unwrap();
         assert_eq!(store.sync_backlog().unwrap(), 1);
+    }
+
+    /// A store as the previous version left it (tests/fixtures/README.md).
+    fn previous_version_store(dir: &Path) -> PathBuf {
+        let path = dir.join("homesec.redb");
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1.redb"), &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_store_the_previous_version_wrote_is_read_listed_resumed_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = previous_version_store(dir.path());
+        let store = Store::open(&path).unwrap();
+        assert!(store.unreadable().is_empty(), "{:?}", store.unreadable());
+        let ids = |v: Vec<ClipRecord>| v.into_iter().map(|r| r.clip.clip_id.0).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.recent_clips(10).unwrap()),
+            ["front_door_1790000200", "front_door_1790000100", "front_door_1790000000", "front_door_1789990000"]
+        );
+        assert_eq!(ids(store.unfinished_clips().unwrap()), ["front_door_1790000100"]);
+        let done = store.get_clip("front_door_1790000000").unwrap().unwrap();
+        assert_eq!(done.status(), crate::domain::ClipStatus::Done);
+        assert_eq!(done.analysis.unwrap().summary, "A person tries the door handle.");
+        assert_eq!(done.filter_result.unwrap().detections.len(), 1);
+        assert_eq!(store.events_for("front_door_1790000000").unwrap().len(), 7);
+        let pruned = store.get_clip("front_door_1789990000").unwrap().unwrap().pruned.unwrap();
+        assert_eq!((pruned.at_ms, pruned.archive_left), (1_790_000_300_000, false));
+        let q = ClipQuery { status: Some(crate::domain::ClipStatus::Quarantined), limit: 10, ..Default::default() };
+        assert_eq!(ids(store.clips(&q).unwrap().clips), ["front_door_1790000200"]);
+        assert_eq!(ids(store.set(Set::OnDisk, None).unwrap()).len(), 3, "the pruned clip has no files left");
+        assert_eq!(store.source_file("front_door/a.mp4").unwrap().unwrap().size, 2_100_000);
+        drop(store);
+        // The records were rewritten in the current layout: readable without the upgrade.
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let clips = txn.open_table(CLIPS).unwrap();
+        for row in clips.iter().unwrap() {
+            let (_, v) = row.unwrap();
+            assert_eq!(u16::from_le_bytes([v.value()[0], v.value()[1]]), <ClipRecord as Stored>::VERSION);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_record_is_skipped_and_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.write(|w| w.insert_clip(&ClipRecord::new(clip("a", 1)))).unwrap();
+        store.write(|w| w.insert_clip(&ClipRecord::new(clip("c", 3)))).unwrap();
+        store
+            .write(|w| {
+                w.insert_clip(&ClipRecord::new(clip("b", 2)))?;
+                // A record from a newer build, as a downgrade would leave it.
+                let mut newer = 99u16.to_le_bytes().to_vec();
+                newer.extend_from_slice(b"whatever");
+                w.txn.open_table(CLIPS)?.insert("b", newer.as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        let ids: Vec<_> = store.recent_clips(10).unwrap().into_iter().map(|r| r.clip.clip_id.0).collect();
+        assert_eq!(ids, ["c", "a"]);
+        assert_eq!(store.unfinished_clips().unwrap().len(), 2, "recovery goes on past it");
+        let bad = store.unreadable();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, "clip b");
+        assert!(bad[0].1.contains("version 99 is newer than this build reads"), "{}", bad[0].1);
+    }
+
+    #[test]
+    fn listing_pages_follow_the_cursor_newest_first_per_camera_and_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store
+            .write(|w| {
+                for i in 0..7 {
+                    let mut c = clip(&format!("c{i}"), i * 1000);
+                    if i % 2 == 1 {
+                        c.camera = "back".into();
+                    }
+                    w.insert_clip(&ClipRecord::new(c))?;
+                }
+                w.update_clip("c4", [], |r| r.completed_ms = Some(1))?;
+                Ok(())
+            })
+            .unwrap();
+        let pages = |q: ClipQuery| {
+            let mut out = Vec::new();
+            let mut q = q;
+            loop {
+                let page = store.clips(&q).unwrap();
+                out.push(page.clips.iter().map(|r| r.clip.clip_id.0.clone()).collect::<Vec<_>>());
+                match page.next {
+                    Some(c) => q.after = Some(Cursor::parse(&c.to_string()).unwrap()),
+                    None => return out,
+                }
+            }
+        };
+        assert_eq!(
+            pages(ClipQuery { limit: 3, ..Default::default() }),
+            [vec!["c6", "c5", "c4"], vec!["c3", "c2", "c1"], vec!["c0"]]
+        );
+        assert_eq!(
+            pages(ClipQuery { camera: Some("back".into()), limit: 2, ..Default::default() }),
+            [vec!["c5", "c3"], vec!["c1"]]
+        );
+        let done = ClipQuery { status: Some(crate::domain::ClipStatus::Done), limit: 5, ..Default::default() };
+        assert_eq!(pages(done), [vec!["c4"]]);
+    }
+
+    #[test]
+    fn a_clip_keeps_its_first_and_latest_events_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.write(|w| w.insert_clip(&ClipRecord::new(clip("a", 1)))).unwrap();
+        for attempt in 1..=(MAX_EVENTS_PER_CLIP as u32 + 20) {
+            let kind = EventKind::StageStarted { stage: Stage::Upload, attempt };
+            store.write(|w| w.update_clip("a", [kind], |_| {})).unwrap();
+        }
+        let events = store.events_for("a").unwrap();
+        assert_eq!(events.len(), MAX_EVENTS_PER_CLIP);
+        assert_eq!(events[0].kind, EventKind::ClipRecorded);
+        assert_eq!(events[1].kind, EventKind::StageStarted { stage: Stage::Upload, attempt: 22 });
+        assert_eq!(events.last().unwrap().kind, EventKind::StageStarted { stage: Stage::Upload, attempt: 70 });
     }
 }
