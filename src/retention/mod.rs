@@ -20,6 +20,8 @@
 pub mod disk;
 pub mod plan;
 pub mod quarantine;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -112,6 +112,17 @@ fn verdict(r: &ClipRecord, now: UnixMillis, budget: &Budget, archive_on_box: boo
 /// `max_age_days`.
 pub fn plan(store: &Store, places: &Places, budget: &Budget, now: UnixMillis) -> Result<Plan, PlanError> {
     let usage = disk::measure(places).map_err(|source| PlanError::Measure { path: places.data_dir.clone(), source })?;
+    Ok(decide(store, places, budget, now, usage)?)
+}
+
+/// [`plan`] for a measured `usage`.
+pub fn decide(
+    store: &Store,
+    places: &Places,
+    budget: &Budget,
+    now: UnixMillis,
+    usage: Usage,
+) -> Result<Plan, StoreError> {
     let (mut used, mut free) = (usage.used, usage.free);
     let age_cut = budget.max_age_ms.map(|a| now - a);
     let mut deletions = Vec::new();
