@@ -50,6 +50,16 @@ enum Command {
         #[arg(long)]
         mask_jpeg: Option<PathBuf>,
     },
+    /// Show what retention would delete and why; with --yes, delete it now.
+    Cleanup {
+        /// Delete (without it, a dry run that only shows).
+        #[arg(long)]
+        yes: bool,
+        /// Re-check quarantined files first; with --yes, the ones that read now
+        /// go back into the recordings and through the pipeline.
+        #[arg(long)]
+        recheck_quarantine: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -113,6 +123,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::NotifyTest { camera } => notify_test(&cfg, camera).await,
+            Command::Cleanup { yes, recheck_quarantine } => cleanup(&cfg, yes, recheck_quarantine).await,
             Command::Clips { .. } | Command::Motion { .. } | Command::Version => Ok(()),
         }
     }))
@@ -160,14 +171,13 @@ async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) ->
     }
 }
 
-async fn from_api(server: &ServerConfig, command: ClipsCommand) -> Result<(), String> {
+/// Asks the running daemon's API (it holds the store): `path_and_query` on its
+/// address, with the API key when one is configured. Returns the body.
+async fn api_call(server: &ServerConfig, method: reqwest::Method, path_and_query: &str) -> Result<String, String> {
     let host = if server.host == "0.0.0.0" { "127.0.0.1" } else { server.host.as_str() };
     let base = format!("http://{host}:{}", server.port);
-    let url = match &command {
-        ClipsCommand::List { limit } => format!("{base}/api/v1/clips?limit={limit}"),
-        ClipsCommand::Show { clip_id } => format!("{base}/api/v1/clips/{clip_id}"),
-    };
-    let mut req = reqwest::Client::new().get(&url);
+    let url = format!("{base}{path_and_query}");
+    let mut req = reqwest::Client::new().request(method, &url);
     if let Some(key) = server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
         req = req.header("x-api-key", key);
     }
@@ -180,6 +190,15 @@ async fn from_api(server: &ServerConfig, command: ClipsCommand) -> Result<(), St
     if !status.is_success() {
         return Err(format!("{url}: HTTP {status}: {body}"));
     }
+    Ok(body)
+}
+
+async fn from_api(server: &ServerConfig, command: ClipsCommand) -> Result<(), String> {
+    let url = match &command {
+        ClipsCommand::List { limit } => format!("/api/v1/clips?limit={limit}"),
+        ClipsCommand::Show { clip_id } => format!("/api/v1/clips/{clip_id}"),
+    };
+    let body = api_call(server, reqwest::Method::GET, &url).await?;
     match command {
         ClipsCommand::List { .. } => {
             #[derive(serde::Deserialize)]
@@ -213,7 +232,7 @@ fn print_table(clips: &[ClipSummary]) {
             r.clip.camera.as_str(),
             c.status.as_str(),
             classes,
-            c.outcome()
+            if r.pruned.is_some() { format!("[files deleted] {}", c.outcome()) } else { c.outcome() }
         );
     }
 }
@@ -254,6 +273,37 @@ fn motion(
     let path = file.map(Path::to_path_buf).or(newest).ok_or("name a clip file, or a camera that has recordings")?;
     let report = analyze_file(&path, &settings, fps, mask_jpeg).map_err(|e| homesec::telemetry::chain(&e))?;
     println!("{report}");
+    Ok(())
+}
+
+/// `homesec cleanup`: on the store directly, or through the running daemon's
+/// API when the daemon holds the store.
+async fn cleanup(cfg: &Config, apply: bool, recheck: bool) -> Result<(), String> {
+    let layout = cfg.layout();
+    let path = layout.store();
+    if !path.exists() {
+        return Err(format!("no store at {} yet: has the daemon run?", path.display()));
+    }
+    let report = match Store::open_async(path, homesec::clock::SystemClock::shared()).await {
+        Ok(store) => {
+            let storage = plugins::build_storage(cfg).map_err(|e| homesec::telemetry::chain(&e))?;
+            let places = homesec::retention::Places::new(&layout, storage.local_root());
+            let retention = cfg.retention.clone();
+            let run = move || homesec::retention::cleanup(&store, &places, &retention, now_ms(), apply, recheck);
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| homesec::telemetry::chain(&e))?
+        }
+        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => {
+            let query = format!("/api/v1/cleanup?recheck_quarantine={recheck}");
+            let body =
+                api_call(&cfg.server, if apply { reqwest::Method::POST } else { reqwest::Method::GET }, &query).await?;
+            serde_json::from_str(&body).map_err(|e| format!("{query}: unexpected answer: {e}"))?
+        }
+        Err(e) => return Err(homesec::telemetry::chain(&e)),
+    };
+    print!("{}", homesec::cli::cleanup::render(&report));
     Ok(())
 }
 

@@ -310,7 +310,7 @@ fn named(kind: &'static str, spec: &PluginSpec, e: PluginBuildError) -> PluginBu
 /// firmware entity).
 pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins, PluginBuildError> {
     let ctx = context(cfg);
-    let storage = build_one(STORAGES, "storage", &cfg.storage, &ctx)?;
+    let storage = build_storage(cfg)?;
     let filter = build_one(FILTERS, "filter", &cfg.filter, &ctx)?;
     let analyzer = match cfg.vlm_spec() {
         Some(spec) => Some(build_one(ANALYZERS, "vlm", &spec, &ctx)?),
@@ -328,6 +328,11 @@ pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins
     let policy = build_one(POLICIES, "alert_policy", &cfg.alert_policy, &ctx)?;
     let notifiers = build_notifiers(cfg, &ctx, firmware).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
+}
+
+/// Builds the configured storage backend (also used alone by `homesec cleanup`).
+pub fn build_storage(cfg: &Config) -> Result<Arc<dyn StorageBackend>, PluginBuildError> {
+    build_one(STORAGES, "storage", &cfg.storage, &context(cfg))
 }
 
 /// Builds the configured notifiers (also used alone by `homesec notify-test`).

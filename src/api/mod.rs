@@ -18,7 +18,7 @@ use crate::domain::{ClipEvent, ClipRecord, ClipStatus};
 use crate::health::HealthStatus;
 use crate::pipeline::Pipeline;
 use crate::sources::ClipSource;
-use crate::store::{ClipQuery, Cursor};
+use crate::store::{ClipQuery, Cursor, Set};
 use crate::update::{UpdateError, Updater};
 
 pub struct AppState {
@@ -43,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/clips", get(clips))
         .route("/api/v1/clips/{id}", get(clip))
         .route("/api/v1/system", get(system))
+        .route("/api/v1/cleanup", get(cleanup_plan).post(cleanup_run))
         // A bundle is a whole root file system: streamed to disk, not buffered.
         .route("/api/v1/update", post(update).layer(DefaultBodyLimit::disable()))
         .route("/metrics", get(metrics))
@@ -77,6 +78,9 @@ fn authorize(state: &AppState, headers: &HeaderMap, required: bool) -> Result<()
     }
 }
 
+/// Clips in error or quarantined that the diagnostics list.
+const PROBLEMS: usize = 20;
+
 async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&state, &headers, true) {
         return *r;
@@ -85,13 +89,29 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     let p = &state.pipeline;
     let s = &p.stats;
     // Each read on its own: one that fails shows as empty, not as an error.
-    let (outbox, recent, sync_backlog) = p
+    let (outbox, mut problems, sync_backlog, store_state) = p
         .store()
         .run(|store| {
+            let problems = |status| {
+                let q = ClipQuery { status: Some(status), limit: PROBLEMS, ..ClipQuery::default() };
+                store.clips(&q).map(|p| p.clips).unwrap_or_default()
+            };
+            let set = |set| store.set_len(set).unwrap_or(0);
+            let unreadable: Vec<_> = store
+                .unreadable()
+                .into_iter()
+                .map(|(record, reason)| json!({"record": record, "reason": reason}))
+                .collect();
             Ok((
                 store.outbox().unwrap_or_default(),
-                store.recent_clips(200).unwrap_or_default(),
+                [problems(ClipStatus::Error), problems(ClipStatus::Quarantined)].concat(),
                 store.sync_backlog().unwrap_or(0),
+                json!({
+                    "clips_unfinished": set(Set::Unfinished),
+                    "clips_awaiting_upload": set(Set::UploadRetry),
+                    "clips_on_disk": set(Set::OnDisk),
+                    "unreadable_records": unreadable,
+                }),
             ))
         })
         .await
@@ -105,12 +125,8 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             })
         })
         .collect();
-    let recent_problems: Vec<_> = recent
-        .into_iter()
-        .filter(|r| matches!(r.status(), ClipStatus::Error | ClipStatus::Quarantined))
-        .take(20)
-        .map(|r| summary(&r))
-        .collect();
+    problems.sort_by_key(|r| std::cmp::Reverse(r.clip.start_ms));
+    let recent_problems: Vec<_> = problems.iter().take(PROBLEMS).map(summary).collect();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "device_id": state.device_id,
@@ -133,6 +149,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
                 .collect::<Vec<_>>()
         }),
         "sync_backlog": sync_backlog,
+        "store": store_state,
         "recent_problems": recent_problems,
     }))
     .into_response()
@@ -190,6 +207,43 @@ async fn clip(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): 
             Json(json!({ "clip": summary(&r), "events": events })).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such clip"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CleanupQuery {
+    #[serde(default)]
+    recheck_quarantine: bool,
+}
+
+/// What retention would delete now and why (`homesec cleanup`).
+async fn cleanup_plan(state: State<Arc<AppState>>, headers: HeaderMap, q: Query<CleanupQuery>) -> Response {
+    cleanup(state, headers, q, false).await
+}
+
+/// A retention pass now: only what the daemon's own passes may delete.
+async fn cleanup_run(state: State<Arc<AppState>>, headers: HeaderMap, q: Query<CleanupQuery>) -> Response {
+    cleanup(state, headers, q, true).await
+}
+
+async fn cleanup(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<CleanupQuery>,
+    apply: bool,
+) -> Response {
+    if let Err(r) = authorize(&state, &headers, false) {
+        return *r;
+    }
+    match state.retention.cleanup(apply, q.recheck_quarantine).await {
+        Ok(report) => {
+            for r in report.rechecked.iter().filter(|r| r.requeued) {
+                state.pipeline.spawn_clip(crate::domain::ClipId(r.clip_id.clone()));
+            }
+            Json(report).into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
     }
 }

@@ -1,4 +1,5 @@
 //! What the command-line tools print: reports built on the library for the
 //! `homesec` subcommands that analyse files.
 
+pub mod cleanup;
 pub mod motion;

@@ -113,7 +113,7 @@ impl RetentionConfig {
 }
 
 /// The limits a pass holds the box to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     pub max_bytes: u64,
     pub min_free: u64,
@@ -165,12 +165,44 @@ pub enum RetentionError {
 }
 
 /// What one pass did: the plan it followed, the deletions, the store compaction.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PassReport {
     pub plan: Plan,
     pub outcome: Outcome,
     pub records_compacted: usize,
     pub records_forgotten: usize,
+}
+
+/// What `homesec cleanup` did or would do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// Quarantined files re-checked (when asked).
+    pub rechecked: Vec<quarantine::Recheck>,
+    pub plan: Plan,
+    /// What was deleted (`None` on a dry run).
+    pub pass: Option<PassReport>,
+}
+
+/// `homesec cleanup`, blocking: re-checks quarantined files when asked, then
+/// plans a pass and, with `apply`, runs it.
+pub fn cleanup(
+    store: &Store,
+    places: &Places,
+    cfg: &RetentionConfig,
+    now: i64,
+    apply: bool,
+    recheck: bool,
+) -> Result<CleanupReport, RetentionError> {
+    let rechecked = match (recheck, places.folders.first()) {
+        (true, Some(recordings)) => quarantine::recheck(store, recordings, apply)?,
+        _ => Vec::new(),
+    };
+    if apply {
+        let report = pass(store, places, cfg, now)?;
+        Ok(CleanupReport { rechecked, plan: report.plan.clone(), pass: Some(report) })
+    } else {
+        Ok(CleanupReport { rechecked, plan: make_plan(store, places, cfg, now)?, pass: None })
+    }
 }
 
 /// The retention service: passes one at a time, woken when a clip lands.
@@ -201,12 +233,16 @@ impl Retention {
         self.status.borrow().clone()
     }
 
-    /// What a pass would do now (nothing is deleted).
-    pub async fn plan(&self) -> Result<Plan, RetentionError> {
+    /// `homesec cleanup` on the running daemon, between its passes.
+    pub async fn cleanup(&self, apply: bool, recheck: bool) -> Result<CleanupReport, RetentionError> {
         let _one = self.pass_lock.lock().await;
         let (store, places, cfg, now) =
             (self.store.clone(), self.places.clone(), self.cfg.clone(), self.clock.now_ms());
-        blocking(move || Ok(make_plan(&store, &places, &cfg, now)?)).await
+        let report = blocking(move || cleanup(&store, &places, &cfg, now, apply, recheck)).await?;
+        if let Some(pass) = &report.pass {
+            self.publish(pass, now);
+        }
+        Ok(report)
     }
 
     /// One pass: plan, delete, compact the store; the status follows.
@@ -215,6 +251,11 @@ impl Retention {
         let (store, places, cfg, now) =
             (self.store.clone(), self.places.clone(), self.cfg.clone(), self.clock.now_ms());
         let report = blocking(move || pass(&store, &places, &cfg, now)).await?;
+        self.publish(&report, now);
+        Ok(report)
+    }
+
+    fn publish(&self, report: &PassReport, now: i64) {
         self.status.send_modify(|s| {
             let p = &report.plan;
             *s = DiskStatus {
@@ -229,7 +270,6 @@ impl Retention {
                 pruned_bytes: s.pruned_bytes + report.outcome.bytes,
             };
         });
-        Ok(report)
     }
 
     /// Passes when a clip lands and every `interval_s`, until shutdown.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::Budget;
@@ -18,7 +18,7 @@ use crate::store::{Set, Store, StoreError};
 const BATCH: usize = 64;
 
 /// Why a clip's files go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     MaxAge,
@@ -42,7 +42,7 @@ pub const IN_PIPELINE: &str = "still in the pipeline";
 pub const FAILED_RECENTLY: &str = "failed recently (kept for keep_failed_days)";
 
 /// One clip whose files go.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Deletion {
     pub clip_id: String,
     pub camera: String,
@@ -54,19 +54,19 @@ pub struct Deletion {
 }
 
 /// Clips that stay although space is wanted, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kept {
     pub clips: usize,
     pub bytes: u64,
 }
 
 /// What a pass will do.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
     pub usage: Usage,
     pub budget: Budget,
     pub deletions: Vec<Deletion>,
-    pub kept: BTreeMap<&'static str, Kept>,
+    pub kept: BTreeMap<String, Kept>,
     /// Bytes used after the deletions.
     pub used_after: u64,
     /// Free bytes after the deletions.
@@ -126,7 +126,7 @@ pub fn decide(
     let (mut used, mut free) = (usage.used, usage.free);
     let age_cut = budget.max_age_ms.map(|a| now - a);
     let mut deletions = Vec::new();
-    let mut kept: BTreeMap<&'static str, Kept> = BTreeMap::new();
+    let mut kept: BTreeMap<String, Kept> = BTreeMap::new();
     store.scan_set(Set::OnDisk, None, |r| {
         let over_quota = used > budget.max_bytes;
         let below_floor = free < budget.min_free;
@@ -159,7 +159,7 @@ pub fn decide(
                 });
             }
             Err(why) => {
-                let k = kept.entry(why).or_default();
+                let k = kept.entry(why.to_owned()).or_default();
                 k.clips += 1;
                 k.bytes += bytes;
             }
@@ -170,7 +170,7 @@ pub fn decide(
 }
 
 /// What a pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     pub clips: usize,
     pub bytes: u64,

@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{ClipStatus, EventKind};
 use crate::store::{ClipQuery, Store, StoreError};
 
 /// What became of one quarantined clip.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recheck {
     pub clip_id: String,
     /// Back in the recordings, waiting for the pipeline.
@@ -19,9 +19,10 @@ pub struct Recheck {
     pub detail: String,
 }
 
-/// Probes every quarantined file that is still on the box; moves the ones that
-/// read into `recordings/<camera>/` and makes their record unfinished again.
-pub fn recheck(store: &Store, recordings: &Path) -> Result<Vec<Recheck>, StoreError> {
+/// Probes every quarantined file that is still on the box; with `apply`, moves
+/// the ones that read into `recordings/<camera>/` and makes their record
+/// unfinished again (the pipeline takes them).
+pub fn recheck(store: &Store, recordings: &Path, apply: bool) -> Result<Vec<Recheck>, StoreError> {
     let mut out = Vec::new();
     let mut query = ClipQuery { status: Some(ClipStatus::Quarantined), limit: 256, ..ClipQuery::default() };
     loop {
@@ -35,6 +36,11 @@ pub fn recheck(store: &Store, recordings: &Path) -> Result<Vec<Recheck>, StoreEr
                     clip_id: id.into(),
                     requeued: false,
                     detail: format!("still unreadable: {}", crate::telemetry::chain(&e)),
+                },
+                Ok(info) if !apply => Recheck {
+                    clip_id: id.into(),
+                    requeued: false,
+                    detail: format!("reads now ({:.1} s of video): --yes puts it back", info.duration_s),
                 },
                 Ok(info) => {
                     let dest = recordings.join(r.clip.camera.as_str()).join(format!("{id}.mp4"));
