@@ -73,7 +73,7 @@ fn the_local_archive_stays_within_the_quota_and_cleanup_says_what_goes_and_why()
     wait_for("eight clips done, the oldest pruned", Duration::from_secs(180), || {
         let clips = daemon.clips();
         let done = clips.iter().filter(|c| c["status"] == "done").count();
-        let pruned = clips.iter().filter(|c| !c["clip"]["pruned"].is_null()).count();
+        let pruned = clips.iter().filter(|c| !c["pruned"].is_null()).count();
         (done == 8 && pruned >= 4 && bytes_under(&data) <= quota).then_some(())
     });
     let used = bytes_under(&data);
@@ -141,8 +141,12 @@ fn the_free_space_floor_holds_on_a_small_partition() {
         });
     }
     wait_for("the floor restored", Duration::from_secs(30), || (fs.free() >= floor).then_some(()));
-    let pruned = daemon.clips().iter().filter(|c| !c["clip"]["pruned"].is_null()).count();
-    assert!(pruned >= 3, "7 clips of {size} bytes on 16 MiB with an 8 MiB floor: {pruned} pruned");
+    let pruned = daemon.clips().iter().filter(|c| !c["pruned"].is_null()).count();
+    assert!(
+        pruned >= 3,
+        "7 clips of {size} bytes on 16 MiB with an 8 MiB floor: {pruned} pruned\n{}",
+        daemon.log_text()
+    );
     let (_, health) = daemon.get("/health").unwrap();
     assert_eq!(health["checks"]["disk"], true, "{health}");
 }
@@ -156,6 +160,8 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
     // 3000 finished clips of 10 kB: the even ones uploaded (prunable), the odd
     // ones not uploaded to a storage that is not on the box (never pruned).
     let n = 3000;
+    // Recorded over the last day: records younger than keep_records_days.
+    let start = homesec::domain::now_ms() - 86_400_000;
     {
         let store = Store::open(&data.join("homesec.redb")).unwrap();
         store
@@ -167,8 +173,8 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
                         clip_id: format!("yard_{i}").as_str().into(),
                         camera: "yard".into(),
                         local_path: path.display().to_string(),
-                        start_ms: 1_700_000_000_000 + i as i64 * 60_000,
-                        end_ms: 1_700_000_000_000 + i as i64 * 60_000 + 10_000,
+                        start_ms: start + i as i64 * 10_000,
+                        end_ms: start + i as i64 * 10_000 + 10_000,
                         source_backend: "folder".into(),
                     });
                     for s in [&mut r.upload, &mut r.filter, &mut r.vlm, &mut r.notify] {
@@ -196,6 +202,7 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
     wait_for("the pass under way", Duration::from_secs(30), || (!recordings.join("yard_0.mp4").exists()).then_some(()));
     daemon.kill9();
     let gone = (0..n).filter(|i| !recordings.join(format!("yard_{i}.mp4")).exists()).count();
+    eprintln!("killed -9 after {gone} of {} deletions", n / 2);
     assert!(gone < n / 2, "killed after the pass ({gone} deleted): the test needs a bigger pass");
     for i in (1..n).step_by(2) {
         assert!(recordings.join(format!("yard_{i}.mp4")).exists(), "clip {i} was not uploaded: it must stay");
