@@ -590,7 +590,20 @@ struct CamResult {
     stage: String,
 }
 
+/// Bytes the daemon wrote to the data partition during the run, and how many
+/// of them were the recorded clips themselves.
+#[derive(Default)]
+struct Writes {
+    total: u64,
+    clips: u64,
+    clip_count: usize,
+    snapshots: u64,
+    frames: u64,
+    store: u64,
+}
+
 struct RunResult {
+    writes: Option<Writes>,
     cams: Vec<CamResult>,
     idle_cpu: Option<(f64, f64)>,
     event_cpu: Option<(f64, f64)>,
@@ -617,6 +630,8 @@ fn run(
     }
     let cfg = config(dir.path(), tools, cams, broker.port, vlm.port, api);
     let mut daemon = Daemon::start(dir.path(), &cfg, api, &env)?;
+    let written_before = io_written(daemon.pid());
+    let store_before = std::fs::metadata(dir.path().join("data/homesec.redb")).map_or(0, |m| m.len());
     let sampler = CpuSampler::start(daemon.pid());
     let ticks = clock_ticks();
 
@@ -647,6 +662,22 @@ fn run(
     let idle_cpu = sampler.percent(last + 1.5, first + 6.0, ticks);
     let event_cpu = sampler.percent(last + appear, first + 26.0, ticks);
     drop(sampler);
+    // Dirty pages reach the disk (and the daemon's write_bytes) on writeback: flush first.
+    let _ = Command::new("sync").status();
+    let writes = written_before.zip(io_written(daemon.pid())).map(|(before, after)| {
+        let data = dir.path().join("data");
+        let (clips, clip_count) = files_under(&data.join("recordings"), |p| p.extension().is_some_and(|e| e == "mp4"));
+        let (frames, _) = files_under(&data.join("recordings"), |p| p.extension().is_some_and(|e| e == "jpg"));
+        let store_after = std::fs::metadata(data.join("homesec.redb")).map_or(0, |m| m.len());
+        Writes {
+            total: after - before,
+            clips,
+            clip_count,
+            snapshots: files_under(&data.join("snapshots"), |_| true).0,
+            frames,
+            store: store_after.saturating_sub(store_before),
+        }
+    });
     daemon.stop();
     let log = daemon.log_lines();
 
@@ -679,7 +710,50 @@ fn run(
             .and_then(|l| l["prep_ms"].as_f64());
         out.push(r);
     }
-    Ok(RunResult { cams: out, idle_cpu, event_cpu, peak_rss_mb })
+    Ok(RunResult { writes, cams: out, idle_cpu, event_cpu, peak_rss_mb })
+}
+
+/// Bytes a process caused to be written to storage: `write_bytes` of
+/// /proc/PID/io, less `cancelled_write_bytes` (pages of files deleted before
+/// they reached the disk).
+fn io_written(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok())
+    };
+    Some(field("write_bytes:")?.saturating_sub(field("cancelled_write_bytes:")?))
+}
+
+/// Total size and count of the files under `dir` that `keep` accepts.
+fn files_under(dir: &Path, keep: fn(&Path) -> bool) -> (u64, usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    let mut out = (0, 0);
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_dir() {
+            let (b, n) = files_under(&p, keep);
+            out = (out.0 + b, out.1 + n);
+        } else if keep(&p) {
+            out = (out.0 + e.metadata().map_or(0, |m| m.len()), out.1 + 1);
+        }
+    }
+    out
+}
+
+/// The SD-card figure: bytes written per clip beyond the clip itself.
+fn writes_text(w: &Writes) -> String {
+    let n = w.clip_count.max(1) as f64;
+    let kb = |b: u64| b as f64 / 1e3 / n;
+    format!(
+        "{:.0} kB per clip beyond the clip ({} clips of {:.0} kB; of that: snapshot {:.0} kB, VLM frames {:.0} kB, \
+         store growth {:.0} kB, the rest journals, store pages rewritten, the file system's metadata)",
+        kb(w.total.saturating_sub(w.clips)),
+        w.clip_count,
+        kb(w.clips),
+        kb(w.snapshots),
+        kb(w.frames),
+        kb(w.store),
+    )
 }
 
 fn print_cams(r: &RunResult) {
@@ -825,6 +899,9 @@ fn main() {
     println!("  CPU idle (streaming, no motion)                 {}", cpu_text(first.idle_cpu, MAIN_CAMERAS));
     println!("  CPU event (person in view)                      {}", cpu_text(first.event_cpu, MAIN_CAMERAS));
     println!("  peak RSS ({MAIN_CAMERAS} cams)                              {}", opt(first.peak_rss_mb, 0) + " MB");
+    if let Some(w) = &first.writes {
+        println!("  data partition writes                           {}", writes_text(w));
+    }
     if let Some(m) = &many {
         println!(
             "  {MANY_CAMERAS} cams: person appears -> early alert          {}",

@@ -253,12 +253,19 @@ impl Pipeline {
         Ok(StageOutcome::Done(Filtered { result: output.result, snapshot_path }))
     }
 
-    /// Writes a clip's snapshot (`snapshots/<clip_id>.jpg`); its path, or `None`
-    /// (logged) when it cannot be written.
+    /// Writes a clip's snapshot (`snapshots/<clip_id>.jpg`) unless the same
+    /// picture is there already (the early alert's, when no better frame came);
+    /// its path, or `None` (logged) when it cannot be written.
     pub(super) async fn write_snapshot(&self, camera: &CameraName, clip_id: &ClipId, jpeg: &[u8]) -> Option<String> {
         let path = self.parts.snapshots_dir.join(format!("{clip_id}.jpg"));
         let (p, bytes) = (path.clone(), jpeg.to_vec());
-        match tokio::task::spawn_blocking(move || crate::fsutil::write_durable(&p, &bytes)).await {
+        let write = move || {
+            if std::fs::read(&p).is_ok_and(|old| old == bytes) {
+                return Ok(());
+            }
+            crate::fsutil::write_durable(&p, &bytes)
+        };
+        match tokio::task::spawn_blocking(write).await {
             Ok(Ok(())) => Some(path.display().to_string()),
             Ok(Err(e)) => {
                 warn!(camera = %camera, path = %path.display(), error = %e, "cannot write snapshot; alert goes without it");
