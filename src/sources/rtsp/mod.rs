@@ -11,12 +11,18 @@
 //! bounded queue that never blocks the network loop), the recorder thread, and
 //! health.
 //!
+//! Reconnects ([`reconnect`]): a camera that is down is probed every
+//! `probe_interval_s` and set up again as soon as it answers, so video resumes
+//! within about a probe interval of the camera's return however long it was
+//! away; set-ups that fail while it answers back off.
+//!
 //! Health: frames within 3x `frame_timeout_s` (on every configured stream) make
 //! the camera healthy, and so does the time up to `first_frame_timeout_s` after
 //! start; `/health` shows last frame age, fps, reconnects and the last error,
 //! with credentials scrubbed.
 
 mod config;
+mod reconnect;
 mod session;
 
 use std::path::PathBuf;
@@ -68,7 +74,8 @@ pub fn build(
     };
     let health = Arc::new(LiveHealth::new(camera.clone(), "rtsp", rules, urls.detect.is_some()));
     let live = live.filter(|_| cfg.object_fps > 0.0);
-    Ok(RtspSource { recordings: ctx.layout.camera_recordings(camera.as_str()), camera, cfg, urls, health, live })
+    let recordings = ctx.layout.camera_recordings(camera.as_str());
+    Ok(RtspSource { recordings, camera, cfg, urls, health, live })
 }
 
 impl RtspSource {
@@ -88,6 +95,7 @@ impl RtspSource {
             first_frame_timeout: secs(self.cfg.first_frame_timeout_s),
             reconnect_initial: secs(self.cfg.reconnect_initial_s),
             reconnect_max: secs(self.cfg.reconnect_max_s),
+            probe_interval: secs(self.cfg.probe_interval_s),
             health: self.health.clone(),
         }
     }
