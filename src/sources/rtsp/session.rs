@@ -9,6 +9,8 @@
 //!   wrong credentials (401/403) and unknown paths (404) are logged once,
 //!   clearly, and retried every `reconnect_max_s` (±20 % jitter); repeats of
 //!   the same failure log at debug.
+//! - The camera's connectivity ([`Connectivity`]): a stream is up from its
+//!   session's first frame, down from the session's failure.
 //! - Each stream has its own retina `SessionGroup`; before reconnecting, stale
 //!   sessions of the group (UDP, buggy servers) get a bounded wait for their
 //!   TEARDOWN so cameras with few session slots are not exhausted.
@@ -33,6 +35,7 @@ use super::reconnect::{self, Camera, Failure, Label, PROBE_TIMEOUT, ProbeError, 
 use crate::domain::{CameraName, now_ms};
 use crate::media::codec::VideoCodec;
 use crate::media::mp4write::SampleEntry;
+use crate::sources::connectivity::Connectivity;
 use crate::sources::live::{LiveHealth, MotionFeed, Role, STABLE_SESSION};
 use crate::sources::recorder::{EncodedPacket, RecorderEvent};
 
@@ -129,6 +132,8 @@ pub(super) struct StreamSpec {
     pub reconnect_max: Duration,
     pub probe_interval: Duration,
     pub health: Arc<LiveHealth>,
+    /// The camera's connectivity and outages, shared by its streams.
+    pub link: Arc<Connectivity>,
 }
 
 /// Where a stream's frames go.
@@ -383,6 +388,7 @@ impl Camera for Stream {
             return None;
         }
         spec.health.set_error(spec.role, Some(error.to_string()));
+        spec.link.down(spec.role);
         let stable = frames > 0 && started.elapsed() >= STABLE_SESSION;
         Some(Failure { error, frames, stable })
     }
@@ -482,6 +488,10 @@ async fn play(
                 }
                 if last_frame.is_none() {
                     info!(camera = %spec.camera, stream = spec.role.as_str(), "receiving video");
+                    if let Some(outage) = spec.link.up(spec.role) {
+                        let outage_s = format!("{:.1}", outage.as_secs_f64());
+                        info!(camera = %spec.camera, outage_s, "camera back: every stream delivers video again");
+                    }
                 }
                 if frame.loss() > 0 {
                     debug!(camera = %spec.camera, stream = spec.role.as_str(), lost = frame.loss(), "RTP packets lost");
