@@ -226,6 +226,7 @@ mod tests {
             last_error: (!healthy).then(|| "connection refused".to_owned()),
             fps: None,
             reconnects: None,
+            link: None,
         }
     }
 

@@ -332,7 +332,8 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
     // A client id of its own, so the test does not push a running daemon off the broker.
     let mut ctx = plugins::context(cfg);
     ctx.client_tag = Some("notify-test".into());
-    let notifiers = plugins::build_notifiers(cfg, &ctx, None).await.map_err(|e| homesec::telemetry::chain(&e))?;
+    let notifiers =
+        plugins::build_notifiers(cfg, &ctx, Default::default()).await.map_err(|e| homesec::telemetry::chain(&e))?;
     let mut failed = 0;
     for n in &notifiers {
         match n.send(&alert, None).await {

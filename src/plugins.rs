@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError, PluginSpec};
 use crate::domain::CameraName;
 use crate::filter::ObjectFilter;
 use crate::filter::service::LiveDetector;
+use crate::homeassistant::{CameraConnectivity, DeviceFeeds};
 use crate::media::motion::MotionConfig;
 use crate::notify::Notifier;
 use crate::plugin::{ConfigIssue, DataLayout, PluginBuildError, PluginConfig, PluginContext, Validator};
@@ -55,12 +56,12 @@ pub struct MotionSettings {
     pub detect_fps: f64,
 }
 type Build<T> = fn(&serde_json::Value, &PluginContext) -> Result<Arc<T>, PluginBuildError>;
-/// Notifiers connect while they are built; `firmware` is the box's updater for
-/// the Home Assistant device an MQTT notifier announces.
+/// Notifiers connect while they are built; the feeds (the box's updater, the
+/// cameras' connectivity) are for the Home Assistant device an MQTT notifier announces.
 type NotifierBuild = for<'a> fn(
     &'a serde_json::Value,
     &'a PluginContext,
-    Option<UpdateLink>,
+    DeviceFeeds,
 ) -> BoxFuture<'a, Result<Arc<dyn Notifier>, PluginBuildError>>;
 
 /// A notifier's build, and the name its config gives it (the outbox keys
@@ -145,11 +146,11 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
     name: "mqtt",
     check: check_as::<notify::mqtt::MqttConfig>,
     build: NotifierFns {
-        build: |value, ctx, firmware| {
+        build: |value, ctx, feeds| {
             Box::pin(async move {
                 let cfg: notify::mqtt::MqttConfig = config(value)?;
                 let ha = &cfg.home_assistant;
-                let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, firmware);
+                let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds);
                 Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
             })
         },
@@ -326,7 +327,11 @@ pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins
         sources.push(source);
     }
     let policy = build_one(POLICIES, "alert_policy", &cfg.alert_policy, &ctx)?;
-    let notifiers = build_notifiers(cfg, &ctx, firmware).await?;
+    let cameras = sources
+        .iter()
+        .filter_map(|s| Some(CameraConnectivity { camera: s.camera().clone(), connected: s.connectivity()? }))
+        .collect();
+    let notifiers = build_notifiers(cfg, &ctx, DeviceFeeds { firmware, cameras }).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
 }
 
@@ -336,15 +341,16 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn StorageBackend>, PluginBuil
 }
 
 /// Builds the configured notifiers (also used alone by `homesec notify-test`).
+/// `feeds`: what the Home Assistant device shows as it changes.
 pub async fn build_notifiers(
     cfg: &Config,
     ctx: &PluginContext,
-    firmware: Option<UpdateLink>,
+    feeds: DeviceFeeds,
 ) -> Result<Vec<Arc<dyn Notifier>>, PluginBuildError> {
     let mut notifiers = Vec::new();
     for spec in &cfg.notifiers {
         let build = row(NOTIFIERS, "notifier", spec)?.build.build;
-        notifiers.push(build(&spec.config, ctx, firmware.clone()).await.map_err(|e| named("notifier", spec, e))?);
+        notifiers.push(build(&spec.config, ctx, feeds.clone()).await.map_err(|e| named("notifier", spec, e))?);
     }
     Ok(notifiers)
 }

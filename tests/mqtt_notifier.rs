@@ -119,7 +119,12 @@ fn config(port: u16) -> MqttConfig {
 /// when discovery is on (no updater here).
 async fn build(cfg: MqttConfig, cameras: &[&str]) -> MqttNotifier {
     let ctx = ctx(cameras);
-    let device = homesec::homeassistant::Device::configured(&cfg.home_assistant, &ctx.device_id, &ctx.cameras, None);
+    let device = homesec::homeassistant::Device::configured(
+        &cfg.home_assistant,
+        &ctx.device_id,
+        &ctx.cameras,
+        Default::default(),
+    );
     mqtt::build(cfg, &ctx, device).await.expect("build")
 }
 

@@ -8,99 +8,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::config::ConfigBuilder;
-use common::peers::{Broker, Daemon, Subscriber, free_port, wait_for};
+use common::peers::{Broker, Daemon, Subscriber, wait_for};
+use common::rtsp::{RtspServer, plain_log, source_health};
 use serde_json::Value;
-
-/// `tests/rtsp_server.py` under Debian's python3 (which has `gi`).
-struct RtspServer {
-    port: u16,
-    args: Vec<String>,
-    child: Option<Child>,
-    /// Stdout lines with the time they were read.
-    lines: Arc<Mutex<Vec<(SystemTime, String)>>>,
-}
-
-impl RtspServer {
-    fn start(file: &Path, extra: &[&str]) -> RtspServer {
-        let mut args = vec![
-            common::repo_root().join("tests/rtsp_server.py").display().to_string(),
-            "--file".into(),
-            file.display().to_string(),
-            "--mount".into(),
-            "/cam".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut s = RtspServer { port: free_port(), args, child: None, lines: Arc::default() };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        let python = std::env::var("HOMESEC_GST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
-        let mut child = Command::new(&python)
-            .args(&self.args)
-            .args(["--port", &self.port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {python} (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0): {e}")
-            });
-        let stdout = child.stdout.take().unwrap();
-        let lines = self.lines.clone();
-        lines.lock().unwrap().clear();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push((SystemTime::now(), line));
-            }
-        });
-        self.child = Some(child);
-        wait_for("the RTSP server to listen", Duration::from_secs(20), || {
-            let lines = self.lines.lock().unwrap();
-            if let Some((_, l)) = lines.iter().find(|(_, l)| l.starts_with("ERROR")) {
-                panic!("RTSP server: {l}");
-            }
-            lines.iter().any(|(_, l)| l.starts_with("READY")).then_some(())
-        });
-    }
-
-    /// Sends a signal (`STOP` freezes the camera: the connection stays open, no frames come).
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("server running").id();
-        assert!(Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap().success());
-    }
-
-    /// SIGKILL: the camera vanishes mid-stream.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/cam", self.port)
-    }
-
-    /// When the server's latest session started streaming.
-    fn playing_since(&self) -> Option<SystemTime> {
-        self.lines.lock().unwrap().iter().rev().find(|(_, l)| l == "PLAYING").map(|(t, _)| *t)
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// One camera of the daemon's config: its name and `source` block. `extra` holds
 /// more keys of the source's config, one per line.
@@ -124,30 +39,6 @@ fn config(dir: &Path, broker: u16, cameras: &[(String, String)]) -> String {
 
 fn clips_of(daemon: &Daemon, camera: &str) -> Vec<Value> {
     daemon.clips().into_iter().filter(|c| c["clip"]["camera"] == camera).collect()
-}
-
-fn source_health(daemon: &Daemon, camera: &str) -> Option<Value> {
-    let (_, h) = daemon.get("/health")?;
-    h["sources"].as_array()?.iter().find(|s| s["camera"] == camera).cloned()
-}
-
-/// The daemon's log without terminal colour codes.
-fn plain_log(daemon: &Daemon) -> String {
-    let raw = daemon.log_text();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Checks a recorded clip with ffprobe: valid H.264 in MP4 whose duration

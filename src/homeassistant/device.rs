@@ -16,6 +16,45 @@ struct Firmware {
     link: UpdateLink,
 }
 
+/// A camera's connectivity as its source reports it: `true` while every
+/// stream of the camera delivers video.
+#[derive(Debug, Clone)]
+pub struct CameraConnectivity {
+    pub camera: CameraName,
+    pub connected: watch::Receiver<bool>,
+}
+
+/// What the box's device shows besides its discovery, as it changes.
+#[derive(Clone, Default)]
+pub struct DeviceFeeds {
+    /// The box's updater, when it can update itself (the firmware entity).
+    pub firmware: Option<UpdateLink>,
+    /// Cameras that report their connectivity: a connectivity sensor each.
+    pub cameras: Vec<CameraConnectivity>,
+}
+
+/// A camera's connectivity sensor: its state topic and its source.
+#[derive(Debug, Clone)]
+pub struct ConnectivityState {
+    topic: String,
+    connected: watch::Receiver<bool>,
+}
+
+impl ConnectivityState {
+    /// The retained state now.
+    pub fn message(&self) -> DiscoveryMessage {
+        DiscoveryMessage {
+            topic: self.topic.clone(),
+            payload: ha::connectivity_payload(*self.connected.borrow()).into(),
+        }
+    }
+
+    /// The camera's connectivity, to publish [`ConnectivityState::message`] when it changes.
+    pub fn changes(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+}
+
 /// What to do after a message from Home Assistant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaction {
@@ -32,6 +71,7 @@ pub struct Device {
     status_topic: String,
     discovery: Vec<DiscoveryMessage>,
     firmware: Option<Firmware>,
+    connectivity: Vec<ConnectivityState>,
 }
 
 impl Device {
@@ -40,23 +80,29 @@ impl Device {
         cfg: &HomeAssistantConfig,
         device_id: &str,
         cameras: &[CameraName],
-        firmware: Option<UpdateLink>,
+        feeds: DeviceFeeds,
     ) -> Option<Device> {
-        cfg.enabled.then(|| Device::new(cfg, device_id, cameras, firmware))
+        cfg.enabled.then(|| Device::new(cfg, device_id, cameras, feeds))
     }
 
-    /// `firmware` is the box's updater when it can update itself.
-    pub fn new(
-        cfg: &HomeAssistantConfig,
-        device_id: &str,
-        cameras: &[CameraName],
-        firmware: Option<UpdateLink>,
-    ) -> Device {
+    /// `feeds`: the box's updater when it can update itself, and the cameras
+    /// that report their connectivity.
+    pub fn new(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName], feeds: DeviceFeeds) -> Device {
+        let DeviceFeeds { firmware, cameras: linked } = feeds;
         let mut discovery = ha::discovery_messages(cfg, device_id, cameras);
         discovery.extend(firmware.is_some().then(|| ha::update_discovery(cfg, device_id)));
+        discovery.extend(linked.iter().map(|c| ha::connectivity_discovery(cfg, device_id, &c.camera)));
+        let connectivity = linked
+            .into_iter()
+            .map(|c| ConnectivityState {
+                topic: ha::connectivity_topic(&cfg.base_topic, &c.camera),
+                connected: c.connected,
+            })
+            .collect();
         Device {
             status_topic: ha::status_topic(&cfg.discovery_prefix),
             discovery,
+            connectivity,
             firmware: firmware.map(|link| Firmware {
                 state_topic: ha::update_state_topic(&cfg.base_topic, device_id),
                 command_topic: ha::update_command_topic(&cfg.base_topic, device_id),
@@ -65,11 +111,18 @@ impl Device {
         }
     }
 
-    /// Retained messages for every connect: discovery configs and the firmware state.
+    /// Retained messages for every connect: discovery configs, the firmware
+    /// state and each camera's connectivity.
     pub fn announcements(&self) -> Vec<DiscoveryMessage> {
         let mut out = self.discovery.clone();
         out.extend(self.firmware_state());
+        out.extend(self.connectivity.iter().map(ConnectivityState::message));
         out
+    }
+
+    /// The cameras' connectivity sensors, to publish each one's state when it changes.
+    pub fn connectivity(&self) -> &[ConnectivityState] {
+        &self.connectivity
     }
 
     /// The firmware entity's retained state now, when there is one.
@@ -147,7 +200,8 @@ mod tests {
         } else {
             (None, None)
         };
-        (Device::new(&cfg, "box1", &[CameraName::from("door")], link), rx)
+        let feeds = DeviceFeeds { firmware: link, cameras: Vec::new() };
+        (Device::new(&cfg, "box1", &[CameraName::from("door")], feeds), rx)
     }
 
     #[test]
@@ -169,6 +223,28 @@ mod tests {
         assert_eq!(d.on_message("homeassistant/status", b"online", true), Reaction::None);
         assert_eq!(d.on_message("homeassistant/status", b"offline", false), Reaction::None);
         assert_eq!(d.subscriptions(), vec!["homeassistant/status".to_string()]);
+    }
+
+    #[test]
+    fn cameras_with_a_connection_get_a_connectivity_sensor_and_its_state() {
+        let cfg = HomeAssistantConfig::default();
+        let (tx, connected) = watch::channel(false);
+        let cameras = [CameraName::from("door"), CameraName::from("inbox")];
+        let feeds =
+            DeviceFeeds { firmware: None, cameras: vec![CameraConnectivity { camera: "door".into(), connected }] };
+        let d = Device::new(&cfg, "box1", &cameras, feeds);
+        let plain = Device::new(&cfg, "box1", &cameras, DeviceFeeds::default());
+        let config = "homeassistant/binary_sensor/homesec_box1/door_connectivity/config";
+        let state = |d: &Device| d.announcements().into_iter().find(|m| m.topic == "homecam/door/connectivity");
+        assert!(d.announcements().iter().any(|m| m.topic == config));
+        assert!(!d.announcements().iter().any(|m| m.topic.contains("inbox_connectivity")), "only linked cameras");
+        assert_eq!(state(&d).map(|m| m.payload).as_deref(), Some("offline"));
+        assert_eq!(d.announcements().len(), plain.announcements().len() + 2);
+        tx.send_replace(true);
+        assert_eq!(state(&d).map(|m| m.payload).as_deref(), Some("online"), "every connect publishes it as it is");
+        let feed = &d.connectivity()[0];
+        assert!(*feed.changes().borrow());
+        assert_eq!(feed.message().topic, "homecam/door/connectivity");
     }
 
     #[test]

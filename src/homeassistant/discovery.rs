@@ -104,6 +104,16 @@ pub fn snapshot_topic(base_topic: &str, camera: &CameraName) -> String {
     format!("{base_topic}/{}/snapshot", slug(camera.as_str()))
 }
 
+/// Retained [`ONLINE`] / [`OFFLINE`]: whether every stream of the camera delivers video.
+pub fn connectivity_topic(base_topic: &str, camera: &CameraName) -> String {
+    format!("{base_topic}/{}/connectivity", slug(camera.as_str()))
+}
+
+/// The camera connectivity sensor's state.
+pub fn connectivity_payload(connected: bool) -> &'static str {
+    if connected { ONLINE } else { OFFLINE }
+}
+
 /// Retained JSON of the box's firmware (installed / latest version, progress).
 pub fn update_state_topic(base_topic: &str, device_id: &str) -> String {
     format!("{base_topic}/{}/update/state", slug(device_id))
@@ -162,6 +172,18 @@ fn camera_device(device_id: &str, camera: &CameraName) -> Value {
     })
 }
 
+/// A camera entity's config: `v` with the box's availability, the camera's device and the origin.
+fn camera_entity(mut v: Value, availability: &str, device: &Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("availability_topic".into(), json!(availability));
+        obj.insert("payload_available".into(), json!(ONLINE));
+        obj.insert("payload_not_available".into(), json!(OFFLINE));
+        obj.insert("device".into(), device.clone());
+        obj.insert("origin".into(), origin());
+    }
+    v
+}
+
 /// Every discovery config for this box and its cameras (retained).
 pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName]) -> Vec<DiscoveryMessage> {
     let prefix = &cfg.discovery_prefix;
@@ -199,16 +221,7 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
         let device = camera_device(device_id, camera);
         let state = state_topic(base, camera);
         let event = event_topic(base, camera);
-        let common = |mut v: Value| {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("availability_topic".into(), json!(availability));
-                obj.insert("payload_available".into(), json!(ONLINE));
-                obj.insert("payload_not_available".into(), json!(OFFLINE));
-                obj.insert("device".into(), device.clone());
-                obj.insert("origin".into(), origin());
-            }
-            v
-        };
+        let common = |v: Value| camera_entity(v, &availability, &device);
 
         push(
             "event",
@@ -293,6 +306,32 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
         );
     }
     out
+}
+
+/// A camera's `connectivity` binary sensor (for cameras whose source has a
+/// connection), fed by the retained [`connectivity_topic`]. Like the camera's
+/// other entities it is unavailable while the box is offline.
+pub fn connectivity_discovery(cfg: &HomeAssistantConfig, device_id: &str, camera: &CameraName) -> DiscoveryMessage {
+    let node = box_identifier(device_id);
+    let availability = availability_topic(&cfg.base_topic, device_id);
+    let payload = camera_entity(
+        json!({
+            "name": "Connectivity",
+            "unique_id": format!("{}_connectivity", camera_identifier(device_id, camera)),
+            "device_class": "connectivity",
+            "entity_category": "diagnostic",
+            "state_topic": connectivity_topic(&cfg.base_topic, camera),
+            "payload_on": ONLINE,
+            "payload_off": OFFLINE,
+            "qos": 1,
+        }),
+        &availability,
+        &camera_device(device_id, camera),
+    );
+    DiscoveryMessage {
+        topic: format!("{}/binary_sensor/{node}/{}_connectivity/config", cfg.discovery_prefix, slug(camera.as_str())),
+        payload: payload.to_string(),
+    }
 }
 
 /// The box's firmware `update` entity (installed and latest version, install
@@ -517,6 +556,25 @@ mod tests {
         assert_eq!(motion["off_delay"], 60);
         let camera = find("front_snapshot/config");
         assert_eq!(camera["topic"], "hs/front/snapshot");
+    }
+
+    #[test]
+    fn a_camera_connectivity_sensor_hangs_off_the_camera() {
+        let cfg = HomeAssistantConfig { enabled: true, discovery_prefix: "ha".into(), base_topic: "hs".into() };
+        let cam = CameraName::from("front door");
+        let d = connectivity_discovery(&cfg, "box1", &cam);
+        assert_eq!(d.topic, "ha/binary_sensor/homesec_box1/front_door_connectivity/config");
+        let p = parse(&d.payload);
+        assert_eq!(p["device_class"], "connectivity");
+        assert_eq!(p["entity_category"], "diagnostic");
+        assert_eq!(p["state_topic"], "hs/front_door/connectivity");
+        assert_eq!((p["payload_on"].as_str(), p["payload_off"].as_str()), (Some(ONLINE), Some(OFFLINE)));
+        assert_eq!(p["availability_topic"], "hs/box1/availability");
+        assert_eq!(p["device"]["identifiers"], json!(["homesec_box1_front_door"]));
+        assert_eq!(p["unique_id"], "homesec_box1_front_door_connectivity");
+        let others = discovery_messages(&cfg, "box1", std::slice::from_ref(&cam));
+        assert!(others.iter().all(|m| m.topic != d.topic && parse(&m.payload)["unique_id"] != p["unique_id"]));
+        assert_eq!((connectivity_payload(true), connectivity_payload(false)), ("online", "offline"));
     }
 
     #[test]

@@ -20,7 +20,10 @@
 //!     *Motion* (on for every clip alert), both fed by the event topic and turned off
 //!     by Home Assistant after [`OFF_DELAY_S`]; they read the non-retained event topic
 //!     so that a Home Assistant restart does not switch them on again,
-//!   - `camera` *Last snapshot*, fed by the retained JPEG on `{base_topic}/{camera}/snapshot`.
+//!   - `camera` *Last snapshot*, fed by the retained JPEG on `{base_topic}/{camera}/snapshot`,
+//!   - for cameras with a connection (RTSP), `binary_sensor` *Connectivity* (diagnostic), fed
+//!     by the retained `{base_topic}/{camera}/connectivity` (`online` while every stream of
+//!     the camera delivers video, else `offline`), published on every connect and on change.
 //!
 //! Every entity except the connectivity sensor uses the box's availability topic
 //! (the connectivity sensor *is* that topic: with availability on it, it could
@@ -31,5 +34,5 @@
 mod device;
 pub mod discovery;
 
-pub use device::{Device, Reaction};
+pub use device::{CameraConnectivity, ConnectivityState, Device, DeviceFeeds, Reaction};
 pub use discovery::*;

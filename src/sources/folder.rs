@@ -276,6 +276,7 @@ impl ClipSource for FolderSource {
             last_error: err,
             fps: None,
             reconnects: None,
+            link: None,
         }
     }
 }

@@ -320,6 +320,7 @@ impl LiveHealth {
             last_error: h.last_error(now),
             fps: Some((h.main.fps(now) * 10.0).round() / 10.0),
             reconnects: Some(h.reconnects),
+            link: None,
         }
     }
 }

@@ -12,8 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::link::{Link, MAX_OUTGOING_PACKET, Outbound, PublishError, Shared};
 use crate::backoff::Backoff;
-use crate::homeassistant::{self as ha, Device, Reaction};
-use crate::update::SystemStatus;
+use crate::homeassistant::{self as ha, Device, DiscoveryMessage, Reaction};
 
 /// We only subscribe to Home Assistant's status topic and the install button.
 const MAX_INCOMING_PACKET: usize = 256 * 1024;
@@ -63,8 +62,9 @@ pub(super) struct Connection {
     client: AsyncClient,
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// Publishes the firmware entity's state when the updater's status changes.
-    firmware_task: Option<JoinHandle<()>>,
+    /// Publish the firmware entity's state when the updater's status changes,
+    /// and each camera's connectivity when it changes.
+    state_tasks: Vec<JoinHandle<()>>,
     availability_topic: String,
 }
 
@@ -89,10 +89,19 @@ impl Connection {
         let target = format!("mqtt://{}:{}", opts.host, opts.port);
         let (connected_tx, mut connected_rx) = watch::channel(false);
         let shared = Arc::new(Shared { link: Mutex::new(Link::default()), connected: connected_tx });
-        let firmware_task = device.as_ref().and_then(|d| {
-            let changes = d.firmware_changes()?;
-            Some(tokio::spawn(publish_firmware_state(d.clone(), changes, client.clone(), shared.clone())))
-        });
+        let mut state_tasks = Vec::new();
+        if let Some(d) = &device {
+            if let Some(changes) = d.firmware_changes() {
+                let d = d.clone();
+                let state = move || d.firmware_state();
+                state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
+            }
+            for c in d.connectivity() {
+                let (changes, c) = (c.changes(), c.clone());
+                let state = move || Some(c.message());
+                state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
+            }
+        }
         let announce = Announce { availability_topic: opts.availability_topic.clone(), device };
         let task = tokio::spawn(run_event_loop(
             eventloop,
@@ -113,7 +122,7 @@ impl Connection {
             client,
             shared,
             task: Mutex::new(Some(task)),
-            firmware_task,
+            state_tasks,
             availability_topic: opts.availability_topic,
         }
     }
@@ -189,7 +198,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(t) = &self.firmware_task {
+        for t in &self.state_tasks {
             t.abort();
         }
         let task = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take();
@@ -199,24 +208,29 @@ impl Drop for Connection {
     }
 }
 
-/// Publishes the firmware entity's state whenever the updater's status changes
-/// (while connected; every connect publishes it anyway).
-async fn publish_firmware_state(
-    device: Device,
-    mut changes: watch::Receiver<SystemStatus>,
+/// Publishes a retained state (`state()`: the firmware entity's, a camera's
+/// connectivity) whenever its source changes, while connected; every connect
+/// publishes it anyway. The state is read under the link's lock, so the last
+/// message queued is the latest state, whichever of this and a connect's
+/// announcements comes first.
+async fn publish_changes<T: Send + Sync>(
+    mut changes: watch::Receiver<T>,
+    state: impl Fn() -> Option<DiscoveryMessage> + Send,
     client: AsyncClient,
     shared: Arc<Shared>,
 ) {
     while changes.changed().await.is_ok() {
-        let Some(msg) = device.firmware_state() else { return };
         let mut link = shared.lock();
         if link.shutting_down {
             return;
         }
-        if link.connected
-            && let Err(e) = link.enqueue(&client, Outbound::retained(msg.topic, msg.payload), false)
-        {
-            debug!(error = %e, "cannot publish the update state");
+        if !link.connected {
+            continue;
+        }
+        let Some(msg) = state() else { return };
+        let topic = msg.topic.clone();
+        if let Err(e) = link.enqueue(&client, Outbound::retained(msg.topic, msg.payload), false) {
+            debug!(topic, error = %e, "cannot publish a state");
         }
     }
 }

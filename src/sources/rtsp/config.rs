@@ -65,12 +65,18 @@ pub struct RtspConfig {
     /// Deadline from connecting to the first frame.
     #[serde(default = "default_first_frame_timeout")]
     pub first_frame_timeout_s: f64,
-    /// Reconnect backoff: first delay, doubled per failure up to `reconnect_max_s`
-    /// (with ±20 % jitter). Wrong credentials and unknown paths wait `reconnect_max_s`.
+    /// Reconnect backoff for set-ups that fail while the camera answers: first
+    /// delay, doubled per failure up to `reconnect_max_s` (with ±20 % jitter).
+    /// Wrong credentials and unknown paths wait `reconnect_max_s`.
     #[serde(default = "default_reconnect_initial")]
     pub reconnect_initial_s: f64,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_s: f64,
+    /// While a stream is down the camera is probed this often (a TCP connection
+    /// and an RTSP OPTIONS request); when it answers again after not answering,
+    /// the stream is set up at once, whatever the backoff says.
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_s: f64,
 }
 
 fn default_detect_fps() -> f64 {
@@ -87,6 +93,9 @@ fn default_reconnect_initial() -> f64 {
 }
 fn default_reconnect_max() -> f64 {
     60.0
+}
+fn default_probe_interval() -> f64 {
+    1.0
 }
 
 /// A stream's URL without credentials, the credentials, and a loggable form.
@@ -280,6 +289,12 @@ impl PluginConfig for RtspConfig {
             "reconnect_max_s",
             "must be in [reconnect_initial_s, 3600]",
         );
+        v.check(
+            ok(self.probe_interval_s, 0.2, 10.0),
+            "probe_interval_s",
+            "must be in [0.2, 10] seconds: how often a camera that is down is probed (video resumes within about \
+             this long of the camera answering again)",
+        );
         self.motion.validate(&mut v.nested("motion"));
         self.recording.validate(&mut v.nested("recording"));
     }
@@ -325,7 +340,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.transport, RtspTransport::Tcp);
         assert_eq!((cfg.detect_fps, cfg.frame_timeout_s, cfg.first_frame_timeout_s), (5.0, 10.0, 20.0));
-        assert_eq!((cfg.reconnect_initial_s, cfg.reconnect_max_s), (1.0, 60.0));
+        assert_eq!((cfg.reconnect_initial_s, cfg.reconnect_max_s, cfg.probe_interval_s), (1.0, 60.0, 1.0));
         assert_eq!(cfg.recording, RecordingConfig::default());
         let r = cfg.resolve().unwrap();
         assert_eq!(r.main.display, "rtsp://cam/main");
@@ -354,6 +369,7 @@ mod tests {
             "detect_fps": 0,
             "frame_timeout_s": 0.5,
             "reconnect_initial_s": 5, "reconnect_max_s": 2,
+            "probe_interval_s": 0.05,
             "recording": {"pre_roll_s": 100},
             "motion": {"threshold": 0}
         }));
@@ -366,6 +382,7 @@ mod tests {
             "detect_fps",
             "frame_timeout_s",
             "reconnect_max_s",
+            "probe_interval_s",
             "recording.pre_roll_s",
             "motion.threshold",
         ] {

@@ -11,12 +11,20 @@
 //! bounded queue that never blocks the network loop), the recorder thread, and
 //! health.
 //!
+//! Reconnects ([`reconnect`]): a camera that is down is probed every
+//! `probe_interval_s` and set up again as soon as it answers, so video resumes
+//! within about a probe interval of the camera's return however long it was
+//! away; set-ups that fail while it answers back off.
+//!
 //! Health: frames within 3x `frame_timeout_s` (on every configured stream) make
 //! the camera healthy, and so does the time up to `first_frame_timeout_s` after
 //! start; `/health` shows last frame age, fps, reconnects and the last error,
-//! with credentials scrubbed.
+//! with credentials scrubbed, and the camera's connectivity: connected (every
+//! stream delivers) or not, its outages, the current one's start and length,
+//! the last one's length ([`Connectivity`]).
 
 mod config;
+mod reconnect;
 mod session;
 
 use std::path::PathBuf;
@@ -24,13 +32,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::{ResolvedUrls, RtspConfig, RtspTransport, StreamUrl};
 
+use super::connectivity::Connectivity;
 use super::live::{self, HealthRules, LiveHealth, MotionFeed, Role};
 use super::{ClipSource, SourceError, SourceHealth};
+use crate::clock::SystemClock;
 use crate::domain::CameraName;
 use crate::filter::service::LiveDetector;
 use crate::media::detect::DetectSettings;
@@ -46,6 +57,8 @@ pub struct RtspSource {
     urls: ResolvedUrls,
     recordings: PathBuf,
     health: Arc<LiveHealth>,
+    /// Connected or not, and the outages.
+    link: Arc<Connectivity>,
     /// The shared object detector, for detecting while recording.
     live: Option<LiveDetector>,
 }
@@ -67,8 +80,10 @@ pub fn build(
         first_frame_grace: Duration::from_secs_f64(cfg.first_frame_timeout_s.max(0.0)),
     };
     let health = Arc::new(LiveHealth::new(camera.clone(), "rtsp", rules, urls.detect.is_some()));
+    let link = Arc::new(Connectivity::new(SystemClock::shared(), urls.detect.is_some()));
     let live = live.filter(|_| cfg.object_fps > 0.0);
-    Ok(RtspSource { recordings: ctx.layout.camera_recordings(camera.as_str()), camera, cfg, urls, health, live })
+    let recordings = ctx.layout.camera_recordings(camera.as_str());
+    Ok(RtspSource { recordings, camera, cfg, urls, health, link, live })
 }
 
 impl RtspSource {
@@ -88,7 +103,9 @@ impl RtspSource {
             first_frame_timeout: secs(self.cfg.first_frame_timeout_s),
             reconnect_initial: secs(self.cfg.reconnect_initial_s),
             reconnect_max: secs(self.cfg.reconnect_max_s),
+            probe_interval: secs(self.cfg.probe_interval_s),
             health: self.health.clone(),
+            link: self.link.clone(),
         }
     }
 }
@@ -175,6 +192,10 @@ impl ClipSource for RtspSource {
     }
 
     fn health(&self) -> SourceHealth {
-        self.health.report()
+        SourceHealth { link: Some(self.link.report()), ..self.health.report() }
+    }
+
+    fn connectivity(&self) -> Option<watch::Receiver<bool>> {
+        Some(self.link.subscribe())
     }
 }

@@ -1,12 +1,16 @@
 //! One RTSP stream of a camera, kept alive: connect (DESCRIBE, SETUP, PLAY)
-//! with retina, hand every video frame to a [`Handler`], and reconnect with
-//! capped exponential backoff and jitter when anything goes wrong.
+//! with retina, hand every video frame to a [`Handler`], and reconnect when
+//! anything goes wrong.
 //!
 //! - A first-frame deadline covers connecting and the first frame; a stream
 //!   that then stops delivering frames for `frame_timeout_s` is restarted.
-//! - Wrong credentials (401/403) and unknown paths (404) are logged once, clearly,
-//!   and retried every `reconnect_max_s` (±20 % jitter); repeats of the same
-//!   failure log at debug.
+//! - When to set up again is [`super::reconnect`]'s: a camera that is down is
+//!   probed every `probe_interval_s` and set up as soon as it answers again;
+//!   wrong credentials (401/403) and unknown paths (404) are logged once,
+//!   clearly, and retried every `reconnect_max_s` (±20 % jitter); repeats of
+//!   the same failure log at debug.
+//! - The camera's connectivity ([`Connectivity`]): a stream is up from its
+//!   session's first frame, down from the session's failure.
 //! - Each stream has its own retina `SessionGroup`; before reconnecting, stale
 //!   sessions of the group (UDP, buggy servers) get a bounded wait for their
 //!   TEARDOWN so cameras with few session slots are not exhausted.
@@ -14,7 +18,7 @@
 //!   the password and any URL credentials scrubbed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use retina::client::{
@@ -22,15 +26,17 @@ use retina::client::{
     UdpTransportOptions,
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoFrame, VideoParameters};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::config::{RtspTransport, StreamUrl};
-use crate::backoff::Backoff;
+use super::reconnect::{self, Camera, Failure, Label, PROBE_TIMEOUT, ProbeError, Schedule};
 use crate::domain::{CameraName, now_ms};
 use crate::media::codec::VideoCodec;
 use crate::media::mp4write::SampleEntry;
-use crate::sources::live::{LiveHealth, MotionFeed, OutageLog, Role, STABLE_SESSION};
+use crate::sources::connectivity::Connectivity;
+use crate::sources::live::{LiveHealth, MotionFeed, Role, STABLE_SESSION};
 use crate::sources::recorder::{EncodedPacket, RecorderEvent};
 
 /// Longest wait for stale sessions' TEARDOWN before connecting again.
@@ -59,12 +65,12 @@ pub(super) enum StreamError {
 
 impl StreamError {
     /// Failures that will not fix themselves soon: wait `reconnect_max_s`.
-    fn is_permanent(&self) -> bool {
+    pub(super) fn is_permanent(&self) -> bool {
         matches!(self, Self::Rtsp { status: Some(401 | 403 | 404), .. } | Self::Undecodable(_))
     }
 
     /// A grouping key so that a failure repeating itself is logged once.
-    fn kind(&self) -> String {
+    pub(super) fn kind(&self) -> String {
         match self {
             Self::Rtsp { status: Some(s), .. } => format!("status {s}"),
             Self::Rtsp { message, .. } => message.chars().take(60).collect(),
@@ -124,7 +130,10 @@ pub(super) struct StreamSpec {
     pub first_frame_timeout: Duration,
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
+    pub probe_interval: Duration,
     pub health: Arc<LiveHealth>,
+    /// The camera's connectivity and outages, shared by its streams.
+    pub link: Arc<Connectivity>,
 }
 
 /// Where a stream's frames go.
@@ -324,56 +333,69 @@ impl Handler {
 }
 
 /// Keeps the stream running until `shutdown`; returns early only when the
-/// recorder is gone.
-pub(super) async fn supervise(spec: StreamSpec, mut handler: Handler, shutdown: CancellationToken) {
+/// recorder is gone. When to set up again is [`reconnect`]'s business.
+pub(super) async fn supervise(spec: StreamSpec, handler: Handler, shutdown: CancellationToken) {
     let group = Arc::new(SessionGroup::default().named(format!("{}/{}", spec.camera, spec.role.as_str())));
-    let mut backoff = Backoff::new(spec.reconnect_initial, spec.reconnect_max);
-    let mut outages = OutageLog::default();
-    let mut attempts = 0u64;
     info!(camera = %spec.camera, stream = spec.role.as_str(), url = %spec.url.display, transport = ?spec.transport, "connecting");
-    while !shutdown.is_cancelled() {
-        wait_for_stale_sessions(&spec, &group, &shutdown).await;
-        if shutdown.is_cancelled() {
-            break;
+    let schedule = Schedule {
+        reconnect_initial: spec.reconnect_initial,
+        reconnect_max: spec.reconnect_max,
+        probe_interval: spec.probe_interval,
+    };
+    let label = Label { camera: spec.camera.clone(), stream: spec.role.as_str() };
+    let mut stream = Stream { spec, handler, group, shutdown: shutdown.clone(), attempts: 0 };
+    reconnect::run(&mut stream, &schedule, &label, &shutdown).await;
+    debug!(camera = %label.camera, stream = label.stream, "stream loop stopped");
+}
+
+/// One stream as the reconnect rules drive it.
+struct Stream {
+    spec: StreamSpec,
+    handler: Handler,
+    group: Arc<SessionGroup>,
+    shutdown: CancellationToken,
+    attempts: u64,
+}
+
+impl Camera for Stream {
+    async fn session(&mut self, returned: bool) -> Option<Failure> {
+        let spec = &self.spec;
+        // A camera that was away has most likely dropped its old sessions, and
+        // retina goes on tearing them down in the background: no waiting for
+        // them then (a camera short of session slots refuses, and the backoff
+        // tries again).
+        if !returned {
+            wait_for_stale_sessions(spec, &self.group, &self.shutdown).await;
         }
-        if attempts > 0 {
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
+        if self.attempts > 0 {
             spec.health.reconnected();
         }
-        attempts += 1;
+        self.attempts += 1;
+        debug!(camera = %spec.camera, stream = spec.role.as_str(), attempt = self.attempts, "setting up the session");
         let started = Instant::now();
         let mut frames = 0u64;
-        let err = match play(&spec, &group, &mut handler, &shutdown, &mut frames).await {
+        let error = match play(spec, &self.group, &mut self.handler, &self.shutdown, &mut frames).await {
             // Shutdown: the recorder finishes the clip in progress once its senders are gone.
-            Ok(()) => break,
+            Ok(()) => return None,
             Err(e) => e,
         };
-        let ended = handler.on_end().await;
-        if matches!(ended, Err(StreamError::RecorderGone)) || matches!(err, StreamError::RecorderGone) {
+        let ended = self.handler.on_end().await;
+        if matches!(ended, Err(StreamError::RecorderGone)) || matches!(error, StreamError::RecorderGone) {
             warn!(camera = %spec.camera, "the recorder stopped; stream loop ends");
-            return;
+            return None;
         }
+        spec.health.set_error(spec.role, Some(error.to_string()));
+        spec.link.down(spec.role);
         let stable = frames > 0 && started.elapsed() >= STABLE_SESSION;
-        if stable {
-            backoff.reset();
-        }
-        let message = err.to_string();
-        spec.health.set_error(spec.role, Some(message.clone()));
-        let delay = if err.is_permanent() { backoff.max_delay() } else { backoff.next_delay() };
-        if outages.is_news(&err.kind(), stable) {
-            if err.is_permanent() {
-                error!(camera = %spec.camera, stream = spec.role.as_str(), error = %message, retry_in_s = delay.as_secs_f64(), "camera stream unavailable");
-            } else {
-                warn!(camera = %spec.camera, stream = spec.role.as_str(), error = %message, frames, retry_in_s = format!("{:.1}", delay.as_secs_f64()), "camera stream lost; reconnecting");
-            }
-        } else {
-            debug!(camera = %spec.camera, stream = spec.role.as_str(), error = %message, retry_in_s = delay.as_secs_f64(), "camera stream still unavailable");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
-        }
+        Some(Failure { error, frames, stable })
     }
-    debug!(camera = %spec.camera, stream = spec.role.as_str(), "stream loop stopped");
+
+    async fn probe(&mut self) -> Result<(), ProbeError> {
+        reconnect::probe(&self.spec.url.url, PROBE_TIMEOUT).await
+    }
 }
 
 async fn wait_for_stale_sessions(spec: &StreamSpec, group: &SessionGroup, shutdown: &CancellationToken) {
@@ -466,6 +488,10 @@ async fn play(
                 }
                 if last_frame.is_none() {
                     info!(camera = %spec.camera, stream = spec.role.as_str(), "receiving video");
+                    if let Some(outage) = spec.link.up(spec.role) {
+                        let outage_s = format!("{:.1}", outage.as_secs_f64());
+                        info!(camera = %spec.camera, outage_s, "camera back: every stream delivers video again");
+                    }
                 }
                 if frame.loss() > 0 {
                     debug!(camera = %spec.camera, stream = spec.role.as_str(), lost = frame.loss(), "RTP packets lost");
