@@ -226,3 +226,35 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
         assert_eq!(recordings.join(format!("yard_{i}.mp4")).exists(), i % 2 == 1, "clip {i}");
     }
 }
+
+#[test]
+fn a_quarantined_file_that_reads_now_goes_back_through_the_pipeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(tmp.path(), &config(tmp.path(), "  interval_s: 60"), &[]);
+    // A camera uploaded half a file: quarantined.
+    let full = std::fs::read(common::footage(CLIP)).unwrap();
+    let half = tmp.path().join("half.mp4");
+    std::fs::write(&half, &full[..full.len() / 2]).unwrap();
+    daemon.drop_clip(&half, "late.mp4");
+    let clip = wait_for("the clip quarantined", Duration::from_secs(60), || {
+        daemon.clips().into_iter().find(|c| c["status"] == "quarantined")
+    });
+    let id = clip["clip"]["clip_id"].as_str().unwrap().to_owned();
+    let moved = PathBuf::from(clip["quarantine"]["moved_to"].as_str().unwrap());
+    let text = cleanup(&daemon.config, &["--recheck-quarantine"]);
+    assert!(text.contains(&format!("quarantine: {id}: still unreadable")), "{text}");
+
+    // The whole file turns up (a person copies it over): it reads now.
+    std::fs::write(&moved, &full).unwrap();
+    let text = cleanup(&daemon.config, &["--recheck-quarantine"]);
+    assert!(text.contains(&format!("quarantine: {id}: reads now")) && text.contains("--yes puts it back"), "{text}");
+    assert!(moved.exists(), "a dry run moves nothing");
+    let text = cleanup(&daemon.config, &["--recheck-quarantine", "--yes"]);
+    assert!(text.contains(&format!("quarantine: {id}: re-checked: reads now")), "{text}");
+    let done = wait_for("the clip processed", Duration::from_secs(60), || {
+        daemon.clips().into_iter().find(|c| c["clip"]["clip_id"] == id.as_str() && c["status"] == "done")
+    });
+    assert!(done["quarantine"].is_null());
+    assert!(done["filter_result"]["detected_classes"].as_array().unwrap().contains(&"person".into()), "{done}");
+    assert!(!moved.exists());
+}

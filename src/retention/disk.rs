@@ -70,7 +70,7 @@ pub fn measure(places: &Places) -> std::io::Result<Usage> {
     roots.extend(places.archive.as_deref());
     // A root inside another is walked with its parent.
     roots.sort();
-    roots.dedup_by(|b, a| b.starts_with(&*a));
+    roots.dedup_by(|b, a| b.starts_with(a));
     for root in roots {
         used += walk(root, &mut seen);
     }
