@@ -53,7 +53,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
     let updater = Updater::new(cfg.update.clone(), layout.update(), Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.
-    let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link())).await?;
+    let (disk_tx, disk_rx) = tokio::sync::watch::channel(crate::retention::DiskStatus::default());
+    let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link()), Some(disk_rx)).await?;
     let shutdown = CancellationToken::new();
     let detector = plugins.filter.live();
     let places = crate::retention::Places::new(&layout, plugins.storage.local_root());
@@ -77,8 +78,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         shutdown.clone(),
     );
     pipeline.start(&layout.recordings()).await?;
-    let retention =
-        Retention::new(pipeline.store().clone(), places, cfg.retention.clone(), clock.clone(), pipeline.clip_landed());
+    let retention = Retention::new(
+        pipeline.store().clone(),
+        places,
+        cfg.retention.clone(),
+        clock.clone(),
+        pipeline.clip_landed(),
+        disk_tx,
+    );
     tokio::spawn(retention.clone().run(shutdown.clone()));
 
     let sources_shutdown = shutdown.child_token();

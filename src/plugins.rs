@@ -308,8 +308,12 @@ fn named(kind: &'static str, spec: &PluginSpec, e: PluginBuildError) -> PluginBu
 
 /// Builds every plugin the config names (loads models, opens connections).
 /// `firmware` is the box's updater, when it can update itself (Home Assistant's
-/// firmware entity).
-pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins, PluginBuildError> {
+/// firmware entity); `disk` the disk budget as retention leaves it (its sensor).
+pub async fn build(
+    cfg: &Config,
+    firmware: Option<UpdateLink>,
+    disk: Option<tokio::sync::watch::Receiver<crate::retention::DiskStatus>>,
+) -> Result<Plugins, PluginBuildError> {
     let ctx = context(cfg);
     let storage = build_storage(cfg)?;
     let filter = build_one(FILTERS, "filter", &cfg.filter, &ctx)?;
@@ -331,7 +335,7 @@ pub async fn build(cfg: &Config, firmware: Option<UpdateLink>) -> Result<Plugins
         .iter()
         .filter_map(|s| Some(CameraConnectivity { camera: s.camera().clone(), connected: s.connectivity()? }))
         .collect();
-    let notifiers = build_notifiers(cfg, &ctx, DeviceFeeds { firmware, cameras }).await?;
+    let notifiers = build_notifiers(cfg, &ctx, DeviceFeeds { firmware, cameras, disk }).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
 }
 

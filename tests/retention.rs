@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::config::ConfigBuilder;
-use common::peers::{Daemon, wait_for};
+use common::peers::{Broker, Daemon, Subscriber, wait_for};
 use homesec::domain::{Clip, ClipRecord, StageStatus};
 use homesec::store::{Set, Store};
 
@@ -157,6 +157,7 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
     let data = tmp.path().join("data");
     let recordings = data.join("recordings/yard");
     std::fs::create_dir_all(&recordings).unwrap();
+    std::fs::create_dir_all(tmp.path().join("inbox")).unwrap();
     // 3000 finished clips of 10 kB: the even ones uploaded (prunable), the odd
     // ones not uploaded to a storage that is not on the box (never pruned).
     let n = 3000;
@@ -192,8 +193,11 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
     }
     // Storage on another file system than the data: a remote archive, as far as retention sees.
     let remote = Tmpfs::mount(&tmp.path().join("remote"), 1 << 20);
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, &["homecam/retention/disk", "homeassistant/binary_sensor/#"]);
     let cfg = ConfigBuilder::new("retention", tmp.path())
         .folder_camera("yard")
+        .mqtt(broker.port)
         .storage(&format!("backend: local\nconfig:\n  root: {}", remote.0.display()))
         .section("retention:\n  max_local_size_bytes: 1048576\n  min_free_bytes: 0\n  interval_s: 1")
         .section("retry:\n  upload_retry_interval_s: 3600")
@@ -213,9 +217,19 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
     wait_for("the pass finished", Duration::from_secs(60), || {
         (0..n).step_by(2).all(|i| !recordings.join(format!("yard_{i}.mp4")).exists()).then_some(())
     });
-    wait_for("the disk reported stuck", Duration::from_secs(30), || {
+    let health = wait_for("the disk reported stuck", Duration::from_secs(30), || {
         daemon.get("/health").filter(|(_, h)| h["checks"]["disk"] == false).map(|(_, h)| h)
     });
+    assert_eq!(health["status"], "degraded", "{health}");
+    let why = health["disk"]["stuck"].as_str().unwrap();
+    assert!(why.contains("nothing more may go: 1500 clips (15.0 MB) not uploaded yet"), "{why}");
+    // Home Assistant's `Disk budget` problem sensor says so too.
+    let state = wait_for("the disk state on MQTT", Duration::from_secs(10), || {
+        sub.json_on("homecam/retention/disk").into_iter().rev().find(|s| !s["stuck"].is_null())
+    });
+    assert_eq!(state["stuck"].as_str(), Some(why));
+    let config = sub.json_on("homeassistant/binary_sensor/homesec_retention/disk_budget/config");
+    assert_eq!(config.last().expect("the sensor announced")["device_class"], "problem");
     daemon.stop();
     let store = Store::open(&data.join("homesec.redb")).unwrap();
     assert!(store.unreadable().is_empty());

@@ -6,6 +6,7 @@ use tracing::info;
 
 use super::discovery::{self as ha, DiscoveryMessage, HomeAssistantConfig};
 use crate::domain::CameraName;
+use crate::retention::DiskStatus;
 use crate::update::{SystemStatus, UpdateLink};
 
 /// The firmware update entity and the updater behind it.
@@ -31,6 +32,28 @@ pub struct DeviceFeeds {
     pub firmware: Option<UpdateLink>,
     /// Cameras that report their connectivity: a connectivity sensor each.
     pub cameras: Vec<CameraConnectivity>,
+    /// The disk budget as retention leaves it (the `Disk budget` sensor).
+    pub disk: Option<watch::Receiver<DiskStatus>>,
+}
+
+/// The box's disk budget sensor: its state topic and its source.
+#[derive(Debug, Clone)]
+pub struct DiskState {
+    topic: String,
+    status: watch::Receiver<DiskStatus>,
+}
+
+impl DiskState {
+    /// The retained state now (the figures as JSON).
+    pub fn message(&self) -> DiscoveryMessage {
+        let payload = serde_json::to_string(&*self.status.borrow()).unwrap_or_default();
+        DiscoveryMessage { topic: self.topic.clone(), payload }
+    }
+
+    /// The disk status, to publish [`DiskState::message`] when it changes.
+    pub fn changes(&self) -> watch::Receiver<DiskStatus> {
+        self.status.clone()
+    }
 }
 
 /// A camera's connectivity sensor: its state topic and its source.
@@ -72,6 +95,7 @@ pub struct Device {
     discovery: Vec<DiscoveryMessage>,
     firmware: Option<Firmware>,
     connectivity: Vec<ConnectivityState>,
+    disk: Option<DiskState>,
 }
 
 impl Device {
@@ -88,9 +112,10 @@ impl Device {
     /// `feeds`: the box's updater when it can update itself, and the cameras
     /// that report their connectivity.
     pub fn new(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName], feeds: DeviceFeeds) -> Device {
-        let DeviceFeeds { firmware, cameras: linked } = feeds;
+        let DeviceFeeds { firmware, cameras: linked, disk } = feeds;
         let mut discovery = ha::discovery_messages(cfg, device_id, cameras);
         discovery.extend(firmware.is_some().then(|| ha::update_discovery(cfg, device_id)));
+        discovery.extend(disk.is_some().then(|| ha::disk_discovery(cfg, device_id)));
         discovery.extend(linked.iter().map(|c| ha::connectivity_discovery(cfg, device_id, &c.camera)));
         let connectivity = linked
             .into_iter()
@@ -103,6 +128,7 @@ impl Device {
             status_topic: ha::status_topic(&cfg.discovery_prefix),
             discovery,
             connectivity,
+            disk: disk.map(|status| DiskState { topic: ha::disk_topic(&cfg.base_topic, device_id), status }),
             firmware: firmware.map(|link| Firmware {
                 state_topic: ha::update_state_topic(&cfg.base_topic, device_id),
                 command_topic: ha::update_command_topic(&cfg.base_topic, device_id),
@@ -117,7 +143,13 @@ impl Device {
         let mut out = self.discovery.clone();
         out.extend(self.firmware_state());
         out.extend(self.connectivity.iter().map(ConnectivityState::message));
+        out.extend(self.disk.as_ref().map(DiskState::message));
         out
+    }
+
+    /// The disk budget sensor, to publish its state when it changes.
+    pub fn disk(&self) -> Option<&DiskState> {
+        self.disk.as_ref()
     }
 
     /// The cameras' connectivity sensors, to publish each one's state when it changes.
@@ -200,7 +232,7 @@ mod tests {
         } else {
             (None, None)
         };
-        let feeds = DeviceFeeds { firmware: link, cameras: Vec::new() };
+        let feeds = DeviceFeeds { firmware: link, ..DeviceFeeds::default() };
         (Device::new(&cfg, "box1", &[CameraName::from("door")], feeds), rx)
     }
 
@@ -217,6 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn the_disk_budget_sensor_is_announced_with_the_figures_as_its_state() {
+        let (tx, rx) = watch::channel(DiskStatus::default());
+        let feeds = DeviceFeeds { disk: Some(rx), ..DeviceFeeds::default() };
+        let d = Device::new(&HomeAssistantConfig::default(), "box1", &[], feeds);
+        let msgs = d.announcements();
+        let config = msgs.iter().find(|m| m.topic == "homeassistant/binary_sensor/homesec_box1/disk_budget/config");
+        let config: serde_json::Value = serde_json::from_str(&config.expect("announced").payload).unwrap();
+        assert_eq!(config["device_class"], "problem");
+        assert_eq!(config["state_topic"], "homecam/box1/disk");
+        assert_eq!(config["json_attributes_topic"], "homecam/box1/disk");
+        assert_eq!(config["device"]["identifiers"][0], "homesec_box1");
+        tx.send_modify(|s| s.stuck = Some("nothing more may go".into()));
+        let state = d.disk().unwrap().message();
+        assert_eq!(state.topic, "homecam/box1/disk");
+        let state: serde_json::Value = serde_json::from_str(&state.payload).unwrap();
+        assert_eq!(state["stuck"], "nothing more may go");
+    }
+
+    #[test]
     fn home_assistant_coming_online_asks_for_discovery_again() {
         let (d, _) = device(false);
         assert_eq!(d.on_message("homeassistant/status", b"online", false), Reaction::Announce);
@@ -230,8 +281,10 @@ mod tests {
         let cfg = HomeAssistantConfig::default();
         let (tx, connected) = watch::channel(false);
         let cameras = [CameraName::from("door"), CameraName::from("inbox")];
-        let feeds =
-            DeviceFeeds { firmware: None, cameras: vec![CameraConnectivity { camera: "door".into(), connected }] };
+        let feeds = DeviceFeeds {
+            cameras: vec![CameraConnectivity { camera: "door".into(), connected }],
+            ..DeviceFeeds::default()
+        };
         let d = Device::new(&cfg, "box1", &cameras, feeds);
         let plain = Device::new(&cfg, "box1", &cameras, DeviceFeeds::default());
         let config = "homeassistant/binary_sensor/homesec_box1/door_connectivity/config";

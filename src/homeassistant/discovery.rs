@@ -114,6 +114,37 @@ pub fn connectivity_payload(connected: bool) -> &'static str {
     if connected { ONLINE } else { OFFLINE }
 }
 
+/// Retained JSON of the box's disk budget ([`crate::retention::DiskStatus`]).
+pub fn disk_topic(base_topic: &str, device_id: &str) -> String {
+    format!("{base_topic}/{}/disk", slug(device_id))
+}
+
+/// The box's `Disk budget` problem sensor: on while the budget cannot be held
+/// (nothing more may be deleted); the figures and the reason as attributes.
+pub fn disk_discovery(cfg: &HomeAssistantConfig, device_id: &str) -> DiscoveryMessage {
+    let node = box_identifier(device_id);
+    let topic = disk_topic(&cfg.base_topic, device_id);
+    let payload = json!({
+        "name": "Disk budget",
+        "unique_id": format!("{node}_disk_budget"),
+        "device_class": "problem",
+        "entity_category": "diagnostic",
+        "state_topic": topic,
+        "value_template": "{{ 'ON' if value_json.stuck else 'OFF' }}",
+        "json_attributes_topic": topic,
+        "availability_topic": availability_topic(&cfg.base_topic, device_id),
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+        "qos": 1,
+        "device": box_device(device_id),
+        "origin": origin(),
+    });
+    DiscoveryMessage {
+        topic: format!("{}/binary_sensor/{node}/disk_budget/config", cfg.discovery_prefix),
+        payload: payload.to_string(),
+    }
+}
+
 /// Retained JSON of the box's firmware (installed / latest version, progress).
 pub fn update_state_topic(base_topic: &str, device_id: &str) -> String {
     format!("{base_topic}/{}/update/state", slug(device_id))

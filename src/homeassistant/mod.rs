@@ -34,5 +34,5 @@
 mod device;
 pub mod discovery;
 
-pub use device::{CameraConnectivity, ConnectivityState, Device, DeviceFeeds, Reaction};
+pub use device::{CameraConnectivity, ConnectivityState, Device, DeviceFeeds, DiskState, Reaction};
 pub use discovery::*;

@@ -217,9 +217,15 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// `wake` is notified when a clip lands.
-    pub fn new(store: Store, places: Places, cfg: RetentionConfig, clock: SharedClock, wake: Arc<Notify>) -> Arc<Self> {
-        let (status, _) = watch::channel(DiskStatus::default());
+    /// `wake` is notified when a clip lands; `status` gets the disk as each pass leaves it.
+    pub fn new(
+        store: Store,
+        places: Places,
+        cfg: RetentionConfig,
+        clock: SharedClock,
+        wake: Arc<Notify>,
+        status: watch::Sender<DiskStatus>,
+    ) -> Arc<Self> {
         Arc::new(Retention { store, places, cfg, clock, wake, pass_lock: tokio::sync::Mutex::new(()), status })
     }
 

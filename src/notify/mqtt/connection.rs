@@ -101,6 +101,11 @@ impl Connection {
                 let state = move || Some(c.message());
                 state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
             }
+            if let Some(disk) = d.disk() {
+                let (changes, disk) = (disk.changes(), disk.clone());
+                let state = move || Some(disk.message());
+                state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
+            }
         }
         let announce = Announce { availability_topic: opts.availability_topic.clone(), device };
         let task = tokio::spawn(run_event_loop(
@@ -209,7 +214,7 @@ impl Drop for Connection {
 }
 
 /// Publishes a retained state (`state()`: the firmware entity's, a camera's
-/// connectivity) whenever its source changes, while connected; every connect
+/// connectivity, the disk budget) whenever its source changes, while connected; every connect
 /// publishes it anyway. The state is read under the link's lock, so the last
 /// message queued is the latest state, whichever of this and a connect's
 /// announcements comes first.
