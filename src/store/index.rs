@@ -7,14 +7,11 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{CLIPS, StoreError, codec::decode};
-use crate::domain::{ClipRecord, ClipStatus, StageStatus, UnixMillis};
+use crate::domain::{ClipRecord, ClipStatus, StageStatus};
 
-/// Every clip by start time: `(start_ms, clip_id)`.
-pub(super) const BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("clips_by_time");
-/// Every clip by camera, then start time.
-pub(super) const BY_CAMERA: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("clips_by_camera");
-/// Every clip by derived status, then start time.
-pub(super) const BY_STATUS: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("clips_by_status");
+/// Every index in one table (one tree to update per transaction):
+/// `(index name, start_ms, clip_id)`; see [`Index`].
+pub(super) const INDEX: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("clip_index");
 
 /// A set of clips a background task works through, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,16 +31,6 @@ pub enum Set {
 impl Set {
     pub(super) const ALL: [Set; 5] = [Set::Unfinished, Set::UploadRetry, Set::OnDisk, Set::Pruned, Set::Compacted];
 
-    pub(super) fn table(self) -> TableDefinition<'static, (i64, &'static str), ()> {
-        match self {
-            Set::Unfinished => TableDefinition::new("clips_unfinished"),
-            Set::UploadRetry => TableDefinition::new("clips_upload_retry"),
-            Set::OnDisk => TableDefinition::new("clips_on_disk"),
-            Set::Pruned => TableDefinition::new("clips_pruned"),
-            Set::Compacted => TableDefinition::new("clips_compacted"),
-        }
-    }
-
     fn contains(self, r: &ClipRecord) -> bool {
         match self {
             Set::Unfinished => r.needs_processing(),
@@ -58,37 +45,50 @@ impl Set {
             Set::Compacted => r.compacted_ms.is_some(),
         }
     }
-}
 
-/// What the indexes hold of one record.
-struct Keys<'r> {
-    id: &'r str,
-    start: UnixMillis,
-    camera: &'r str,
-    status: ClipStatus,
-    sets: Vec<Set>,
-}
-
-impl<'r> Keys<'r> {
-    fn of(r: &'r ClipRecord) -> Self {
-        Keys {
-            id: r.clip.clip_id.as_str(),
-            start: r.clip.start_ms,
-            camera: r.clip.camera.as_str(),
-            status: r.status(),
-            sets: Set::ALL.into_iter().filter(|s| s.contains(r)).collect(),
+    fn name(self) -> &'static str {
+        match self {
+            Set::Unfinished => "set/unfinished",
+            Set::UploadRetry => "set/upload_retry",
+            Set::OnDisk => "set/on_disk",
+            Set::Pruned => "set/pruned",
+            Set::Compacted => "set/compacted",
         }
     }
 }
 
-/// Creates every index table (so that readers never meet a missing one).
-pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(BY_TIME)?;
-    txn.open_table(BY_CAMERA)?;
-    txn.open_table(BY_STATUS)?;
-    for set in Set::ALL {
-        txn.open_table(set.table())?;
+/// An index: the clips under one name, ordered by start time.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Index<'a> {
+    /// Every clip.
+    Time,
+    Camera(&'a str),
+    Status(ClipStatus),
+    Set(Set),
+}
+
+impl Index<'_> {
+    pub(super) fn name(self) -> String {
+        match self {
+            Index::Time => "time".into(),
+            Index::Camera(c) => format!("camera/{c}"),
+            Index::Status(s) => format!("status/{}", s.as_str()),
+            Index::Set(s) => s.name().into(),
+        }
     }
+}
+
+/// The index names a record is under.
+fn names(r: &ClipRecord) -> Vec<String> {
+    let mut out =
+        vec![Index::Time.name(), Index::Camera(r.clip.camera.as_str()).name(), Index::Status(r.status()).name()];
+    out.extend(Set::ALL.into_iter().filter(|s| s.contains(r)).map(|s| s.name().to_owned()));
+    out
+}
+
+/// Creates the index table (so that readers never meet a missing one).
+pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(INDEX)?;
     Ok(())
 }
 
@@ -99,38 +99,18 @@ pub(super) fn reindex(
     old: Option<&ClipRecord>,
     new: Option<&ClipRecord>,
 ) -> Result<(), StoreError> {
-    let (old, new) = (old.map(Keys::of), new.map(Keys::of));
-    let same_place = |a: &Keys<'_>, b: &Keys<'_>| a.id == b.id && a.start == b.start && a.camera == b.camera;
-    let moved = match (&old, &new) {
-        (Some(a), Some(b)) => !same_place(a, b),
-        _ => true,
-    };
-    if let Some(o) = &old {
-        if moved {
-            txn.open_table(BY_TIME)?.remove((o.start, o.id))?;
-            txn.open_table(BY_CAMERA)?.remove((o.camera, o.start, o.id))?;
-        }
-        if moved || new.as_ref().is_some_and(|n| n.status != o.status) {
-            txn.open_table(BY_STATUS)?.remove((o.status.as_str(), o.start, o.id))?;
-        }
-        for set in &o.sets {
-            if moved || new.as_ref().is_some_and(|n| !n.sets.contains(set)) {
-                txn.open_table(set.table())?.remove((o.start, o.id))?;
-            }
+    let key = |r: &ClipRecord| (r.clip.start_ms, r.clip.clip_id.0.clone());
+    let (old_key, new_key) = (old.map(key), new.map(key));
+    let (old_names, new_names) = (old.map(names).unwrap_or_default(), new.map(names).unwrap_or_default());
+    let mut table = txn.open_table(INDEX)?;
+    if let Some((start, id)) = &old_key {
+        for name in old_names.iter().filter(|n| old_key != new_key || !new_names.contains(n)) {
+            table.remove((name.as_str(), *start, id.as_str()))?;
         }
     }
-    if let Some(n) = &new {
-        if moved {
-            txn.open_table(BY_TIME)?.insert((n.start, n.id), ())?;
-            txn.open_table(BY_CAMERA)?.insert((n.camera, n.start, n.id), ())?;
-        }
-        if moved || old.as_ref().is_some_and(|o| o.status != n.status) {
-            txn.open_table(BY_STATUS)?.insert((n.status.as_str(), n.start, n.id), ())?;
-        }
-        for set in &n.sets {
-            if moved || old.as_ref().is_some_and(|o| !o.sets.contains(set)) {
-                txn.open_table(set.table())?.insert((n.start, n.id), ())?;
-            }
+    if let Some((start, id)) = &new_key {
+        for name in new_names.iter().filter(|n| old_key != new_key || !old_names.contains(n)) {
+            table.insert((name.as_str(), *start, id.as_str()), ())?;
         }
     }
     Ok(())
@@ -140,12 +120,7 @@ pub(super) fn reindex(
 /// layout (a one-off migration). Records that cannot be read are left as they
 /// are and returned with the reason.
 pub(super) fn rebuild(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
-    txn.delete_table(BY_TIME)?;
-    txn.delete_table(BY_CAMERA)?;
-    txn.delete_table(BY_STATUS)?;
-    for set in Set::ALL {
-        txn.delete_table(set.table())?;
-    }
+    txn.delete_table(INDEX)?;
     create(txn)?;
     let mut records = Vec::new();
     let mut unreadable = Vec::new();

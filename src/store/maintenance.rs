@@ -3,10 +3,10 @@
 //! Each pass reads only the clips past its cutoff (through the set indexes) and
 //! commits in batches, so a pass cut by a power loss leaves whole records.
 
-use redb::{ReadableMultimapTable, ReadableTable};
+use redb::ReadableTable;
 
-use super::index::{self, Set};
-use super::{CLIP_EVENTS, CLIPS, EARLY_ALERTS, SOURCE_FILES, SourceFileEntry, Store, StoreError, Writer, codec};
+use super::index::{self, INDEX, Index, Set};
+use super::{CLIPS, EARLY_ALERTS, SOURCE_FILES, SourceFileEntry, Store, StoreError, Writer, codec};
 use crate::domain::UnixMillis;
 
 /// Records changed per transaction.
@@ -59,9 +59,10 @@ impl Store {
         loop {
             let n = self.write(|w| {
                 let keys: Vec<(i64, String)> = {
-                    let table = w.txn.open_table(set.table())?;
-                    let rows = table.range((i64::MIN, "")..(before_ms, ""))?.take(BATCH);
-                    rows.map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned()))).collect::<Result<_, _>>()?
+                    let table = w.txn.open_table(INDEX)?;
+                    let name = Index::Set(set).name();
+                    let rows = table.range((name.as_str(), i64::MIN, "")..(name.as_str(), before_ms, ""))?.take(BATCH);
+                    rows.map(|row| row.map(|(k, _)| (k.value().1, k.value().2.to_owned()))).collect::<Result<_, _>>()?
                 };
                 for (start, id) in &keys {
                     change(w, *start, id)?;
@@ -84,7 +85,7 @@ impl Writer<'_> {
             Ok(r) => r,
             // Unreadable: it cannot be shrunk; it leaves the set and stays as it is.
             Err(StoreError::Corrupt { .. }) => {
-                self.txn.open_table(Set::Pruned.table())?.remove((start, id))?;
+                self.txn.open_table(INDEX)?.remove((Index::Set(Set::Pruned).name().as_str(), start, id))?;
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -114,20 +115,12 @@ impl Writer<'_> {
         match self.clip(id) {
             Ok(old) => index::reindex(self.txn, Some(&old), None)?,
             Err(StoreError::Corrupt { .. }) => {
-                self.txn.open_table(Set::Compacted.table())?.remove((start, id))?;
+                self.txn.open_table(INDEX)?.remove((Index::Set(Set::Compacted).name().as_str(), start, id))?;
             }
             Err(e) => return Err(e),
         }
         self.txn.open_table(CLIPS)?.remove(id)?;
         self.txn.open_table(EARLY_ALERTS)?.remove(id)?;
         self.drop_events(id)
-    }
-
-    fn drop_events(&mut self, id: &str) -> Result<(), StoreError> {
-        let seqs: Vec<u64> = {
-            let index = self.txn.open_multimap_table(CLIP_EVENTS)?;
-            index.get(id)?.map(|s| s.map(|s| s.value())).collect::<Result<_, _>>()?
-        };
-        self.remove_events(id, &seqs)
     }
 }

@@ -11,31 +11,27 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::{
-    MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
-};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::domain::{Alert, AlertStage, CameraName, Clip, ClipEvent, ClipId, ClipRecord, EventKind, UnixMillis};
+use crate::domain::{Alert, AlertStage, CameraName, ClipId, ClipRecord, EventKind, UnixMillis};
 
 mod codec;
+mod events;
 mod index;
 mod maintenance;
 mod query;
 
 pub use codec::Stored;
 use codec::{decode, encode};
+pub use events::EventId;
+use events::{EVENTS, SYNC_OUTBOX};
 pub use index::Set;
 pub use query::{ClipPage, ClipQuery, Cursor};
 
 const CLIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("clips");
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const CLIP_EVENTS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("clip_events");
 const NOTIFY_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("notify_outbox");
-/// Event sequence numbers not yet copied to Postgres.
-const SYNC_OUTBOX: TableDefinition<u64, ()> = TableDefinition::new("sync_outbox");
 const SOURCE_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("source_files");
 /// Early alerts sent for clips not yet handed to the pipeline (kept until the
 /// clip's final alert is decided).
@@ -43,7 +39,7 @@ const EARLY_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("early_a
 /// The store's own facts: `layout` is the version of the tables' layout.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// 2: the clip indexes ([`index`]); records rewritten in their current version;
-/// the sync outbox kept only when something drains it.
+/// events kept by clip ([`events`]); the sync outbox kept only when something drains it.
 const LAYOUT: u64 = 2;
 /// Events kept per clip: a clip retried for days keeps its first event and its latest ones.
 pub const MAX_EVENTS_PER_CLIP: usize = 50;
@@ -159,11 +155,9 @@ impl Store {
         if layout >= LAYOUT {
             return Ok(());
         }
-        let unreadable = index::rebuild(&txn)?;
+        let mut unreadable = index::rebuild(&txn)?;
+        unreadable.extend(events::migrate(&txn)?);
         let records = txn.open_table(CLIPS)?.len()?;
-        // Nothing drained the sync outbox before layout 2.
-        txn.delete_table(SYNC_OUTBOX)?;
-        txn.open_table(SYNC_OUTBOX)?;
         txn.open_table(META)?.insert("layout", LAYOUT)?;
         txn.commit()?;
         tracing::info!(from = layout, to = LAYOUT, records, "store upgraded");
@@ -212,7 +206,6 @@ impl Store {
         let result = {
             txn.open_table(CLIPS)?;
             txn.open_table(EVENTS)?;
-            txn.open_multimap_table(CLIP_EVENTS)?;
             txn.open_table(NOTIFY_OUTBOX)?;
             txn.open_table(SYNC_OUTBOX)?;
             txn.open_table(SOURCE_FILES)?;
@@ -237,20 +230,6 @@ impl Store {
         let mut all = self.set(Set::Unfinished, None)?;
         all.reverse();
         Ok(all)
-    }
-
-    pub fn events_for(&self, id: &str) -> Result<Vec<ClipEvent>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_multimap_table(CLIP_EVENTS)?;
-        let events = txn.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for seq in index.get(id)? {
-            let seq = seq?.value();
-            if let Some(v) = events.get(seq)? {
-                out.push(decode(&format!("event {seq}"), v.value())?);
-            }
-        }
-        Ok(out)
     }
 
     pub fn source_file(&self, key: &str) -> Result<Option<SourceFileEntry>, StoreError> {
@@ -282,27 +261,6 @@ impl Store {
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(NOTIFY_OUTBOX)?.len()?)
-    }
-
-    /// Number of events not yet copied to Postgres.
-    pub fn sync_backlog(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(SYNC_OUTBOX)?.len()?)
-    }
-
-    /// The oldest `limit` events not yet copied to Postgres, with their sequence numbers.
-    pub fn sync_batch(&self, limit: usize) -> Result<Vec<(u64, ClipEvent)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let pending = txn.open_table(SYNC_OUTBOX)?;
-        let events = txn.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for row in pending.iter()?.take(limit) {
-            let seq = row?.0.value();
-            if let Some(v) = events.get(seq)? {
-                out.push((seq, decode(&format!("event {seq}"), v.value())?));
-            }
-        }
-        Ok(out)
     }
 
     /// Checks that the database answers (for health).
@@ -366,45 +324,6 @@ impl Writer<'_> {
             self.event(&record.clip, kind)?;
         }
         Ok(record)
-    }
-
-    /// Appends an event, dated now, to the log (and queues it for Postgres when
-    /// something drains the sync outbox). A clip keeps its first event and its
-    /// latest ones, [`MAX_EVENTS_PER_CLIP`] in all.
-    fn event(&mut self, clip: &Clip, kind: EventKind) -> Result<u64, StoreError> {
-        let event = ClipEvent { ts_ms: self.clock.now_ms(), ..ClipEvent::new(clip, kind) };
-        let id = event.clip_id.as_str();
-        let seq = {
-            let mut events = self.txn.open_table(EVENTS)?;
-            let seq = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            events.insert(seq, encode(&event)?.as_slice())?;
-            seq
-        };
-        let excess: Vec<u64> = {
-            let mut index = self.txn.open_multimap_table(CLIP_EVENTS)?;
-            index.insert(id, seq)?;
-            let count = index.get(id)?.len() as usize;
-            let seqs = index.get(id)?.skip(1).take(count.saturating_sub(MAX_EVENTS_PER_CLIP));
-            seqs.map(|s| s.map(|s| s.value())).collect::<Result<_, _>>()?
-        };
-        self.remove_events(id, &excess)?;
-        if self.sync_outbox {
-            self.txn.open_table(SYNC_OUTBOX)?.insert(seq, ())?;
-        }
-        Ok(seq)
-    }
-
-    /// Removes events of a clip from the log (and from the sync outbox).
-    fn remove_events(&mut self, clip_id: &str, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut events = self.txn.open_table(EVENTS)?;
-        let mut index = self.txn.open_multimap_table(CLIP_EVENTS)?;
-        let mut sync = self.txn.open_table(SYNC_OUTBOX)?;
-        for seq in seqs {
-            events.remove(*seq)?;
-            index.remove(clip_id, *seq)?;
-            sync.remove(*seq)?;
-        }
-        Ok(())
     }
 
     pub fn enqueue_notification(&mut self, entry: &OutboxEntry) -> Result<u64, StoreError> {
@@ -497,15 +416,6 @@ impl Writer<'_> {
             early.remove(id.as_str())?;
         }
         Ok(orphans.len())
-    }
-
-    /// Marks events as copied to Postgres.
-    pub fn ack_synced(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut pending = self.txn.open_table(SYNC_OUTBOX)?;
-        for seq in seqs {
-            pending.remove(*seq)?;
-        }
-        Ok(())
     }
 }
 
@@ -644,7 +554,7 @@ mod tests {
         let batch = store.sync_batch(10).unwrap();
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[0].1.clip_id.as_str(), "a");
-        store.write(|w| w.ack_synced(&[batch[0].0])).unwrap();
+        store.write(|w| w.ack_synced(&[batch[0].0.clone()])).unwrap();
         assert_eq!(store.sync_backlog().unwrap(), 1);
     }
 

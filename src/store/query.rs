@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::index::{BY_CAMERA, BY_STATUS, BY_TIME, Set};
+use super::index::{INDEX, Index, Set};
 use super::{CLIPS, Store, StoreError, codec::decode};
 use crate::domain::{ClipRecord, ClipStatus, UnixMillis};
 
@@ -59,51 +59,25 @@ impl Store {
     pub fn clips(&self, q: &ClipQuery) -> Result<ClipPage, StoreError> {
         let txn = self.db.begin_read()?;
         let clips = txn.open_table(CLIPS)?;
+        let index = match (q.status, q.camera.as_deref()) {
+            (Some(status), _) => Index::Status(status),
+            (None, Some(camera)) => Index::Camera(camera),
+            (None, None) => Index::Time,
+        };
+        let name = index.name();
+        let end = q.after.as_ref().map_or((i64::MAX, ""), |c| (c.start_ms, c.clip_id.as_str()));
+        let table = txn.open_table(INDEX)?;
         let mut page = ClipPage::default();
-        let mut take = |start: i64, id: &str| -> Result<ControlFlow<()>, StoreError> {
+        for row in table.range((name.as_str(), i64::MIN, "")..(name.as_str(), end.0, end.1))?.rev() {
+            let (k, _) = row?;
             if page.clips.len() == q.limit {
                 page.next = page.clips.last().map(Cursor::of);
-                return Ok(ControlFlow::Break(()));
+                break;
             }
-            let _ = start;
-            if let Some(r) = self.read_clip(&clips, id)?
+            if let Some(r) = self.read_clip(&clips, k.value().2)?
                 && q.camera.as_deref().is_none_or(|c| r.clip.camera.as_str() == c)
             {
                 page.clips.push(r);
-            }
-            Ok(ControlFlow::Continue(()))
-        };
-        let end = q.after.as_ref().map(|c| (c.start_ms, c.clip_id.as_str()));
-        if let Some(status) = q.status {
-            let s = status.as_str();
-            let table = txn.open_table(BY_STATUS)?;
-            let hi = end.map_or((s, i64::MAX, ""), |(t, id)| (s, t, id));
-            for row in table.range((s, i64::MIN, "")..hi)?.rev() {
-                let (k, _) = row?;
-                let (_, start, id) = k.value();
-                if take(start, id)?.is_break() {
-                    break;
-                }
-            }
-        } else if let Some(camera) = q.camera.as_deref() {
-            let table = txn.open_table(BY_CAMERA)?;
-            let hi = end.map_or((camera, i64::MAX, ""), |(t, id)| (camera, t, id));
-            for row in table.range((camera, i64::MIN, "")..hi)?.rev() {
-                let (k, _) = row?;
-                let (_, start, id) = k.value();
-                if take(start, id)?.is_break() {
-                    break;
-                }
-            }
-        } else {
-            let table = txn.open_table(BY_TIME)?;
-            let hi = end.unwrap_or((i64::MAX, ""));
-            for row in table.range((i64::MIN, "")..hi)?.rev() {
-                let (k, _) = row?;
-                let (start, id) = k.value();
-                if take(start, id)?.is_break() {
-                    break;
-                }
             }
         }
         Ok(page)
@@ -134,11 +108,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
         let clips = txn.open_table(CLIPS)?;
-        let table = txn.open_table(set.table())?;
-        for row in table.range((i64::MIN, "")..(before_ms.unwrap_or(i64::MAX), ""))? {
+        let table = txn.open_table(INDEX)?;
+        let name = Index::Set(set).name();
+        let end = before_ms.unwrap_or(i64::MAX);
+        for row in table.range((name.as_str(), i64::MIN, "")..(name.as_str(), end, ""))? {
             let (k, _) = row?;
-            let (_, id) = k.value();
-            if let Some(r) = self.read_clip(&clips, id)?
+            if let Some(r) = self.read_clip(&clips, k.value().2)?
                 && f(r).is_break()
             {
                 break;
@@ -147,10 +122,16 @@ impl Store {
         Ok(())
     }
 
-    /// Number of clips in a set.
+    /// Number of clips in a set (counts index entries; reads no record).
     pub fn set_len(&self, set: Set) -> Result<u64, StoreError> {
-        use redb::ReadableTableMetadata;
-        Ok(self.db.begin_read()?.open_table(set.table())?.len()?)
+        let table = self.db.begin_read()?.open_table(INDEX)?;
+        let name = Index::Set(set).name();
+        let mut n = 0;
+        for row in table.range((name.as_str(), i64::MIN, "")..(name.as_str(), i64::MAX, ""))? {
+            row?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// A record found through an index; `None` when it is gone or cannot be
