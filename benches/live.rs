@@ -598,7 +598,6 @@ struct Writes {
     clips: u64,
     clip_count: usize,
     snapshots: u64,
-    frames: u64,
     store: u64,
 }
 
@@ -667,14 +666,12 @@ fn run(
     let writes = written_before.zip(io_written(daemon.pid())).map(|(before, after)| {
         let data = dir.path().join("data");
         let (clips, clip_count) = files_under(&data.join("recordings"), |p| p.extension().is_some_and(|e| e == "mp4"));
-        let (frames, _) = files_under(&data.join("recordings"), |p| p.extension().is_some_and(|e| e == "jpg"));
         let store_after = std::fs::metadata(data.join("homesec.redb")).map_or(0, |m| m.len());
         Writes {
             total: after - before,
             clips,
             clip_count,
             snapshots: files_under(&data.join("snapshots"), |_| true).0,
-            frames,
             store: store_after.saturating_sub(store_before),
         }
     });
@@ -745,13 +742,12 @@ fn writes_text(w: &Writes) -> String {
     let n = w.clip_count.max(1) as f64;
     let kb = |b: u64| b as f64 / 1e3 / n;
     format!(
-        "{:.0} kB per clip beyond the clip ({} clips of {:.0} kB; of that: snapshot {:.0} kB, VLM frames {:.0} kB, \
-         store growth {:.0} kB, the rest journals, store pages rewritten, the file system's metadata)",
+        "{:.0} kB per clip beyond the clip ({} clips of {:.0} kB; of that: snapshot {:.0} kB, store growth {:.0} kB, \
+         the rest the VLM's frames (deleted once used), recording journals, store pages rewritten)",
         kb(w.total.saturating_sub(w.clips)),
         w.clip_count,
         kb(w.clips),
         kb(w.snapshots),
-        kb(w.frames),
         kb(w.store),
     )
 }

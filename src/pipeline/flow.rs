@@ -73,6 +73,8 @@ impl Pipeline {
             StageOutcome::Skipped(_) | StageOutcome::Failed(_) => None,
             StageOutcome::Interrupted => return Ok(()),
         };
+        // The frames live detection kept for the VLM have served.
+        let _ = tokio::fs::remove_dir_all(crate::fsutil::frames_dir(std::path::Path::new(&clip.local_path))).await;
 
         // Policy. A clip that had an early alert always gets its final alert, so
         // that the early one can be updated (e.g. to low risk).

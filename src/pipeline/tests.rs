@@ -556,3 +556,17 @@ async fn the_final_alert_supersedes_an_early_one_still_waiting_in_the_outbox() {
     assert_eq!(stages, [AlertStage::Analyzed], "the stale early alert is not sent after the final one");
     assert!(rig.outbox().await.is_empty());
 }
+
+#[tokio::test]
+async fn the_frames_kept_for_the_vlm_go_once_the_vlm_has_seen_them() {
+    let rig = rig(Setup::default());
+    let mut c = clip("front_8");
+    c.local_path = rig.dir.join("front_8.mp4").display().to_string();
+    let frames = crate::fsutil::frames_dir(std::path::Path::new(&c.local_path));
+    std::fs::create_dir_all(&frames).unwrap();
+    std::fs::write(frames.join("frame_00_0.jpg"), b"jpeg").unwrap();
+    assert!(rig.pipeline.sink().submit_detected(c, Some(live(&["person"]))).await.unwrap());
+    let r = rig.wait("front_8", |r| !r.needs_processing()).await;
+    assert_eq!(r.vlm.status, StageStatus::Ok);
+    assert!(!frames.exists(), "no longer needed: the disk gets them back");
+}
