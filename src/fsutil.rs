@@ -206,6 +206,16 @@ pub fn write_durable(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.commit()
 }
 
+/// Writes a file that a crash may lose (a cache with a fallback): under its
+/// `.part` name, then renamed, never fsynced. Its name never shows a file
+/// being written, but after a power cut it may be short or empty; a file
+/// deleted soon after may never reach the disk at all (an SD card's writes saved).
+pub fn write_cache(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let part = part_path(dest);
+    fs::write(&part, bytes)?;
+    fs::rename(&part, dest)
+}
+
 /// Copies `src` to `dest` durably (hard link when on the same file system).
 pub fn copy_durable(src: &Path, dest: &Path) -> std::io::Result<()> {
     if let Some(dir) = dest.parent() {

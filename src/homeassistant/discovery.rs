@@ -124,21 +124,20 @@ pub fn disk_topic(base_topic: &str, device_id: &str) -> String {
 pub fn disk_discovery(cfg: &HomeAssistantConfig, device_id: &str) -> DiscoveryMessage {
     let node = box_identifier(device_id);
     let topic = disk_topic(&cfg.base_topic, device_id);
-    let payload = json!({
-        "name": "Disk budget",
-        "unique_id": format!("{node}_disk_budget"),
-        "device_class": "problem",
-        "entity_category": "diagnostic",
-        "state_topic": topic,
-        "value_template": "{{ 'ON' if value_json.stuck else 'OFF' }}",
-        "json_attributes_topic": topic,
-        "availability_topic": availability_topic(&cfg.base_topic, device_id),
-        "payload_available": ONLINE,
-        "payload_not_available": OFFLINE,
-        "qos": 1,
-        "device": box_device(device_id),
-        "origin": origin(),
-    });
+    let payload = entity(
+        json!({
+            "name": "Disk budget",
+            "unique_id": format!("{node}_disk_budget"),
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "state_topic": topic,
+            "value_template": "{{ 'ON' if value_json.stuck else 'OFF' }}",
+            "json_attributes_topic": topic,
+            "qos": 1,
+        }),
+        &availability_topic(&cfg.base_topic, device_id),
+        &box_device(device_id),
+    );
     DiscoveryMessage {
         topic: format!("{}/binary_sensor/{node}/disk_budget/config", cfg.discovery_prefix),
         payload: payload.to_string(),
@@ -203,8 +202,8 @@ fn camera_device(device_id: &str, camera: &CameraName) -> Value {
     })
 }
 
-/// A camera entity's config: `v` with the box's availability, the camera's device and the origin.
-fn camera_entity(mut v: Value, availability: &str, device: &Value) -> Value {
+/// An entity's config: `v` with the box's availability, its device (the box or a camera) and the origin.
+fn entity(mut v: Value, availability: &str, device: &Value) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.insert("availability_topic".into(), json!(availability));
         obj.insert("payload_available".into(), json!(ONLINE));
@@ -252,7 +251,7 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
         let device = camera_device(device_id, camera);
         let state = state_topic(base, camera);
         let event = event_topic(base, camera);
-        let common = |v: Value| camera_entity(v, &availability, &device);
+        let common = |v: Value| entity(v, &availability, &device);
 
         push(
             "event",
@@ -345,7 +344,7 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
 pub fn connectivity_discovery(cfg: &HomeAssistantConfig, device_id: &str, camera: &CameraName) -> DiscoveryMessage {
     let node = box_identifier(device_id);
     let availability = availability_topic(&cfg.base_topic, device_id);
-    let payload = camera_entity(
+    let payload = entity(
         json!({
             "name": "Connectivity",
             "unique_id": format!("{}_connectivity", camera_identifier(device_id, camera)),
@@ -369,22 +368,20 @@ pub fn connectivity_discovery(cfg: &HomeAssistantConfig, device_id: &str, camera
 /// button, progress), for boxes that can update themselves.
 pub fn update_discovery(cfg: &HomeAssistantConfig, device_id: &str) -> DiscoveryMessage {
     let node = box_identifier(device_id);
-    let availability = availability_topic(&cfg.base_topic, device_id);
-    let payload = json!({
-        "name": "Firmware",
-        "unique_id": format!("{node}_firmware"),
-        "device_class": "firmware",
-        "entity_category": "config",
-        "state_topic": update_state_topic(&cfg.base_topic, device_id),
-        "command_topic": update_command_topic(&cfg.base_topic, device_id),
-        "payload_install": INSTALL,
-        "availability_topic": availability,
-        "payload_available": ONLINE,
-        "payload_not_available": OFFLINE,
-        "qos": 1,
-        "device": box_device(device_id),
-        "origin": origin(),
-    });
+    let payload = entity(
+        json!({
+            "name": "Firmware",
+            "unique_id": format!("{node}_firmware"),
+            "device_class": "firmware",
+            "entity_category": "config",
+            "state_topic": update_state_topic(&cfg.base_topic, device_id),
+            "command_topic": update_command_topic(&cfg.base_topic, device_id),
+            "payload_install": INSTALL,
+            "qos": 1,
+        }),
+        &availability_topic(&cfg.base_topic, device_id),
+        &box_device(device_id),
+    );
     DiscoveryMessage {
         topic: format!("{}/update/{node}/firmware/config", cfg.discovery_prefix),
         payload: payload.to_string(),

@@ -171,12 +171,13 @@ pub fn encode_jpeg(frame: &RgbFrame, max_size: u32, quality: u8) -> Result<Jpeg,
 }
 
 /// Writes JPEGs into `dir` (created) as `frame_<n>_<ms>.jpg`, `ms` being the
-/// frame's time from the clip start, each file durably. Blocking.
+/// frame's time from the clip start. They are a cache ([`crate::fsutil::write_cache`]):
+/// [`read_jpegs`] skips a file a power cut cut short. Blocking.
 pub fn write_jpegs(dir: &Path, jpegs: &[Jpeg]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (i, j) in jpegs.iter().enumerate() {
         let ms = (j.ts_s.max(0.0) * 1000.0).round() as u64;
-        crate::fsutil::write_durable(&dir.join(format!("frame_{i:02}_{ms}.jpg")), &j.bytes)?;
+        crate::fsutil::write_cache(&dir.join(format!("frame_{i:02}_{ms}.jpg")), &j.bytes)?;
     }
     Ok(())
 }
@@ -204,8 +205,10 @@ pub fn read_jpegs(dir: &Path) -> std::io::Result<Vec<Jpeg>> {
     for (_, ts_s, path) in named {
         let bytes = std::fs::read(&path)?;
         let mut decoder = zune_jpeg::JpegDecoder::new(zune_jpeg::zune_core::bytestream::ZCursor::new(&bytes));
-        let Some((width, height)) = decoder.decode_headers().ok().and_then(|_| decoder.dimensions()) else {
-            tracing::warn!(file = %path.display(), "not a JPEG; skipped");
+        let dims = decoder.decode_headers().ok().and_then(|_| decoder.dimensions());
+        // A whole JPEG ends with its EOI marker; one cut short by a power cut does not.
+        let (Some((width, height)), true) = (dims, bytes.ends_with(&[0xFF, 0xD9])) else {
+            tracing::warn!(file = %path.display(), "not a whole JPEG; skipped");
             continue;
         };
         out.push(Jpeg { ts_s, width: width as u32, height: height as u32, bytes });
@@ -289,5 +292,21 @@ mod tests {
         assert_eq!(spread_indices(795, 8), vec![49, 149, 248, 347, 447, 546, 645, 745]);
         assert_eq!(spread_indices(4, 4), vec![0, 1, 2, 3]);
         assert_eq!(spread_indices(5, 1), vec![2]);
+    }
+
+    #[test]
+    fn a_frame_a_power_cut_left_short_or_empty_is_skipped() {
+        let frame = RgbFrame { ts_s: 0.0, width: 32, height: 16, data: vec![128; 32 * 16 * 3] };
+        let jpeg = encode_jpeg(&frame, 0, 80).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let jpegs: Vec<Jpeg> = (0..3).map(|i| Jpeg { ts_s: f64::from(i), ..jpeg.clone() }).collect();
+        write_jpegs(dir.path(), &jpegs).unwrap();
+        assert_eq!(read_jpegs(dir.path()).unwrap().len(), 3);
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        std::fs::write(&files[0], &jpeg.bytes[..jpeg.bytes.len() - 10]).unwrap();
+        std::fs::write(&files[1], b"").unwrap();
+        let left = read_jpegs(dir.path()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].bytes, jpeg.bytes);
     }
 }
