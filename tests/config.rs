@@ -149,3 +149,23 @@ fn two_notifiers_need_two_names() {
     assert_eq!(issues.len(), 1, "{issues:#?}");
     assert_eq!(issues[0].path, "notifiers[1].config.port");
 }
+
+#[test]
+fn retention_limits_are_checked_with_their_paths() {
+    let text = format!(
+        "{MINIMAL}retention:\n  max_local_size_bytes: 1000\n  keep_records_days: 30\n  keep_summaries_days: 7\n  \
+         interval_s: 0\n  keep_failed_days: -1\n  max_age_days: 0\n"
+    );
+    let issues = parse(&text).unwrap_err();
+    assert!(find(&issues, "retention.max_local_size_bytes").message.contains("at least 1048576"));
+    assert!(find(&issues, "retention.keep_summaries_days").message.contains("at least keep_records_days"));
+    assert_eq!(find(&issues, "retention.keep_summaries_days").line, Some(14));
+    for key in ["interval_s", "keep_failed_days", "max_age_days"] {
+        find(&issues, &format!("retention.{key}"));
+    }
+    let defaults = parse(MINIMAL).unwrap().retention;
+    assert_eq!(
+        (defaults.max_local_size_bytes, defaults.keep_failed_days, defaults.keep_records_days),
+        (None, 7.0, 30.0)
+    );
+}
