@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench bench-live build-arm64 test-arm64
+.PHONY: run test fetch build lint bench bench-live bench-soak build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -34,6 +34,10 @@ bench: fetch
 ## early/final alert latency, VLM request preparation, CPU per camera, 8 cameras at once (~3 min).
 bench-live: fetch
 	$(CARGO) bench --bench live
+
+## 20,000 clips on a simulated clock through store, pipeline writes and retention: redb size, RSS, list/recovery/pass latency (~3 min).
+bench-soak:
+	$(CARGO) bench --bench soak
 
 ## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
 ## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)
