@@ -64,6 +64,8 @@ pub(super) enum Index<'a> {
     Time,
     Camera(&'a str),
     Status(ClipStatus),
+    /// One camera's clips of one status.
+    CameraStatus(&'a str, ClipStatus),
     Set(Set),
 }
 
@@ -73,6 +75,7 @@ impl Index<'_> {
             Index::Time => "time".into(),
             Index::Camera(c) => format!("camera/{c}"),
             Index::Status(s) => format!("status/{}", s.as_str()),
+            Index::CameraStatus(c, s) => format!("camera_status/{c}/{}", s.as_str()),
             Index::Set(s) => s.name().into(),
         }
     }
@@ -80,8 +83,13 @@ impl Index<'_> {
 
 /// The index names a record is under.
 fn names(r: &ClipRecord) -> Vec<String> {
-    let mut out =
-        vec![Index::Time.name(), Index::Camera(r.clip.camera.as_str()).name(), Index::Status(r.status()).name()];
+    let (camera, status) = (r.clip.camera.as_str(), r.status());
+    let mut out = vec![
+        Index::Time.name(),
+        Index::Camera(camera).name(),
+        Index::Status(status).name(),
+        Index::CameraStatus(camera, status).name(),
+    ];
     out.extend(Set::ALL.into_iter().filter(|s| s.contains(r)).map(|s| s.name().to_owned()));
     out
 }

@@ -3,7 +3,7 @@
 //! Each pass reads only the clips past its cutoff (through the set indexes) and
 //! commits in batches, so a pass cut by a power loss leaves whole records.
 
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 
 use super::index::{self, INDEX, Index, Set};
 use super::{CLIPS, EARLY_ALERTS, SOURCE_FILES, SourceFileEntry, Store, StoreError, Writer, codec};
@@ -31,22 +31,24 @@ impl Store {
     /// Forgets what sources remember of files they saw before `before_ms`
     /// (their files left the source's folder long ago). Returns how many.
     pub fn forget_source_files(&self, before_ms: UnixMillis) -> Result<usize, StoreError> {
-        self.write(|w| {
-            let mut old = Vec::new();
-            for row in w.txn.open_table(SOURCE_FILES)?.iter()? {
-                let (k, v) = row?;
-                // An entry that cannot be read is of no use either.
-                let seen = codec::decode::<SourceFileEntry>("source file", v.value()).map_or(i64::MIN, |e| e.seen_ms);
-                if seen < before_ms {
-                    old.push(k.value().to_owned());
-                }
+        let mut old = Vec::new();
+        for row in self.db.begin_read()?.open_table(SOURCE_FILES)?.iter()? {
+            let (k, v) = row?;
+            // An entry that cannot be read is of no use either.
+            let seen = codec::decode::<SourceFileEntry>("source file", v.value()).map_or(i64::MIN, |e| e.seen_ms);
+            if seen < before_ms {
+                old.push(k.value().to_owned());
             }
-            let mut table = w.txn.open_table(SOURCE_FILES)?;
-            for key in &old {
-                table.remove(key.as_str())?;
-            }
-            Ok(old.len())
-        })
+        }
+        // Nothing to forget: no commit (an idle pass writes nothing).
+        if !old.is_empty() {
+            self.write(|w| {
+                let mut table = w.txn.open_table(SOURCE_FILES)?;
+                old.iter().try_for_each(|key| table.remove(key.as_str()).map(|_| ()))?;
+                Ok(())
+            })?;
+        }
+        Ok(old.len())
     }
 
     fn in_batches(
@@ -55,12 +57,17 @@ impl Store {
         before_ms: UnixMillis,
         change: impl Fn(&mut Writer<'_>, i64, &str) -> Result<(), StoreError>,
     ) -> Result<usize, StoreError> {
+        let name = Index::Set(set).name();
         let mut done = 0;
         loop {
+            // Nothing past the cutoff: no commit (an idle pass writes nothing).
+            let range = (name.as_str(), i64::MIN, "")..(name.as_str(), before_ms, "");
+            if self.db.begin_read()?.open_table(INDEX)?.range(range)?.next().is_none() {
+                return Ok(done);
+            }
             let n = self.write(|w| {
                 let keys: Vec<(i64, String)> = {
                     let table = w.txn.open_table(INDEX)?;
-                    let name = Index::Set(set).name();
                     let rows = table.range((name.as_str(), i64::MIN, "")..(name.as_str(), before_ms, ""))?.take(BATCH);
                     rows.map(|row| row.map(|(k, _)| (k.value().1, k.value().2.to_owned()))).collect::<Result<_, _>>()?
                 };

@@ -41,6 +41,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// 2: the clip indexes ([`index`]); records rewritten in their current version;
 /// events kept by clip ([`events`]); the sync outbox kept only when something drains it.
 const LAYOUT: u64 = 2;
+/// redb's page cache (its default is 1 GiB: the whole file would end up in memory).
+const CACHE_BYTES: usize = 16 << 20;
 /// Events kept per clip: a clip retried for days keeps its first event and its latest ones.
 pub const MAX_EVENTS_PER_CLIP: usize = 50;
 
@@ -134,7 +136,8 @@ impl Store {
     /// Opens (or creates) the store, dating writes by `clock`.
     pub fn open_with_clock(path: &Path, clock: SharedClock) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let db = redb::Database::create(path).map_err(open_err)?;
+        // A bounded page cache: memory stays flat however long the history.
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(open_err)?;
         let store = Self { db: Arc::new(db), clock, sync_outbox: false, unreadable: Arc::default() };
         // Create every table so that readers never meet a missing one.
         store.write(|_| Ok(()))?;
@@ -638,6 +641,7 @@ mod tests {
                     w.insert_clip(&ClipRecord::new(c))?;
                 }
                 w.update_clip("c4", [], |r| r.completed_ms = Some(1))?;
+                w.update_clip("c3", [], |r| r.completed_ms = Some(1))?;
                 Ok(())
             })
             .unwrap();
@@ -661,8 +665,10 @@ mod tests {
             pages(ClipQuery { camera: Some("back".into()), limit: 2, ..Default::default() }),
             [vec!["c5", "c3"], vec!["c1"]]
         );
-        let done = ClipQuery { status: Some(crate::domain::ClipStatus::Done), limit: 5, ..Default::default() };
-        assert_eq!(pages(done), [vec!["c4"]]);
+        let done = ClipQuery { status: Some(crate::domain::ClipStatus::Done), limit: 1, ..Default::default() };
+        assert_eq!(pages(done.clone()), [vec!["c4"], vec!["c3"]]);
+        let back_done = ClipQuery { camera: Some("back".into()), limit: 5, ..done };
+        assert_eq!(pages(back_done), [vec!["c3"]]);
     }
 
     #[test]

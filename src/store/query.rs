@@ -60,7 +60,8 @@ impl Store {
         let txn = self.db.begin_read()?;
         let clips = txn.open_table(CLIPS)?;
         let index = match (q.status, q.camera.as_deref()) {
-            (Some(status), _) => Index::Status(status),
+            (Some(status), Some(camera)) => Index::CameraStatus(camera, status),
+            (Some(status), None) => Index::Status(status),
             (None, Some(camera)) => Index::Camera(camera),
             (None, None) => Index::Time,
         };
@@ -74,9 +75,7 @@ impl Store {
                 page.next = page.clips.last().map(Cursor::of);
                 break;
             }
-            if let Some(r) = self.read_clip(&clips, k.value().2)?
-                && q.camera.as_deref().is_none_or(|c| r.clip.camera.as_str() == c)
-            {
+            if let Some(r) = self.read_clip(&clips, k.value().2)? {
                 page.clips.push(r);
             }
         }
