@@ -17,8 +17,9 @@ const SUMMARY_ERROR_CHARS: usize = 200;
 
 impl Store {
     /// Reduces the records of pruned clips that started before `before_ms` to
-    /// their summary: status, times, paths, classes, risk and VLM summary stay;
-    /// detections, the VLM timeline and the events go. Returns how many.
+    /// their summary: status, times, the stored copy's link, classes, risk and
+    /// VLM summary stay; detections, the VLM timeline, the paths of the deleted
+    /// files and the events go. Returns how many.
     pub fn compact_before(&self, before_ms: UnixMillis) -> Result<usize, StoreError> {
         self.in_batches(Set::Pruned, before_ms, |w, start, id| w.compact_clip(start, id))
     }
@@ -104,6 +105,9 @@ impl Writer<'_> {
         if let Some(a) = &mut r.analysis {
             a.entities_timeline = Vec::new();
         }
+        // Their files are gone.
+        r.snapshot_path = None;
+        r.clip.local_path = String::new();
         for log in [&mut r.upload, &mut r.filter, &mut r.vlm, &mut r.notify] {
             if let Some(e) = &mut log.last_error
                 && let Some((cut, _)) = e.char_indices().nth(SUMMARY_ERROR_CHARS)
