@@ -195,11 +195,15 @@ impl Pipeline {
         // old whose clip never arrived lost its recording.
         let before = self.now() - ORPHAN_EARLY_ALERT.as_millis() as i64;
         let forgotten = self.parts.store.run(move |s| s.write(|w| w.forget_orphan_early_alerts(before))).await?;
-        if forgotten > 0 {
+        if !forgotten.is_empty() {
             warn!(
-                early_alerts = forgotten,
+                early_alerts = forgotten.len(),
                 "forgot early alerts whose recording was lost; no final alert follows them"
             );
+        }
+        // Their snapshots belong to no clip: nothing else would ever delete them.
+        for id in &forgotten {
+            let _ = tokio::fs::remove_file(self.parts.snapshots_dir.join(format!("{id}.jpg"))).await;
         }
         let pending = self.parts.store.run(|s| s.unfinished_clips()).await?;
         let n = pending.len();

@@ -570,3 +570,16 @@ async fn the_frames_kept_for_the_vlm_go_once_the_vlm_has_seen_them() {
     assert_eq!(r.vlm.status, StageStatus::Ok);
     assert!(!frames.exists(), "no longer needed: the disk gets them back");
 }
+
+#[tokio::test]
+async fn an_early_alert_whose_recording_was_lost_is_forgotten_with_its_snapshot() {
+    let rig = rig(Setup::default());
+    rig.sighted("front_7").await;
+    let snapshot = rig.dir.join("snapshots/front_7.jpg");
+    assert!(snapshot.exists());
+    // The recording never arrives; a day later the daemon starts again.
+    rig.clock.advance(Duration::from_secs(25 * 3600));
+    rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
+    assert!(rig.pipeline.store().early_alert("front_7").unwrap().is_none());
+    assert!(!snapshot.exists(), "no clip will ever delete it");
+}

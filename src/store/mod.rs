@@ -400,8 +400,8 @@ impl Writer<'_> {
     }
 
     /// Forgets early alerts sent before `before_ms` whose clip never arrived
-    /// (its recording was lost): no final alert can follow them. Returns how many.
-    pub fn forget_orphan_early_alerts(&mut self, before_ms: UnixMillis) -> Result<usize, StoreError> {
+    /// (its recording was lost): no final alert can follow them. Returns their clip ids.
+    pub fn forget_orphan_early_alerts(&mut self, before_ms: UnixMillis) -> Result<Vec<String>, StoreError> {
         let mut orphans = Vec::new();
         {
             let early = self.txn.open_table(EARLY_ALERTS)?;
@@ -418,7 +418,7 @@ impl Writer<'_> {
         for id in &orphans {
             early.remove(id.as_str())?;
         }
-        Ok(orphans.len())
+        Ok(orphans)
     }
 }
 
@@ -511,7 +511,7 @@ mod tests {
                 w.insert_clip(&ClipRecord::new(clip("a", 1)))
             })
             .unwrap();
-        assert_eq!(store.write(|w| w.forget_orphan_early_alerts(5_000)).unwrap(), 1);
+        assert_eq!(store.write(|w| w.forget_orphan_early_alerts(5_000)).unwrap(), ["lost"]);
         assert!(store.early_alert("lost").unwrap().is_none());
         assert!(store.early_alert("recording").unwrap().is_some() && store.early_alert("a").unwrap().is_some());
     }
