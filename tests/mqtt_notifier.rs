@@ -95,10 +95,14 @@ impl Sub {
 }
 
 fn ctx(cameras: &[&str]) -> PluginContext {
+    ctx_of(DEVICE, cameras)
+}
+
+fn ctx_of(device: &str, cameras: &[&str]) -> PluginContext {
     PluginContext {
         layout: homesec::plugin::DataLayout::new(std::env::temp_dir()),
         config_dir: std::env::temp_dir(),
-        device_id: DEVICE.into(),
+        device_id: device.into(),
         cameras: cameras.iter().map(|c| CameraName::from(*c)).collect(),
         client_tag: None,
     }
@@ -118,7 +122,11 @@ fn config(port: u16) -> MqttConfig {
 /// Builds the notifier as the daemon does: with the box's Home Assistant device
 /// when discovery is on (no updater here).
 async fn build(cfg: MqttConfig, cameras: &[&str]) -> MqttNotifier {
-    let ctx = ctx(cameras);
+    build_as(DEVICE, cfg, cameras).await
+}
+
+async fn build_as(device: &str, cfg: MqttConfig, cameras: &[&str]) -> MqttNotifier {
+    let ctx = ctx_of(device, cameras);
     let device = homesec::homeassistant::Device::configured(
         &cfg.home_assistant,
         &ctx.device_id,
@@ -166,7 +174,7 @@ async fn alert_json_arrives_with_every_field_and_feeds_home_assistant() {
     let n = notifier(config(broker.port), &["front"]).await;
     assert_eq!(n.name(), "mqtt");
     assert!(n.ping().await);
-    let mut sub = subscribe(broker.port, &["homecam/alerts/front", "homecam/front/#"]).await;
+    let mut sub = subscribe(broker.port, &["homecam/alerts/front", "homecam/testbox/front/#"]).await;
 
     let a = alert("front", 1);
     let jpeg = std::fs::read(common::image("person.jpg")).expect("snapshot jpeg");
@@ -188,21 +196,21 @@ async fn alert_json_arrives_with_every_field_and_feeds_home_assistant() {
 
     // Home Assistant side: snapshot (retained JPEG), state (retained), event.
     drop(sub);
-    let mut late = subscribe(broker.port, &["homecam/front/#"]).await;
+    let mut late = subscribe(broker.port, &["homecam/testbox/front/#"]).await;
     let retained = late.collect(Duration::from_millis(700)).await;
-    let snap = retained.iter().find(|p| p.topic == "homecam/front/snapshot").expect("retained snapshot");
+    let snap = retained.iter().find(|p| p.topic == "homecam/testbox/front/snapshot").expect("retained snapshot");
     assert!(snap.retain);
     assert_eq!(snap.payload.as_ref(), jpeg.as_slice());
-    let state = retained.iter().find(|p| p.topic == "homecam/front/state").expect("retained state");
+    let state = retained.iter().find(|p| p.topic == "homecam/testbox/front/state").expect("retained state");
     let state = json(state);
     assert_eq!(state["risk_level"], "high");
     assert_eq!(state["summary"], a.summary.clone().unwrap_or_default());
     assert_eq!(state["person"], true);
-    assert!(retained.iter().all(|p| p.topic != "homecam/front/event"), "events are not retained");
+    assert!(retained.iter().all(|p| p.topic != "homecam/testbox/front/event"), "events are not retained");
 
     let b = alert("front", 2);
     n.send(&b, None).await.expect("second send");
-    let ev = late.next_where(WAIT, |p| p.topic == "homecam/front/event").await.expect("event");
+    let ev = late.next_where(WAIT, |p| p.topic == "homecam/testbox/front/event").await.expect("event");
     let ev = json(&ev);
     assert_eq!(ev["event_type"], "alert");
     assert_eq!(ev["clip_id"], b.clip_id.as_str());
@@ -221,7 +229,7 @@ async fn qos0_and_custom_topic_template() {
     };
     let n = notifier(cfg, &["back"]).await;
     assert_eq!(n.name(), "mqtt-lan");
-    let mut sub = subscribe(broker.port, &["alerts/#", "homeassistant/#", "homecam/back/#"]).await;
+    let mut sub = subscribe(broker.port, &["alerts/#", "homeassistant/#", "homecam/#"]).await;
     let a = alert("back", 3);
     n.send(&a, Some(b"jpeg")).await.expect("send");
     let got = sub.next_where(WAIT, |p| p.topic.starts_with("alerts/")).await.expect("alert");
@@ -230,6 +238,36 @@ async fn qos0_and_custom_topic_template() {
     let others = sub.collect(Duration::from_millis(500)).await;
     assert!(others.is_empty(), "discovery disabled, yet got {:?}", others.iter().map(|p| &p.topic).collect::<Vec<_>>());
     n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_boxes_with_a_front_camera_keep_their_own_topics_and_the_old_ones_are_cleared() {
+    let broker = Broker::start();
+    // What an earlier version left retained on the camera's topic without the device.
+    let old = subscribe(broker.port, &["unused/#"]).await;
+    old.client.publish("homecam/front/state", QoS::AtLeastOnce, true, b"{\"old\":true}".to_vec()).await.unwrap();
+    let mut sub = subscribe(broker.port, &["homecam/#"]).await;
+    let template = "homecam/alerts/{device_id}/{camera_name}";
+    let mut boxes = Vec::new();
+    for device in ["garage", "porch"] {
+        let n =
+            build_as(device, MqttConfig { topic_template: template.into(), ..config(broker.port) }, &["front"]).await;
+        assert!(n.wait_connected(Duration::from_secs(10)).await);
+        n.send(&alert("front", 1), None).await.expect("send");
+        boxes.push(n);
+    }
+    let got = sub.collect(Duration::from_millis(1500)).await;
+    let topics: Vec<&str> = got.iter().map(|p| p.topic.as_str()).collect();
+    for device in ["garage", "porch"] {
+        for topic in [format!("homecam/alerts/{device}/front"), format!("homecam/{device}/front/state")] {
+            assert!(topics.contains(&topic.as_str()), "no {topic} in {topics:?}");
+        }
+    }
+    let late = subscribe(broker.port, &["homecam/front/state"]).await.collect(Duration::from_millis(500)).await;
+    assert!(late.is_empty(), "the old retained state is cleared: {late:?}");
+    for n in boxes {
+        n.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

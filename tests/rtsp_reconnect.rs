@@ -90,7 +90,7 @@ fn check_connectivity_sensor(sub: &Subscriber, camera: &str) {
         sub.json_on(&config).into_iter().next()
     });
     assert_eq!(announced["device_class"], "connectivity", "{announced}");
-    let topic = format!("homecam/{camera}/connectivity");
+    let topic = format!("homecam/reconnect/{camera}/connectivity");
     assert_eq!(announced["state_topic"], topic.as_str());
     let states = wait_for(&format!("{camera} online again on MQTT"), Duration::from_secs(10), || {
         let s = payloads(sub, &topic);
@@ -114,7 +114,7 @@ fn cameras_away_for_40_s_show_video_again_within_5_s_of_answering() {
     let mut yard = RtspServer::start(&scene, &[]);
     let mut yard_sub = RtspServer::start(&scene, &[]);
     let broker = Broker::start();
-    let sub = Subscriber::connect(broker.port, &["homecam/+/connectivity", "homeassistant/binary_sensor/#"]);
+    let sub = Subscriber::connect(broker.port, &["homecam/reconnect/+/connectivity", "homeassistant/binary_sensor/#"]);
     let tmp = tempfile::tempdir().unwrap();
     let daemon = start_daemon(
         tmp.path(),
@@ -187,7 +187,7 @@ fn a_camera_away_while_its_backoff_is_at_a_10_minute_cap_shows_video_within_5_s_
     let mut main = RtspServer::start(&scene, &[]);
     let mut detect = RtspServer::start(&scene, &[]);
     let broker = Broker::start();
-    let sub = Subscriber::connect(broker.port, &["homecam/+/connectivity", "homeassistant/binary_sensor/#"]);
+    let sub = Subscriber::connect(broker.port, &["homecam/reconnect/+/connectivity", "homeassistant/binary_sensor/#"]);
     let tmp = tempfile::tempdir().unwrap();
     let source = camera(
         "GATE_URL",

@@ -113,14 +113,16 @@ impl Device {
     /// that report their connectivity.
     pub fn new(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName], feeds: DeviceFeeds) -> Device {
         let DeviceFeeds { firmware, cameras: linked, disk } = feeds;
-        let mut discovery = ha::discovery_messages(cfg, device_id, cameras);
+        let mut discovery: Vec<DiscoveryMessage> =
+            cameras.iter().flat_map(|c| ha::legacy_clears(&cfg.base_topic, c)).collect();
+        discovery.extend(ha::discovery_messages(cfg, device_id, cameras));
         discovery.extend(firmware.is_some().then(|| ha::update_discovery(cfg, device_id)));
         discovery.extend(disk.is_some().then(|| ha::disk_discovery(cfg, device_id)));
         discovery.extend(linked.iter().map(|c| ha::connectivity_discovery(cfg, device_id, &c.camera)));
         let connectivity = linked
             .into_iter()
             .map(|c| ConnectivityState {
-                topic: ha::connectivity_topic(&cfg.base_topic, &c.camera),
+                topic: ha::connectivity_topic(&cfg.base_topic, device_id, &c.camera),
                 connected: c.connected,
             })
             .collect();
@@ -288,7 +290,7 @@ mod tests {
         let d = Device::new(&cfg, "box1", &cameras, feeds);
         let plain = Device::new(&cfg, "box1", &cameras, DeviceFeeds::default());
         let config = "homeassistant/binary_sensor/homesec_box1/door_connectivity/config";
-        let state = |d: &Device| d.announcements().into_iter().find(|m| m.topic == "homecam/door/connectivity");
+        let state = |d: &Device| d.announcements().into_iter().find(|m| m.topic == "homecam/box1/door/connectivity");
         assert!(d.announcements().iter().any(|m| m.topic == config));
         assert!(!d.announcements().iter().any(|m| m.topic.contains("inbox_connectivity")), "only linked cameras");
         assert_eq!(state(&d).map(|m| m.payload).as_deref(), Some("offline"));
@@ -297,7 +299,7 @@ mod tests {
         assert_eq!(state(&d).map(|m| m.payload).as_deref(), Some("online"), "every connect publishes it as it is");
         let feed = &d.connectivity()[0];
         assert!(*feed.changes().borrow());
-        assert_eq!(feed.message().topic, "homecam/door/connectivity");
+        assert_eq!(feed.message().topic, "homecam/box1/door/connectivity");
     }
 
     #[test]

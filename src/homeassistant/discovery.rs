@@ -89,24 +89,42 @@ pub fn availability_topic(base_topic: &str, device_id: &str) -> String {
     format!("{base_topic}/{}/availability", slug(device_id))
 }
 
+/// A camera's own topics: `{base_topic}/{device_id}/{camera}/…`, so that two
+/// boxes with a camera of the same name never share one.
+fn camera_topic(base_topic: &str, device_id: &str, camera: &CameraName, leaf: &str) -> String {
+    format!("{base_topic}/{}/{}/{leaf}", slug(device_id), slug(camera.as_str()))
+}
+
 /// Retained JSON of the camera's last alert (sensors read it).
-pub fn state_topic(base_topic: &str, camera: &CameraName) -> String {
-    format!("{base_topic}/{}/state", slug(camera.as_str()))
+pub fn state_topic(base_topic: &str, device_id: &str, camera: &CameraName) -> String {
+    camera_topic(base_topic, device_id, camera, "state")
 }
 
 /// Non-retained JSON per alert (the event entity and the person / motion sensors read it).
-pub fn event_topic(base_topic: &str, camera: &CameraName) -> String {
-    format!("{base_topic}/{}/event", slug(camera.as_str()))
+pub fn event_topic(base_topic: &str, device_id: &str, camera: &CameraName) -> String {
+    camera_topic(base_topic, device_id, camera, "event")
 }
 
 /// Retained JPEG of the camera's last alert snapshot (the camera entity shows it).
-pub fn snapshot_topic(base_topic: &str, camera: &CameraName) -> String {
-    format!("{base_topic}/{}/snapshot", slug(camera.as_str()))
+pub fn snapshot_topic(base_topic: &str, device_id: &str, camera: &CameraName) -> String {
+    camera_topic(base_topic, device_id, camera, "snapshot")
 }
 
 /// Retained [`ONLINE`] / [`OFFLINE`]: whether every stream of the camera delivers video.
-pub fn connectivity_topic(base_topic: &str, camera: &CameraName) -> String {
-    format!("{base_topic}/{}/connectivity", slug(camera.as_str()))
+pub fn connectivity_topic(base_topic: &str, device_id: &str, camera: &CameraName) -> String {
+    camera_topic(base_topic, device_id, camera, "connectivity")
+}
+
+/// Empty retained messages that clear what earlier versions kept on the
+/// camera's topics without the device (`{base_topic}/{camera}/…`).
+pub fn legacy_clears(base_topic: &str, camera: &CameraName) -> Vec<DiscoveryMessage> {
+    ["state", "snapshot", "connectivity"]
+        .iter()
+        .map(|leaf| DiscoveryMessage {
+            topic: format!("{base_topic}/{}/{leaf}", slug(camera.as_str())),
+            payload: String::new(),
+        })
+        .collect()
 }
 
 /// The camera connectivity sensor's state.
@@ -249,8 +267,8 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
         let cam = slug(camera.as_str());
         let uid = |entity: &str| format!("{}_{entity}", camera_identifier(device_id, camera));
         let device = camera_device(device_id, camera);
-        let state = state_topic(base, camera);
-        let event = event_topic(base, camera);
+        let state = state_topic(base, device_id, camera);
+        let event = event_topic(base, device_id, camera);
         let common = |v: Value| entity(v, &availability, &device);
 
         push(
@@ -331,7 +349,7 @@ pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &
             common(json!({
                 "name": "Last snapshot",
                 "unique_id": uid("snapshot"),
-                "topic": snapshot_topic(base, camera),
+                "topic": snapshot_topic(base, device_id, camera),
             })),
         );
     }
@@ -350,7 +368,7 @@ pub fn connectivity_discovery(cfg: &HomeAssistantConfig, device_id: &str, camera
             "unique_id": format!("{}_connectivity", camera_identifier(device_id, camera)),
             "device_class": "connectivity",
             "entity_category": "diagnostic",
-            "state_topic": connectivity_topic(&cfg.base_topic, camera),
+            "state_topic": connectivity_topic(&cfg.base_topic, device_id, camera),
             "payload_on": ONLINE,
             "payload_off": OFFLINE,
             "qos": 1,
@@ -510,9 +528,10 @@ mod tests {
     fn topics_follow_the_base_topic() {
         let cam = CameraName::from("front door");
         assert_eq!(availability_topic("homecam", "box-1"), "homecam/box-1/availability");
-        assert_eq!(state_topic("homecam", &cam), "homecam/front_door/state");
-        assert_eq!(event_topic("homecam", &cam), "homecam/front_door/event");
-        assert_eq!(snapshot_topic("homecam", &cam), "homecam/front_door/snapshot");
+        assert_eq!(state_topic("homecam", "garage", &cam), "homecam/garage/front_door/state");
+        assert_eq!(event_topic("homecam", "garage", &cam), "homecam/garage/front_door/event");
+        assert_eq!(snapshot_topic("homecam", "garage", &cam), "homecam/garage/front_door/snapshot");
+        assert_eq!(connectivity_topic("homecam", "garage", &cam), "homecam/garage/front_door/connectivity");
         assert_eq!(status_topic("homeassistant"), "homeassistant/status");
     }
 
@@ -572,18 +591,18 @@ mod tests {
         let find = |suffix: &str| parse(&msgs.iter().find(|m| m.topic.ends_with(suffix)).expect(suffix).payload);
         let event = find("front_alert/config");
         assert_eq!(event["event_types"], json!(["alert"]));
-        assert_eq!(event["state_topic"], "hs/front/event");
+        assert_eq!(event["state_topic"], "hs/box1/front/event");
         let risk = find("front_risk_level/config");
-        assert_eq!(risk["state_topic"], "hs/front/state");
+        assert_eq!(risk["state_topic"], "hs/box1/front/state");
         assert_eq!(risk["options"], json!(["low", "medium", "high"]));
         let person = find("front_person/config");
         assert_eq!(person["off_delay"], 60);
-        assert_eq!(person["state_topic"], "hs/front/event");
+        assert_eq!(person["state_topic"], "hs/box1/front/event");
         let motion = find("front_motion/config");
         assert_eq!(motion["device_class"], "motion");
         assert_eq!(motion["off_delay"], 60);
         let camera = find("front_snapshot/config");
-        assert_eq!(camera["topic"], "hs/front/snapshot");
+        assert_eq!(camera["topic"], "hs/box1/front/snapshot");
     }
 
     #[test]
@@ -595,7 +614,7 @@ mod tests {
         let p = parse(&d.payload);
         assert_eq!(p["device_class"], "connectivity");
         assert_eq!(p["entity_category"], "diagnostic");
-        assert_eq!(p["state_topic"], "hs/front_door/connectivity");
+        assert_eq!(p["state_topic"], "hs/box1/front_door/connectivity");
         assert_eq!((p["payload_on"].as_str(), p["payload_off"].as_str()), (Some(ONLINE), Some(OFFLINE)));
         assert_eq!(p["availability_topic"], "hs/box1/availability");
         assert_eq!(p["device"]["identifiers"], json!(["homesec_box1_front_door"]));

@@ -25,7 +25,7 @@ pub struct MqttConfig {
     /// Default `homesec-{device_id}`; must be unique on the broker.
     #[serde(default)]
     pub client_id: Option<String>,
-    /// Alert topic; placeholders `{camera_name}` and `{clip_id}`.
+    /// Alert topic; placeholders `{camera_name}`, `{clip_id}` and `{device_id}`.
     #[serde(default = "default_topic_template")]
     pub topic_template: String,
     /// QoS of the alert: 1 (acknowledged, default) or 0.
@@ -145,8 +145,10 @@ pub(super) fn check_topic_template(t: &str) -> Result<(), String> {
             return Err(format!("`{t}` has an unclosed `{{`"));
         };
         let name = &after[..close];
-        if name != "camera_name" && name != "clip_id" {
-            return Err(format!("unknown placeholder `{{{name}}}` in `{t}` (known: {{camera_name}}, {{clip_id}})"));
+        if !["camera_name", "clip_id", "device_id"].contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` in `{t}` (known: {{camera_name}}, {{clip_id}}, {{device_id}})"
+            ));
         }
         rest = &after[close + 1..];
     }

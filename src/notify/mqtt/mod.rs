@@ -72,11 +72,13 @@ pub fn alert_payload(alert: &Alert) -> Result<Vec<u8>, serde_json::Error> {
 pub struct MqttNotifier {
     name: String,
     connection: Connection,
+    /// With `{device_id}` filled in.
     topic_template: String,
     qos: QoS,
     retain: bool,
     ack_timeout: Duration,
     ha: Option<HomeAssistantConfig>,
+    device_id: String,
 }
 
 impl std::fmt::Debug for MqttNotifier {
@@ -144,11 +146,12 @@ pub async fn build(
     Ok(MqttNotifier {
         name: cfg.name.clone().unwrap_or_else(|| "mqtt".into()),
         connection,
-        topic_template: cfg.topic_template,
+        topic_template: cfg.topic_template.replace("{device_id}", &ctx.device_id),
         qos,
         retain: cfg.retain,
         ack_timeout,
         ha: cfg.home_assistant.enabled.then_some(cfg.home_assistant),
+        device_id: ctx.device_id.clone(),
     })
 }
 
@@ -177,7 +180,7 @@ impl MqttNotifier {
             let cam: &CameraName = &alert.camera_name;
             match snapshot {
                 Some(jpeg) if jpeg.len() <= MAX_SNAPSHOT_BYTES => {
-                    msgs.push(Outbound::retained(ha::snapshot_topic(&h.base_topic, cam), jpeg));
+                    msgs.push(Outbound::retained(ha::snapshot_topic(&h.base_topic, &self.device_id, cam), jpeg));
                 }
                 Some(jpeg) => warn!(
                     camera = %alert.camera_name, clip_id = %alert.clip_id, bytes = jpeg.len(),
@@ -185,9 +188,12 @@ impl MqttNotifier {
                 ),
                 None => {}
             }
-            msgs.push(Outbound::retained(ha::state_topic(&h.base_topic, cam), ha::state_payload(alert)));
+            msgs.push(Outbound::retained(
+                ha::state_topic(&h.base_topic, &self.device_id, cam),
+                ha::state_payload(alert),
+            ));
             msgs.push(Outbound {
-                topic: ha::event_topic(&h.base_topic, cam),
+                topic: ha::event_topic(&h.base_topic, &self.device_id, cam),
                 qos: QoS::AtLeastOnce,
                 retain: false,
                 payload: ha::event_payload(alert).into_bytes(),
