@@ -94,10 +94,6 @@ impl Sub {
     }
 }
 
-fn ctx(cameras: &[&str]) -> PluginContext {
-    ctx_of(DEVICE, cameras)
-}
-
 fn ctx_of(device: &str, cameras: &[&str]) -> PluginContext {
     PluginContext {
         layout: homesec::plugin::DataLayout::new(std::env::temp_dir()),
