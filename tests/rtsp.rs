@@ -509,7 +509,8 @@ fn h265_cameras_main_or_sub_stream_are_recorded_detected_live_and_alert_early() 
         assert_eq!(clips.len(), 1, "{cam}: {clips:?}");
         let clip = &clips[0];
         let (start, end) = check_clip_of(clip, since.playing_since().unwrap(), 10.0, codec);
-        assert!((0.0..=5.0).contains(&start) && end > 15.0, "{cam}: clip {start:.1}-{end:.1} s");
+        // The server's PLAYING time and the clip's first frame may differ by a few ms either way.
+        assert!((-0.5..=5.0).contains(&start) && end > 15.0, "{cam}: clip {start:.2}-{end:.1} s");
         let classes = clip["filter_result"]["detected_classes"].as_array().unwrap();
         assert!(classes.iter().any(|c| c == "person"), "{cam}: {clip}");
         assert!(clip["filter_result"]["model"].as_str().unwrap_or_default().ends_with("(live)"), "{cam}: {clip}");
