@@ -144,7 +144,11 @@ const POLICIES: &[Row<Build<dyn AlertPolicy>>] = &[
 
 const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
     name: "mqtt",
-    check: check_as::<notify::mqtt::MqttConfig>,
+    check: |value, v, ctx| {
+        if let Some(cfg) = parse::<notify::mqtt::MqttConfig>(value, v) {
+            cfg.check_files(ctx, v);
+        }
+    },
     build: NotifierFns {
         build: |value, ctx, feeds| {
             Box::pin(async move {

@@ -106,7 +106,7 @@ fn ctx_of(device: &str, cameras: &[&str]) -> PluginContext {
 
 fn config(port: u16) -> MqttConfig {
     MqttConfig {
-        port,
+        port: Some(port),
         client_id: Some(format!("homesec-test-{}", fastrand::u64(..))),
         ack_timeout_s: 2.0,
         reconnect_max_s: 1.0,

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod peers;
+pub mod pki;
 pub mod rtsp;
 
 use std::path::PathBuf;

@@ -30,25 +30,62 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 /// or `HOMESEC_MOSQUITTO`), so a test can stop, freeze and restart it without
 /// touching the system broker, and no retained message leaks between tests.
 pub struct Broker {
+    /// The plain MQTT listener (on 127.0.0.1).
     pub port: u16,
+    /// The TLS listener, when started with [`Broker::start_tls`].
+    pub tls_port: Option<u16>,
+    tls: Option<BrokerTls>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+}
+
+/// A TLS listener beside the plain one: the broker's certificate and key, the
+/// CA its clients' certificates must chain to, and whether a client must
+/// present one.
+#[derive(Debug, Clone)]
+pub struct BrokerTls {
+    pub cafile: PathBuf,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    pub require_certificate: bool,
 }
 
 impl Broker {
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = Broker { port: free_port(), dir, child: None };
+        let mut b = Broker { port: free_port(), tls_port: None, tls: None, dir, child: None };
         b.restart();
         b
+    }
+
+    /// A broker with a plain listener on `port` and a TLS one on `tls_port`.
+    pub fn start_tls(tls: BrokerTls) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker { port: free_port(), tls_port: Some(free_port()), tls: Some(tls), dir, child: None };
+        b.restart();
+        b
+    }
+
+    /// Mosquitto's own log (handshake failures show here).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
     /// Starts the broker again on the same port (stopping it first if it runs).
     pub fn restart(&mut self) {
         self.stop();
         let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port))
-            .unwrap();
+        let mut text = format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port);
+        if let (Some(port), Some(tls)) = (self.tls_port, &self.tls) {
+            text += &format!(
+                "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                tls.cafile.display(),
+                tls.certfile.display(),
+                tls.keyfile.display(),
+                tls.require_certificate
+            );
+        }
+        std::fs::write(&conf, text).unwrap();
         let bin =
             std::env::var_os("HOMESEC_MOSQUITTO").map(PathBuf::from).unwrap_or_else(|| "/usr/sbin/mosquitto".into());
         let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
@@ -60,10 +97,11 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {} (apt-get install mosquitto): {e}", bin.display()));
         self.child = Some(child);
-        let port = self.port;
-        wait_for("mosquitto to listen", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            wait_for("mosquitto to listen", Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+            });
+        }
     }
 
     /// SIGKILL: the broker vanishes, its sockets are reset.

@@ -1,9 +1,11 @@
 //! The `mqtt` notifier's config block.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use crate::homeassistant::HomeAssistantConfig;
-use crate::plugin::{PluginConfig, Validator};
+use crate::plugin::{PluginConfig, PluginContext, Validator};
 
 /// The `config` block of the `mqtt` notifier.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -14,8 +16,9 @@ pub struct MqttConfig {
     pub name: Option<String>,
     #[serde(default = "default_host")]
     pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
+    /// Default 1883, or 8883 with `tls.enabled`.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// Env var holding the username (set both `username_env` and `password_env`, or neither).
     #[serde(default)]
     pub username_env: Option<String>,
@@ -42,15 +45,56 @@ pub struct MqttConfig {
     /// Longest wait between reconnection attempts (the backoff starts at 0.5 s).
     #[serde(default = "default_reconnect_max_s")]
     pub reconnect_max_s: f64,
+    /// MQTT over TLS.
+    #[serde(default)]
+    pub tls: MqttTlsConfig,
     #[serde(default)]
     pub home_assistant: HomeAssistantConfig,
 }
 
+/// The `tls` block of the `mqtt` notifier. Relative file paths resolve against
+/// the config file's folder.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    /// Connect over TLS (default false).
+    #[serde(default)]
+    pub enabled: bool,
+    /// PEM file of the CA(s) the broker's certificate must chain to; default
+    /// the Mozilla root set built into the binary.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) the box presents for mutual TLS, with `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// The name the broker's certificate must carry, when it is not `host`
+    /// (e.g. `host` is an IP address).
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// The port when the config gives none.
+pub const DEFAULT_PORT: u16 = 1883;
+/// The port when the config gives none and TLS is on.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
+
+impl MqttConfig {
+    /// Reads the TLS files (after the shape check): each must exist and parse.
+    pub fn check_files(&self, ctx: &PluginContext, v: &mut Validator<'_>) {
+        super::tls::check_files(&self.tls, ctx, &mut v.nested("tls"));
+    }
+
+    /// The broker's port: `port`, or the default for the transport.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls.enabled { DEFAULT_TLS_PORT } else { DEFAULT_PORT })
+    }
+}
+
 fn default_host() -> String {
     "127.0.0.1".into()
-}
-fn default_port() -> u16 {
-    1883
 }
 fn default_topic_template() -> String {
     "homecam/alerts/{camera_name}".into()
@@ -73,7 +117,7 @@ impl Default for MqttConfig {
         Self {
             name: None,
             host: default_host(),
-            port: default_port(),
+            port: None,
             username_env: None,
             password_env: None,
             client_id: None,
@@ -83,6 +127,7 @@ impl Default for MqttConfig {
             keepalive_s: default_keepalive_s(),
             ack_timeout_s: default_ack_timeout_s(),
             reconnect_max_s: default_reconnect_max_s(),
+            tls: MqttTlsConfig::default(),
             home_assistant: HomeAssistantConfig::default(),
         }
     }
@@ -94,7 +139,7 @@ impl PluginConfig for MqttConfig {
             v.check(!name.trim().is_empty(), "name", "must not be empty");
         }
         v.check(!self.host.trim().is_empty(), "host", "must not be empty");
-        v.check(self.port != 0, "port", "must be between 1 and 65535");
+        v.check(self.port != Some(0), "port", "must be between 1 and 65535");
         match (&self.username_env, &self.password_env) {
             (Some(u), Some(p)) => {
                 v.require_env("username_env", u);
@@ -126,7 +171,36 @@ impl PluginConfig for MqttConfig {
             "reconnect_max_s",
             format!("must be between 0.5 and 3600 (got {})", self.reconnect_max_s),
         );
+        self.tls.validate(&mut v.nested("tls"));
         self.home_assistant.validate(&mut v.nested("home_assistant"));
+    }
+}
+
+impl MqttTlsConfig {
+    /// The shape of the block; [`super::tls::check_files`] reads the files.
+    fn validate(&self, v: &mut Validator<'_>) {
+        if !self.enabled {
+            let set = [
+                ("ca_file", self.ca_file.is_some()),
+                ("client_cert_file", self.client_cert_file.is_some()),
+                ("client_key_file", self.client_key_file.is_some()),
+                ("server_name", self.server_name.is_some()),
+            ];
+            for (key, _) in set.iter().filter(|(_, set)| *set) {
+                v.error(key, "has no effect while tls.enabled is false: set `enabled: true` or remove it");
+            }
+            return;
+        }
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => v.error("client_key_file", "is required when client_cert_file is set"),
+            (None, Some(_)) => v.error("client_cert_file", "is required when client_key_file is set"),
+            _ => {}
+        }
+        if let Some(name) = &self.server_name
+            && let Err(e) = super::tls::server_name(name)
+        {
+            v.error("server_name", e);
+        }
     }
 }
 

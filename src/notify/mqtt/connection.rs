@@ -5,12 +5,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::link::{Link, MAX_OUTGOING_PACKET, Outbound, PublishError, Shared};
+use super::tls;
 use crate::backoff::Backoff;
 use crate::homeassistant::{self as ha, Device, DiscoveryMessage, Reaction};
 
@@ -27,6 +31,8 @@ pub(super) struct ConnectOptions {
     pub host: String,
     pub port: u16,
     pub credentials: Option<(String, String)>,
+    /// TLS (rustls); `None` for plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub keepalive: Duration,
     /// Also bounds the TCP/MQTT connect.
     pub ack_timeout: Duration,
@@ -81,12 +87,16 @@ impl Connection {
         if let Some((user, pass)) = opts.credentials {
             options.set_credentials(user, pass);
         }
+        let scheme = if opts.tls.is_some() { "mqtts" } else { "mqtt" };
+        if let Some(tls) = opts.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        }
         let (client, mut eventloop) = AsyncClient::new(options, opts.capacity);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(opts.ack_timeout.as_secs().clamp(1, 10));
         eventloop.set_network_options(net);
 
-        let target = format!("mqtt://{}:{}", opts.host, opts.port);
+        let target = format!("{scheme}://{}:{}", opts.host, opts.port);
         let (connected_tx, mut connected_rx) = watch::channel(false);
         let shared = Arc::new(Shared { link: Mutex::new(Link::default()), connected: connected_tx });
         let mut state_tasks = Vec::new();
@@ -120,7 +130,12 @@ impl Connection {
 
         let wait = opts.ack_timeout.min(Duration::from_secs(3));
         if tokio::time::timeout(wait, connected_rx.wait_for(|c| *c)).await.is_err() {
-            warn!(broker = %target, "MQTT broker not reachable yet; alerts wait in the outbox while it reconnects");
+            // A failed attempt was logged with its reason by the event loop already.
+            if shared.lock().last_error.is_some() {
+                debug!(broker = %target, "MQTT broker not reachable yet; alerts wait in the outbox while it reconnects");
+            } else {
+                warn!(broker = %target, "MQTT broker not reachable yet; alerts wait in the outbox while it reconnects");
+            }
         }
         Connection {
             target,
@@ -134,6 +149,12 @@ impl Connection {
 
     pub fn is_connected(&self) -> bool {
         self.shared.lock().connected
+    }
+
+    /// Why the last connection attempt failed, while not connected.
+    pub fn last_error(&self) -> Option<String> {
+        let link = self.shared.lock();
+        if link.connected { None } else { link.last_error.clone() }
     }
 
     /// Waits until connected (true) or `timeout` passes (false).
@@ -253,18 +274,23 @@ async fn run_event_loop(
     let mut outage: Option<Instant> = None;
     let mut ever_connected = false;
     let mut connected_at: Option<Instant> = None;
+    // The reason last logged at warn level in this outage: a TLS failure is said
+    // once, not on every retry.
+    let mut warned: Option<String> = None;
     let subscriptions = announce.device.as_ref().map(Device::subscriptions).unwrap_or_default();
     loop {
         let event = el.poll().await;
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 connected_at = Some(Instant::now());
+                warned = None;
                 {
                     let mut link = shared.lock();
                     if link.shutting_down {
                         break;
                     }
                     link.connected = true;
+                    link.last_error = None;
                     // Same critical section as `connected = true`: nothing of ours can
                     // overtake `online` and the subscriptions.
                     for topic in &subscriptions {
@@ -319,15 +345,22 @@ async fn run_event_loop(
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();
+                let tls_failure = tls::failure(&e);
+                let reason = tls_failure.clone().unwrap_or_else(|| e.to_string());
+                shared.lock().last_error = Some(reason.clone());
                 if outage.is_none() {
                     outage = Some(Instant::now());
                     if ever_connected {
-                        warn!(broker = %target, error = %e, "MQTT connection lost; reconnecting in the background");
+                        warn!(broker = %target, error = %reason, "MQTT connection lost; reconnecting in the background");
                     } else {
-                        warn!(broker = %target, error = %e, "cannot connect to the MQTT broker; retrying in the background");
+                        warn!(broker = %target, error = %reason, "cannot connect to the MQTT broker; retrying in the background (alerts wait in the outbox)");
                     }
+                    warned = Some(reason);
+                } else if tls_failure.is_some() && warned.as_ref() != Some(&reason) {
+                    warn!(broker = %target, error = %reason, "cannot connect to the MQTT broker; retrying in the background");
+                    warned = Some(reason);
                 } else {
-                    debug!(broker = %target, error = %e, backoff_ms = delay.as_millis() as u64, "MQTT reconnect failed");
+                    debug!(broker = %target, error = %reason, backoff_ms = delay.as_millis() as u64, "MQTT reconnect failed");
                 }
                 tokio::time::sleep(delay).await;
             }

@@ -45,6 +45,8 @@ struct Queued {
 pub(super) struct Link {
     pub(super) connected: bool,
     pub(super) shutting_down: bool,
+    /// Why the last connection attempt failed (cleared on connect).
+    pub(super) last_error: Option<String>,
     /// Publishes in rumqttc's channel, in the order they will get packet ids.
     queued: VecDeque<Queued>,
     /// QoS 1 publishes on the wire, by packet id, awaiting their PUBACK.

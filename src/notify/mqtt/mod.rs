@@ -37,6 +37,7 @@
 mod config;
 mod connection;
 mod link;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,8 @@ use async_trait::async_trait;
 use rumqttc::QoS;
 use tracing::{debug, info, warn};
 
-pub use config::MqttConfig;
 use config::check_topic_template;
+pub use config::{DEFAULT_PORT, DEFAULT_TLS_PORT, MqttConfig, MqttTlsConfig};
 use connection::{ConnectOptions, Connection};
 use link::{Outbound, PublishError};
 
@@ -130,12 +131,20 @@ pub async fn build(
     if let (None, Some(tag)) = (&cfg.client_id, &ctx.client_tag) {
         client_id = format!("{client_id}-{tag}");
     }
+    let tls = match cfg.tls.enabled {
+        true => Some(tls::client_config(&cfg.tls, ctx).map_err(|problems| {
+            let all: Vec<String> = problems.into_iter().map(|(key, msg)| format!("tls.{key}: {msg}")).collect();
+            build_error(all.join("; "))
+        })?),
+        false => None,
+    };
     let ack_timeout = Duration::from_secs_f64(cfg.ack_timeout_s);
     let opts = ConnectOptions {
         client_id,
         host: cfg.host.clone(),
-        port: cfg.port,
+        port: cfg.port(),
         credentials,
+        tls,
         keepalive: Duration::from_secs(cfg.keepalive_s),
         ack_timeout,
         reconnect_max: Duration::from_secs_f64(cfg.reconnect_max_s.clamp(0.5, 3600.0)),
@@ -159,6 +168,17 @@ impl MqttNotifier {
     /// Whether the notifier is connected to the broker now.
     pub fn is_connected(&self) -> bool {
         self.connection.is_connected()
+    }
+
+    /// Why the notifier is not connected (e.g. the TLS reason a handshake
+    /// failed), while it is not.
+    pub fn last_error(&self) -> Option<String> {
+        self.connection.last_error()
+    }
+
+    /// Where alerts go: `mqtt://host:port` or `mqtts://host:port`.
+    pub fn target(&self) -> &str {
+        &self.connection.target
     }
 
     /// Waits until connected (true) or `timeout` passes (false).
@@ -210,9 +230,10 @@ impl MqttNotifier {
 
     fn delivery(&self, e: PublishError) -> NotifyError {
         match e {
-            PublishError::ConnectionLost | PublishError::Stopped => {
-                NotifyError::NotConnected(self.connection.target.clone())
-            }
+            PublishError::ConnectionLost | PublishError::Stopped => match self.connection.last_error() {
+                Some(why) => NotifyError::NotConnected(format!("{} ({why})", self.connection.target)),
+                None => NotifyError::NotConnected(self.connection.target.clone()),
+            },
             PublishError::AckTimeout => NotifyError::Timeout(self.connection.target.clone()),
             other => NotifyError::Delivery { target: self.connection.target.clone(), source: Box::new(other) },
         }
@@ -307,7 +328,12 @@ mod tests {
         let cfg: MqttConfig = serde_json::from_value(serde_json::json!({})).expect("defaults");
         assert_eq!(cfg, MqttConfig::default());
         assert_eq!(cfg.host, "127.0.0.1");
-        assert_eq!(cfg.port, 1883);
+        assert_eq!(cfg.port(), 1883);
+        let tls: MqttConfig = serde_json::from_value(serde_json::json!({"tls": {"enabled": true}})).expect("tls");
+        assert_eq!(tls.port(), 8883);
+        let pinned: MqttConfig =
+            serde_json::from_value(serde_json::json!({"port": 8884, "tls": {"enabled": true}})).expect("tls");
+        assert_eq!(pinned.port(), 8884);
         assert_eq!(cfg.qos, 1);
         assert!(!cfg.retain);
         assert_eq!(cfg.topic_template, "homecam/alerts/{camera_name}");
@@ -329,7 +355,7 @@ mod tests {
     fn every_problem_is_reported() {
         let cfg = MqttConfig {
             host: " ".into(),
-            port: 0,
+            port: Some(0),
             username_env: Some("HOMESEC_TEST_SURELY_UNSET_USER".into()),
             topic_template: "homecam/{camera}/#".into(),
             qos: 2,

@@ -1,0 +1,117 @@
+//! Certificates made at run time with the `openssl` command line: two CAs
+//! (`ca`, and `other_ca` that nobody trusts), a broker certificate for
+//! `localhost` / 127.0.0.1 and client certificates signed by each CA. Every
+//! certificate is valid for two days; keys are P-256, PEM (PKCS#8).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let pki = Pki { dir: tempfile::tempdir().unwrap() };
+        pki.ca("ca", "HomeSec Test CA");
+        pki.ca("other_ca", "Someone Else's CA");
+        pki.leaf("server", "ca", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth");
+        pki.leaf("client", "ca", "homesec-testbox", "extendedKeyUsage=clientAuth");
+        pki.leaf("rogue_client", "other_ca", "homesec-rogue", "extendedKeyUsage=clientAuth");
+        // A Mosquitto started as root reads its files as the `mosquitto` user.
+        use std::os::unix::fs::PermissionsExt;
+        let readable = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        readable(pki.dir.path(), 0o755);
+        for entry in std::fs::read_dir(pki.dir.path()).unwrap() {
+            readable(&entry.unwrap().path(), 0o644);
+        }
+        pki
+    }
+
+    /// `<name>.pem` (certificate) or `<name>.key` (private key), e.g. `path("ca.pem")`.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn ca(&self, name: &str, cn: &str) {
+        openssl(
+            self.dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+
+    fn leaf(&self, name: &str, ca: &str, cn: &str, extensions: &str) {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.path(&ext),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}\n"),
+        )
+        .unwrap();
+        openssl(
+            self.dir.path(),
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        openssl(
+            self.dir.path(),
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{ca}.pem"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install openssl): {e}"));
+    assert!(out.status.success(), "openssl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
