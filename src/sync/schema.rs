@@ -40,12 +40,16 @@ pub async fn migrate(client: &mut Client) -> Result<Migrated, SyncError> {
 
 async fn migrate_locked(client: &mut Client) -> Result<Migrated, SyncError> {
     let db = |e: tokio_postgres::Error| SyncError::Db(crate::telemetry::chain(&e));
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS homesec_schema (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(db)?;
+    let exists: bool =
+        client.query_one("SELECT to_regclass('homesec_schema') IS NOT NULL", &[]).await.map_err(db)?.get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE homesec_schema (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(db)?;
+    }
     let current: i32 =
         client.query_one("SELECT coalesce(max(version), 0) FROM homesec_schema", &[]).await.map_err(db)?.get(0);
     if current > latest() {

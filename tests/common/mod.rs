@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod peers;
+pub mod postgres;
 pub mod rtsp;
 
 use std::path::PathBuf;
