@@ -342,9 +342,7 @@ async fn sync_status(data_dir: &Path, server: &ServerConfig) -> Result<(), Strin
         return Err(format!("no store at {} yet: has the daemon run?", path.display()));
     }
     let status = match Store::open_async(path, homesec::clock::SystemClock::shared()).await {
-        Ok(store) => {
-            store.run(|s| homesec::cli::sync::offline_status(s)).await.map_err(|e| homesec::telemetry::chain(&e))?
-        }
+        Ok(store) => store.run(homesec::cli::sync::offline_status).await.map_err(|e| homesec::telemetry::chain(&e))?,
         Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => {
             let body = api_call(server, reqwest::Method::GET, "/api/v1/diagnostics").await?;
             let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("diagnostics: {e}"))?;

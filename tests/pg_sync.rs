@@ -193,3 +193,75 @@ fn a_database_with_a_newer_schema_is_refused_and_the_box_works() {
     );
     assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'clip_states'"), 0);
 }
+
+/// A store holding `clips` finished clips of 3 events each, all waiting in the sync outbox.
+fn filled_store(data_dir: &std::path::Path, clips: usize) -> usize {
+    use homesec::domain::{Clip, ClipRecord, EventKind, Stage};
+    std::fs::create_dir_all(data_dir).unwrap();
+    let path = homesec::fsutil::DataLayout::new(data_dir).store();
+    let store = homesec::store::Store::open(&path).unwrap().with_sync_outbox();
+    for chunk in 0..clips.div_ceil(100) {
+        store
+            .write(|w| {
+                for i in chunk * 100..((chunk + 1) * 100).min(clips) {
+                    let id = format!("porch_{}", 1_700_000_000 + i);
+                    let start_ms = (1_700_000_000 + i as i64) * 1000;
+                    let clip = Clip {
+                        clip_id: id.as_str().into(),
+                        camera: "porch".into(),
+                        local_path: format!("/nonexistent/{id}.mp4"),
+                        start_ms,
+                        end_ms: start_ms + 10_000,
+                        source_backend: "folder".into(),
+                    };
+                    w.insert_clip(&ClipRecord::new(clip))?;
+                    let events = [EventKind::StageSucceeded { stage: Stage::Filter }, EventKind::ClipCompleted];
+                    w.update_clip(&id, events, |r| r.completed_ms = Some(start_ms + 20_000))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert_eq!(store.sync_backlog().unwrap() as usize, clips * 3);
+    clips * 3
+}
+
+#[test]
+fn kill_9_mid_drain_loses_and_duplicates_nothing() {
+    let db = Db::create("kill");
+    let tmp = tempfile::tempdir().unwrap();
+    let events = filled_store(&tmp.path().join("data"), 3000);
+    // The device is known: no backfill, the outbox drains batch by batch.
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["sync", "migrate", "--config"])
+        .arg({
+            let p = tmp.path().join("migrate.yaml");
+            std::fs::write(&p, config("box1", tmp.path()).replace("{api_port}", "0")).unwrap();
+            p
+        })
+        .env(DSN_ENV, db.dsn())
+        .env("SYNC_TEST_KEY", "k")
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    db.query("INSERT INTO devices VALUES ('box1', 'box1', '0', '[]', now())");
+
+    let mut daemon = start("box1", tmp.path(), &db.dsn());
+    wait_for("the drain under way", Duration::from_secs(60), || {
+        (db.count("SELECT count(*) FROM clip_events") > 0).then_some(())
+    });
+    daemon.kill9();
+    let copied = db.count("SELECT count(*) FROM clip_events") as usize;
+    assert!(copied < events, "killed too late to test anything ({copied} of {events})");
+
+    daemon.restart();
+    wait_for("every event in Postgres", Duration::from_secs(120), || {
+        (db.count("SELECT count(*) FROM clip_events") as usize == events).then_some(())
+    });
+    wait_for("the outbox empty", Duration::from_secs(30), || {
+        (diagnostics(&daemon)["sync"]["outbox_depth"] == 0).then_some(())
+    });
+    assert_eq!(db.count("SELECT count(*) FROM clip_events") as usize, events, "no duplicate");
+    assert_eq!(db.count("SELECT count(*) FROM clip_states"), 3000);
+    assert_eq!(db.count("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'"), 3000);
+}
