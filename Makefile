@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench bench-live bench-soak build-arm64 test-arm64
+.PHONY: run test fetch build lint bench bench-live bench-soak bench-sync build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -38,6 +38,10 @@ bench-live: fetch
 ## 20,000 clips on a simulated clock through store, pipeline writes and retention: redb size, RSS, list/recovery/pass latency (~3 min).
 bench-soak:
 	$(CARGO) bench --bench soak
+
+## Postgres sync drain throughput into the local PostgreSQL (127.0.0.1:5432): events per second.
+bench-sync:
+	$(CARGO) bench --bench sync
 
 ## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
 ## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)

@@ -32,6 +32,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Plugin(#[from] PluginBuildError),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     #[error("cannot listen on {addr} (server.host / server.port)")]
     Bind {
         addr: String,
@@ -49,7 +51,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         .create_dirs()
         .map_err(|source| RunError::DataDir { path: layout.data_dir().display().to_string(), source })?;
     let clock = SystemClock::shared();
-    let store = Store::open_async(layout.store(), clock.clone()).await?;
+    let sync_settings = crate::sync::SyncSettings::of(&cfg)?;
+    let mut store = Store::open_async(layout.store(), clock.clone()).await?;
+    // Events are queued for Postgres only when something drains them.
+    if sync_settings.is_some() {
+        store = store.with_sync_outbox();
+    }
     let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
     let updater = Updater::new(cfg.update.clone(), layout.update(), Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.
@@ -87,6 +94,22 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         disk_tx,
     );
     tokio::spawn(retention.clone().run(shutdown.clone()));
+    let sync = sync_settings.map(|settings| {
+        let handle = crate::sync::SyncHandle::new(pipeline.store().clone(), clock.clone());
+        let drain = crate::sync::Drain {
+            settings,
+            store: pipeline.store().clone(),
+            handle: handle.clone(),
+            device: crate::sync::Device {
+                device_id: cfg.device_id.clone(),
+                name: crate::sync::host_name().unwrap_or_else(|| cfg.device_id.clone()),
+                version: env!("CARGO_PKG_VERSION").into(),
+                cameras: cfg.cameras.iter().map(|c| c.name.0.clone()).collect(),
+            },
+        };
+        tokio::spawn(drain.run(shutdown.clone()));
+        handle
+    });
 
     let sources_shutdown = shutdown.child_token();
     let mut source_tasks = Vec::new();
@@ -108,6 +131,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         updater: updater.clone(),
         detector,
         retention: retention.clone(),
+        sync,
     });
     let (server, api_url) = if cfg.server.enabled {
         let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
@@ -182,7 +206,7 @@ async fn boot_check(state: &AppState, api_url: Option<&str>, http: &reqwest::Cli
     {
         return BootCheck::Down(format!("the HTTP API does not answer: {}", crate::telemetry::chain(&e)));
     }
-    let h = health::check(&state.pipeline, &state.sources, state.retention.disk()).await;
+    let h = state.health().await;
     let reason = || {
         if h.warnings.is_empty() {
             format!("failing checks: {}", h.checks.failing().join(", "))

@@ -40,6 +40,8 @@ pub enum HealthStatus {
 /// shown them: a JSON object of booleans, keys in alphabetical order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Checks {
+    /// Postgres sync copies the outbox, or is not configured (degrades only).
+    pub db: bool,
     /// The disk budget holds, or something may still go to hold it (degrades only).
     pub disk: bool,
     /// Every notifier answers its ping (degrades only).
@@ -63,7 +65,7 @@ impl Checks {
     pub fn status(&self) -> HealthStatus {
         if !self.daemon_up() || !self.storage || !self.sources {
             HealthStatus::Unhealthy
-        } else if !self.notifiers || !self.disk {
+        } else if !self.notifiers || !self.disk || !self.db {
             HealthStatus::Degraded
         } else {
             HealthStatus::Healthy
@@ -79,6 +81,7 @@ impl Checks {
             ("sources", self.sources),
             ("notifiers", self.notifiers),
             ("disk", self.disk),
+            ("db", self.db),
         ]
         .into_iter()
         .filter_map(|(name, ok)| (!ok).then_some(name))
@@ -115,6 +118,8 @@ pub struct Probe {
     /// Notifications waiting in the outbox.
     pub outbox_len: u64,
     pub disk: DiskStatus,
+    /// Why the Postgres sync does not copy (`None`: it does, or is not configured).
+    pub db_problem: Option<String>,
 }
 
 impl Health {
@@ -122,6 +127,7 @@ impl Health {
     pub fn judge(p: Probe) -> Health {
         let pipeline_ok = heartbeat_ok(p.heartbeat_age);
         let checks = Checks {
+            db: p.db_problem.is_none(),
             disk: p.disk.stuck.is_none(),
             notifiers: p.notifiers.iter().all(|n| n.connected),
             pipeline: pipeline_ok,
@@ -146,6 +152,7 @@ impl Health {
         if let Some(why) = &p.disk.stuck {
             warnings.push(format!("disk: {why}"));
         }
+        warnings.extend(p.db_problem);
         Health { status: checks.status(), checks, warnings, sources: p.sources, notifiers: p.notifiers, disk: p.disk }
     }
 }
@@ -168,8 +175,14 @@ async fn store_answers(store: &Store) -> bool {
 }
 
 /// Measures the box's health now (the store, the pipeline's heartbeat,
-/// storage, `sources`, every notifier; `disk` as retention last saw it) and judges it.
-pub async fn check(pipeline: &Pipeline, sources: &[Arc<dyn ClipSource>], disk: DiskStatus) -> Health {
+/// storage, `sources`, every notifier; `disk` as retention last saw it, `db`
+/// as the Postgres sync last saw it) and judges it.
+pub async fn check(
+    pipeline: &Pipeline,
+    sources: &[Arc<dyn ClipSource>],
+    disk: DiskStatus,
+    db_problem: Option<String>,
+) -> Health {
     let store_ok = store_answers(pipeline.store()).await;
     let heartbeat_age = pipeline.heartbeat_age();
     let storage_ok = ping(pipeline.storage().ping()).await;
@@ -179,7 +192,7 @@ pub async fn check(pipeline: &Pipeline, sources: &[Arc<dyn ClipSource>], disk: D
         notifiers.push(NotifierHealth { name: n.name().to_owned(), connected: ping(n.ping()).await });
     }
     let outbox_len = pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
-    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len, disk })
+    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len, disk, db_problem })
 }
 
 /// Whether the daemon itself is alive (what the systemd watchdog is fed on).
@@ -239,7 +252,19 @@ mod tests {
             notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true }],
             outbox_len: 0,
             disk: DiskStatus::default(),
+            db_problem: None,
         }
+    }
+
+    #[test]
+    fn postgres_out_of_reach_only_degrades_and_says_why() {
+        let mut p = probe();
+        p.db_problem = Some("db: cannot reach Postgres: connection refused".into());
+        let h = Health::judge(p);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert!(h.checks.daemon_up());
+        assert_eq!(h.checks.failing(), vec!["db"]);
+        assert_eq!(h.warnings, vec!["db: cannot reach Postgres: connection refused"]);
     }
 
     #[test]
@@ -303,14 +328,21 @@ mod tests {
         let json = serde_json::to_string(&Health::judge(p)).unwrap();
         assert_eq!(
             json,
-            r#"{"status":"degraded","checks":{"disk":true,"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":[],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false}],"disk":{"used_bytes":0,"free_bytes":0,"total_bytes":0,"quota_bytes":0,"min_free_bytes":0,"stuck":null,"last_pass_ms":null,"pruned_clips":0,"pruned_bytes":0}}"#
+            r#"{"status":"degraded","checks":{"db":true,"disk":true,"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":[],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false}],"disk":{"used_bytes":0,"free_bytes":0,"total_bytes":0,"quota_bytes":0,"min_free_bytes":0,"stuck":null,"last_pass_ms":null,"pruned_clips":0,"pruned_bytes":0}}"#
         );
         // The checks object is what a JSON map of the same booleans gave.
-        let checks =
-            Checks { disk: true, notifiers: false, pipeline: true, sources: false, storage: true, store: true };
+        let checks = Checks {
+            db: true,
+            disk: true,
+            notifiers: false,
+            pipeline: true,
+            sources: false,
+            storage: true,
+            store: true,
+        };
         let mut map = serde_json::Map::new();
         let pairs = [("store", true), ("pipeline", true), ("storage", true), ("sources", false), ("notifiers", false)];
-        for (k, v) in pairs.into_iter().chain([("disk", true)]) {
+        for (k, v) in pairs.into_iter().chain([("disk", true), ("db", true)]) {
             map.insert(k.into(), v.into());
         }
         assert_eq!(serde_json::to_string(&checks).unwrap(), serde_json::to_string(&map).unwrap());

@@ -24,5 +24,6 @@ pub mod sdnotify;
 pub mod sources;
 pub mod storage;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod update;

@@ -60,8 +60,21 @@ enum Command {
         #[arg(long)]
         recheck_quarantine: bool,
     },
+    /// Postgres sync: its status, or apply its schema.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Outbox depth, lag, last success and last error.
+    Status,
+    /// Apply the schema to the configured database (the daemon does it too).
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +104,16 @@ fn main() -> ExitCode {
     };
     if let Command::Motion { file, camera, detect_fps, mask_jpeg } = &cli.command {
         return finish(motion(&cli.config, file.as_deref(), camera.as_deref(), *detect_fps, mask_jpeg.as_deref()));
+    }
+    if let Command::Sync { command: SyncCommand::Status } = cli.command {
+        let (data_dir, server) = match Config::load_location(&cli.config) {
+            Ok(loc) => loc,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        return finish(runtime.block_on(sync_status(&data_dir, &server)));
     }
     if let Command::Clips { command } = cli.command {
         let (data_dir, server) = match Config::load_location(&cli.config) {
@@ -124,7 +147,12 @@ fn main() -> ExitCode {
             }
             Command::NotifyTest { camera } => notify_test(&cfg, camera).await,
             Command::Cleanup { yes, recheck_quarantine } => cleanup(&cfg, yes, recheck_quarantine).await,
-            Command::Clips { .. } | Command::Motion { .. } | Command::Version => Ok(()),
+            Command::Sync { command: SyncCommand::Migrate } => {
+                let done = homesec::cli::sync::migrate(&cfg).await.map_err(|e| homesec::telemetry::chain(&e))?;
+                println!("{done}");
+                Ok(())
+            }
+            Command::Clips { .. } | Command::Motion { .. } | Command::Sync { .. } | Command::Version => Ok(()),
         }
     }))
 }
@@ -304,6 +332,28 @@ async fn cleanup(cfg: &Config, apply: bool, recheck: bool) -> Result<(), String>
         Err(e) => return Err(homesec::telemetry::chain(&e)),
     };
     print!("{}", homesec::cli::cleanup::render(&report));
+    Ok(())
+}
+
+/// `homesec sync status`: from the running daemon's diagnostics, else from the store.
+async fn sync_status(data_dir: &Path, server: &ServerConfig) -> Result<(), String> {
+    let path = homesec::fsutil::DataLayout::new(data_dir).store();
+    if !path.exists() {
+        return Err(format!("no store at {} yet: has the daemon run?", path.display()));
+    }
+    let status = match Store::open_async(path, homesec::clock::SystemClock::shared()).await {
+        Ok(store) => store.run(homesec::cli::sync::offline_status).await.map_err(|e| homesec::telemetry::chain(&e))?,
+        Err(StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. }) => {
+            let body = api_call(server, reqwest::Method::GET, "/api/v1/diagnostics").await?;
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("diagnostics: {e}"))?;
+            if v["sync"].is_null() {
+                return Err("the running daemon has no `sync` section configured".into());
+            }
+            v["sync"].clone()
+        }
+        Err(e) => return Err(homesec::telemetry::chain(&e)),
+    };
+    print!("{}", homesec::cli::sync::render(&status));
     Ok(())
 }
 

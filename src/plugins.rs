@@ -243,6 +243,10 @@ fn issues(cfg: &Config) -> Vec<ConfigIssue> {
         check_spec(ANALYZERS, "vlm", &spec, &mut issues, cfg, &ctx);
     }
     check_spec(POLICIES, "alert_policy", &cfg.alert_policy, &mut issues, cfg, &ctx);
+    if let Some(spec) = &cfg.sync {
+        let locate = cfg.locate();
+        crate::sync::check(spec, &mut Validator::new(&spec.yaml_path, &mut issues, &locate));
+    }
     let mut names = std::collections::HashSet::new();
     for spec in &cfg.notifiers {
         check_spec(NOTIFIERS, "notifier", spec, &mut issues, cfg, &ctx);

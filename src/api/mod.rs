@@ -33,6 +33,16 @@ pub struct AppState {
     pub detector: Option<crate::filter::service::LiveDetector>,
     /// The disk budget: its status, and passes on request (`homesec cleanup`).
     pub retention: Arc<crate::retention::Retention>,
+    /// The Postgres sync, when configured.
+    pub sync: Option<crate::sync::SyncHandle>,
+}
+
+impl AppState {
+    /// The box's health now.
+    pub async fn health(&self) -> crate::health::Health {
+        let db = self.sync.as_ref().and_then(|s| s.problem());
+        crate::health::check(&self.pipeline, &self.sources, self.retention.disk(), db).await
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -51,7 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let h = crate::health::check(&state.pipeline, &state.sources, state.retention.disk()).await;
+    let h = state.health().await;
     let code = if h.status == HealthStatus::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(h)).into_response()
 }
@@ -85,7 +95,11 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     if let Err(r) = authorize(&state, &headers, true) {
         return *r;
     }
-    let h = crate::health::check(&state.pipeline, &state.sources, state.retention.disk()).await;
+    let h = state.health().await;
+    let sync = match &state.sync {
+        Some(s) => Some(s.status().await),
+        None => None,
+    };
     let p = &state.pipeline;
     let s = &p.stats;
     // Each read on its own: one that fails shows as empty, not as an error.
@@ -149,6 +163,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
                 .collect::<Vec<_>>()
         }),
         "sync_backlog": sync_backlog,
+        "sync": sync,
         "store": store_state,
         "recent_problems": recent_problems,
     }))

@@ -180,6 +180,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub server: ServerConfig,
     pub update: crate::update::UpdateConfig,
+    /// Postgres sync (`{backend: postgres, config}`, checked by the sync module);
+    /// `None`: nothing is synced and the store keeps no sync outbox.
+    pub sync: Option<PluginSpec>,
     /// The YAML text (for locating problems found later).
     pub text: String,
 }
@@ -203,6 +206,7 @@ struct TopLevel {
     retention: Option<IgnoredAny>,
     server: Option<IgnoredAny>,
     update: Option<IgnoredAny>,
+    sync: Option<IgnoredAny>,
 }
 
 /// Reads one section, recording its problem (if any) and returning its value.
@@ -298,6 +302,7 @@ impl Config {
         let retention: RetentionConfig = section(text, "retention", &mut issues).unwrap_or_default();
         let server: ServerConfig = section(text, "server", &mut issues).unwrap_or_default();
         let update: crate::update::UpdateConfig = section(text, "update", &mut issues).unwrap_or_default();
+        let sync: Option<PluginSpec> = section(text, "sync", &mut issues);
 
         let locate = |p: &str| line_of(text, p);
         let mut v = Validator::new("", &mut issues, &locate);
@@ -362,6 +367,7 @@ impl Config {
             retention,
             server,
             update,
+            sync: sync.map(|s| s.with_path("sync".into())),
             text: text.to_owned(),
         };
         Ok((config, issues))

@@ -75,6 +75,38 @@ impl Store {
         Ok(out)
     }
 
+    /// A clip's events with their numbers, oldest first.
+    pub fn numbered_events_for(&self, id: &str) -> Result<Vec<(EventId, ClipEvent)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for row in events.range(of(id))? {
+            let (k, v) = row?;
+            let n = k.value().1;
+            out.push((EventId { clip_id: id.to_owned(), n }, decode(&format!("event {id}/{n}"), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// When the oldest event not yet copied to Postgres happened (reads every
+    /// waiting event: for diagnostics, not for hot paths).
+    pub fn sync_oldest_pending_ms(&self) -> Result<Option<i64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let pending = txn.open_table(SYNC_OUTBOX)?;
+        let events = txn.open_table(EVENTS)?;
+        let mut oldest = None;
+        for row in pending.iter()? {
+            let (k, _) = row?;
+            let (clip_id, n) = k.value();
+            if let Some(v) = events.get((clip_id, n))?
+                && let Ok(e) = decode::<ClipEvent>(&format!("event {clip_id}/{n}"), v.value())
+            {
+                oldest = Some(oldest.map_or(e.ts_ms, |o: i64| o.min(e.ts_ms)));
+            }
+        }
+        Ok(oldest)
+    }
+
     /// Number of events not yet copied to Postgres.
     pub fn sync_backlog(&self) -> Result<u64, StoreError> {
         Ok(self.db.begin_read()?.open_table(SYNC_OUTBOX)?.len()?)

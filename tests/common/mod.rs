@@ -4,6 +4,7 @@
 pub mod config;
 pub mod peers;
 pub mod pki;
+pub mod postgres;
 pub mod rtsp;
 
 use std::path::PathBuf;

@@ -1,0 +1,267 @@
+//! Postgres sync against real PostgreSQL: the daemon with real footage and the
+//! real model, Postgres down then up, a wrong password, two boxes in one
+//! database, concurrent migrations, a newer schema, kill -9 mid-drain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::config::ConfigBuilder;
+use common::peers::{Daemon, wait_for};
+use common::postgres::{Cluster, Db, PASSWORD};
+
+const DSN_ENV: &str = "HOMESEC_TEST_DB_DSN";
+
+fn config(device: &str, dir: &std::path::Path) -> String {
+    ConfigBuilder::new(device, dir)
+        .folder_camera("porch")
+        .filter(&["classes: [person, car]", "sample_fps: 1"])
+        .server("api_key_env: SYNC_TEST_KEY")
+        .section(&format!("sync:\n  backend: postgres\n  config:\n    dsn_env: {DSN_ENV}\n    batch_size: 100"))
+        .build()
+}
+
+fn start(device: &str, dir: &std::path::Path, dsn: &str) -> Daemon {
+    Daemon::start(dir, &config(device, dir), &[(DSN_ENV, dsn), ("SYNC_TEST_KEY", "k")])
+}
+
+/// Drops a clip and waits until the pipeline has finished it; returns its id.
+fn clips(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let list = daemon.get_with_key("/api/v1/clips?limit=1000", Some("k"));
+    list.and_then(|(_, v)| v["clips"].as_array().cloned()).unwrap_or_default()
+}
+
+fn process_clip(daemon: &Daemon, name: &str) -> String {
+    let before: Vec<String> = clips(daemon).iter().map(|c| c["clip"]["clip_id"].to_string()).collect();
+    daemon.drop_clip(&common::footage("scene_empty_people_empty.mp4"), name);
+    let start = std::time::Instant::now();
+    loop {
+        let clips = clips(daemon);
+        let new = clips.iter().find(|c| !before.contains(&c["clip"]["clip_id"].to_string()));
+        if let Some(c) = new.filter(|c| c["status"] == "done") {
+            return c["clip"]["clip_id"].as_str().unwrap().to_owned();
+        }
+        if start.elapsed() > Duration::from_secs(180) {
+            let log = daemon.log_text();
+            panic!("the clip is not done: {clips:?}\n{}", &log[log.len().saturating_sub(4000)..]);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn diagnostics(daemon: &Daemon) -> serde_json::Value {
+    daemon.get_with_key("/api/v1/diagnostics", Some("k")).unwrap().1
+}
+
+#[test]
+fn postgres_down_at_start_then_up_gets_every_clip_state_and_the_pipeline_never_waits() {
+    let mut pg = Cluster::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = start("box1", tmp.path(), &pg.dsn(PASSWORD));
+
+    // Postgres is down: the clip is done all the same, the box only degraded.
+    let clip = process_clip(&daemon, "cam01.mp4");
+    let (code, health) = daemon.get("/health").unwrap();
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["checks"]["db"], false, "{health}");
+    assert!(health["warnings"].to_string().contains("cannot reach Postgres"), "{health}");
+    let d = diagnostics(&daemon);
+    assert!(d["sync"]["outbox_depth"].as_u64().unwrap() > 0, "{d}");
+    assert!(d["sync"]["lag_s"].as_f64().is_some(), "{d}");
+
+    pg.start();
+    let row = wait_for("the clip's state in Postgres", Duration::from_secs(90), || {
+        pg.query(&format!("SELECT data->>'status', data->>'camera_name' FROM clip_states WHERE clip_id = '{clip}'"))
+            .ok()
+            .filter(|r| !r.is_empty())
+    });
+    assert_eq!(row, "done|porch");
+    wait_for("the outbox drained", Duration::from_secs(30), || {
+        (diagnostics(&daemon)["sync"]["outbox_depth"] == 0).then_some(())
+    });
+    let local = daemon.get_with_key(&format!("/api/v1/clips/{clip}"), Some("k")).unwrap().1;
+    let events = local["events"].as_array().map_or(0, |e| e.len());
+    assert!(events >= 5, "{local}");
+    let remote: usize =
+        pg.query(&format!("SELECT count(*) FROM clip_events WHERE clip_id = '{clip}'")).unwrap().parse().unwrap();
+    assert_eq!(remote, events);
+    assert_eq!(pg.query("SELECT device_id, cameras FROM devices").unwrap(), r#"box1|["porch"]"#);
+    assert_eq!(pg.query("SELECT version FROM homesec_schema").unwrap(), "1");
+    let (_, health) = daemon.get("/health").unwrap();
+    assert_eq!(health["checks"]["db"], true, "{health}");
+
+    // `homesec sync status` asks the running daemon.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["sync", "status", "--config"])
+        .arg(&daemon.config)
+        .env("SYNC_TEST_KEY", "k")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("outbox depth:   0 event(s)") && text.contains("last error:     none"), "{text}");
+    assert!(!daemon.log_text().contains(PASSWORD), "the password is in the log");
+}
+
+#[test]
+fn a_wrong_password_degrades_with_a_clear_reason_and_is_never_logged() {
+    let mut pg = Cluster::init();
+    pg.start();
+    let tmp = tempfile::tempdir().unwrap();
+    let wrong = "Wrong-Pass-9f3";
+    let daemon = start("box1", tmp.path(), &pg.dsn(wrong));
+    process_clip(&daemon, "cam01.mp4");
+    let health = wait_for("the db check failing", Duration::from_secs(30), || {
+        let (_, h) = daemon.get("/health")?;
+        (h["checks"]["db"] == false).then_some(h)
+    });
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["warnings"].to_string().contains("password authentication failed"), "{health}");
+    let d = diagnostics(&daemon);
+    assert!(d["sync"]["last_error"].as_str().unwrap().contains("password authentication failed"), "{d}");
+    let everything = format!("{}{health}{d}", daemon.log_text());
+    assert!(!everything.contains(wrong), "the password leaked:\n{everything}");
+    assert_eq!(pg.query("SELECT count(*) FROM pg_tables WHERE tablename = 'clip_states'").unwrap(), "0");
+}
+
+#[test]
+fn two_boxes_with_the_same_camera_names_sit_side_by_side() {
+    let db = Db::create("fleet");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let box_a = start("box_a", a.path(), &db.dsn());
+    let clip_a = process_clip(&box_a, "cam01.mp4");
+    let box_b = start("box_b", b.path(), &db.dsn());
+    let clip_b = process_clip(&box_b, "cam01.mp4");
+    wait_for("both boxes' clips done in Postgres", Duration::from_secs(60), || {
+        (db.count("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'") == 2).then_some(())
+    });
+    let rows = db.query("SELECT device_id, clip_id, data->>'camera_name' FROM clip_states ORDER BY device_id");
+    assert_eq!(rows, format!("box_a|{clip_a}|porch\nbox_b|{clip_b}|porch"));
+    assert_eq!(db.query("SELECT string_agg(device_id, ',' ORDER BY device_id) FROM devices"), "box_a,box_b");
+    for d in ["box_a", "box_b"] {
+        assert!(db.count(&format!("SELECT count(*) FROM clip_events WHERE device_id = '{d}'")) >= 5);
+    }
+}
+
+#[test]
+fn four_processes_migrating_one_empty_database_apply_the_schema_once() {
+    let db = Db::create("migrate");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("homesec.yaml");
+    std::fs::write(&path, config("box1", tmp.path()).replace("{api_port}", "0")).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+                .args(["sync", "migrate", "--config"])
+                .arg(&path)
+                .env(DSN_ENV, db.dsn())
+                .env("SYNC_TEST_KEY", "k")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
+    assert_eq!(outputs.iter().filter(|o| o.contains("applied version(s) [1]")).count(), 1, "{outputs:?}");
+    assert_eq!(outputs.iter().filter(|o| o.contains("nothing to apply")).count(), 3, "{outputs:?}");
+    assert_eq!(db.query("SELECT version FROM homesec_schema"), "1");
+}
+
+#[test]
+fn a_database_with_a_newer_schema_is_refused_and_the_box_works() {
+    let db = Db::create("newer");
+    db.query("CREATE TABLE homesec_schema (version int PRIMARY KEY, applied_at timestamptz); INSERT INTO homesec_schema VALUES (1, now()), (7, now())");
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = start("box1", tmp.path(), &db.dsn());
+    process_clip(&daemon, "cam01.mp4");
+    let health = wait_for("the db check failing", Duration::from_secs(30), || {
+        let (_, h) = daemon.get("/health")?;
+        (h["checks"]["db"] == false).then_some(h)
+    });
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        health["warnings"].to_string().contains("schema is version 7, newer than this build knows (1): not syncing"),
+        "{health}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'clip_states'"), 0);
+}
+
+/// A store holding `clips` finished clips of 3 events each, all waiting in the sync outbox.
+fn filled_store(data_dir: &std::path::Path, clips: usize) -> usize {
+    use homesec::domain::{Clip, ClipRecord, EventKind, Stage};
+    std::fs::create_dir_all(data_dir).unwrap();
+    let path = homesec::fsutil::DataLayout::new(data_dir).store();
+    let store = homesec::store::Store::open(&path).unwrap().with_sync_outbox();
+    for chunk in 0..clips.div_ceil(100) {
+        store
+            .write(|w| {
+                for i in chunk * 100..((chunk + 1) * 100).min(clips) {
+                    let id = format!("porch_{}", 1_700_000_000 + i);
+                    let start_ms = (1_700_000_000 + i as i64) * 1000;
+                    let clip = Clip {
+                        clip_id: id.as_str().into(),
+                        camera: "porch".into(),
+                        local_path: format!("/nonexistent/{id}.mp4"),
+                        start_ms,
+                        end_ms: start_ms + 10_000,
+                        source_backend: "folder".into(),
+                    };
+                    w.insert_clip(&ClipRecord::new(clip))?;
+                    let events = [EventKind::StageSucceeded { stage: Stage::Filter }, EventKind::ClipCompleted];
+                    w.update_clip(&id, events, |r| r.completed_ms = Some(start_ms + 20_000))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert_eq!(store.sync_backlog().unwrap() as usize, clips * 3);
+    clips * 3
+}
+
+#[test]
+fn kill_9_mid_drain_loses_and_duplicates_nothing() {
+    let db = Db::create("kill");
+    let tmp = tempfile::tempdir().unwrap();
+    let events = filled_store(&tmp.path().join("data"), 3000);
+    // The device is known: no backfill, the outbox drains batch by batch.
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["sync", "migrate", "--config"])
+        .arg({
+            let p = tmp.path().join("migrate.yaml");
+            std::fs::write(&p, config("box1", tmp.path()).replace("{api_port}", "0")).unwrap();
+            p
+        })
+        .env(DSN_ENV, db.dsn())
+        .env("SYNC_TEST_KEY", "k")
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    db.query("INSERT INTO devices VALUES ('box1', 'box1', '0', '[]', now())");
+
+    let mut daemon = start("box1", tmp.path(), &db.dsn());
+    wait_for("the drain under way", Duration::from_secs(60), || {
+        (db.count("SELECT count(*) FROM clip_events") > 0).then_some(())
+    });
+    daemon.kill9();
+    let copied = db.count("SELECT count(*) FROM clip_events") as usize;
+    assert!(copied < events, "killed too late to test anything ({copied} of {events})");
+
+    daemon.restart();
+    wait_for("every event in Postgres", Duration::from_secs(120), || {
+        (db.count("SELECT count(*) FROM clip_events") as usize == events).then_some(())
+    });
+    wait_for("the outbox empty", Duration::from_secs(30), || {
+        (diagnostics(&daemon)["sync"]["outbox_depth"] == 0).then_some(())
+    });
+    assert_eq!(db.count("SELECT count(*) FROM clip_events") as usize, events, "no duplicate");
+    assert_eq!(db.count("SELECT count(*) FROM clip_states"), 3000);
+    assert_eq!(db.count("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'"), 3000);
+}
