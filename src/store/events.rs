@@ -158,9 +158,19 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Drops a clip's events (its record shrinks or goes).
+    /// Drops a clip's events (its record goes).
     pub(super) fn drop_events(&mut self, id: &str) -> Result<(), StoreError> {
         self.remove_events(id, 0..u32::MAX)
+    }
+
+    /// Drops a clip's events but its latest (its record shrinks): an event
+    /// that comes later still gets the next number, never one Postgres has.
+    pub(super) fn drop_events_but_last(&mut self, id: &str) -> Result<(), StoreError> {
+        let last = self.txn.open_table(EVENTS)?.range(of(id))?.next_back().transpose()?.map(|(k, _)| k.value().1);
+        match last {
+            Some(n) => self.remove_events(id, 0..n),
+            None => Ok(()),
+        }
     }
 
     /// Removes a clip's events numbered `ns` (and their sync outbox entries).

@@ -19,7 +19,7 @@ impl Store {
     /// Reduces the records of pruned clips that started before `before_ms` to
     /// their summary: status, times, the stored copy's link, classes, risk and
     /// VLM summary stay; detections, the VLM timeline, the paths of the deleted
-    /// files and the events go. Returns how many.
+    /// files and the events but the latest go. Returns how many.
     pub fn compact_before(&self, before_ms: UnixMillis) -> Result<usize, StoreError> {
         self.in_batches(Set::Pruned, before_ms, |w, start, id| w.compact_clip(start, id))
     }
@@ -118,7 +118,7 @@ impl Writer<'_> {
         r.compacted_ms = Some(now);
         self.txn.open_table(CLIPS)?.insert(id, codec::encode(&r)?.as_slice())?;
         index::reindex(self.txn, Some(&old), Some(&r))?;
-        self.drop_events(id)
+        self.drop_events_but_last(id)
     }
 
     /// Deletes a record with its index entries and events.
