@@ -113,6 +113,10 @@ const STORAGES: &[Row<Build<dyn StorageBackend>>] = &[Row {
     build: |value, ctx| Ok(Arc::new(storage::local::LocalStorage::new(config(value)?, ctx))),
 }];
 
+/// Where clip state is synced (built by the daemon from [`crate::sync::SyncSettings`]).
+const SYNCS: &[Row<()>] =
+    &[Row { name: crate::sync::BACKEND, check: check_as::<crate::sync::PostgresSyncConfig>, build: () }];
+
 const FILTERS: &[Row<Build<dyn ObjectFilter>>] = &[Row {
     name: "yolo",
     check: check_as::<filter::yolo::YoloConfig>,
@@ -244,8 +248,7 @@ fn issues(cfg: &Config) -> Vec<ConfigIssue> {
     }
     check_spec(POLICIES, "alert_policy", &cfg.alert_policy, &mut issues, cfg, &ctx);
     if let Some(spec) = &cfg.sync {
-        let locate = cfg.locate();
-        crate::sync::check(spec, &mut Validator::new(&spec.yaml_path, &mut issues, &locate));
+        check_spec(SYNCS, "sync", spec, &mut issues, cfg, &ctx);
     }
     let mut names = std::collections::HashSet::new();
     for spec in &cfg.notifiers {

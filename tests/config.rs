@@ -169,3 +169,25 @@ fn retention_limits_are_checked_with_their_paths() {
         (None, 7.0, 30.0)
     );
 }
+
+#[test]
+fn the_sync_block_is_checked_with_paths() {
+    let issues = |sync: &str| {
+        let rendered: Vec<String> = parse(&format!("{MINIMAL}sync:\n{sync}"))
+            .unwrap_err()
+            .into_iter()
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect();
+        rendered
+    };
+    assert_eq!(issues("  backend: mysql\n"), ["sync.backend: unknown sync backend `mysql` (known: postgres)"]);
+    assert_eq!(
+        issues("  backend: postgres\n  config:\n    dsn_env: HOMESEC_TEST_NO_SUCH_DSN\n    batch_size: 0\n"),
+        [
+            "sync.config.batch_size: must be 1 to 10000",
+            "sync.config.dsn_env: environment variable HOMESEC_TEST_NO_SUCH_DSN is not set"
+        ]
+    );
+    let unknown = issues("  backend: postgres\n  config:\n    dsn: x\n    dsn_env: X\n");
+    assert!(unknown[0].starts_with("sync.config.dsn: unknown field `dsn`"), "{unknown:?}");
+}

@@ -21,7 +21,7 @@ pub use document::{clip_state, event_data, event_type};
 pub use drain::{Device, Drain, connect};
 
 use crate::clock::SharedClock;
-use crate::config::{Config, PluginConfig, PluginSpec, Validator};
+use crate::config::{Config, PluginConfig, Validator};
 use crate::domain::{UnixMillis, rfc3339};
 use crate::store::{Store, StoreError};
 
@@ -157,20 +157,6 @@ fn parse_dsn(env: &str, dsn: &str) -> Result<tokio_postgres::Config, SyncError> 
         return Err(bad("no database name"));
     }
     Ok(pg)
-}
-
-/// Checks the `sync` block: its backend and its config.
-pub fn check(spec: &PluginSpec, v: &mut Validator<'_>) {
-    if spec.backend != BACKEND {
-        v.error("backend", format!("unknown sync backend `{}` (known: {BACKEND})", spec.backend));
-        return;
-    }
-    let empty = serde_json::Value::Object(Default::default());
-    let value = if spec.config.is_null() { &empty } else { &spec.config };
-    let mut nested = v.nested("config");
-    if let Some(c) = nested.parse::<PostgresSyncConfig>(value) {
-        c.validate(&mut nested);
-    }
 }
 
 /// What the drain last saw, shared with health and diagnostics.

@@ -28,35 +28,6 @@ fn tls_modes_are_refused_with_the_reason() {
 }
 
 #[test]
-fn the_config_block_is_checked_with_paths() {
-    let spec = |backend: &str, config: serde_json::Value| PluginSpec {
-        backend: backend.into(),
-        config,
-        yaml_path: "sync".into(),
-    };
-    let issues = |s: PluginSpec| {
-        let mut out = Vec::new();
-        let locate = |_: &str| None;
-        check(&s, &mut Validator::new("sync", &mut out, &locate));
-        out.into_iter().map(|i| format!("{}: {}", i.path, i.message)).collect::<Vec<_>>()
-    };
-    assert_eq!(
-        issues(spec("mysql", serde_json::Value::Null)),
-        ["sync.backend: unknown sync backend `mysql` (known: postgres)"]
-    );
-    let missing = issues(spec("postgres", serde_json::json!({"dsn_env": "HOMESEC_TEST_NO_SUCH_DSN", "batch_size": 0})));
-    assert_eq!(
-        missing,
-        [
-            "sync.config.batch_size: must be 1 to 10000",
-            "sync.config.dsn_env: environment variable HOMESEC_TEST_NO_SUCH_DSN is not set"
-        ]
-    );
-    let unknown = issues(spec("postgres", serde_json::json!({"dsn": "x", "dsn_env": "X"})));
-    assert!(unknown[0].starts_with("sync.config.dsn: unknown field `dsn`"), "{unknown:?}");
-}
-
-#[test]
 fn the_db_check_fails_only_with_an_error() {
     let mut s = SyncState::default();
     assert_eq!(problem_of(&s), None);
