@@ -79,7 +79,7 @@ impl Drain {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
         let mut client: Option<Client> = None;
-        let mut last_beat = None::<std::time::Instant>;
+        let mut last_beat = None::<Duration>;
         loop {
             let step = async {
                 let c = match client.take() {
@@ -187,11 +187,7 @@ impl Drain {
     }
 
     /// Copies one batch of the outbox; returns how many events it held.
-    async fn drain_once(
-        &self,
-        client: &Client,
-        last_beat: &mut Option<std::time::Instant>,
-    ) -> Result<usize, SyncError> {
+    async fn drain_once(&self, client: &Client, last_beat: &mut Option<Duration>) -> Result<usize, SyncError> {
         let limit = self.settings.batch_size;
         let (batch, records) = self
             .store
@@ -205,12 +201,14 @@ impl Drain {
                 Ok((batch, records))
             })
             .await?;
-        let beat_due = last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT);
+        // The clock seam's monotonic time, so that tests can move it.
+        let now = self.store.clock().monotonic();
+        let beat_due = last_beat.is_none_or(|t| now.saturating_sub(t) >= HEARTBEAT);
         if batch.is_empty() && !beat_due {
             return Ok(0);
         }
         bounded(self.write(client, &batch, &records, true)).await?;
-        *last_beat = Some(std::time::Instant::now());
+        *last_beat = Some(now);
         let n = batch.len();
         if n > 0 {
             let ids: Vec<EventId> = batch.into_iter().map(|(id, _)| id).collect();
