@@ -105,6 +105,8 @@ pub struct Health {
 pub struct NotifierHealth {
     pub name: String,
     pub connected: bool,
+    /// Why it is not connected, when it says.
+    pub last_error: Option<String>,
 }
 
 /// What [`check`] measured, before it is judged.
@@ -145,6 +147,10 @@ impl Health {
                 s.camera,
                 s.last_error.as_deref().unwrap_or("no recent activity")
             ));
+        }
+        for n in p.notifiers.iter().filter(|n| !n.connected) {
+            let why = n.last_error.as_deref().unwrap_or("does not answer");
+            warnings.push(format!("notifier {} unreachable: {why}", n.name));
         }
         if !pipeline_ok {
             warnings.push(silent(p.heartbeat_age));
@@ -189,7 +195,9 @@ pub async fn check(
     let sources = sources.iter().map(|s| s.health()).collect();
     let mut notifiers = Vec::new();
     for n in pipeline.notifiers().iter() {
-        notifiers.push(NotifierHealth { name: n.name().to_owned(), connected: ping(n.ping()).await });
+        let connected = ping(n.ping()).await;
+        let last_error = if connected { None } else { n.last_error() };
+        notifiers.push(NotifierHealth { name: n.name().to_owned(), connected, last_error });
     }
     let outbox_len = pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
     Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len, disk, db_problem })
@@ -249,7 +257,7 @@ mod tests {
             heartbeat_age: Duration::from_secs(1),
             storage_ok: true,
             sources: vec![source("porch", true)],
-            notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true }],
+            notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true, last_error: None }],
             outbox_len: 0,
             disk: DiskStatus::default(),
             db_problem: None,
@@ -290,11 +298,18 @@ mod tests {
     fn a_notifier_down_only_degrades() {
         let mut p = probe();
         p.notifiers[0].connected = false;
+        p.notifiers[0].last_error = Some("TLS: the broker's certificate has expired".into());
         p.outbox_len = 2;
         let h = Health::judge(p);
         assert_eq!(h.status, HealthStatus::Degraded);
         assert!(h.checks.daemon_up());
-        assert_eq!(h.warnings, vec!["2 notification(s) waiting in the outbox"]);
+        assert_eq!(
+            h.warnings,
+            vec![
+                "2 notification(s) waiting in the outbox",
+                "notifier mqtt unreachable: TLS: the broker's certificate has expired"
+            ]
+        );
         assert_eq!(h.checks.failing(), vec!["notifiers"]);
     }
 
@@ -328,7 +343,7 @@ mod tests {
         let json = serde_json::to_string(&Health::judge(p)).unwrap();
         assert_eq!(
             json,
-            r#"{"status":"degraded","checks":{"db":true,"disk":true,"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":[],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false}],"disk":{"used_bytes":0,"free_bytes":0,"total_bytes":0,"quota_bytes":0,"min_free_bytes":0,"stuck":null,"last_pass_ms":null,"pruned_clips":0,"pruned_bytes":0}}"#
+            r#"{"status":"degraded","checks":{"db":true,"disk":true,"notifiers":false,"pipeline":true,"sources":true,"storage":true,"store":true},"warnings":["notifier mqtt unreachable: does not answer"],"sources":[{"camera":"porch","backend":"folder","healthy":true,"last_heartbeat_age_s":1.5,"last_error":null}],"notifiers":[{"name":"mqtt","connected":false,"last_error":null}],"disk":{"used_bytes":0,"free_bytes":0,"total_bytes":0,"quota_bytes":0,"min_free_bytes":0,"stuck":null,"last_pass_ms":null,"pruned_clips":0,"pruned_bytes":0}}"#
         );
         // The checks object is what a JSON map of the same booleans gave.
         let checks = Checks {

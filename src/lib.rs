@@ -26,4 +26,5 @@ pub mod storage;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod update;

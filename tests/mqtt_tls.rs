@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::peers::{Broker, BrokerTls, Subscriber, wait_for};
+use common::config::ConfigBuilder;
+use common::peers::{Broker, BrokerTls, Daemon, Subscriber, wait_for};
 use common::pki::Pki;
 use homesec::domain::{Alert, CameraName};
 use homesec::notify::mqtt::{self, MqttConfig, MqttNotifier, MqttTlsConfig};
@@ -309,7 +310,7 @@ fn the_config_check_reads_every_tls_file_and_names_the_key() {
     let (path, msg) =
         one("        enabled: true\n        client_cert_file: client.pem\n        client_key_file: server.key\n");
     assert_eq!(path, key("client_key_file"));
-    assert!(msg.contains("does not fit client_cert_file"), "{msg}");
+    assert!(msg.contains("does not fit the client certificate"), "{msg}");
     // TLS keys while TLS is off
     let (path, msg) = one("        ca_file: ca.pem\n");
     assert_eq!(path, key("ca_file"));
@@ -326,4 +327,54 @@ fn the_config_check_reads_every_tls_file_and_names_the_key() {
     ));
     assert_eq!(path, key("client_key_file"));
     assert!(!msg.contains("c2VjcmV0") && !msg.contains("secret"), "{msg}");
+}
+
+#[test]
+fn the_daemon_with_a_wrong_ca_is_degraded_with_the_reason_and_delivers_once_fixed() {
+    let pki = Pki::new();
+    let broker = broker(&pki, false);
+    let tls_port = broker.tls_port.expect("tls listener");
+    let sub = Subscriber::connect(broker.port, &["homecam/alerts/#"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |ca: &str| {
+        ConfigBuilder::new("tlsbox", tmp.path())
+            .folder_camera("porch")
+            .filter(&["classes: [person, car]", "sample_fps: 1"])
+            .section(&format!(
+                "notifiers:\n  - backend: mqtt\n    config:\n      host: 127.0.0.1\n      port: {tls_port}\n      \
+                 tls:\n        enabled: true\n        ca_file: {}",
+                pki.path(ca).display()
+            ))
+            .build()
+    };
+    let mut daemon = Daemon::start(tmp.path(), &config("other_ca.pem"), &[]);
+    daemon.drop_clip(&common::footage("scene_empty_people_empty.mp4"), "cam01.mp4");
+
+    // The alert waits in the outbox; /health says why in one line.
+    let health = wait_for("the alert waiting in the outbox", Duration::from_secs(120), || {
+        let (_, h) = daemon.get("/health")?;
+        h["warnings"].to_string().contains("notification(s) waiting in the outbox").then_some(h)
+    });
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["checks"]["notifiers"], false, "{health}");
+    let warnings = health["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "notifier mqtt unreachable: TLS: the broker's certificate is not signed by a trusted CA (check tls.ca_file)"
+        ),
+        "{health}"
+    );
+    assert!(sub.json_on("homecam/alerts/porch").is_empty());
+
+    // The CA fixed and the daemon restarted: the kept alert goes out.
+    daemon.stop();
+    std::fs::write(&daemon.config, config("ca.pem").replace("{api_port}", &daemon.api_port.to_string())).unwrap();
+    daemon.restart();
+    let alert = wait_for("the alert on homecam/alerts/porch", Duration::from_secs(60), || {
+        sub.json_on("homecam/alerts/porch").into_iter().next()
+    });
+    assert_eq!(alert["camera_name"], "porch", "{alert}");
+    wait_for("healthy notifiers", Duration::from_secs(30), || {
+        (daemon.get("/health")?.1["checks"]["notifiers"] == true).then_some(())
+    });
 }

@@ -1,6 +1,7 @@
 //! Postgres sync against real PostgreSQL: the daemon with real footage and the
-//! real model, Postgres down then up, a wrong password, two boxes in one
-//! database, concurrent migrations, a newer schema, kill -9 mid-drain.
+//! real model, Postgres down then up, restarted mid-drain, a wrong password,
+//! TLS (a wrong CA, then the right one), two boxes in one database, concurrent
+//! migrations, a newer schema, kill -9 mid-drain.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use common::config::ConfigBuilder;
 use common::peers::{Daemon, wait_for};
+use common::pki::Pki;
 use common::postgres::{Cluster, Db, PASSWORD};
 
 const DSN_ENV: &str = "HOMESEC_TEST_DB_DSN";
@@ -122,6 +124,54 @@ fn a_wrong_password_degrades_with_a_clear_reason_and_is_never_logged() {
     let everything = format!("{}{health}{d}", daemon.log_text());
     assert!(!everything.contains(wrong), "the password leaked:\n{everything}");
     assert_eq!(pg.query("SELECT count(*) FROM pg_tables WHERE tablename = 'clip_states'").unwrap(), "0");
+}
+
+#[test]
+fn over_tls_a_wrong_ca_is_one_clear_reason_and_the_right_one_syncs_everything() {
+    let pki = Pki::new();
+    let mut pg = Cluster::init();
+    pg.enable_tls(&pki.path("server.pem"), &pki.path("server.key"));
+    pg.start();
+    let dsn = |ca: &str| format!("{}?sslmode=verify-full&sslrootcert={}", pg.dsn(PASSWORD), pki.path(ca).display());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut daemon = start("box1", tmp.path(), &dsn("other_ca.pem"));
+
+    // The wrong CA: one clear reason, the box only degraded, the clip done.
+    let clip = process_clip(&daemon, "cam01.mp4");
+    let health = wait_for("the db check failing", Duration::from_secs(30), || {
+        let (_, h) = daemon.get("/health")?;
+        (h["checks"]["db"] == false).then_some(h)
+    });
+    assert_eq!(health["status"], "degraded", "{health}");
+    let warnings = health["warnings"].to_string();
+    assert!(
+        warnings.contains("Postgres's certificate is not signed by a trusted CA (check sslrootcert in the DSN)"),
+        "{health}"
+    );
+    assert!(diagnostics(&daemon)["sync"]["outbox_depth"].as_u64().unwrap() > 0);
+    assert_eq!(pg.query("SELECT count(*) FROM pg_tables WHERE tablename = 'clip_states'").unwrap(), "0");
+
+    // The CA fixed: everything the outbox kept arrives, over TLS.
+    daemon.stop();
+    daemon.set_env(DSN_ENV, &dsn("ca.pem"));
+    daemon.restart();
+    let row = wait_for("the clip's state in Postgres", Duration::from_secs(60), || {
+        pg.query(&format!("SELECT data->>'status' FROM clip_states WHERE clip_id = '{clip}'"))
+            .ok()
+            .filter(|r| !r.is_empty())
+    });
+    assert_eq!(row, "done");
+    let encrypted = pg
+        .query(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'homesec'",
+        )
+        .unwrap();
+    assert_eq!(encrypted, "t", "the daemon's connection is not encrypted");
+    wait_for("the db check passing", Duration::from_secs(30), || {
+        (daemon.get("/health")?.1["checks"]["db"] == true).then_some(())
+    });
+    assert!(!daemon.log_text().contains(PASSWORD), "the password is in the log");
 }
 
 #[test]
@@ -264,4 +314,25 @@ fn kill_9_mid_drain_loses_and_duplicates_nothing() {
     assert_eq!(db.count("SELECT count(*) FROM clip_events") as usize, events, "no duplicate");
     assert_eq!(db.count("SELECT count(*) FROM clip_states"), 3000);
     assert_eq!(db.count("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'"), 3000);
+}
+
+#[test]
+fn postgres_restarted_mid_drain_gets_every_event_once() {
+    let mut pg = Cluster::init();
+    pg.start();
+    let tmp = tempfile::tempdir().unwrap();
+    let events = filled_store(&tmp.path().join("data"), 3000);
+    let daemon = start("box1", tmp.path(), &pg.dsn(PASSWORD));
+    let count = |pg: &Cluster| pg.query("SELECT count(*) FROM clip_events").ok().and_then(|n| n.parse::<usize>().ok());
+    let copied = wait_for("the drain under way", Duration::from_secs(60), || count(&pg).filter(|n| *n > 0));
+    pg.stop();
+    assert!(copied < events, "restarted too late to test anything ({copied} of {events})");
+    pg.start();
+    let count = || count(&pg);
+    wait_for("every event in Postgres", Duration::from_secs(120), || (count()? == events).then_some(()));
+    wait_for("the outbox empty", Duration::from_secs(30), || {
+        (diagnostics(&daemon)["sync"]["outbox_depth"] == 0).then_some(())
+    });
+    assert_eq!(count(), Some(events), "no duplicate");
+    assert_eq!(pg.query("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'").unwrap(), "3000");
 }

@@ -33,5 +33,9 @@ pub trait Notifier: Send + Sync {
     /// `snapshot` is the alert's JPEG, when one was made.
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError>;
     async fn ping(&self) -> bool;
+    /// Why the peer cannot be reached, while it cannot (e.g. a TLS failure), for `/health`.
+    fn last_error(&self) -> Option<String> {
+        None
+    }
     async fn shutdown(&self) {}
 }

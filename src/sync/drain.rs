@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
 use tokio_util::sync::CancellationToken;
 
+use super::tls::POSTGRES;
 use super::{STATEMENT_TIMEOUT, SyncError, SyncHandle, SyncSettings, clip_state, event_data, event_type, schema};
 use crate::backoff::Backoff;
 use crate::domain::{ClipEvent, ClipRecord, UnixMillis};
@@ -43,13 +45,30 @@ pub struct Drain {
     pub device: Device,
 }
 
-/// Connects (within the connect timeout); the connection runs on its own task.
+/// Connects (within the connect timeout, over TLS when the DSN asks for it);
+/// the connection runs on its own task.
 pub async fn connect(settings: &SyncSettings) -> Result<Client, SyncError> {
+    match &settings.tls {
+        Some(tls) => connect_with(settings, tls.clone()).await,
+        None => connect_with(settings, NoTls).await,
+    }
+}
+
+async fn connect_with<T>(settings: &SyncSettings, tls: T) -> Result<Client, SyncError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let limit = super::CONNECT_TIMEOUT + Duration::from_secs(1);
-    let (client, conn) = tokio::time::timeout(limit, settings.pg.connect(NoTls))
+    let (client, conn) = tokio::time::timeout(limit, settings.pg.connect(tls))
         .await
         .map_err(|_| SyncError::Timeout(limit.as_secs()))?
-        .map_err(|e| SyncError::Connect(settings.redact(&crate::telemetry::chain(&e))))?;
+        .map_err(|e| {
+            let why = crate::tls::failure(&e, &POSTGRES).unwrap_or_else(|| crate::telemetry::chain(&e));
+            SyncError::Connect(settings.redact(&why))
+        })?;
     let s = settings.clone();
     tokio::spawn(async move {
         if let Err(e) = conn.await {

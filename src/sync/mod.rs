@@ -10,6 +10,7 @@
 mod document;
 mod drain;
 pub mod schema;
+mod tls;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,8 @@ impl PluginConfig for PostgresSyncConfig {
 #[derive(Clone)]
 pub struct SyncSettings {
     pub pg: tokio_postgres::Config,
+    /// The TLS connector; `None` with `sslmode=disable`.
+    pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The DSN's password, to cut from any error text.
     secrets: Vec<String>,
     pub batch_size: usize,
@@ -104,7 +107,7 @@ impl SyncSettings {
 
     /// Settings from a DSN read from `env`.
     pub fn from_dsn(env: &str, dsn: &str, batch_size: usize) -> Result<Self, SyncError> {
-        let mut pg = parse_dsn(env, dsn)?;
+        let (mut pg, tls) = parse_dsn(env, dsn)?;
         pg.connect_timeout(CONNECT_TIMEOUT);
         pg.keepalives_idle(Duration::from_secs(30));
         pg.options(format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis()));
@@ -115,7 +118,7 @@ impl SyncSettings {
             pg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).into_iter().collect();
         secrets.push(dsn.to_owned());
         secrets.retain(|s| !s.is_empty());
-        Ok(Self { pg, secrets, batch_size })
+        Ok(Self { pg, tls, secrets, batch_size })
     }
 
     /// `text` with the DSN and its password cut out.
@@ -136,27 +139,25 @@ fn redact(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
 }
 
-/// Parses a DSN; the error never repeats it. Plain connections only: this build
-/// has no TLS for Postgres, so `sslmode=require` / `verify-*` are refused.
-fn parse_dsn(env: &str, dsn: &str) -> Result<tokio_postgres::Config, SyncError> {
+/// Parses a DSN and reads the files its TLS parameters name; the error never
+/// repeats the DSN.
+fn parse_dsn(
+    env: &str,
+    dsn: &str,
+) -> Result<(tokio_postgres::Config, Option<tokio_postgres_rustls::MakeRustlsConnect>), SyncError> {
     let bad = |reason: &str| SyncError::BadDsn { env: env.to_owned(), reason: reason.to_owned() };
-    let lower = dsn.to_ascii_lowercase();
-    for mode in ["sslmode=require", "sslmode=verify-ca", "sslmode=verify-full"] {
-        if lower.contains(mode) {
-            return Err(bad(&format!(
-                "{mode}: this build connects to Postgres without TLS; use sslmode=disable or prefer \
-                 on a trusted network, or a TLS tunnel"
-            )));
-        }
-    }
-    let pg = tokio_postgres::Config::from_str(dsn).map_err(|e| bad(&redact(&e.to_string(), &[dsn.to_owned()])))?;
+    let (rest, params) = tls::split(dsn);
+    let mut pg =
+        tokio_postgres::Config::from_str(&rest).map_err(|e| bad(&redact(&e.to_string(), &[dsn.to_owned(), rest])))?;
     if pg.get_hosts().is_empty() {
         return Err(bad("no host"));
     }
     if pg.get_dbname().is_none() {
         return Err(bad("no database name"));
     }
-    Ok(pg)
+    let (mode, connector) = tls::connector(&params).map_err(|e| bad(&e))?;
+    pg.ssl_mode(mode);
+    Ok((pg, connector))
 }
 
 /// What the drain last saw, shared with health and diagnostics.

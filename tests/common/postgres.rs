@@ -87,6 +87,8 @@ pub struct Cluster {
     pub port: u16,
     dir: tempfile::TempDir,
     running: bool,
+    /// Server options beyond the port and socket (TLS).
+    options: String,
 }
 
 impl Cluster {
@@ -104,7 +106,21 @@ impl Cluster {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        Cluster { port: free_port(), dir, running: false }
+        Cluster { port: free_port(), dir, running: false, options: String::new() }
+    }
+
+    /// `ssl = on` with this certificate and key, and TLS connections only
+    /// (`hostssl` in pg_hba.conf): a plain connection is refused.
+    pub fn enable_tls(&mut self, cert: &Path, key: &Path) {
+        let (crt, k) = (self.dir.path().join("server.crt"), self.dir.path().join("server.key"));
+        std::fs::copy(cert, &crt).unwrap();
+        std::fs::copy(key, &k).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let _ = Command::new("chown").args(["postgres:postgres"]).arg(&crt).arg(&k).status();
+        let hba = "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(self.dir.path().join("data/pg_hba.conf"), hba).unwrap();
+        self.options = format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", crt.display(), k.display());
     }
 
     pub fn dsn(&self, password: &str) -> String {
@@ -114,8 +130,12 @@ impl Cluster {
     pub fn start(&mut self) {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("pg.log");
-        let opts =
-            format!("-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", self.port, self.dir.path().display());
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off{}",
+            self.port,
+            self.dir.path().display(),
+            self.options
+        );
         let out = as_postgres(&bin("pg_ctl"))
             .args(["-w", "-t", "60", "-D"])
             .arg(&data)

@@ -345,7 +345,7 @@ async fn run_event_loop(
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();
-                let tls_failure = tls::failure(&e);
+                let tls_failure = crate::tls::failure(&e, &tls::BROKER);
                 let reason = tls_failure.clone().unwrap_or_else(|| e.to_string());
                 shared.lock().last_error = Some(reason.clone());
                 if outage.is_none() {

@@ -170,12 +170,6 @@ impl MqttNotifier {
         self.connection.is_connected()
     }
 
-    /// Why the notifier is not connected (e.g. the TLS reason a handshake
-    /// failed), while it is not.
-    pub fn last_error(&self) -> Option<String> {
-        self.connection.last_error()
-    }
-
     /// Where alerts go: `mqtt://host:port` or `mqtts://host:port`.
     pub fn target(&self) -> &str {
         &self.connection.target
@@ -254,6 +248,12 @@ impl Notifier for MqttNotifier {
     fn describe(&self) -> String {
         let ha = if self.ha.is_some() { "on" } else { "off" };
         format!("{} topic {} (Home Assistant discovery {ha})", self.connection.target, self.topic_template)
+    }
+
+    /// Why the notifier is not connected (e.g. the TLS reason a handshake
+    /// failed), while it is not.
+    fn last_error(&self) -> Option<String> {
+        self.connection.last_error()
     }
 
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError> {
