@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench bench-live bench-soak bench-sync build-arm64 test-arm64
+.PHONY: run test fetch build lint bench bench-live bench-soak bench-sync bench-outage build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -42,6 +42,11 @@ bench-soak:
 ## Postgres sync drain throughput into the local PostgreSQL (127.0.0.1:5432): events per second.
 bench-sync:
 	$(CARGO) bench --bench sync
+
+## Postgres down 10 minutes then up: clip latency with and without sync, time until every state is synced (~13 min;
+## HOMESEC_OUTAGE_S shortens it).
+bench-outage: fetch
+	$(CARGO) bench --bench outage
 
 ## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
 ## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)

@@ -22,9 +22,11 @@ use crate::store::{ClipQuery, EventId, Store};
 const POLL: Duration = Duration::from_secs(1);
 /// How often an idle box tells the database it is alive (`devices.last_seen`).
 const HEARTBEAT: Duration = Duration::from_secs(60);
-/// Retry delays while Postgres does not answer.
+/// Retry delays while Postgres does not answer: at most 12 s (jittered) from
+/// its return to the next attempt, so that a long outage is caught up within
+/// 30 s; a refused attempt costs one TCP handshake.
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Clips per backfill transaction.
 const BACKFILL_PAGE: usize = 200;
 
