@@ -59,7 +59,13 @@ fn main() {
                 .expect("dsn");
         let handle = SyncHandle::new(store.clone(), store.clock().clone());
         // A known device: no backfill, the outbox is what is measured.
-        let device = Device { device_id: "bench".into(), name: "bench".into(), version: "0".into(), cameras: vec![] };
+        let device = Device {
+            device_id: "bench".into(),
+            name: "bench".into(),
+            version: "0".into(),
+            image_version: None,
+            cameras: vec![],
+        };
         let drain = Drain { settings: settings.clone(), store: store.clone(), handle: handle.clone(), device };
         let elapsed = rt.block_on(async {
             let mut c = homesec::sync::connect(&settings).await.expect("connect");

@@ -57,6 +57,16 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     if sync_settings.is_some() {
         store = store.with_sync_outbox();
     }
+    // Warnings and errors (`sync.config.log_level`) go to Postgres too: captured
+    // from now on, moved to the store's log outbox every second and at the end.
+    let logs_stop = CancellationToken::new();
+    let log_level = crate::sync::log_level(&cfg);
+    let log_flusher = (sync_settings.is_some() && log_level != tracing::level_filters::LevelFilter::OFF).then(|| {
+        let capture = crate::telemetry::log_capture();
+        capture.enable(log_level, clock.clone());
+        let flusher = crate::sync::LogFlusher { capture: capture.clone(), store: store.clone() };
+        tokio::spawn(flusher.run(logs_stop.clone()))
+    });
     let rauc = Arc::new(Rauc::new(&cfg.update.rauc_command));
     let updater = Updater::new(cfg.update.clone(), layout.update(), Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.
@@ -104,6 +114,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 device_id: cfg.device_id.clone(),
                 name: crate::sync::host_name().unwrap_or_else(|| cfg.device_id.clone()),
                 version: env!("CARGO_PKG_VERSION").into(),
+                image_version: updater.status().image_version,
                 cameras: cfg.cameras.iter().map(|c| c.name.0.clone()).collect(),
             },
         };
@@ -191,6 +202,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     pipeline.shutdown(SHUTDOWN_GRACE).await;
     if let Some(s) = server {
         let _ = s.await;
+    }
+    // The last captured records go to the store (the drain sends them next time).
+    logs_stop.cancel();
+    if let Some(flusher) = log_flusher {
+        let _ = flusher.await;
     }
     info!("stopped");
     Ok(())

@@ -1,21 +1,39 @@
-//! Logging setup and secret redaction.
+//! Logging setup, the capture of log records for the fleet, and secret
+//! redaction.
 
 use std::error::Error;
+use std::sync::LazyLock;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+mod capture;
+
+pub use capture::{CaptureFilter, CaptureLayer, LogCapture, QUEUE_LIMIT, Taken};
+
+/// The capture [`init`] installs: inert until the daemon enables it.
+static CAPTURE: LazyLock<LogCapture> = LazyLock::new(|| LogCapture::new(QUEUE_LIMIT));
+
+/// The daemon's log capture (see [`LogCapture`]).
+pub fn log_capture() -> &'static LogCapture {
+    &CAPTURE
+}
 
 /// Logs to stderr; `HOMESEC_LOG` (or `RUST_LOG`) sets the filter, `HOMESEC_LOG_FORMAT=json`
-/// switches to JSON lines (for journald/collectors).
+/// switches to JSON lines (for journald/collectors). Also installs the log
+/// capture ([`log_capture`]), whose level is its own (not `HOMESEC_LOG`'s).
 pub fn init() {
     let filter =
         std::env::var("HOMESEC_LOG").ok().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let res = if std::env::var("HOMESEC_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = if std::env::var("HOMESEC_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        stderr.json().with_filter(filter).boxed()
     } else {
-        builder.try_init()
+        stderr.with_filter(filter).boxed()
     };
+    let res = tracing_subscriber::registry().with(stderr).with(CAPTURE.layer()).try_init();
     let _ = res; // already initialised (tests)
 }
 

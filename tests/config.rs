@@ -182,9 +182,14 @@ fn the_sync_block_is_checked_with_paths() {
     };
     assert_eq!(issues("  backend: mysql\n"), ["sync.backend: unknown sync backend `mysql` (known: postgres)"]);
     assert_eq!(
-        issues("  backend: postgres\n  config:\n    dsn_env: HOMESEC_TEST_NO_SUCH_DSN\n    batch_size: 0\n"),
+        issues(
+            "  backend: postgres\n  config:\n    dsn_env: HOMESEC_TEST_NO_SUCH_DSN\n    batch_size: 0\n    \
+             log_level: debug\n"
+        ),
         [
             "sync.config.batch_size: must be 1 to 10000",
+            "sync.config.log_level: must be error, warn, info or off (the least severe level sent to Postgres), \
+             not \"debug\"",
             "sync.config.dsn_env: environment variable HOMESEC_TEST_NO_SUCH_DSN is not set"
         ]
     );

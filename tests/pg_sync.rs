@@ -1,7 +1,8 @@
 //! Postgres sync against real PostgreSQL: the daemon with real footage and the
 //! real model, Postgres down then up, restarted mid-drain, a wrong password,
 //! TLS (a wrong CA, then the right one), two boxes in one database, concurrent
-//! migrations, a newer schema, kill -9 mid-drain.
+//! migrations, a newer schema, kill -9 mid-drain, and the box's warnings and
+//! errors in `logs` (kept once when sent again).
 
 mod common;
 
@@ -13,6 +14,8 @@ use common::pki::Pki;
 use common::postgres::{Cluster, Db, PASSWORD};
 
 const DSN_ENV: &str = "HOMESEC_TEST_DB_DSN";
+/// The schema versions applied, in order (`1,2`).
+const SCHEMA_VERSIONS: &str = "SELECT string_agg(version::text, ',' ORDER BY version) FROM homesec_schema";
 
 fn config(device: &str, dir: &std::path::Path) -> String {
     ConfigBuilder::new(device, dir)
@@ -89,7 +92,7 @@ fn postgres_down_at_start_then_up_gets_every_clip_state_and_the_pipeline_never_w
         pg.query(&format!("SELECT count(*) FROM clip_events WHERE clip_id = '{clip}'")).unwrap().parse().unwrap();
     assert_eq!(remote, events);
     assert_eq!(pg.query("SELECT device_id, cameras FROM devices").unwrap(), r#"box1|["porch"]"#);
-    assert_eq!(pg.query("SELECT version FROM homesec_schema").unwrap(), "1");
+    assert_eq!(pg.query(SCHEMA_VERSIONS).unwrap(), "1,2");
     let (_, health) = daemon.get("/health").unwrap();
     assert_eq!(health["checks"]["db"], true, "{health}");
 
@@ -220,9 +223,9 @@ fn four_processes_migrating_one_empty_database_apply_the_schema_once() {
             String::from_utf8_lossy(&out.stdout).into_owned()
         })
         .collect();
-    assert_eq!(outputs.iter().filter(|o| o.contains("applied version(s) [1]")).count(), 1, "{outputs:?}");
+    assert_eq!(outputs.iter().filter(|o| o.contains("applied version(s) [1, 2]")).count(), 1, "{outputs:?}");
     assert_eq!(outputs.iter().filter(|o| o.contains("nothing to apply")).count(), 3, "{outputs:?}");
-    assert_eq!(db.query("SELECT version FROM homesec_schema"), "1");
+    assert_eq!(db.query(SCHEMA_VERSIONS), "1,2");
 }
 
 #[test]
@@ -238,7 +241,7 @@ fn a_database_with_a_newer_schema_is_refused_and_the_box_works() {
     });
     assert_eq!(health["status"], "degraded");
     assert!(
-        health["warnings"].to_string().contains("schema is version 7, newer than this build knows (1): not syncing"),
+        health["warnings"].to_string().contains("schema is version 7, newer than this build knows (2): not syncing"),
         "{health}"
     );
     assert_eq!(db.count("SELECT count(*) FROM pg_tables WHERE tablename = 'clip_states'"), 0);
@@ -335,4 +338,96 @@ fn postgres_restarted_mid_drain_gets_every_event_once() {
     });
     assert_eq!(count(), Some(events), "no duplicate");
     assert_eq!(pg.query("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'").unwrap(), "3000");
+}
+
+#[test]
+fn warnings_and_errors_reach_the_logs_table_with_their_fields_and_info_lines_do_not() {
+    let db = Db::create("logs");
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = start("box1", tmp.path(), &db.dsn());
+    // A file that is not a video: the folder source quarantines it and logs an
+    // error (`unreadable clip quarantined`, with the camera and the reason).
+    let junk = tmp.path().join("junk.mp4");
+    std::fs::write(&junk, b"this is not a video").unwrap();
+    daemon.drop_clip(&junk, "junk.mp4");
+    let row = wait_for("the quarantine error in logs", Duration::from_secs(60), || {
+        let rows = db.query(
+            "SELECT device_id, level, target, fields->>'camera', fields->>'file' LIKE '%junk.mp4', \
+             fields ? 'reason', ts > now() - interval '5 minutes' \
+             FROM logs WHERE message = 'unreadable clip quarantined'",
+        );
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(row, "box1|ERROR|homesec::sources::folder|porch|t|t|t");
+    // A warning the daemon logs at start (this config has no notifiers).
+    let warning = wait_for("the start-up warning in logs", Duration::from_secs(30), || {
+        let rows = db.query("SELECT device_id, level, target FROM logs WHERE message LIKE 'no notifiers configured%'");
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(warning, "box1|WARN|homesec::app");
+    // Info lines (`camera configured`, `HTTP API listening`, …) stay on the box at the default level.
+    assert!(daemon.log_text().contains("camera configured"));
+    assert_eq!(db.count("SELECT count(*) FROM logs WHERE level NOT IN ('WARN', 'ERROR')"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM logs WHERE message = 'camera configured'"), 0);
+    // The device row has the image version column: NULL off the appliance image.
+    assert_eq!(db.query("SELECT image_version IS NULL FROM devices WHERE device_id = 'box1'"), "t");
+    assert_eq!(db.query(SCHEMA_VERSIONS), "1,2");
+
+    let sync = wait_for("the log outbox drained", Duration::from_secs(30), || {
+        let d = diagnostics(&daemon);
+        (d["sync"]["log_outbox_depth"] == 0).then(|| d["sync"].clone())
+    });
+    assert!(sync["logs_synced"].as_u64().unwrap() >= 2, "{sync}");
+    assert_eq!(sync["logs_dropped"], 0, "{sync}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["sync", "status", "--config"])
+        .arg(&daemon.config)
+        .env("SYNC_TEST_KEY", "k")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("log outbox:     0 record(s), 0 dropped"), "{text}");
+}
+
+#[test]
+fn log_records_sent_again_after_a_crash_before_the_local_ack_are_kept_once() {
+    use homesec::domain::{LogLevel, LogRecord};
+    let db = Db::create("logs_resend");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let path = homesec::fsutil::DataLayout::new(&data).store();
+    let now = chrono::Utc::now().timestamp_millis();
+    let records: Vec<LogRecord> = (0..50)
+        .map(|i| LogRecord {
+            id: fastrand::i64(..),
+            ts_ms: now - 1_000 + i,
+            level: LogLevel::Warn,
+            target: "resend_test".into(),
+            message: format!("warning {i}"),
+            fields: Vec::new(),
+        })
+        .collect();
+    let store = homesec::store::Store::open(&path).unwrap();
+    store.write(|w| w.push_logs(&records, 0, homesec::store::MAX_LOG_RECORDS)).unwrap();
+    drop(store);
+    // The store as a crash after the Postgres commit, before the local ack, leaves it.
+    let unacked = tmp.path().join("unacked.redb");
+    std::fs::copy(&path, &unacked).unwrap();
+
+    let mut daemon = start("box1", tmp.path(), &db.dsn());
+    let sent = "SELECT count(*) FROM logs WHERE target = 'resend_test'";
+    wait_for("the records in Postgres", Duration::from_secs(60), || (db.count(sent) == 50).then_some(()));
+    wait_for("the records acked", Duration::from_secs(30), || {
+        (diagnostics(&daemon)["sync"]["log_outbox_depth"] == 0).then_some(())
+    });
+    daemon.kill9();
+    std::fs::copy(&unacked, &path).unwrap();
+    daemon.restart();
+    let sync = wait_for("the records sent again and acked", Duration::from_secs(60), || {
+        let sync = diagnostics(&daemon)["sync"].clone();
+        (sync["log_outbox_depth"] == 0 && sync["logs_synced"].as_u64() >= Some(50)).then_some(sync)
+    });
+    assert_eq!(db.count(sent), 50, "no duplicate: {sync}");
+    assert_eq!(db.count("SELECT count(DISTINCT seq) FROM logs WHERE target = 'resend_test'"), 50);
 }

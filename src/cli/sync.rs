@@ -19,9 +19,15 @@ pub fn render(sync: &Value) -> String {
         format!("connected:      {}", or(&sync["connected"], "unknown (the daemon is not running)")),
         format!("outbox depth:   {} event(s)", or(&sync["outbox_depth"], "0")),
         format!("lag:            {lag}"),
+        format!(
+            "log outbox:     {} record(s), {} dropped",
+            or(&sync["log_outbox_depth"], "0"),
+            or(&sync["logs_dropped"], "0")
+        ),
         format!("last success:   {}", or(&sync["last_success"], "never (since the daemon started)")),
         format!("last error:     {}", or(&sync["last_error"], "none")),
         format!("events synced:  {}", or(&sync["events_synced"], "0")),
+        format!("logs synced:    {}", or(&sync["logs_synced"], "0")),
     ]
     .join("\n")
         + "\n"
@@ -32,7 +38,13 @@ pub fn offline_status(store: &Store) -> Result<Value, crate::store::StoreError> 
     let now = store.clock().now_ms();
     let depth = store.sync_backlog()?;
     let lag = store.sync_oldest_pending_ms()?.map(|t| (now - t).max(0) as f64 / 1000.0);
-    Ok(serde_json::json!({"backend": crate::sync::BACKEND, "outbox_depth": depth, "lag_s": lag}))
+    Ok(serde_json::json!({
+        "backend": crate::sync::BACKEND,
+        "outbox_depth": depth,
+        "lag_s": lag,
+        "log_outbox_depth": store.log_backlog()?,
+        "logs_dropped": store.logs_dropped()?,
+    }))
 }
 
 /// Applies the schema to the configured database; returns what it did.

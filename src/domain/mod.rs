@@ -1,10 +1,13 @@
 //! Plain data shared by every module: clips, their records and stage journal,
-//! filter and analysis results, alert decisions and alerts. No I/O here.
+//! filter and analysis results, alert decisions and alerts, log records. No I/O here.
 
 use std::fmt;
 
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 use serde::{Deserialize, Serialize};
+
+mod logs;
+pub use logs::{FieldValue, LogField, LogLevel, LogRecord};
 
 /// Version of the clip-state document (`schema_version` of records and events,
 /// as in the reference design). How the store lays a value out has its own

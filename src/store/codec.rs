@@ -10,8 +10,8 @@ use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
 use super::{EarlyAlert, OutboxEntry, SourceFileEntry, StoreError};
 use crate::domain::{
-    AlertDecision, AlertStage, AnalysisResult, CameraName, Clip, ClipEvent, ClipId, ClipRecord, FilterResult, Pruned,
-    Quarantine, RiskLevel, StageLog, UnixMillis,
+    AlertDecision, AlertStage, AnalysisResult, CameraName, Clip, ClipEvent, ClipId, ClipRecord, FilterResult,
+    LogRecord, Pruned, Quarantine, RiskLevel, StageLog, UnixMillis,
 };
 
 /// A value kept in the store, with the version of its layout. A value written
@@ -88,6 +88,10 @@ impl Stored for SourceFileEntry {
 }
 
 impl Stored for EarlyAlert {
+    const VERSION: u16 = 1;
+}
+
+impl Stored for LogRecord {
     const VERSION: u16 = 1;
 }
 

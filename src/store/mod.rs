@@ -1,8 +1,9 @@
 //! The local queue and manifest in redb: clip records, the append-only event
-//! log, the notification outbox, the sync outbox (for Postgres) and the source
-//! manifests, and the early alerts of clips still being recorded. Values are
-//! rkyv archives behind a 2-byte version of their type ([`Stored::VERSION`]);
-//! values an earlier version wrote are upgraded when read.
+//! log, the notification outbox, the sync outbox (for Postgres), the source
+//! manifests, the early alerts of clips still being recorded, and the log
+//! outbox (log records waiting for Postgres). Values are rkyv archives behind
+//! a 2-byte version of their type ([`Stored::VERSION`]); values an earlier
+//! version wrote are upgraded when read.
 //!
 //! The repository rule: every state change goes through [`Store::write`], so a
 //! stage result and its events are committed in one transaction.
@@ -20,6 +21,7 @@ use crate::domain::{Alert, AlertStage, CameraName, ClipId, ClipRecord, EventKind
 mod codec;
 mod events;
 mod index;
+mod logs;
 mod maintenance;
 mod query;
 
@@ -28,6 +30,8 @@ use codec::{decode, encode};
 pub use events::EventId;
 use events::{EVENTS, SYNC_OUTBOX};
 pub use index::Set;
+use logs::LOG_OUTBOX;
+pub use logs::{LogBatch, MAX_LOG_RECORDS};
 pub use query::{ClipPage, ClipQuery, Cursor};
 
 const CLIPS: TableDefinition<&str, &[u8]> = TableDefinition::new("clips");
@@ -213,6 +217,7 @@ impl Store {
             txn.open_table(SYNC_OUTBOX)?;
             txn.open_table(SOURCE_FILES)?;
             txn.open_table(EARLY_ALERTS)?;
+            txn.open_table(LOG_OUTBOX)?;
             txn.open_table(META)?;
             index::create(&txn)?;
             let mut w = Writer { txn: &txn, clock: &*self.clock, sync_outbox: self.sync_outbox };

@@ -1,6 +1,7 @@
-//! The drain: a task that copies the store's sync outbox to Postgres in
-//! batches, backfills a box's history on the first connection to a database
-//! that has none of it, and backs off while Postgres does not answer.
+//! The drain: a task that copies the store's sync outbox (and its log outbox)
+//! to Postgres in batches, backfills a box's history on the first connection
+//! to a database that has none of it, and backs off while Postgres does not
+//! answer.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::tls::POSTGRES;
 use super::{STATEMENT_TIMEOUT, SyncError, SyncHandle, SyncSettings, clip_state, event_data, event_type, schema};
 use crate::backoff::Backoff;
-use crate::domain::{ClipEvent, ClipRecord, UnixMillis};
+use crate::domain::{ClipEvent, ClipRecord, LogRecord, UnixMillis};
 use crate::store::{ClipQuery, EventId, Store};
 
 /// How often an idle drain looks at the outbox.
@@ -36,6 +37,8 @@ pub struct Device {
     pub device_id: String,
     pub name: String,
     pub version: String,
+    /// The firmware image's version (`IMAGE_VERSION` in os-release); none off the image.
+    pub image_version: Option<String>,
     pub cameras: Vec<String>,
 }
 
@@ -194,23 +197,24 @@ impl Drain {
                     Ok((page, events))
                 })
                 .await?;
-            bounded(self.write(client, &events, &page.clips, false)).await?;
+            bounded(self.write(client, &events, &page.clips, &[], false)).await?;
             clips += page.clips.len() as u64;
             match page.next {
                 Some(next) => after = Some(next),
                 None => break,
             }
         }
-        bounded(self.write(client, &[], &[], true)).await?;
+        bounded(self.write(client, &[], &[], &[], true)).await?;
         tracing::info!(clips, "Postgres sync: backfilled this box's history");
         self.handle.update(|s| s.backfilled_clips += clips);
         Ok(())
     }
 
-    /// Copies one batch of the outbox; returns how many events it held.
+    /// Copies one batch of the outbox and one of the log outbox; returns the
+    /// larger of their sizes.
     async fn drain_once(&self, client: &Client, last_beat: &mut Option<Duration>) -> Result<usize, SyncError> {
         let limit = self.settings.batch_size;
-        let (batch, records) = self
+        let (batch, records, logs) = self
             .store
             .run(move |s| {
                 let batch = s.sync_batch(limit)?;
@@ -219,21 +223,22 @@ impl Drain {
                 for id in ids {
                     records.extend(s.get_clip(id)?);
                 }
-                Ok((batch, records))
+                Ok((batch, records, s.log_batch(limit)?))
             })
             .await?;
         // The clock seam's monotonic time, so that tests can move it.
         let now = self.store.clock().monotonic();
         let beat_due = last_beat.is_none_or(|t| now.saturating_sub(t) >= HEARTBEAT);
-        if batch.is_empty() && !beat_due {
+        if batch.is_empty() && logs.is_empty() && !beat_due {
             return Ok(0);
         }
-        bounded(self.write(client, &batch, &records, true)).await?;
+        bounded(self.write(client, &batch, &records, &logs.records, true)).await?;
         *last_beat = Some(now);
-        let n = batch.len();
-        if n > 0 {
+        let (n, n_logs) = (batch.len(), logs.records.len());
+        if n > 0 || !logs.is_empty() {
             let ids: Vec<EventId> = batch.into_iter().map(|(id, _)| id).collect();
-            self.store.run(move |s| s.write(|w| w.ack_synced(&ids))).await?;
+            let seqs = logs.seqs();
+            self.store.run(move |s| s.write(|w| w.ack_synced(&ids).and_then(|()| w.ack_logs(&seqs)))).await?;
         }
         let now = self.store.clock().now_ms();
         self.handle.update(|s| {
@@ -241,20 +246,23 @@ impl Drain {
             s.last_success_ms = Some(now);
             s.last_error = None;
             s.events_synced += n as u64;
+            s.logs_synced += n_logs as u64;
         });
-        if n > 0 {
-            tracing::debug!(events = n, clips = records.len(), "Postgres sync: batch copied");
+        if n > 0 || n_logs > 0 {
+            tracing::debug!(events = n, clips = records.len(), logs = n_logs, "Postgres sync: batch copied");
         }
-        Ok(n)
+        Ok(n.max(n_logs))
     }
 
     /// One transaction: the events (kept once), the clips' latest states (an
-    /// older state never replaces a newer one), and the device's `last_seen`.
+    /// older state never replaces a newer one), log records (kept once), and
+    /// the device's `last_seen`.
     async fn write(
         &self,
         client: &Client,
         events: &[(EventId, ClipEvent)],
         records: &[ClipRecord],
+        logs: &[(u64, LogRecord)],
         touch_device: bool,
     ) -> Result<(), SyncError> {
         let db = db(&self.settings);
@@ -295,15 +303,18 @@ impl Drain {
                     .await
                     .map_err(&db)?;
             }
+            super::logs::copy(client, device, logs).await.map_err(&db)?;
             if touch_device {
-                let cameras = serde_json::to_value(&self.device.cameras).unwrap_or(Value::Null);
+                let d = &self.device;
+                let cameras = serde_json::to_value(&d.cameras).unwrap_or(Value::Null);
                 client
                     .execute(
-                        "INSERT INTO devices (device_id, name, version, cameras, last_seen) \
-                         VALUES ($1, $2, $3, $4, now()) ON CONFLICT (device_id) DO UPDATE \
-                         SET name = excluded.name, version = excluded.version, cameras = excluded.cameras, \
+                        "INSERT INTO devices (device_id, name, version, image_version, cameras, last_seen) \
+                         VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (device_id) DO UPDATE \
+                         SET name = excluded.name, version = excluded.version, \
+                         image_version = excluded.image_version, cameras = excluded.cameras, \
                          last_seen = excluded.last_seen",
-                        &[device, &self.device.name, &self.device.version, &cameras],
+                        &[device, &d.name, &d.version, &d.image_version, &cameras],
                     )
                     .await
                     .map_err(&db)?;

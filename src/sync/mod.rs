@@ -1,5 +1,6 @@
 //! Postgres sync: the clip state of this box copied, when Postgres answers, to
-//! `clip_states` / `clip_events` / `devices` (fleet: rows carry `device_id`).
+//! `clip_states` / `clip_events` / `devices` (fleet: rows carry `device_id`),
+//! and its warnings and errors to `logs` ([`logs`]).
 //!
 //! Postgres is never on a clip's path: the store queues every committed event
 //! in its sync outbox ([`Store::with_sync_outbox`]); [`drain`] copies the outbox
@@ -9,6 +10,7 @@
 
 mod document;
 mod drain;
+mod logs;
 pub mod schema;
 mod tls;
 
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use document::{clip_state, event_data, event_type};
 pub use drain::{Device, Drain, connect};
+pub use logs::{DEFAULT_LOG_LEVEL, LogFlusher, log_level, parse_level};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, PluginConfig, Validator};
@@ -61,15 +64,30 @@ pub struct PostgresSyncConfig {
     /// Events per transaction.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Log records at this level and above go to `logs`: `error`, `warn`, `info` or `off`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
 }
 
 fn default_batch() -> usize {
     DEFAULT_BATCH
 }
 
+fn default_log_level() -> String {
+    DEFAULT_LOG_LEVEL.into()
+}
+
 impl PluginConfig for PostgresSyncConfig {
     fn validate(&self, v: &mut Validator<'_>) {
         v.check((1..=MAX_BATCH).contains(&self.batch_size), "batch_size", format!("must be 1 to {MAX_BATCH}"));
+        v.check(
+            parse_level(&self.log_level).is_some(),
+            "log_level",
+            format!(
+                "must be error, warn, info or off (the least severe level sent to Postgres), not {:?}",
+                self.log_level
+            ),
+        );
         if let Some(dsn) = v.require_env("dsn_env", &self.dsn_env)
             && let Err(e) = parse_dsn(&self.dsn_env, &dsn)
         {
@@ -173,6 +191,8 @@ pub struct SyncState {
     pub events_synced: u64,
     /// Clips copied by the first-connection backfill.
     pub backfilled_clips: u64,
+    /// Log records copied since the daemon started.
+    pub logs_synced: u64,
 }
 
 /// The sync as health, the API and the CLI see it.
@@ -183,6 +203,10 @@ pub struct SyncStatus {
     pub outbox_depth: u64,
     /// Age of the oldest waiting event.
     pub lag_s: Option<f64>,
+    /// Log records waiting for Postgres (in the store and not yet in it).
+    pub log_outbox_depth: u64,
+    /// Log records dropped before Postgres had them (a full queue or outbox).
+    pub logs_dropped: u64,
     pub last_success: Option<String>,
     #[serde(flatten)]
     pub state: SyncState,
@@ -216,16 +240,22 @@ impl SyncHandle {
         problem_of(&self.state())
     }
 
-    /// Outbox depth, lag, last success and last error.
+    /// Outbox depth, lag, log outbox, last success and last error.
     pub async fn status(&self) -> SyncStatus {
         let now = self.clock.now_ms();
-        let (depth, oldest) =
-            self.store.run(|s| Ok((s.sync_backlog()?, s.sync_oldest_pending_ms()?))).await.unwrap_or((0, None));
+        let (depth, oldest, log_depth, logs_dropped) = self
+            .store
+            .run(|s| Ok((s.sync_backlog()?, s.sync_oldest_pending_ms()?, s.log_backlog()?, s.logs_dropped()?)))
+            .await
+            .unwrap_or((0, None, 0, 0));
+        let capture = crate::telemetry::log_capture();
         let state = self.state();
         SyncStatus {
             backend: BACKEND,
             outbox_depth: depth,
             lag_s: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
+            log_outbox_depth: log_depth + capture.pending() as u64,
+            logs_dropped: logs_dropped + capture.dropped(),
             last_success: state.last_success_ms.map(rfc3339),
             state,
         }

@@ -7,7 +7,8 @@ use tokio_postgres::Client;
 use super::SyncError;
 
 /// `(version, sql)` in order.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_clip_state.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] =
+    &[(1, include_str!("../../migrations/0001_clip_state.sql")), (2, include_str!("../../migrations/0002_logs.sql"))];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i32 {
