@@ -25,9 +25,8 @@ fn secs(var: &str, default: u64) -> Duration {
 }
 
 fn config(device: &str, dir: &std::path::Path, sync: bool) -> String {
-    let mut b = ConfigBuilder::new(device, dir)
-        .folder_camera("porch")
-        .filter(&["classes: [person, car]", "sample_fps: 1"]);
+    let mut b =
+        ConfigBuilder::new(device, dir).folder_camera("porch").filter(&["classes: [person, car]", "sample_fps: 1"]);
     if sync {
         b = b.section(&format!("sync:\n  backend: postgres\n  config:\n    dsn_env: {DSN_ENV}"));
     }
@@ -95,12 +94,14 @@ fn main() {
 
     let clips = synced.clips().len();
     let outbox = synced.get("/api/v1/diagnostics").expect("diagnostics").1["sync"]["outbox_depth"].clone();
-    println!("after {:.0} s down: {clips} clip(s), {outbox} event(s) in the sync outbox", started.elapsed().as_secs_f64());
+    println!(
+        "after {:.0} s down: {clips} clip(s), {outbox} event(s) in the sync outbox",
+        started.elapsed().as_secs_f64()
+    );
     pg.start();
     let back = Instant::now();
-    let count = || pg.query("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'").ok()?.parse().ok();
-    wait_for("every clip state in Postgres", Duration::from_secs(300), || {
-        (count()? == clips).then_some(())
-    });
+    let count =
+        || pg.query("SELECT count(*) FROM clip_states WHERE data->>'status' = 'done'").ok()?.parse::<usize>().ok();
+    wait_for("every clip state in Postgres", Duration::from_secs(300), || (count()? == clips).then_some(()));
     println!("every clip state in Postgres {:.1} s after it came back (goal: 30 s)", back.elapsed().as_secs_f64());
 }
