@@ -25,16 +25,23 @@ fn secs(var: &str, default: u64) -> Duration {
 }
 
 fn config(device: &str, dir: &std::path::Path, sync: bool) -> String {
-    let mut b =
-        ConfigBuilder::new(device, dir).folder_camera("porch").filter(&["classes: [person, car]", "sample_fps: 1"]);
+    let mut b = ConfigBuilder::new(device, dir)
+        .folder_camera("porch")
+        .filter(&["classes: [person, car]", "sample_fps: 1"])
+        .server("api_key_env: BENCH_API_KEY");
     if sync {
         b = b.section(&format!("sync:\n  backend: postgres\n  config:\n    dsn_env: {DSN_ENV}"));
     }
     b.build()
 }
 
+fn clips(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let list = daemon.get_with_key("/api/v1/clips?limit=1000", Some("k"));
+    list.and_then(|(_, v)| v["clips"].as_array().cloned()).unwrap_or_default()
+}
+
 fn done(daemon: &Daemon) -> usize {
-    daemon.clips().iter().filter(|c| c["status"] == "done").count()
+    clips(daemon).iter().filter(|c| c["status"] == "done").count()
 }
 
 /// Drops a clip and returns how long the daemon took to finish it.
@@ -69,9 +76,14 @@ fn main() {
     let every = secs("HOMESEC_OUTAGE_EVERY_S", 20);
     let mut pg = Cluster::init();
     let (plain_dir, sync_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    let plain = Daemon::start(plain_dir.path(), &config("box_plain", plain_dir.path(), false), &[]);
+    let plain =
+        Daemon::start(plain_dir.path(), &config("box_plain", plain_dir.path(), false), &[("BENCH_API_KEY", "k")]);
     let dsn = pg.dsn(PASSWORD);
-    let synced = Daemon::start(sync_dir.path(), &config("box_sync", sync_dir.path(), true), &[(DSN_ENV, &dsn)]);
+    let synced = Daemon::start(
+        sync_dir.path(),
+        &config("box_sync", sync_dir.path(), true),
+        &[(DSN_ENV, &dsn), ("BENCH_API_KEY", "k")],
+    );
     // One clip each first: the detector and the caches warm.
     latency(&plain, 0);
     latency(&synced, 0);
@@ -92,8 +104,9 @@ fn main() {
     summary("without sync", without);
     summary("sync, Postgres down", down);
 
-    let clips = synced.clips().len();
-    let outbox = synced.get("/api/v1/diagnostics").expect("diagnostics").1["sync"]["outbox_depth"].clone();
+    let clips = clips(&synced).len();
+    let outbox =
+        synced.get_with_key("/api/v1/diagnostics", Some("k")).expect("diagnostics").1["sync"]["outbox_depth"].clone();
     println!(
         "after {:.0} s down: {clips} clip(s), {outbox} event(s) in the sync outbox",
         started.elapsed().as_secs_f64()

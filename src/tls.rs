@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -96,18 +96,15 @@ pub enum Check {
     Nothing,
 }
 
-/// A certificate verifier: `check`, against `roots`, the name `name` instead of
-/// the host connected to when given.
+/// A certificate verifier: `check`, against `roots` (which must not be empty,
+/// even for [`Check::Nothing`]), the name `name` instead of the host connected
+/// to when given.
 pub fn verifier(
     roots: RootCertStore,
     check: Check,
     name: Option<ServerName<'static>>,
 ) -> Result<Arc<dyn ServerCertVerifier>, String> {
-    let provider = provider();
-    if check == Check::Nothing {
-        return Ok(Arc::new(Unverified(provider.signature_verification_algorithms)));
-    }
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
     Ok(Arc::new(Verifier { inner, check, name }))
@@ -129,6 +126,10 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.check == Check::Nothing {
+            // The handshake signature is still checked (below): the peer holds the key.
+            return Ok(ServerCertVerified::assertion());
+        }
         let host = self.name.as_ref().unwrap_or(host);
         match self.inner.verify_server_cert(end_entity, intermediates, host, ocsp_response, now) {
             // The name is checked after the chain: this error means the chain is good.
@@ -159,45 +160,6 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate; still checks that the peer holds its key.
-#[derive(Debug)]
-struct Unverified(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _host: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
     }
 }
 

@@ -54,6 +54,13 @@ fn process_clip(daemon: &Daemon, name: &str) -> String {
     }
 }
 
+/// `columns` of the clip's row in `clip_states`, once it is there.
+fn state_in(pg: &Cluster, clip: &str, columns: &str) -> String {
+    wait_for("the clip's state in Postgres", Duration::from_secs(90), || {
+        pg.query(&format!("SELECT {columns} FROM clip_states WHERE clip_id = '{clip}'")).ok().filter(|r| !r.is_empty())
+    })
+}
+
 fn diagnostics(daemon: &Daemon) -> serde_json::Value {
     daemon.get_with_key("/api/v1/diagnostics", Some("k")).unwrap().1
 }
@@ -76,12 +83,7 @@ fn postgres_down_at_start_then_up_gets_every_clip_state_and_the_pipeline_never_w
     assert!(d["sync"]["lag_s"].as_f64().is_some(), "{d}");
 
     pg.start();
-    let row = wait_for("the clip's state in Postgres", Duration::from_secs(90), || {
-        pg.query(&format!("SELECT data->>'status', data->>'camera_name' FROM clip_states WHERE clip_id = '{clip}'"))
-            .ok()
-            .filter(|r| !r.is_empty())
-    });
-    assert_eq!(row, "done|porch");
+    assert_eq!(state_in(&pg, &clip, "data->>'status', data->>'camera_name'"), "done|porch");
     wait_for("the outbox drained", Duration::from_secs(30), || {
         (diagnostics(&daemon)["sync"]["outbox_depth"] == 0).then_some(())
     });
@@ -158,12 +160,7 @@ fn over_tls_a_wrong_ca_is_one_clear_reason_and_the_right_one_syncs_everything() 
     daemon.stop();
     daemon.set_env(DSN_ENV, &dsn("ca.pem"));
     daemon.restart();
-    let row = wait_for("the clip's state in Postgres", Duration::from_secs(60), || {
-        pg.query(&format!("SELECT data->>'status' FROM clip_states WHERE clip_id = '{clip}'"))
-            .ok()
-            .filter(|r| !r.is_empty())
-    });
-    assert_eq!(row, "done");
+    assert_eq!(state_in(&pg, &clip, "data->>'status'"), "done");
     let encrypted = pg
         .query(
             "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
