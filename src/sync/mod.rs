@@ -40,6 +40,8 @@ pub enum SyncError {
     MissingDsn(String),
     #[error("sync.config.dsn_env: the DSN in {env} is not a Postgres connection string ({reason})")]
     BadDsn { env: String, reason: String },
+    #[error("sync.config.dsn_env: the DSN in {env} asks for TLS that cannot be set up: {reason}")]
+    BadTls { env: String, reason: String },
     #[error("cannot reach Postgres: {0}")]
     Connect(String),
     #[error("Postgres did not answer within {0} s")]
@@ -173,7 +175,8 @@ fn parse_dsn(
     if pg.get_dbname().is_none() {
         return Err(bad("no database name"));
     }
-    let (mode, connector) = tls::connector(&params).map_err(|e| bad(&e))?;
+    let (mode, connector) =
+        tls::connector(&params).map_err(|reason| SyncError::BadTls { env: env.to_owned(), reason })?;
     pg.ssl_mode(mode);
     Ok((pg, connector))
 }
