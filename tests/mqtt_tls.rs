@@ -78,10 +78,15 @@ fn alert(n: u32) -> Alert {
 }
 
 fn broker(pki: &Pki, require_certificate: bool) -> Broker {
+    broker_with(pki, "server", require_certificate)
+}
+
+/// A broker whose certificate and key are `<server>.pem` / `<server>.key`.
+fn broker_with(pki: &Pki, server: &str, require_certificate: bool) -> Broker {
     Broker::start_tls(BrokerTls {
         cafile: pki.path("ca.pem"),
-        certfile: pki.path("server.pem"),
-        keyfile: pki.path("server.key"),
+        certfile: pki.path(&format!("{server}.pem")),
+        keyfile: pki.path(&format!("{server}.key")),
         require_certificate,
     })
 }
@@ -251,6 +256,16 @@ async fn server_name_is_the_name_the_certificate_must_carry() {
     let n = build(&pki, config(tls_port, named("broker.example.com"))).await;
     let why = refused(&n).await;
     assert!(why.contains("not valid for this name"), "{why}");
+    n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_broker_certificate_is_said_in_plain_words() {
+    let pki = Pki::new();
+    let broker = broker_with(&pki, "expired_server", false);
+    let n = build(&pki, config(broker.tls_port.expect("tls listener"), tls("ca.pem"))).await;
+    let why = refused(&n).await;
+    assert!(why.contains("TLS: the broker's certificate has expired"), "{why}");
     n.shutdown().await;
 }
 

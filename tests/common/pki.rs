@@ -1,7 +1,8 @@
 //! Certificates made at run time with the `openssl` command line: two CAs
 //! (`ca`, and `other_ca` that nobody trusts), a broker certificate for
 //! `localhost` / 127.0.0.1 and client certificates signed by each CA. Every
-//! certificate is valid for two days; keys are P-256, PEM (PKCS#8).
+//! certificate is valid for two days, except `expired_server` (the broker's
+//! names, valid for one day in 2020); keys are P-256, PEM (PKCS#8).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,7 @@ impl Pki {
         pki.leaf("server", "ca", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth");
         pki.leaf("client", "ca", "homesec-testbox", "extendedKeyUsage=clientAuth");
         pki.leaf("rogue_client", "other_ca", "homesec-rogue", "extendedKeyUsage=clientAuth");
+        pki.expired_server();
         // A Mosquitto started as root reads its files as the `mosquitto` user.
         use std::os::unix::fs::PermissionsExt;
         let readable = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -102,6 +104,63 @@ impl Pki {
                 &format!("{name}.pem"),
                 "-extfile",
                 &ext,
+            ],
+        );
+    }
+}
+
+impl Pki {
+    /// A server certificate like `server` that expired in 2020 (`openssl ca`
+    /// is the command that takes explicit dates).
+    fn expired_server(&self) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = this\n[this]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial.txt\n\
+             default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial.txt"), "1000\n").unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "expired_server.key",
+                "-out",
+                "expired_server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                "ca.cnf",
+                "-cert",
+                "ca.pem",
+                "-keyfile",
+                "ca.key",
+                "-in",
+                "expired_server.csr",
+                "-out",
+                "expired_server.pem",
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20200102000000Z",
+                "-extfile",
+                "server.ext",
+                "-notext",
             ],
         );
     }
