@@ -14,8 +14,8 @@
 //! be watched); an image field may come later.
 //!
 //! # Delivery semantics
-//! A 2xx answer means delivered. Anything else (another status, a timeout, a
-//! refused connection) is an error, and the pipeline's outbox retries with its
+//! A 2xx answer means delivered. Anything else (another status, a redirect,
+//! which is not followed, a timeout, a refused connection) is an error, and the pipeline's outbox retries with its
 //! backoff until the entry's TTL. The outbox knows no "permanent" failure, so a
 //! 4xx other than 408/429 (the receiver refusing the request: a wrong URL, a
 //! bad signature) is retried too, but logged as a warning that says so. A
@@ -78,7 +78,7 @@ pub fn delivery_id(alert: &Alert) -> String {
 
 /// A request the receiver answered with a status other than 2xx.
 #[derive(Debug, thiserror::Error)]
-#[error("HTTP {status}{hint}: {body}")]
+#[error("HTTP {status}{hint}{}", quoted(.body))]
 pub struct StatusError {
     pub status: u16,
     /// The first characters of the answer's body.
@@ -92,6 +92,11 @@ impl StatusError {
         let body = text.trim().chars().take(BODY_EXCERPT_CHARS).collect();
         Self { status, body, hint: if is_refusal(status) { " (the receiver refuses the request)" } else { "" } }
     }
+}
+
+/// `: <body>`, or nothing for an empty answer.
+fn quoted(body: &str) -> String {
+    if body.is_empty() { String::new() } else { format!(": {body}") }
 }
 
 /// A 4xx that retrying will not fix (408 Request Timeout and 429 Too Many
@@ -146,6 +151,10 @@ pub fn build(cfg: WebhookConfig, ctx: &PluginContext) -> Result<WebhookNotifier,
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("homesec/", env!("CARGO_PKG_VERSION")))
+        // A redirect is an answer like any other non-2xx: followed, a POST
+        // would turn into a GET without the alert (and the signature would go
+        // to another host).
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| PluginBuildError::new("notifier", "webhook", e))?;
     Ok(WebhookNotifier {
@@ -188,10 +197,14 @@ impl WebhookNotifier {
             return Ok(status.as_u16());
         }
         let answer = resp.bytes().await.unwrap_or_default();
-        Err(NotifyError::Delivery {
-            target: self.shown.clone(),
-            source: Box::new(StatusError::new(status.as_u16(), &answer)),
-        })
+        let mut error = StatusError::new(status.as_u16(), &answer);
+        // A receiver that echoes the secret back does not get it into the log.
+        if let Some(Secret(key)) = &self.secret
+            && let Ok(key) = std::str::from_utf8(key)
+        {
+            error.body = error.body.replace(key, "***");
+        }
+        Err(NotifyError::Delivery { target: self.shown.clone(), source: Box::new(error) })
     }
 
     fn request_error(&self, e: reqwest::Error) -> NotifyError {
@@ -387,5 +400,37 @@ mod tests {
         assert!(!text.contains("t=1"), "{text}");
         assert!(!n.ping().await);
         assert_eq!(n.last_error().as_deref(), Some(text.as_str()));
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_and_an_echoed_secret_is_not_quoted() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let answers = [
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 24\r\n\r\nbad secret: hook-secret\n",
+        ];
+        let server = tokio::spawn(async move {
+            for answer in answers {
+                let (mut sock, _) = listener.accept().await.expect("accept");
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                sock.write_all(answer.as_bytes()).await.expect("write");
+                let _ = sock.shutdown().await;
+            }
+        });
+        // SAFETY: this variable is read only by this test (single-threaded runtime, unique name).
+        unsafe { std::env::set_var("HOMESEC_TEST_WEBHOOK_ECHO_SECRET", "hook-secret") };
+        let cfg = WebhookConfig {
+            secret_env: Some("HOMESEC_TEST_WEBHOOK_ECHO_SECRET".into()),
+            ..WebhookConfig::new(format!("http://127.0.0.1:{port}/hook"))
+        };
+        let n = build(cfg, &ctx()).expect("build");
+        let redirected = crate::telemetry::chain(&n.send(&alert(), None).await.expect_err("302 is not delivered"));
+        assert_eq!(redirected, format!("delivery to http://127.0.0.1:{port}/hook failed: HTTP 302"));
+        let refused = crate::telemetry::chain(&n.send(&alert(), None).await.expect_err("401"));
+        assert!(refused.ends_with("HTTP 401 (the receiver refuses the request): bad secret: ***"), "{refused}");
+        server.await.expect("server");
     }
 }
