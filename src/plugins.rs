@@ -146,25 +146,37 @@ const POLICIES: &[Row<Build<dyn AlertPolicy>>] = &[
     },
 ];
 
-const NOTIFIERS: &[Row<NotifierFns>] = &[Row {
-    name: "mqtt",
-    check: |value, v, ctx| {
-        if let Some(cfg) = parse::<notify::mqtt::MqttConfig>(value, v) {
-            cfg.check_files(ctx, v);
-        }
-    },
-    build: NotifierFns {
-        build: |value, ctx, feeds| {
-            Box::pin(async move {
-                let cfg: notify::mqtt::MqttConfig = config(value)?;
-                let ha = &cfg.home_assistant;
-                let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds);
-                Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
-            })
+const NOTIFIERS: &[Row<NotifierFns>] = &[
+    Row {
+        name: "mqtt",
+        check: |value, v, ctx| {
+            if let Some(cfg) = parse::<notify::mqtt::MqttConfig>(value, v) {
+                cfg.check_files(ctx, v);
+            }
         },
-        name: |value| Some(config::<notify::mqtt::MqttConfig>(value).ok()?.name.unwrap_or_else(|| "mqtt".into())),
+        build: NotifierFns {
+            build: |value, ctx, feeds| {
+                Box::pin(async move {
+                    let cfg: notify::mqtt::MqttConfig = config(value)?;
+                    let ha = &cfg.home_assistant;
+                    let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds);
+                    Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
+                })
+            },
+            name: |value| Some(config::<notify::mqtt::MqttConfig>(value).ok()?.name.unwrap_or_else(|| "mqtt".into())),
+        },
     },
-}];
+    Row {
+        name: "webhook",
+        check: check_as::<notify::webhook::WebhookConfig>,
+        build: NotifierFns {
+            build: |value, ctx, _| {
+                Box::pin(async move { Ok(Arc::new(notify::webhook::build(config(value)?, ctx)?) as Arc<dyn Notifier>) })
+            },
+            name: |value| Some(config::<notify::webhook::WebhookConfig>(value).ok()?.name()),
+        },
+    },
+];
 
 /// A plugin's config block; one left out (or empty) in the YAML reads as `{}`.
 fn block(value: &serde_json::Value) -> &serde_json::Value {

@@ -151,6 +151,32 @@ fn two_notifiers_need_two_names() {
 }
 
 #[test]
+fn a_webhook_block_is_checked_with_paths_and_lines() {
+    let text = format!(
+        "{MINIMAL}notifiers:\n  - backend: mqtt\n  - backend: webhook\n    config:\n      \
+         url: https://user:pw@example.net/hook\n      secret_env: HOMESEC_TEST_SURELY_UNSET_HOOK\n      \
+         timeout_s: 500\n"
+    );
+    let issues = parse(&text).unwrap_err();
+    assert_eq!(issues.len(), 3, "{issues:#?}");
+    let url = find(&issues, "notifiers[1].config.url");
+    assert!(url.message.contains("must not carry credentials") && !url.message.contains("pw"), "{url}");
+    assert_eq!(url.line, Some(15));
+    let secret = find(&issues, "notifiers[1].config.secret_env");
+    assert!(secret.message.contains("HOMESEC_TEST_SURELY_UNSET_HOOK is not set"), "{secret}");
+    assert!(find(&issues, "notifiers[1].config.timeout_s").message.contains("between 1 and 120"));
+
+    let fine = format!(
+        "{MINIMAL}notifiers:\n  - backend: mqtt\n  - backend: webhook\n    config: {{url: http://10.0.0.5/h}}\n"
+    );
+    assert_eq!(parse(&fine).unwrap().notifiers.len(), 2);
+    let clash = format!(
+        "{MINIMAL}notifiers:\n  - backend: mqtt\n  - backend: webhook\n    config: {{name: mqtt, url: http://10.0.0.5/h}}\n"
+    );
+    assert!(find(&parse(&clash).unwrap_err(), "notifiers[1]").message.contains("two notifiers are named `mqtt`"));
+}
+
+#[test]
 fn retention_limits_are_checked_with_their_paths() {
     let text = format!(
         "{MINIMAL}retention:\n  max_local_size_bytes: 1000\n  keep_records_days: 30\n  keep_summaries_days: 7\n  \

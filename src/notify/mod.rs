@@ -2,6 +2,8 @@
 
 pub mod mqtt;
 pub mod multiplex;
+pub mod payload;
+pub mod webhook;
 
 use async_trait::async_trait;
 

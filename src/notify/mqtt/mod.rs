@@ -50,6 +50,7 @@ pub use config::{DEFAULT_PORT, DEFAULT_TLS_PORT, MqttConfig, MqttTlsConfig};
 use connection::{ConnectOptions, Connection};
 use link::{Outbound, PublishError};
 
+use super::payload::alert_payload;
 use super::{Notifier, NotifyError};
 use crate::domain::{Alert, CameraName};
 use crate::homeassistant::{self as ha, Device, HomeAssistantConfig};
@@ -61,11 +62,6 @@ pub const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024;
 /// The alert topic for one alert.
 pub fn render_topic(template: &str, alert: &Alert) -> String {
     template.replace("{camera_name}", alert.camera_name.as_str()).replace("{clip_id}", alert.clip_id.as_str())
-}
-
-/// The alert's JSON body on the alert topic (the serde form of [`Alert`]).
-pub fn alert_payload(alert: &Alert) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(alert)
 }
 
 /// The MQTT notifier. Dropping it without [`Notifier::shutdown`] stops the event
@@ -304,24 +300,7 @@ mod tests {
         issues
     }
 
-    fn alert() -> Alert {
-        Alert {
-            clip_id: "front_1700000000".into(),
-            camera_name: "front".into(),
-            storage_uri: None,
-            view_url: None,
-            risk_level: None,
-            activity_type: None,
-            notify_reason: "notify_on_motion".into(),
-            summary: None,
-            ts: "2023-11-14T22:13:20.000Z".into(),
-            dedupe_key: "front_1700000000".into(),
-            upload_failed: true,
-            detected_classes: vec!["person".into()],
-            stage: crate::domain::AlertStage::Final,
-            snapshot_path: None,
-        }
-    }
+    use crate::notify::payload::tests::alert;
 
     #[test]
     fn defaults_fill_an_empty_block() {
@@ -404,16 +383,5 @@ mod tests {
         let a = alert();
         assert_eq!(render_topic("homecam/alerts/{camera_name}", &a), "homecam/alerts/front");
         assert_eq!(render_topic("c/{camera_name}/{clip_id}", &a), "c/front/front_1700000000");
-    }
-
-    #[test]
-    fn the_alert_payload_is_the_serde_form_of_alert() {
-        let a = alert();
-        let v: serde_json::Value = serde_json::from_slice(&alert_payload(&a).expect("json")).expect("parse");
-        for key in crate::domain::ALERT_FIELDS {
-            assert!(v.get(key).is_some(), "missing {key}");
-        }
-        let back: Alert = serde_json::from_value(v).expect("round trip");
-        assert_eq!(back, a);
     }
 }
