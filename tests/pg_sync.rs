@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::config::ConfigBuilder;
 use common::peers::{Daemon, wait_for};
 use common::pki::Pki;
-use common::postgres::{Cluster, Db, PASSWORD};
+use common::postgres::{Cluster, Db, PASSWORD, psql};
 
 const DSN_ENV: &str = "HOMESEC_TEST_DB_DSN";
 /// The schema versions applied, in order (`1,2`).
@@ -347,19 +347,19 @@ fn warnings_and_errors_reach_the_logs_table_with_their_fields_and_info_lines_do_
     let junk = tmp.path().join("junk.mp4");
     std::fs::write(&junk, b"this is not a video").unwrap();
     daemon.drop_clip(&junk, "junk.mp4");
+    // (`logs` does not exist until the daemon has migrated the database.)
+    let rows = |sql: &str| psql(db.port, &db.name, None, sql).ok().filter(|r| !r.is_empty());
     let row = wait_for("the quarantine error in logs", Duration::from_secs(60), || {
-        let rows = db.query(
+        rows(
             "SELECT device_id, level, target, fields->>'camera', fields->>'file' LIKE '%junk.mp4', \
-             fields ? 'reason', ts > now() - interval '5 minutes' \
-             FROM logs WHERE message = 'unreadable clip quarantined'",
-        );
-        (!rows.is_empty()).then_some(rows)
+              fields ? 'reason', ts > now() - interval '5 minutes' \
+              FROM logs WHERE message = 'unreadable clip quarantined'",
+        )
     });
     assert_eq!(row, "box1|ERROR|homesec::sources::folder|porch|t|t|t");
     // A warning the daemon logs at start (this config has no notifiers).
     let warning = wait_for("the start-up warning in logs", Duration::from_secs(30), || {
-        let rows = db.query("SELECT device_id, level, target FROM logs WHERE message LIKE 'no notifiers configured%'");
-        (!rows.is_empty()).then_some(rows)
+        rows("SELECT device_id, level, target FROM logs WHERE message LIKE 'no notifiers configured%'")
     });
     assert_eq!(warning, "box1|WARN|homesec::app");
     // Info lines (`camera configured`, `HTTP API listening`, …) stay on the box at the default level.

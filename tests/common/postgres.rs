@@ -71,8 +71,10 @@ impl Db {
         psql(self.port, &self.name, None, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// A count, or -1 when the query fails (e.g. before the daemon has
+    /// created the table: tests wait on counts).
     pub fn count(&self, sql: &str) -> i64 {
-        self.query(sql).parse().unwrap_or(-1)
+        psql(self.port, &self.name, None, sql).ok().and_then(|n| n.parse().ok()).unwrap_or(-1)
     }
 }
 
