@@ -40,14 +40,6 @@ fn start(dir: &std::path::Path, broker: &Broker, vlm: &FakeVlm) -> Daemon {
     Daemon::start(dir, &config(dir, broker.port, vlm.port), &[("E2E_VLM_KEY", VLM_KEY)])
 }
 
-fn status_of(daemon: &Daemon, clip_id: &str) -> Option<String> {
-    daemon
-        .clips()
-        .into_iter()
-        .find(|c| c["clip"]["clip_id"] == clip_id)
-        .and_then(|c| c["status"].as_str().map(str::to_owned))
-}
-
 #[test]
 fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
     let broker = Broker::start();
@@ -96,7 +88,7 @@ fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
 
     // The record is done, the clip listed through the API, the box healthy.
     wait_for("status done", Duration::from_secs(10), || {
-        (status_of(&daemon, &clip_id).as_deref() == Some("done")).then_some(())
+        (daemon.status_of(&clip_id).as_deref() == Some("done")).then_some(())
     });
     let (code, health) = daemon.get("/health").unwrap();
     assert_eq!(code, 200, "{health}");

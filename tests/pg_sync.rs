@@ -61,6 +61,17 @@ fn state_in(pg: &Cluster, clip: &str, columns: &str) -> String {
     })
 }
 
+/// What `homesec sync status` prints (it asks the running daemon).
+fn sync_status(daemon: &Daemon) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["sync", "status", "--config"])
+        .arg(&daemon.config)
+        .env("SYNC_TEST_KEY", "k")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn diagnostics(daemon: &Daemon) -> serde_json::Value {
     daemon.get_with_key("/api/v1/diagnostics", Some("k")).unwrap().1
 }
@@ -99,13 +110,7 @@ fn postgres_down_at_start_then_up_gets_every_clip_state_and_the_pipeline_never_w
     assert_eq!(health["checks"]["db"], true, "{health}");
 
     // `homesec sync status` asks the running daemon.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
-        .args(["sync", "status", "--config"])
-        .arg(&daemon.config)
-        .env("SYNC_TEST_KEY", "k")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = sync_status(&daemon);
     assert!(text.contains("outbox depth:   0 event(s)") && text.contains("last error:     none"), "{text}");
     assert!(!daemon.log_text().contains(PASSWORD), "the password is in the log");
 }
@@ -376,13 +381,7 @@ fn warnings_and_errors_reach_the_logs_table_with_their_fields_and_info_lines_do_
     });
     assert!(sync["logs_synced"].as_u64().unwrap() >= 2, "{sync}");
     assert_eq!(sync["logs_dropped"], 0, "{sync}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
-        .args(["sync", "status", "--config"])
-        .arg(&daemon.config)
-        .env("SYNC_TEST_KEY", "k")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = sync_status(&daemon);
     assert!(text.contains("log outbox:     0 record(s), 0 dropped"), "{text}");
 }
 

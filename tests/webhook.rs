@@ -111,14 +111,6 @@ fn start(dir: &std::path::Path, url: &str) -> Daemon {
     Daemon::start(dir, &config(dir, url), &[(SECRET_ENV, SECRET)])
 }
 
-fn status_of(daemon: &Daemon, clip_id: &str) -> Option<String> {
-    daemon
-        .clips()
-        .into_iter()
-        .find(|c| c["clip"]["clip_id"] == clip_id)
-        .and_then(|c| c["status"].as_str().map(str::to_owned))
-}
-
 #[test]
 fn a_person_on_camera_is_posted_signed_to_the_webhook() {
     let receiver = Receiver::start(&[]);
@@ -141,7 +133,7 @@ fn a_person_on_camera_is_posted_signed_to_the_webhook() {
     assert_eq!(first.header("x-homesec-delivery"), format!("{clip_id}-{stage}"));
 
     wait_for("status done", Duration::from_secs(30), || {
-        (status_of(&daemon, &clip_id).as_deref() == Some("done")).then_some(())
+        (daemon.status_of(&clip_id).as_deref() == Some("done")).then_some(())
     });
     let all = receiver.received();
     assert_eq!(all.len(), 1, "one alert, one request: {all:?}");
@@ -166,7 +158,7 @@ fn a_failing_receiver_gets_the_alert_once_it_answers_2xx() {
     });
     let clip_id = accepted.json()["clip_id"].as_str().unwrap().to_owned();
     wait_for("status done", Duration::from_secs(30), || {
-        (status_of(&daemon, &clip_id).as_deref() == Some("done")).then_some(())
+        (daemon.status_of(&clip_id).as_deref() == Some("done")).then_some(())
     });
     // Retries have had their chance to be (wrongly) repeated.
     std::thread::sleep(Duration::from_secs(3));

@@ -293,6 +293,14 @@ impl Daemon {
         self.get("/api/v1/clips?limit=1000").and_then(|(_, v)| v["clips"].as_array().cloned()).unwrap_or_default()
     }
 
+    /// The derived status of one clip, once the API lists it.
+    pub fn status_of(&self, clip_id: &str) -> Option<String> {
+        self.clips()
+            .into_iter()
+            .find(|c| c["clip"]["clip_id"] == clip_id)
+            .and_then(|c| c["status"].as_str().map(str::to_owned))
+    }
+
     pub fn inbox(&self) -> PathBuf {
         self.dir.join("inbox")
     }

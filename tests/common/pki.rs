@@ -69,23 +69,7 @@ impl Pki {
             format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}\n"),
         )
         .unwrap();
-        openssl(
-            self.dir.path(),
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
+        self.key_and_request(name, cn);
         openssl(
             self.dir.path(),
             &[
@@ -110,6 +94,28 @@ impl Pki {
 }
 
 impl Pki {
+    /// `<name>.key` (a new P-256 key) and `<name>.csr` for `CN=<cn>`.
+    fn key_and_request(&self, name: &str, cn: &str) {
+        let (key, csr, subject) = (format!("{name}.key"), format!("{name}.csr"), format!("/CN={cn}"));
+        openssl(
+            self.dir.path(),
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subject,
+            ],
+        );
+    }
+
     /// A server certificate like `server` that expired in 2020 (`openssl ca`
     /// is the command that takes explicit dates).
     fn expired_server(&self) {
@@ -122,23 +128,7 @@ impl Pki {
         .unwrap();
         std::fs::write(dir.join("index.txt"), "").unwrap();
         std::fs::write(dir.join("serial.txt"), "1000\n").unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "expired_server.key",
-                "-out",
-                "expired_server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
+        self.key_and_request("expired_server", "localhost");
         openssl(
             dir,
             &[
