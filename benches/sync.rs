@@ -4,9 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use homesec::domain::{Clip, ClipRecord, EventKind, Stage};
-use homesec::store::Store;
+use homesec::domain::{EventKind, Stage};
 use homesec::sync::{Device, Drain, SyncHandle, SyncSettings};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const CLIPS: usize = 4_000;
 
@@ -22,34 +24,13 @@ fn main() {
     let db = format!("homesec_bench_sync_{}", std::process::id());
     psql("postgres", &format!("CREATE DATABASE {db}"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("s.redb")).expect("store").with_sync_outbox();
-    for chunk in 0..CLIPS / 100 {
-        store
-            .write(|w| {
-                for i in chunk * 100..(chunk + 1) * 100 {
-                    let id = format!("porch_{}", 1_700_000_000 + i);
-                    let start_ms = (1_700_000_000 + i as i64) * 1000;
-                    let clip = Clip {
-                        clip_id: id.as_str().into(),
-                        camera: "porch".into(),
-                        local_path: format!("/x/{id}.mp4"),
-                        start_ms,
-                        end_ms: start_ms + 10_000,
-                        source_backend: "folder".into(),
-                    };
-                    w.insert_clip(&ClipRecord::new(clip))?;
-                    let events = [
-                        EventKind::StageStarted { stage: Stage::Filter, attempt: 1 },
-                        EventKind::StageSucceeded { stage: Stage::Filter },
-                        EventKind::AlertDecided { notify: true, reason: "detected=person".into() },
-                        EventKind::ClipCompleted,
-                    ];
-                    w.update_clip(&id, events, |r| r.completed_ms = Some(start_ms + 20_000))?;
-                }
-                Ok(())
-            })
-            .expect("fill");
-    }
+    let events = [
+        EventKind::StageStarted { stage: Stage::Filter, attempt: 1 },
+        EventKind::StageSucceeded { stage: Stage::Filter },
+        EventKind::AlertDecided { notify: true, reason: "detected=person".into() },
+        EventKind::ClipCompleted,
+    ];
+    let store = common::finished_clips(&dir.path().join("s.redb"), CLIPS, &events);
     let events = store.sync_backlog().expect("backlog");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     {

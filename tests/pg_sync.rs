@@ -251,32 +251,11 @@ fn a_database_with_a_newer_schema_is_refused_and_the_box_works() {
 
 /// A store holding `clips` finished clips of 3 events each, all waiting in the sync outbox.
 fn filled_store(data_dir: &std::path::Path, clips: usize) -> usize {
-    use homesec::domain::{Clip, ClipRecord, EventKind, Stage};
+    use homesec::domain::{EventKind, Stage};
     std::fs::create_dir_all(data_dir).unwrap();
     let path = homesec::fsutil::DataLayout::new(data_dir).store();
-    let store = homesec::store::Store::open(&path).unwrap().with_sync_outbox();
-    for chunk in 0..clips.div_ceil(100) {
-        store
-            .write(|w| {
-                for i in chunk * 100..((chunk + 1) * 100).min(clips) {
-                    let id = format!("porch_{}", 1_700_000_000 + i);
-                    let start_ms = (1_700_000_000 + i as i64) * 1000;
-                    let clip = Clip {
-                        clip_id: id.as_str().into(),
-                        camera: "porch".into(),
-                        local_path: format!("/nonexistent/{id}.mp4"),
-                        start_ms,
-                        end_ms: start_ms + 10_000,
-                        source_backend: "folder".into(),
-                    };
-                    w.insert_clip(&ClipRecord::new(clip))?;
-                    let events = [EventKind::StageSucceeded { stage: Stage::Filter }, EventKind::ClipCompleted];
-                    w.update_clip(&id, events, |r| r.completed_ms = Some(start_ms + 20_000))?;
-                }
-                Ok(())
-            })
-            .unwrap();
-    }
+    let events = [EventKind::StageSucceeded { stage: Stage::Filter }, EventKind::ClipCompleted];
+    let store = common::finished_clips(&path, clips, &events);
     assert_eq!(store.sync_backlog().unwrap() as usize, clips * 3);
     clips * 3
 }

@@ -114,3 +114,37 @@ pub fn encode_h265(src: &std::path::Path, dst: &std::path::Path, tag: &str, x265
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A store at `path`, keeping a sync outbox, with `clips` finished clips of the
+/// camera `porch` (ten seconds apart from 2023-11-14), each committed with
+/// `events` after its insert; all of it waits in the sync outbox.
+pub fn finished_clips(
+    path: &std::path::Path,
+    clips: usize,
+    events: &[homesec::domain::EventKind],
+) -> homesec::store::Store {
+    use homesec::domain::{Clip, ClipRecord};
+    let store = homesec::store::Store::open(path).unwrap().with_sync_outbox();
+    for chunk in 0..clips.div_ceil(100) {
+        store
+            .write(|w| {
+                for i in chunk * 100..((chunk + 1) * 100).min(clips) {
+                    let id = format!("porch_{}", 1_700_000_000 + i);
+                    let start_ms = (1_700_000_000 + i as i64) * 1000;
+                    let clip = Clip {
+                        clip_id: id.as_str().into(),
+                        camera: "porch".into(),
+                        local_path: format!("/nonexistent/{id}.mp4"),
+                        start_ms,
+                        end_ms: start_ms + 10_000,
+                        source_backend: "folder".into(),
+                    };
+                    w.insert_clip(&ClipRecord::new(clip))?;
+                    w.update_clip(&id, events.iter().cloned(), |r| r.completed_ms = Some(start_ms + 20_000))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    store
+}
