@@ -60,8 +60,8 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     // Warnings and errors (`sync.config.log_level`) go to Postgres too: captured
     // from now on, moved to the store's log outbox every second and at the end.
     let logs_stop = CancellationToken::new();
-    let log_level = crate::sync::log_level(&cfg);
-    let log_flusher = (sync_settings.is_some() && log_level != tracing::level_filters::LevelFilter::OFF).then(|| {
+    let log_level = sync_settings.as_ref().map_or(tracing::level_filters::LevelFilter::OFF, |s| s.log_level);
+    let log_flusher = (log_level != tracing::level_filters::LevelFilter::OFF).then(|| {
         let capture = crate::telemetry::log_capture();
         capture.enable(log_level, clock.clone());
         let flusher = crate::sync::LogFlusher { capture: capture.clone(), store: store.clone() };

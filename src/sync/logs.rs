@@ -12,8 +12,6 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::level_filters::LevelFilter;
 
-use super::PostgresSyncConfig;
-use crate::config::Config;
 use crate::domain::{FieldValue, LogRecord};
 use crate::store::{MAX_LOG_RECORDS, Store, StoreError};
 use crate::telemetry::LogCapture;
@@ -32,16 +30,6 @@ pub fn parse_level(value: &str) -> Option<LevelFilter> {
         "off" => Some(LevelFilter::OFF),
         _ => None,
     }
-}
-
-/// The level of log records the config ships to Postgres (`OFF` without a
-/// `sync` section).
-pub fn log_level(cfg: &Config) -> LevelFilter {
-    let Some(spec) = &cfg.sync else { return LevelFilter::OFF };
-    serde_json::from_value::<PostgresSyncConfig>(spec.config.clone())
-        .ok()
-        .and_then(|c| parse_level(&c.log_level))
-        .unwrap_or(LevelFilter::OFF)
 }
 
 /// Moves the capture's records to the store's log outbox.

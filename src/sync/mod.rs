@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use document::{clip_state, event_data, event_type};
 pub use drain::{Device, Drain, connect};
-pub use logs::{DEFAULT_LOG_LEVEL, LogFlusher, log_level, parse_level};
+pub use logs::{DEFAULT_LOG_LEVEL, LogFlusher, parse_level};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, PluginConfig, Validator};
@@ -107,6 +107,8 @@ pub struct SyncSettings {
     /// The DSN's password, to cut from any error text.
     secrets: Vec<String>,
     pub batch_size: usize,
+    /// The least severe log records sent to `logs` (`OFF`: none).
+    pub log_level: tracing::level_filters::LevelFilter,
 }
 
 impl std::fmt::Debug for SyncSettings {
@@ -122,10 +124,13 @@ impl SyncSettings {
         let c: PostgresSyncConfig = serde_json::from_value(spec.config.clone())
             .map_err(|e| SyncError::BadDsn { env: "sync.config".into(), reason: e.to_string() })?;
         let dsn = std::env::var(&c.dsn_env).map_err(|_| SyncError::MissingDsn(c.dsn_env.clone()))?;
-        Self::from_dsn(&c.dsn_env, &dsn, c.batch_size).map(Some)
+        let mut settings = Self::from_dsn(&c.dsn_env, &dsn, c.batch_size)?;
+        // (validated with the config: an unknown value cannot get here)
+        settings.log_level = parse_level(&c.log_level).unwrap_or(tracing::level_filters::LevelFilter::OFF);
+        Ok(Some(settings))
     }
 
-    /// Settings from a DSN read from `env`.
+    /// Settings from a DSN read from `env` (logs at the default level).
     pub fn from_dsn(env: &str, dsn: &str, batch_size: usize) -> Result<Self, SyncError> {
         let (mut pg, tls) = parse_dsn(env, dsn)?;
         pg.connect_timeout(CONNECT_TIMEOUT);
@@ -138,7 +143,8 @@ impl SyncSettings {
             pg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).into_iter().collect();
         secrets.push(dsn.to_owned());
         secrets.retain(|s| !s.is_empty());
-        Ok(Self { pg, tls, secrets, batch_size })
+        let log_level = parse_level(DEFAULT_LOG_LEVEL).unwrap_or(tracing::level_filters::LevelFilter::WARN);
+        Ok(Self { pg, tls, secrets, batch_size, log_level })
     }
 
     /// `text` with the DSN and its password cut out.
