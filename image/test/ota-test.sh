@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B update test in one QEMU session (x86_64, TCG, OVMF):
+# A/B update test on one disk (x86_64, TCG, OVMF; each guest reboot is a power cycle, see qemu.sh):
 #   1. slot A boots image v1 and confirms itself
 #   2. a bundle signed by a foreign CA is refused (state failed, signature error), still slot A
 #   3. a signed v2 bundle: installed into B, the box reboots by itself, slot B runs v2, confirmed
