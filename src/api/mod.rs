@@ -103,7 +103,7 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     let p = &state.pipeline;
     let s = &p.stats;
     // Each read on its own: one that fails shows as empty, not as an error.
-    let (outbox, mut problems, sync_backlog, store_state) = p
+    let (outbox, mut problems, store_state) = p
         .store()
         .run(|store| {
             let problems = |status| {
@@ -119,7 +119,6 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             Ok((
                 store.outbox().unwrap_or_default(),
                 [problems(ClipStatus::Error), problems(ClipStatus::Quarantined)].concat(),
-                store.sync_backlog().unwrap_or(0),
                 json!({
                     "clips_unfinished": set(Set::Unfinished),
                     "clips_awaiting_upload": set(Set::UploadRetry),
@@ -162,7 +161,6 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
                 .map(|(camera, f)| json!({"camera": camera, "frames_sent": f.submitted, "frames_dropped": f.dropped}))
                 .collect::<Vec<_>>()
         }),
-        "sync_backlog": sync_backlog,
         "sync": sync,
         "store": store_state,
         "recent_problems": recent_problems,
