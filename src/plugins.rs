@@ -406,7 +406,8 @@ fn build_ftp(cfg: &Config, ctx: &PluginContext) -> Result<Option<Arc<sources::ft
         .collect();
     let (Some(block), false) = (&cfg.ftp, subdirs.is_empty()) else { return Ok(None) };
     let server_cfg: sources::ftp::FtpServerConfig = config(block).map_err(fail)?;
-    let server = sources::ftp::FtpServer::new(server_cfg, &subdirs, &cfg.retention, ctx).map_err(|e| fail(Box::new(e)))?;
+    let server =
+        sources::ftp::FtpServer::new(server_cfg, &subdirs, &cfg.retention, ctx).map_err(|e| fail(Box::new(e)))?;
     Ok(Some(Arc::new(server)))
 }
 

@@ -193,7 +193,10 @@ pub fn check_setup(
         }
         None => {
             for (path, _) in cameras {
-                v.error(&format!("{path}.backend"), "`backend: ftp` needs the top-level `ftp:` block (listen, passive_ports, account)");
+                v.error(
+                    &format!("{path}.backend"),
+                    "`backend: ftp` needs the top-level `ftp:` block (listen, passive_ports, account)",
+                );
             }
         }
     }

@@ -51,7 +51,11 @@ pub fn build(
     server: Option<Arc<FtpServer>>,
 ) -> Result<FtpSource, PluginBuildError> {
     let server = server.ok_or_else(|| {
-        PluginBuildError::new("source", "ftp", "a camera uses `backend: ftp` but the config has no top-level `ftp:` block")
+        PluginBuildError::new(
+            "source",
+            "ftp",
+            "a camera uses `backend: ftp` but the config has no top-level `ftp:` block",
+        )
     })?;
     Ok(FtpSource {
         intake: Intake::new(camera.clone(), &ctx.layout, "ftp"),
@@ -79,7 +83,9 @@ impl ClipSource for FtpSource {
         match self.server.adopt_leftovers(&self.cfg.ftp_subdir).await {
             Ok(0) => {}
             Ok(n) => info!(camera = %self.camera, files = n, "took files left in the camera's FTP folder"),
-            Err(e) => warn!(camera = %self.camera, error = %crate::telemetry::chain(&e), "cannot look at the camera's FTP folder"),
+            Err(e) => {
+                warn!(camera = %self.camera, error = %crate::telemetry::chain(&e), "cannot look at the camera's FTP folder")
+            }
         }
         shutdown.cancelled().await;
         self.server.unregister(&self.cfg.ftp_subdir);

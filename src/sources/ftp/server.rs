@@ -162,7 +162,9 @@ impl Shared {
         match &result {
             Ok(Taken::Clip(id)) => debug!(camera = %camera, clip_id = %id, "FTP upload taken"),
             Ok(Taken::Quarantined(..)) => {}
-            Err(e) => error!(camera = %camera, file = %rel.display(), error = %crate::telemetry::chain(e), "cannot take FTP upload"),
+            Err(e) => {
+                error!(camera = %camera, file = %rel.display(), error = %crate::telemetry::chain(e), "cannot take FTP upload")
+            }
         }
         result.map(|_| ())
     }
@@ -190,7 +192,8 @@ impl FtpServer {
         let root = ctx.layout.data_dir().join("ftp");
         for sub in subdirs {
             let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(|source| FtpError::Root { path: dir.display().to_string(), source })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| FtpError::Root { path: dir.display().to_string(), source })?;
         }
         let tls = cfg.tls.as_ref().map(|t| (ctx.resolve(&t.cert), ctx.resolve(&t.key)));
         Ok(Self {

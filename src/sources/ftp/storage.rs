@@ -99,7 +99,11 @@ impl StorageBackend<FtpUser> for Uploads {
         self.fs()?.metadata(user, path).await
     }
 
-    async fn list<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, path: P) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, Meta>>> {
         self.fs()?.list(user, path).await
     }
 
