@@ -339,3 +339,33 @@ fn kill_9_right_after_an_upload_completes_loses_nothing() {
     status(&ftp.daemon, "driveway_20261202130000", "done");
     assert_eq!(ftp.clips().len(), 1, "{:?}", ftp.clips());
 }
+
+#[test]
+fn ftps_uploads_are_taken_and_plain_ones_refused_when_tls_is_required() {
+    let pki = common::pki::Pki::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = format!(
+        "  tls:\n    cert: {}\n    key: {}\n    required: true\n",
+        pki.path("server.pem").display(),
+        pki.path("server.key").display()
+    );
+    let ftp = FtpBox::start(tmp.path(), None, &tls, &[]);
+    let clip = common::footage(CLIP);
+    let url = format!("ftp://localhost:{}/driveway/tls_1.mp4", ftp.port);
+    let cacert = pki.path("ca.pem");
+    let out = Command::new("curl")
+        .args(["-sS", "--ftp-pasv", "--ssl-reqd", "--user", &format!("{USER}:{PASSWORD}"), "--cacert"])
+        .arg(&cacert)
+        .arg("-T")
+        .arg(&clip)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl over FTPS: {}", String::from_utf8_lossy(&out.stderr));
+    status(&ftp.daemon, "tls_1", "done");
+
+    // Without TLS the log-in is refused.
+    let plain = ftp.curl(&clip, "driveway/plain_1.mp4", &[]).output().unwrap();
+    assert!(!plain.status.success(), "a plain upload went through");
+    assert_eq!(ftp.clips().len(), 1, "{:?}", ftp.clips());
+}
