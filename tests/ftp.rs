@@ -265,7 +265,7 @@ fn a_wrong_password_gets_530_and_the_account_is_locked_after_max_failed_logins()
     let out = ftp.client("login", &[]);
     assert!(out["reply"].as_str().unwrap().starts_with("530"), "locked out: {out}");
     let log = ftp.daemon.log_text();
-    assert!(log.contains("FTP log-in with a wrong password refused"), "{log}");
+    assert!(log.contains("FTP log-in refused: wrong user name or password"), "{log}");
     assert!(!log.contains(PASSWORD), "the password is never logged");
 }
 

@@ -267,7 +267,8 @@ impl FtpServer {
             (Some(u), Some(p)) => Some((env(u)?, env(p)?)),
             _ => None,
         };
-        let login = Login { account, anonymous: cfg.anonymous };
+        let login =
+            Login { account, anonymous: cfg.anonymous, max_failed: cfg.max_failed_logins, lockout_s: cfg.lockout_s };
         let shared = self.shared.clone();
         let sessions = Sessions { shared: self.shared.clone() };
         let stop = shutdown.clone();
@@ -358,6 +359,9 @@ fn env(name: &str) -> Result<String, FtpError> {
 struct Login {
     account: Option<(String, String)>,
     anonymous: bool,
+    /// For the log: how many wrong passwords lock a client out, for how long.
+    max_failed: u32,
+    lockout_s: u64,
 }
 
 impl fmt::Debug for Login {
@@ -377,17 +381,19 @@ impl Authenticator for Login {
         let given = creds.password.as_deref().unwrap_or("");
         let user_ok: bool = user.as_bytes().ct_eq(username.as_bytes()).into();
         let pass_ok: bool = pass.as_bytes().ct_eq(given.as_bytes()).into();
-        match (user_ok, pass_ok) {
-            (true, true) => Ok(Principal { username: username.to_owned() }),
-            (false, _) => {
-                warn!(user = %username, client = %creds.source_ip, "FTP log-in with an unknown user name refused");
-                Err(AuthenticationError::BadUser)
-            }
-            (true, false) => {
-                warn!(user = %username, client = %creds.source_ip, "FTP log-in with a wrong password refused");
-                Err(AuthenticationError::BadPassword)
-            }
+        if user_ok && pass_ok {
+            return Ok(Principal { username: username.to_owned() });
         }
+        // Either part wrong counts towards the lockout (libunftp counts "bad
+        // password" only), and the answer does not say which part it was.
+        warn!(
+            client = %creds.source_ip,
+            max_failed_logins = self.max_failed,
+            lockout_s = self.lockout_s,
+            "FTP log-in refused: wrong user name or password; after max_failed_logins in a row the client is \
+             locked out (530 even for the right password) until lockout_s after the last"
+        );
+        Err(AuthenticationError::BadPassword)
     }
 }
 
