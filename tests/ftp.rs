@@ -246,10 +246,22 @@ fn an_upload_cut_mid_transfer_is_never_taken_and_its_leftover_goes() {
     // The server is fine and takes the next upload; the cut one never became a clip.
     ftp.upload(&common::footage(CLIP), "driveway/after_cut.mp4");
     status(&ftp.daemon, "after_cut", "done");
-    let ids: Vec<_> = ftp.clips().iter().map(|c| c["clip"]["clip_id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["after_cut"], "{ids:?}");
+    // Usually the server sees the control connection close first and removes
+    // what arrived; when it sees the data connection's end first (a race the
+    // protocol allows), the incomplete file fails the MP4 check and is
+    // quarantined. Either way it never reaches the pipeline.
+    let clips = ftp.clips();
+    let others: Vec<_> = clips.iter().filter(|c| c["clip"]["clip_id"] != "after_cut").collect();
+    let log = ftp.daemon.log_text();
+    match others.as_slice() {
+        [] => assert!(log.contains("went away before it completed"), "the log says what happened"),
+        [cut] => {
+            assert_eq!(cut["status"], "quarantined", "{cut}");
+            assert!(log.contains("unreadable clip quarantined"));
+        }
+        more => panic!("{more:?}"),
+    }
     assert!(ftp.files_in_root().is_empty(), "{:?}", ftp.files_in_root());
-    assert!(ftp.daemon.log_text().contains("went away before it completed"), "the log says what happened");
 }
 
 #[test]

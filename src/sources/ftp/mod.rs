@@ -26,6 +26,9 @@ use crate::domain::CameraName;
 use crate::pipeline::ClipSink;
 use crate::plugin::{PluginBuildError, PluginContext};
 
+/// How often uploads that could not be taken are tried again.
+const RETRY_FAILED_TAKE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One camera's uploads, as its health shows them.
 #[derive(Debug, Default)]
 pub(crate) struct CameraState {
@@ -87,7 +90,18 @@ impl ClipSource for FtpSource {
                 warn!(camera = %self.camera, error = %crate::telemetry::chain(&e), "cannot look at the camera's FTP folder")
             }
         }
-        shutdown.cancelled().await;
+        // An upload that could not be taken (the store failed) stays in the
+        // folder: the folder is looked at again now and then until it is taken.
+        // Files being written, or written and not yet announced, are skipped.
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(RETRY_FAILED_TAKE) => {}
+            }
+            if let Err(e) = self.server.adopt_leftovers(&self.cfg.ftp_subdir).await {
+                warn!(camera = %self.camera, error = %crate::telemetry::chain(&e), "cannot look at the camera's FTP folder");
+            }
+        }
         self.server.unregister(&self.cfg.ftp_subdir);
         Ok(())
     }

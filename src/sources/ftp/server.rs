@@ -130,6 +130,10 @@ impl Shared {
     /// be read, a quarantined one. Other files are removed.
     async fn take(&self, rel: &Path) -> Result<(), SourceError> {
         let _one = self.taking.lock().await;
+        if tokio::fs::symlink_metadata(self.root.join(rel)).await.is_err() {
+            // Taken already (the event and a sweep both saw it) or removed.
+            return Ok(());
+        }
         let Some(full) = self.inside(rel) else {
             warn!(file = %rel.display(), "FTP upload is not inside the FTP root; left alone");
             return Ok(());

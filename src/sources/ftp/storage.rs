@@ -76,6 +76,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Capped<R> {
                 let n = (buf.filled().len() - before) as u64;
                 if n > this.left {
                     this.over.store(true, Ordering::SeqCst);
+                    // An error reads nothing (the AsyncRead contract).
+                    buf.set_filled(before);
                     return Poll::Ready(Err(std::io::Error::other("upload larger than max_upload_bytes")));
                 }
                 this.left -= n;
@@ -192,6 +194,26 @@ impl StorageBackend<FtpUser> for Uploads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn read_capped(len: usize, cap: u64) -> (std::io::Result<usize>, bool) {
+        let over = Arc::new(AtomicBool::new(false));
+        let data = vec![7u8; len];
+        let mut r = Capped { inner: &data[..], left: cap, over: over.clone() };
+        let mut out = Vec::new();
+        let n = r.read_to_end(&mut out).await;
+        (n, over.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn an_upload_of_exactly_the_cap_passes_and_one_byte_more_trips_it() {
+        let (n, over) = read_capped(4096, 4096).await;
+        assert_eq!((n.unwrap(), over), (4096, false));
+        let (n, over) = read_capped(4097, 4096).await;
+        assert!(n.is_err() && over);
+        let (n, over) = read_capped(0, 4096).await;
+        assert_eq!((n.unwrap(), over), (0, false));
+    }
 
     #[test]
     fn paths_are_made_plain_and_dot_dots_refused() {
