@@ -395,3 +395,28 @@ fn anonymous_uploads_work_on_a_loopback_listen_when_enabled() {
     // The account works beside it.
     assert!(ftp.client("login", &[])["reply"].as_str().unwrap().starts_with("230"));
 }
+
+#[test]
+fn a_port_in_use_is_said_in_health_and_the_camera_is_unhealthy() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Something else holds the port the FTP server is to listen on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (first, last) = passive_ports();
+    let cfg = ConfigBuilder::new("ftpbox", tmp.path())
+        .camera("driveway", "backend: ftp\nconfig:\n  ftp_subdir: driveway")
+        .section(&format!(
+            "ftp:\n  listen: 127.0.0.1:{port}\n  passive_ports: \"{first}-{last}\"\n  \
+             username_env: {USER_ENV}\n  password_env: {PASSWORD_ENV}\n"
+        ))
+        .build();
+    let daemon = Daemon::start(tmp.path(), &cfg, &[(USER_ENV, USER), (PASSWORD_ENV, PASSWORD)]);
+    let source = wait_for("the camera's health", Duration::from_secs(30), || {
+        let (_, health) = daemon.get("/health")?;
+        health["sources"].as_array()?.iter().find(|s| s["camera"] == "driveway").cloned()
+    });
+    assert_eq!(source["healthy"], false, "{source}");
+    let err = source["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("in use"), "{source}");
+    drop(taken);
+}
