@@ -128,10 +128,17 @@ fn unique_path(dest: PathBuf) -> PathBuf {
 
 async fn move_file(src: &Path, dest: &Path) -> Result<(), SourceError> {
     let (s, d) = (src.to_path_buf(), dest.to_path_buf());
-    let removed = tokio::task::spawn_blocking(move || crate::fsutil::move_durable(&s, &d))
-        .await
-        .map_err(|e| SourceError::Io { path: src.display().to_string(), source: std::io::Error::other(e) })?
-        .map_err(|source| SourceError::Io { path: format!("{} -> {}", src.display(), dest.display()), source })?;
+    let removed = tokio::task::spawn_blocking(move || {
+        // The bytes reach the disk before the record says the clip is here
+        // (what arrived by FTP or a share may still be only in the page cache).
+        if let Err(e) = std::fs::File::open(&s).and_then(|f| f.sync_all()) {
+            warn!(file = %s.display(), error = %e, "cannot flush the file to disk before taking it");
+        }
+        crate::fsutil::move_durable(&s, &d)
+    })
+    .await
+    .map_err(|e| SourceError::Io { path: src.display().to_string(), source: std::io::Error::other(e) })?
+    .map_err(|source| SourceError::Io { path: format!("{} -> {}", src.display(), dest.display()), source })?;
     if !removed {
         warn!(file = %src.display(), "copied, but cannot remove it from where it arrived; it will not be taken again");
     }
