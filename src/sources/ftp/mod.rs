@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::{FtpCameraConfig, FtpServerConfig, FtpTlsConfig, check_setup};
 pub use server::FtpServer;
@@ -34,7 +34,6 @@ const RETRY_FAILED_TAKE: std::time::Duration = std::time::Duration::from_secs(60
 pub(crate) struct CameraState {
     last_upload: Option<Instant>,
     last_error: Option<String>,
-    uploads: u64,
 }
 
 /// A camera that uploads its clips to the box's FTP server.
@@ -79,7 +78,7 @@ impl ClipSource for FtpSource {
         self.server.register(&self.cfg.ftp_subdir, self.intake.clone(), sink.clone(), self.state.clone());
         if let Err(e) = self.server.start(&shutdown) {
             let msg = crate::telemetry::chain(&e);
-            warn!(camera = %self.camera, error = %msg, "FTP server not started");
+            error!(camera = %self.camera, error = %msg, "FTP server not started; cameras cannot upload");
         }
         // Uploads that completed while the daemon was down (or before this camera
         // was registered) are taken now; truncated ones are quarantined.

@@ -160,7 +160,6 @@ impl Shared {
         let result = slot.intake.take(&slot.sink, &full, mtime).await;
         if let Ok(mut s) = slot.state.lock() {
             s.last_upload = Some(Instant::now());
-            s.uploads += 1;
             s.last_error = result.as_ref().err().map(|e| crate::telemetry::chain(e));
         }
         match &result {
