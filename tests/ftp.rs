@@ -420,3 +420,23 @@ fn a_port_in_use_is_said_in_health_and_the_camera_is_unhealthy() {
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("in use"), "{source}");
     drop(taken);
 }
+
+#[test]
+fn an_upload_under_a_temporary_name_is_taken_when_renamed_to_mp4() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ftp = FtpBox::start(tmp.path(), None, "", &[]);
+    let clip = common::footage(CLIP);
+    let out = ftp.client("rename", &["driveway/upload.tmp", "driveway/renamed_1.mp4", clip.to_str().unwrap()]);
+    assert!(out["stor"].as_str().unwrap().starts_with("226"), "{out}");
+    assert!(out["rename"].as_str().unwrap().starts_with("250"), "{out}");
+    status(&ftp.daemon, "renamed_1", "done");
+    // A snapshot stays (it may be renamed too) until a sweep finds it old.
+    let snap = common::image("person.jpg");
+    let out = ftp.client("put", &["driveway/snap_1.jpg", snap.to_str().unwrap()]);
+    assert!(out["stor"].as_str().unwrap().starts_with("226"), "{out}");
+    assert!(ftp.root().join("driveway/snap_1.jpg").is_file());
+    // Renaming out of the camera's folder is refused.
+    let out = ftp.client("rename", &["driveway/x.tmp", "stolen.mp4", clip.to_str().unwrap()]);
+    assert!(out["rename"].as_str().unwrap().starts_with("553"), "{out}");
+    assert_eq!(ftp.clips().len(), 1, "{:?}", ftp.clips());
+}

@@ -6,6 +6,7 @@ usage: ftp_client.py COMMAND PORT USER PASSWORD [ARGS...]
   camera DIR NAME LOCAL       MKD/CWD chain to DIR, SIZE, ALLO, STOR, SIZE
   put PATH LOCAL              STOR LOCAL as PATH (as given), report the reply
   cwd PATH                    CWD PATH, report the reply and PWD
+  rename TMP FINAL LOCAL      STOR LOCAL as TMP, then RNFR TMP / RNTO FINAL
 """
 import ftplib
 import json
@@ -54,6 +55,10 @@ def main():
         elif cmd == "put":
             path, local = args
             out["stor"] = store(ftp, path, local)
+        elif cmd == "rename":
+            tmp, final, local = args
+            out["stor"] = store(ftp, tmp, local)
+            out["rename"] = reply(ftp.rename, tmp, final)
         elif cmd == "cwd":
             out["cwd"] = reply(ftp.cwd, args[0])
             out["pwd"] = ftp.pwd()

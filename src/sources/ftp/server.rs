@@ -27,6 +27,10 @@ use crate::plugin::PluginContext;
 use crate::sources::SourceError;
 use crate::sources::intake::{Intake, Taken};
 
+/// Files other than `.mp4` (snapshots, temporary names) are removed by a sweep
+/// once they are this old.
+const STALE_OTHER: Duration = Duration::from_secs(600);
+
 /// A camera whose source is running: where its uploads go.
 struct Slot {
     intake: Intake,
@@ -127,34 +131,41 @@ impl Shared {
     }
 
     /// Takes the file `rel` for its camera: a clip (`.mp4`) or, when it cannot
-    /// be read, a quarantined one. Other files are removed.
-    async fn take(&self, rel: &Path) -> Result<(), SourceError> {
+    /// be read, a quarantined one; whether it did. Other files stay (a camera
+    /// may rename one to `.mp4`) until a sweep finds them older than
+    /// [`STALE_OTHER`], then they are removed.
+    async fn take(&self, rel: &Path, sweeping: bool) -> Result<bool, SourceError> {
         let _one = self.taking.lock().await;
         if tokio::fs::symlink_metadata(self.root.join(rel)).await.is_err() {
             // Taken already (the event and a sweep both saw it) or removed.
-            return Ok(());
+            return Ok(false);
         }
         let Some(full) = self.inside(rel) else {
             warn!(file = %rel.display(), "FTP upload is not inside the FTP root; left alone");
-            return Ok(());
+            return Ok(false);
         };
         let meta = tokio::fs::symlink_metadata(&full)
             .await
             .map_err(|source| SourceError::Io { path: full.display().to_string(), source })?;
         if !meta.is_file() {
-            return Ok(());
+            return Ok(false);
         }
         let Some(slot) = self.slot_for(rel) else {
             // The camera's source is not running yet: its start-up sweep takes it.
             debug!(file = %rel.display(), "FTP upload for a camera not running yet");
-            return Ok(());
+            return Ok(false);
         };
         let camera = slot.intake.camera().clone();
         let is_mp4 = rel.extension().is_some_and(|e| e.eq_ignore_ascii_case("mp4"));
         if !is_mp4 {
-            info!(camera = %camera, file = %rel.display(), "FTP upload is not an .mp4 clip; removed");
-            let _ = tokio::fs::remove_file(&full).await;
-            return Ok(());
+            let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+            if sweeping && age >= STALE_OTHER {
+                info!(camera = %camera, file = %rel.display(), "file in the FTP folder that is not an .mp4 clip removed");
+                let _ = tokio::fs::remove_file(&full).await;
+            } else if !sweeping {
+                debug!(camera = %camera, file = %rel.display(), "FTP upload is not an .mp4 clip; kept for a rename");
+            }
+            return Ok(false);
         }
         let mtime = meta.modified().unwrap_or_else(|_| SystemTime::now());
         let result = slot.intake.take(&slot.sink, &full, mtime).await;
@@ -169,7 +180,7 @@ impl Shared {
                 error!(camera = %camera, file = %rel.display(), error = %crate::telemetry::chain(e), "cannot take FTP upload")
             }
         }
-        result.map(|_| ())
+        result.map(|_| true)
     }
 }
 
@@ -323,7 +334,8 @@ impl FtpServer {
     }
 
     /// Takes the files left in a camera's folder (uploads completed while the
-    /// daemon was down or before the camera's source ran); how many.
+    /// daemon was down or before the camera's source ran, or that could not be
+    /// taken); how many it took.
     pub(super) async fn adopt_leftovers(&self, subdir: &str) -> Result<usize, FtpError> {
         let mut files = Vec::new();
         let mut dirs = vec![PathBuf::from(subdir)];
@@ -343,9 +355,9 @@ impl FtpServer {
                 }
             }
         }
-        let n = files.len();
+        let mut n = 0;
         for rel in files {
-            self.shared.take(&rel).await?;
+            n += usize::from(self.shared.take(&rel, true).await?);
         }
         Ok(n)
     }
@@ -458,13 +470,25 @@ struct Arrivals {
 #[async_trait]
 impl DataListener for Arrivals {
     async fn receive_data_event(&self, e: DataEvent, _m: EventMeta) {
-        let DataEvent::Put { path, bytes } = e else { return };
-        let Some(rel) = plain(Path::new(&path)) else { return };
-        if let Ok(mut stored) = self.shared.stored.lock() {
-            stored.remove(&rel);
+        let (rel, what) = match e {
+            DataEvent::Put { path, bytes } => {
+                let Some(rel) = plain(Path::new(&path)) else { return };
+                if let Ok(mut stored) = self.shared.stored.lock() {
+                    stored.remove(&rel);
+                }
+                debug!(file = %rel.display(), bytes, "FTP upload complete");
+                (rel, "upload")
+            }
+            // Cameras that upload under a temporary name rename it when done.
+            DataEvent::Renamed { to, .. } => {
+                let Some(rel) = plain(Path::new(&to)) else { return };
+                (rel, "rename")
+            }
+            _ => return,
+        };
+        // Errors are logged and kept in the camera's health; the file stays and is tried again.
+        if let Err(e) = self.shared.take(&rel, false).await {
+            debug!(file = %rel.display(), what, error = %crate::telemetry::chain(&e), "FTP file not taken yet");
         }
-        debug!(file = %rel.display(), bytes, "FTP upload complete");
-        // Errors are logged and kept in the camera's health; the file stays for the next start.
-        let _ = self.shared.take(&rel).await;
     }
 }

@@ -179,6 +179,9 @@ impl StorageBackend<FtpUser> for Uploads {
     async fn rename<P: AsRef<Path> + Send + Debug>(&self, user: &FtpUser, from: P, to: P) -> Result<()> {
         let from = plain(from.as_ref()).ok_or_else(|| refused("`..` is not allowed in paths"))?;
         let to = plain(to.as_ref()).ok_or_else(|| refused("`..` is not allowed in paths"))?;
+        if !self.shared.is_camera_file(&to) {
+            return Err(refused("files stay in a camera's folder"));
+        }
         self.fs()?.rename(user, from, to).await
     }
 
