@@ -34,13 +34,16 @@ struct Row<B> {
     build: B,
 }
 
-/// Live cameras also get the detector service, when the filter has one.
-type SourceBuild = fn(
-    CameraName,
-    &serde_json::Value,
-    &PluginContext,
-    Option<LiveDetector>,
-) -> Result<Arc<dyn ClipSource>, PluginBuildError>;
+/// What sources may share: live cameras the detector service (when the
+/// filter has one), FTP cameras the box's one FTP server.
+#[derive(Clone, Default)]
+struct SharedParts {
+    live: Option<LiveDetector>,
+    ftp: Option<Arc<sources::ftp::FtpServer>>,
+}
+
+type SourceBuild =
+    fn(CameraName, &serde_json::Value, &PluginContext, &SharedParts) -> Result<Arc<dyn ClipSource>, PluginBuildError>;
 
 /// A source's build, and its motion settings for `homesec motion` (live cameras).
 struct SourceFns {
@@ -72,6 +75,9 @@ struct NotifierFns {
     name: fn(&serde_json::Value) -> Option<String>,
 }
 
+/// The source backend whose cameras share the top-level `ftp:` server.
+const FTP: &str = "ftp";
+
 const SOURCES: &[Row<SourceFns>] = &[
     Row {
         name: "folder",
@@ -84,10 +90,22 @@ const SOURCES: &[Row<SourceFns>] = &[
         },
     },
     Row {
+        name: FTP,
+        check: check_as::<sources::ftp::FtpCameraConfig>,
+        build: SourceFns {
+            build: |camera, value, ctx, shared| {
+                Ok(Arc::new(sources::ftp::build(camera, config(value)?, ctx, shared.ftp.clone())?))
+            },
+            motion: |_| None,
+        },
+    },
+    Row {
         name: "rtsp",
         check: check_as::<sources::rtsp::RtspConfig>,
         build: SourceFns {
-            build: |camera, value, ctx, live| Ok(Arc::new(sources::rtsp::build(camera, config(value)?, ctx, live)?)),
+            build: |camera, value, ctx, shared| {
+                Ok(Arc::new(sources::rtsp::build(camera, config(value)?, ctx, shared.live.clone())?))
+            },
             motion: |value| {
                 let c: sources::rtsp::RtspConfig = config(value).ok()?;
                 Some(MotionSettings { motion: c.motion, detect_fps: c.detect_fps })
@@ -98,7 +116,9 @@ const SOURCES: &[Row<SourceFns>] = &[
         name: "v4l",
         check: check_as::<sources::v4l::V4lConfig>,
         build: SourceFns {
-            build: |camera, value, ctx, live| Ok(Arc::new(sources::v4l::build(camera, config(value)?, ctx, live)?)),
+            build: |camera, value, ctx, shared| {
+                Ok(Arc::new(sources::v4l::build(camera, config(value)?, ctx, shared.live.clone())?))
+            },
             motion: |value| {
                 let c: sources::v4l::V4lConfig = config(value).ok()?;
                 Some(MotionSettings { motion: c.motion, detect_fps: c.detect_fps })
@@ -251,6 +271,17 @@ fn issues(cfg: &Config) -> Vec<ConfigIssue> {
     for cam in &cfg.cameras {
         check_spec(SOURCES, "source", &cam.source, &mut issues, cfg, &ctx);
     }
+    let ftp_cameras: Vec<(String, serde_json::Value)> = cfg
+        .cameras
+        .iter()
+        .filter(|c| c.source.backend == FTP)
+        .map(|c| (c.source.yaml_path.clone(), block(&c.source.config).clone()))
+        .collect();
+    if cfg.ftp.is_some() || !ftp_cameras.is_empty() {
+        let locate = cfg.locate();
+        let mut v = Validator::new("", &mut issues, &locate);
+        sources::ftp::check_setup(cfg.ftp.as_ref(), &ftp_cameras, &|p| ctx.resolve(p), &mut v);
+    }
     check_spec(STORAGES, "storage", &cfg.storage, &mut issues, cfg, &ctx);
     if !cfg.filter.backend.is_empty() {
         check_spec(FILTERS, "filter", &cfg.filter, &mut issues, cfg, &ctx);
@@ -346,10 +377,11 @@ pub async fn build(
     };
     // Live cameras detect while they record, keeping the VLM's frames.
     let live = filter.live().map(|l| l.with_vlm_frames(analyzer.as_ref().map_or(0, |a| a.max_frames())));
+    let shared = SharedParts { live, ftp: build_ftp(cfg, &ctx)? };
     let mut sources = Vec::new();
     for cam in &cfg.cameras {
         let spec = &cam.source;
-        let source = (row(SOURCES, "source", spec)?.build.build)(cam.name.clone(), &spec.config, &ctx, live.clone())
+        let source = (row(SOURCES, "source", spec)?.build.build)(cam.name.clone(), &spec.config, &ctx, &shared)
             .map_err(|e| named("source", spec, e))?;
         sources.push(source);
     }
@@ -360,6 +392,23 @@ pub async fn build(
         .collect();
     let notifiers = build_notifiers(cfg, &ctx, DeviceFeeds { firmware, cameras, disk }).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
+}
+
+/// The box's FTP server, when a camera uploads by FTP.
+fn build_ftp(cfg: &Config, ctx: &PluginContext) -> Result<Option<Arc<sources::ftp::FtpServer>>, PluginBuildError> {
+    let fail = |e: Box<dyn std::error::Error + Send + Sync>| PluginBuildError::new("source", FTP, e);
+    let subdirs: Vec<String> = cfg
+        .cameras
+        .iter()
+        .filter(|c| c.source.backend == FTP)
+        .filter_map(|c| config::<sources::ftp::FtpCameraConfig>(&c.source.config).ok())
+        .map(|c| c.ftp_subdir)
+        .collect();
+    let (Some(block), false) = (&cfg.ftp, subdirs.is_empty()) else { return Ok(None) };
+    let server_cfg: sources::ftp::FtpServerConfig = config(block).map_err(fail)?;
+    let server =
+        sources::ftp::FtpServer::new(server_cfg, &subdirs, &cfg.retention, ctx).map_err(|e| fail(Box::new(e)))?;
+    Ok(Some(Arc::new(server)))
 }
 
 /// Builds the configured storage backend (also used alone by `homesec cleanup`).

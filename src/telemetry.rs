@@ -26,7 +26,11 @@ pub fn log_capture() -> &'static LogCapture {
 pub fn init() {
     let filter =
         std::env::var("HOMESEC_LOG").ok().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The FTP server library logs every command, and cameras' routine failed
+    // CWDs as warnings, inside spans that print its whole session: only its
+    // errors unless the filter names it (the FTP source logs what matters).
+    let filter = if filter.contains("libunftp") { filter } else { format!("{filter},libunftp=error") };
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info,libunftp=error"));
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let stderr = if std::env::var("HOMESEC_LOG_FORMAT").is_ok_and(|f| f == "json") {
         stderr.json().with_filter(filter).boxed()

@@ -119,6 +119,8 @@ fn the_shipped_configs_are_valid() {
         std::env::set_var("HOMESEC_API_KEY", "k");
         std::env::set_var("FRONT_DOOR_RTSP_URL", "rtsp://u:p@192.168.1.20:554/Streaming/Channels/101");
         std::env::set_var("FRONT_DOOR_DETECT_URL", "rtsp://u:p@192.168.1.20:554/Streaming/Channels/102");
+        std::env::set_var("FTP_USERNAME", "camera");
+        std::env::set_var("FTP_PASSWORD", "secret");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for name in ["config/example.yaml", "config/demo.yaml"] {
@@ -221,4 +223,64 @@ fn the_sync_block_is_checked_with_paths() {
     );
     let unknown = issues("  backend: postgres\n  config:\n    dsn: x\n    dsn_env: X\n");
     assert!(unknown[0].starts_with("sync.config.dsn: unknown field `dsn`"), "{unknown:?}");
+}
+
+const FTP_CAMERAS: &str = "\
+cameras:
+  - name: driveway
+    source: {backend: ftp, config: {ftp_subdir: driveway}}
+  - name: porch
+    source: {backend: ftp, config: {ftp_subdir: Driveway}}
+  - name: yard
+    source: {backend: ftp, config: {ftp_subdir: ../yard}}
+filter:
+  backend: yolo
+  config:
+    model_path: /models/yolox_nano_416.onnx
+";
+
+#[test]
+fn ftp_cameras_without_an_ftp_block_are_each_named() {
+    let issues = parse(FTP_CAMERAS).unwrap_err();
+    for cam in 0..3 {
+        let i = find(&issues, &format!("cameras[{cam}].source.backend"));
+        assert!(i.message.contains("needs the top-level `ftp:` block"), "{i}");
+    }
+    let dup = find(&issues, "cameras[1].source.config.ftp_subdir");
+    assert!(dup.message.contains("used by cameras[0].source already"), "{dup}");
+    let unsafe_dir = find(&issues, "cameras[2].source.config.ftp_subdir");
+    assert!(unsafe_dir.message.contains("`../yard` is not a folder name"), "{unsafe_dir}");
+    assert_eq!(issues.len(), 5, "{issues:#?}");
+}
+
+#[test]
+fn the_ftp_block_is_checked_whole_with_paths_and_lines() {
+    let text = format!(
+        "{FTP_CAMERAS}ftp:\n  listen: 0.0.0.0:2121\n  passive_ports: \"60000-50000\"\n  \
+         username_env: HOMESEC_TEST_SURELY_UNSET_FTP_USER\n  password_env: HOMESEC_TEST_SURELY_UNSET_FTP_PASS\n  \
+         anonymous: true\n  max_upload_bytes: 10\n"
+    );
+    let issues = parse(&text).unwrap_err();
+    let ports = find(&issues, "ftp.passive_ports");
+    assert!(ports.message.contains("`60000-50000` is not a port range"), "{ports}");
+    assert_eq!(ports.line, Some(14));
+    assert!(find(&issues, "ftp.username_env").message.contains("HOMESEC_TEST_SURELY_UNSET_FTP_USER is not set"));
+    assert!(find(&issues, "ftp.password_env").message.contains("HOMESEC_TEST_SURELY_UNSET_FTP_PASS is not set"));
+    let anon = find(&issues, "ftp.anonymous");
+    assert!(anon.message.contains("anonymous log-ins on 0.0.0.0:2121"), "{anon}");
+    assert!(find(&issues, "ftp.max_upload_bytes").message.contains("at least 1048576"));
+    // The cameras' own problems are still there, with the block's.
+    find(&issues, "cameras[1].source.config.ftp_subdir");
+    find(&issues, "cameras[2].source.config.ftp_subdir");
+    assert_eq!(issues.len(), 7, "{issues:#?}");
+
+    // Anonymous on loopback is fine, and so is an explicit allowance elsewhere.
+    let one = "cameras:\n  - name: driveway\n    source: {backend: ftp, config: {ftp_subdir: driveway}}\n\
+               filter:\n  backend: yolo\n  config:\n    model_path: /m.onnx\n";
+    assert!(parse(&format!("{one}ftp:\n  listen: 127.0.0.1:2121\n  anonymous: true\n")).is_ok());
+    let open = format!("{one}ftp:\n  listen: 0.0.0.0:2121\n  anonymous: true\n  allow_anonymous_on_network: true\n");
+    assert!(parse(&open).is_ok());
+    let unknown =
+        parse(&format!("{one}ftp:\n  listen: 127.0.0.1:2121\n  anonymous: true\n  root: /srv\n")).unwrap_err();
+    assert!(find(&unknown, "ftp.root").message.contains("unknown field `root`"), "{unknown:#?}");
 }

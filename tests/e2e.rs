@@ -48,13 +48,14 @@ fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
     let tmp = tempfile::tempdir().unwrap();
     let daemon = start(tmp.path(), &broker, &vlm);
 
-    daemon.drop_clip(&common::footage("scene_empty_people_empty.mp4"), "cam01.mp4");
+    // Named the way cameras name clips: the name is the clip id.
+    daemon.drop_clip(&common::footage("scene_empty_people_empty.mp4"), "porch_20261202120000.mp4");
     let alert = wait_for("the alert on homecam/alerts/porch", Duration::from_secs(120), || {
         sub.json_on("homecam/alerts/porch").into_iter().next()
     });
 
     let clip_id = alert["clip_id"].as_str().unwrap().to_owned();
-    assert!(clip_id.starts_with("porch_"), "{alert}");
+    assert_eq!(clip_id, "porch_20261202120000", "{alert}");
     assert_eq!(alert["camera_name"], "porch");
     assert_eq!(alert["risk_level"], "high");
     assert_eq!(alert["activity_type"], "suspicious");

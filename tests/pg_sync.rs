@@ -340,7 +340,8 @@ fn warnings_and_errors_reach_the_logs_table_with_their_fields_and_info_lines_do_
               FROM logs WHERE message = 'unreadable clip quarantined'",
         )
     });
-    assert_eq!(row, "box1|ERROR|homesec::sources::folder|porch|t|t|t");
+    // (Logged by the intake the folder and FTP sources share.)
+    assert_eq!(row, "box1|ERROR|homesec::sources::intake|porch|t|t|t");
     // A warning the daemon logs at start (this config has no notifiers).
     let warning = wait_for("the start-up warning in logs", Duration::from_secs(30), || {
         rows("SELECT device_id, level, target FROM logs WHERE message LIKE 'no notifiers configured%'")

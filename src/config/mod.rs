@@ -183,6 +183,8 @@ pub struct Config {
     /// Postgres sync (`{backend: postgres, config}`, checked by the sync module);
     /// `None`: nothing is synced and the store keeps no sync outbox.
     pub sync: Option<PluginSpec>,
+    /// The box's FTP server (checked by the FTP source with its cameras).
+    pub ftp: Option<serde_json::Value>,
     /// The YAML text (for locating problems found later).
     pub text: String,
 }
@@ -207,6 +209,7 @@ struct TopLevel {
     server: Option<IgnoredAny>,
     update: Option<IgnoredAny>,
     sync: Option<IgnoredAny>,
+    ftp: Option<IgnoredAny>,
 }
 
 /// Reads one section, recording its problem (if any) and returning its value.
@@ -303,6 +306,7 @@ impl Config {
         let server: ServerConfig = section(text, "server", &mut issues).unwrap_or_default();
         let update: crate::update::UpdateConfig = section(text, "update", &mut issues).unwrap_or_default();
         let sync: Option<PluginSpec> = section(text, "sync", &mut issues);
+        let ftp: Option<serde_json::Value> = section(text, "ftp", &mut issues);
 
         let locate = |p: &str| line_of(text, p);
         let mut v = Validator::new("", &mut issues, &locate);
@@ -368,6 +372,7 @@ impl Config {
             server,
             update,
             sync: sync.map(|s| s.with_path("sync".into())),
+            ftp,
             text: text.to_owned(),
         };
         Ok((config, issues))

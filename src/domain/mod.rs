@@ -7,7 +7,9 @@ use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 use serde::{Deserialize, Serialize};
 
 mod logs;
+mod naming;
 pub use logs::{FieldValue, LogField, LogLevel, LogRecord};
+pub use naming::{clip_id_for_file, with_suffix};
 
 /// Version of the clip-state document (`schema_version` of records and events,
 /// as in the reference design). How the store lays a value out has its own
@@ -54,7 +56,8 @@ macro_rules! string_id {
 }
 
 string_id!(
-    /// Identity of a clip: `{camera}_{unix_seconds}` (plus `_2`, `_3` on collisions).
+    /// Identity of a clip: `{camera}_{unix_seconds}`, or a dropped file's own safe
+    /// name (see [`ClipId::is_safe`]), plus `_2`, `_3` on collisions.
     ClipId
 );
 string_id!(

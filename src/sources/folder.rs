@@ -12,8 +12,10 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::intake::Intake;
+
 use super::{ClipSource, SourceError, SourceHealth};
-use crate::domain::{CameraName, Clip, ClipId, now_ms};
+use crate::domain::{CameraName, now_ms};
 use crate::pipeline::ClipSink;
 use crate::plugin::PluginContext;
 use crate::plugin::{PluginConfig, Validator};
@@ -59,8 +61,7 @@ struct State {
 pub struct FolderSource {
     camera: CameraName,
     dir: PathBuf,
-    recordings: PathBuf,
-    quarantine: PathBuf,
+    intake: Intake,
     cfg: FolderConfig,
     state: Mutex<State>,
 }
@@ -69,8 +70,7 @@ impl FolderSource {
     pub fn new(camera: CameraName, cfg: FolderConfig, ctx: &PluginContext) -> Self {
         Self {
             dir: ctx.resolve(&cfg.path),
-            recordings: ctx.layout.camera_recordings(camera.as_str()),
-            quarantine: ctx.layout.quarantine().join(camera.as_str()),
+            intake: Intake::new(camera.clone(), &ctx.layout, "folder"),
             camera,
             cfg,
             state: Mutex::new(State::default()),
@@ -132,87 +132,15 @@ impl FolderSource {
         format!("folder/{}/{}", self.camera, path.file_name().unwrap_or_default().to_string_lossy())
     }
 
-    /// Takes one complete file: probe, move into recordings, record, hand over.
+    /// Takes one complete file (see [`Intake::take`]) and remembers it in the
+    /// source manifest, so that a copy left behind is not taken twice.
     async fn take(&self, sink: &ClipSink, path: PathBuf, size: u64, mtime: SystemTime) -> Result<(), SourceError> {
-        let name = path.display().to_string();
-        let probe_path = path.clone();
-        let probe = tokio::task::spawn_blocking(move || crate::media::probe(&probe_path))
-            .await
-            .map_err(|e| SourceError::Io { path: name.clone(), source: std::io::Error::other(e) })?;
-        let end_ms = chrono::DateTime::<chrono::Utc>::from(mtime).timestamp_millis();
-        let duration_ms = probe.as_ref().map(|i| (i.duration_s * 1000.0) as i64).unwrap_or(0);
-        let start_ms = end_ms - duration_ms;
-        let clip_id = self.unique_id(sink, start_ms).await?;
+        let taken = self.intake.take(sink, &path, mtime).await?;
         let key = self.manifest_key(&path);
-        let entry = SourceFileEntry { clip_id: clip_id.clone(), size, seen_ms: now_ms() };
-        let mut clip = Clip {
-            clip_id: clip_id.clone(),
-            camera: self.camera.clone(),
-            local_path: String::new(),
-            start_ms,
-            end_ms,
-            source_backend: "folder".into(),
-        };
-        match probe {
-            Err(e) => {
-                let reason = crate::telemetry::chain(&e);
-                let dest = self.quarantine.join(path.file_name().unwrap_or_default());
-                let dest = unique_path(dest);
-                error!(camera = %self.camera, file = %name, moved_to = %dest.display(), %reason, "unreadable clip quarantined");
-                move_file(&path, &dest).await?;
-                sink.quarantined(clip, reason, dest).await?;
-            }
-            Ok(info) => {
-                let dest = self.recordings.join(format!("{clip_id}.mp4"));
-                move_file(&path, &dest).await?;
-                clip.local_path = dest.display().to_string();
-                info!(camera = %self.camera, clip_id = %clip_id, file = %name, duration_s = info.duration_s, "new clip");
-                sink.submit(clip).await?;
-            }
-        }
+        let entry = SourceFileEntry { clip_id: taken.clip_id().clone(), size, seen_ms: now_ms() };
         sink.store().clone().run(move |s| s.write(|w| w.put_source_file(&key, &entry))).await?;
         Ok(())
     }
-
-    async fn unique_id(&self, sink: &ClipSink, start_ms: i64) -> Result<ClipId, SourceError> {
-        let base = format!("{}_{}", self.camera, start_ms.div_euclid(1000));
-        let store = sink.store().clone();
-        let id = store
-            .run(move |s| {
-                let mut n = 1;
-                loop {
-                    let id = if n == 1 { base.clone() } else { format!("{base}_{n}") };
-                    if s.get_clip(&id)?.is_none() {
-                        return Ok(id);
-                    }
-                    n += 1;
-                }
-            })
-            .await?;
-        Ok(ClipId(id))
-    }
-}
-
-/// `dest`, or `dest` with `-2`, `-3`, … before the extension when it exists.
-fn unique_path(dest: PathBuf) -> PathBuf {
-    if !dest.exists() {
-        return dest;
-    }
-    let stem = dest.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    let ext = dest.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    (2..).map(|n| dest.with_file_name(format!("{stem}-{n}{ext}"))).find(|p| !p.exists()).unwrap_or(dest)
-}
-
-async fn move_file(src: &Path, dest: &Path) -> Result<(), SourceError> {
-    let (s, d) = (src.to_path_buf(), dest.to_path_buf());
-    let removed = tokio::task::spawn_blocking(move || crate::fsutil::move_durable(&s, &d))
-        .await
-        .map_err(|e| SourceError::Io { path: src.display().to_string(), source: std::io::Error::other(e) })?
-        .map_err(|source| SourceError::Io { path: format!("{} -> {}", src.display(), dest.display()), source })?;
-    if !removed {
-        warn!(file = %src.display(), "copied, but cannot remove it from the watched folder; it will not be taken again");
-    }
-    Ok(())
 }
 
 #[async_trait]

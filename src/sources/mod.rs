@@ -2,6 +2,8 @@
 
 pub mod connectivity;
 pub mod folder;
+pub mod ftp;
+pub mod intake;
 pub mod live;
 pub mod recorder;
 pub mod rtsp;
