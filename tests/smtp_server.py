@@ -1,0 +1,88 @@
+"""A real SMTP server for the tests (aiosmtpd, Debian's python3-aiosmtpd).
+
+Every accepted message is stored in DIR as NNNN.eml (the raw message) with
+NNNN.json beside it (envelope sender, recipients, login). Written under a
+temporary name and renamed, so a reader never sees half a message.
+
+    /usr/bin/python3 smtp_server.py --port P --dir DIR
+        [--refuse-sender ADDR]        answer MAIL FROM:<ADDR> with 553
+        [--starttls CERT KEY]         offer STARTTLS and require it
+        [--login USER:PASSWORD]       require AUTH (PLAIN/LOGIN) with these
+
+Prints "ready" once it listens; stops on SIGTERM.
+"""
+
+import argparse
+import json
+import os
+import signal
+import ssl
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+
+class Handler:
+    def __init__(self, outdir, refuse):
+        self.outdir = outdir
+        self.refuse = refuse
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse and address.lower() == self.refuse.lower():
+            return "553 5.7.1 <%s>: sender address rejected: not owned by user" % address
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.count += 1
+            n = self.count
+        base = os.path.join(self.outdir, "%04d" % n)
+        login = session.auth_data if session.authenticated else None
+        meta = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos, "login": login}
+        for ext, data in ((".json", json.dumps(meta).encode()), (".eml", envelope.original_content)):
+            with open(base + ext + ".tmp", "wb") as f:
+                f.write(data)
+            os.rename(base + ext + ".tmp", base + ext)
+        return "250 2.0.0 Ok: queued as %04d" % n
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--refuse-sender")
+    p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--login")
+    a = p.parse_args()
+
+    kwargs = {}
+    if a.starttls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.starttls[0], a.starttls[1])
+        kwargs.update(tls_context=ctx, require_starttls=True)
+    if a.login:
+        user, password = a.login.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login.decode() == user and auth_data.password.decode() == password
+            return AuthResult(success=ok, auth_data=user if ok else None)
+
+        kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(a.starttls))
+
+    controller = Controller(Handler(a.dir, a.refuse_sender), hostname="127.0.0.1", port=a.port, **kwargs)
+    controller.start()
+    print("ready", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()
