@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::Message;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tracing::{info, warn};
 
 pub use config::{DEFAULT_NAME, SmtpConfig, SmtpTls};
@@ -47,6 +47,9 @@ pub enum SmtpError {
     /// The server answered 4xx (try again later).
     #[error("the mail server {server} deferred the message from {from}: {reply}")]
     Deferred { server: String, from: String, reply: String },
+    /// The server did not answer in time.
+    #[error("the mail server {server} did not answer within {seconds} s while {step}")]
+    TimedOut { server: String, seconds: u64, step: &'static str },
     /// The connection, TLS or the exchange failed.
     #[error("cannot deliver through the mail server {server}")]
     Transport {
@@ -58,6 +61,9 @@ pub enum SmtpError {
     Message(#[source] lettre::error::Error),
 }
 
+/// How long a delivered message's session waits for the answer to `QUIT`.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
+
 /// The SMTP notifier.
 pub struct SmtpNotifier {
     name: String,
@@ -66,8 +72,12 @@ pub struct SmtpNotifier {
     tls: SmtpTls,
     from: Mailbox,
     to: Vec<Mailbox>,
-    authenticated: bool,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    transport: Tls,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
     last_failure: Mutex<Option<String>>,
 }
 
@@ -128,18 +138,9 @@ pub fn build(cfg: SmtpConfig, ctx: &PluginContext) -> Result<SmtpNotifier, Plugi
         }
     };
     let timeout = Duration::from_secs(cfg.timeout_s.clamp(1, 300));
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.clone())
-        .port(cfg.port())
-        .tls(tls)
-        .timeout(Some(timeout))
-        .hello_name(ClientId::Domain(hello_name(&ctx.device_id)));
-    let authenticated = match (&cfg.username_env, &cfg.password_env) {
-        (Some(u), Some(p)) => {
-            builder =
-                builder.credentials(Credentials::new(env_value("username_env", u)?, env_value("password_env", p)?));
-            true
-        }
-        (None, None) => false,
+    let credentials = match (&cfg.username_env, &cfg.password_env) {
+        (Some(u), Some(p)) => Some(Credentials::new(env_value("username_env", u)?, env_value("password_env", p)?)),
+        (None, None) => None,
         _ => return Err(build_error("username_env and password_env go together")),
     };
     Ok(SmtpNotifier {
@@ -148,8 +149,12 @@ pub fn build(cfg: SmtpConfig, ctx: &PluginContext) -> Result<SmtpNotifier, Plugi
         tls: cfg.tls,
         from,
         to,
-        authenticated,
-        transport: builder.build(),
+        host: cfg.host.clone(),
+        port: cfg.port(),
+        transport: tls,
+        credentials,
+        hello: ClientId::Domain(hello_name(&ctx.device_id)),
+        timeout,
         last_failure: Mutex::default(),
     })
 }
@@ -187,6 +192,47 @@ impl SmtpNotifier {
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
     }
 
+    fn timed_out(&self, step: &'static str) -> SmtpError {
+        SmtpError::TimedOut { server: self.server.clone(), seconds: self.timeout.as_secs(), step }
+    }
+
+    /// Connects, upgrades to TLS as configured, logs in.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let wrapper = match &self.transport {
+            Tls::Wrapper(params) => Some(params.clone()),
+            _ => None,
+        };
+        let addr = (self.host.as_str(), self.port);
+        let mut conn =
+            AsyncSmtpConnection::connect_tokio1(addr, Some(self.timeout), &self.hello, wrapper, None).await?;
+        if let Tls::Required(params) = &self.transport {
+            conn.starttls(params.clone(), &self.hello).await?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await?;
+        }
+        Ok(conn)
+    }
+
+    /// One SMTP session for `msg`. Each phase is bounded by `timeout_s`, so a
+    /// server that stops answering never holds the outbox. The message is the
+    /// server's once it answers the data with 250; `QUIT` is then sent in the
+    /// background, and a server slow to answer it delays nothing.
+    async fn deliver(&self, msg: &Message) -> Result<(), SmtpError> {
+        let mut conn = match tokio::time::timeout(self.timeout, self.connect()).await {
+            Err(_) => return Err(self.timed_out("connecting")),
+            Ok(conn) => conn.map_err(|e| self.classify(e))?,
+        };
+        let sent = tokio::time::timeout(self.timeout, conn.send(msg.envelope(), &msg.formatted())).await;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+        });
+        match sent {
+            Err(_) => Err(self.timed_out("sending the message")),
+            Ok(sent) => sent.map(drop).map_err(|e| self.classify(e)),
+        }
+    }
+
     fn classify(&self, e: lettre::transport::smtp::Error) -> SmtpError {
         let server = self.server.clone();
         let from = self.from.email.to_string();
@@ -217,7 +263,7 @@ impl Notifier for SmtpNotifier {
 
     fn describe(&self) -> String {
         let to: Vec<String> = self.to.iter().map(|m| m.email.to_string()).collect();
-        let auth = if self.authenticated { ", with login" } else { "" };
+        let auth = if self.credentials.is_some() { ", with login" } else { "" };
         format!("SMTP {} ({}{auth}) from {} to {}", self.server, self.tls.as_str(), self.from.email, to.join(", "))
     }
 
@@ -229,7 +275,7 @@ impl Notifier for SmtpNotifier {
         let started = Instant::now();
         let mail = email::compose(alert, snapshot);
         let result = match message(alert, &mail, &self.from, &self.to) {
-            Ok(msg) => self.transport.send(msg).await.map(drop).map_err(|e| self.classify(e)),
+            Ok(msg) => self.deliver(&msg).await,
             Err(e) => Err(SmtpError::Message(e)),
         };
         match result {
