@@ -29,7 +29,7 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::{DEFAULT_NAME, SmtpConfig, SmtpTls};
 
@@ -224,8 +224,11 @@ impl SmtpNotifier {
             Ok(conn) => conn.map_err(|e| self.classify(e))?,
         };
         let sent = tokio::time::timeout(self.timeout, conn.send(msg.envelope(), &msg.formatted())).await;
+        let server = self.server.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+            if tokio::time::timeout(QUIT_WAIT, conn.quit()).await.is_err() {
+                debug!(%server, "the mail server did not answer QUIT; connection dropped");
+            }
         });
         match sent {
             Err(_) => Err(self.timed_out("sending the message")),
