@@ -258,3 +258,37 @@ fn notify_test_mails_over_starttls_with_a_login_and_names_a_refusing_server() {
     );
     assert!(refusing.messages().is_empty());
 }
+
+#[test]
+fn a_live_camera_mails_the_early_alert_then_the_final_one_in_the_same_thread() {
+    let server = common::rtsp::RtspServer::start(&common::footage("scene_empty_people_empty.mp4"), &[]);
+    let port = free_port();
+    let smtp = SmtpServer::start(port, &Options::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let source = "backend: rtsp\nconfig:\n  rtsp_url_env: PORCH_URL\n  frame_timeout_s: 2\n  first_frame_timeout_s: 8\n  \
+                  recording: {pre_roll_s: 2, post_roll_s: 3, max_clip_s: 60, min_clip_s: 2}\n";
+    let cfg = ConfigBuilder::new("mailbox-live", tmp.path())
+        .camera("porch", source)
+        .filter(&["classes: [person]", "min_confidence: 0.6", "sample_fps: 1"])
+        .policy("backend: default")
+        .section(&notifier_block(port, "tls: none"))
+        .section("retry:\n  backoff_s: 0.5\n  max_backoff_s: 1")
+        .build();
+    let _daemon = Daemon::start(tmp.path(), &cfg, &[("PORCH_URL", &server.url())]);
+
+    // The early alert while the people are in view, then the final one once
+    // the clip is recorded and filtered: two mails, one thread.
+    let mails = wait_for("two mails", Duration::from_secs(120), || {
+        let m = smtp.messages();
+        (m.len() >= 2).then_some(m)
+    });
+    let parsed: Vec<_> = mails.iter().map(|(_, raw)| MessageParser::default().parse(raw).unwrap()).collect();
+    assert_eq!(parsed[0].subject(), Some("HomeSec porch: person detected"));
+    assert!(parsed[0].body_text(0).unwrap().contains("still being recorded"), "{:?}", parsed[0].body_text(0));
+    let early_id = parsed[0].message_id().expect("a Message-ID").to_owned();
+    assert!(early_id.ends_with(".detected@homesec"), "{early_id}");
+    assert_eq!(parsed[1].subject(), Some("HomeSec porch: person"));
+    assert_eq!(parsed[1].in_reply_to().as_text(), Some(early_id.as_str()), "the final mail answers the early one");
+    assert_alert_mail(&mails[1].1, "porch");
+    assert_eq!(mails.len(), 2, "one mail per alert");
+}
