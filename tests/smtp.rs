@@ -31,6 +31,8 @@ struct Options<'a> {
     refuse_sender: Option<&'a str>,
     /// (certificate, key) for STARTTLS.
     starttls: Option<(PathBuf, PathBuf)>,
+    /// (certificate, key) for TLS from the first byte.
+    implicit_tls: Option<(PathBuf, PathBuf)>,
     login: Option<&'a str>,
 }
 
@@ -46,6 +48,9 @@ impl SmtpServer {
         }
         if let Some((cert, key)) = &opts.starttls {
             cmd.arg("--starttls").arg(cert).arg(key);
+        }
+        if let Some((cert, key)) = &opts.implicit_tls {
+            cmd.arg("--implicit-tls").arg(cert).arg(key);
         }
         if let Some(l) = opts.login {
             cmd.args(["--login", l]);
@@ -205,7 +210,7 @@ fn notify_test(config: &Path, env: &[(&str, &str)]) -> (bool, String) {
 }
 
 #[test]
-fn notify_test_mails_over_starttls_with_a_login_and_names_a_refusing_server() {
+fn notify_test_mails_over_starttls_and_tls_with_a_login_and_names_a_refusal() {
     let pki = common::pki::Pki::new();
     let port = free_port();
     let login = format!("camuser:{PASSWORD}");
@@ -239,9 +244,36 @@ fn notify_test_mails_over_starttls_with_a_login_and_names_a_refusing_server() {
     // A wrong password: the server's refusal, named; the password is not printed.
     let (ok, text) = notify_test(&path, &[(USER_ENV, "camuser"), (PASS_ENV, "wrong-password")]);
     assert!(!ok, "{text}");
-    assert!(text.contains(&format!("smtp: FAILED: delivery to 127.0.0.1:{port} failed")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "smtp: FAILED: delivery to 127.0.0.1:{port} failed: the mail server 127.0.0.1:{port} refused the session \
+             (greeting, STARTTLS or login): 535 5.7.8 Authentication credentials invalid"
+        )),
+        "{text}"
+    );
     assert!(!text.contains("wrong-password") && !text.contains(PASSWORD), "{text}");
     drop(server);
+
+    // TLS from the first byte (`tls: tls`, port 465 style), with the same login.
+    let implicit = SmtpServer::start(
+        port,
+        &Options {
+            implicit_tls: Some((pki.path("server.pem"), pki.path("server.key"))),
+            login: Some(&login),
+            ..Options::default()
+        },
+    );
+    std::fs::write(
+        &path,
+        config(tmp.path(), &notifier_block(port, &extra.replace("tls: starttls", "tls: tls")))
+            .replace("{api_port}", "18080"),
+    )
+    .unwrap();
+    let (ok, text) = notify_test(&path, &env);
+    assert!(ok, "{text}");
+    assert_eq!(implicit.messages().len(), 1);
+    assert_eq!(implicit.messages()[0].0["login"], "camuser");
+    drop(implicit);
 
     // A server that refuses the sender: named with the sender and its reply.
     let refusing = SmtpServer::start(port, &Options { refuse_sender: Some(FROM), ..Options::default() });

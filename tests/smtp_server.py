@@ -7,6 +7,7 @@ temporary name and renamed, so a reader never sees half a message.
     /usr/bin/python3 smtp_server.py --port P --dir DIR
         [--refuse-sender ADDR]        answer MAIL FROM:<ADDR> with 553
         [--starttls CERT KEY]         offer STARTTLS and require it
+        [--implicit-tls CERT KEY]     TLS from the first byte (port 465 style)
         [--login USER:PASSWORD]       require AUTH (PLAIN/LOGIN) with these
 
 Prints "ready" once it listens; stops on SIGTERM.
@@ -57,6 +58,7 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--refuse-sender")
     p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--implicit-tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--login")
     a = p.parse_args()
 
@@ -65,15 +67,23 @@ def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.starttls[0], a.starttls[1])
         kwargs.update(tls_context=ctx, require_starttls=True)
+    controller_kwargs = {}
+    if a.implicit_tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.implicit_tls[0], a.implicit_tls[1])
+        controller_kwargs["ssl_context"] = ctx
     if a.login:
         user, password = a.login.split(":", 1)
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = auth_data.login.decode() == user and auth_data.password.decode() == password
-            return AuthResult(success=ok, auth_data=user if ok else None)
+            if ok:
+                return AuthResult(success=True, auth_data=user)
+            return AuthResult(success=False, handled=False)  # answered with 535
 
         kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(a.starttls))
 
+    kwargs.update(controller_kwargs)
     controller = Controller(Handler(a.dir, a.refuse_sender), hostname="127.0.0.1", port=a.port, **kwargs)
     controller.start()
     print("ready", flush=True)

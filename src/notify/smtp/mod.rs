@@ -13,7 +13,10 @@
 //! with its backoff until `retry.notify_ttl_s` (a refused sender is usually a
 //! configuration the user fixes, and the alert should then still arrive).
 //! The log marks such refusals as permanent so they are told apart from an
-//! outage. Username and password are read from the environment once and
+//! outage. Each phase (connect + TLS + login, then the message) is bounded by
+//! `timeout_s`: lettre's async session has no answer timeout of its own, and a
+//! server that goes silent (seen with a test server that never answered a
+//! failed login) would otherwise hold the outbox round. Username and password are read from the environment once and
 //! never logged.
 
 mod config;
@@ -44,6 +47,10 @@ pub enum SmtpError {
     /// The server answered 5xx: retrying will not help until something changes.
     #[error("the mail server {server} refused the message from {from} (permanent): {reply}")]
     Refused { server: String, from: String, reply: String },
+    /// The server refused the session before the message: the greeting,
+    /// STARTTLS or the login (e.g. 535, wrong credentials).
+    #[error("the mail server {server} refused the session (greeting, STARTTLS or login): {reply}")]
+    SessionRefused { server: String, reply: String },
     /// The server answered 4xx (try again later).
     #[error("the mail server {server} deferred the message from {from}: {reply}")]
     Deferred { server: String, from: String, reply: String },
@@ -221,7 +228,10 @@ impl SmtpNotifier {
     async fn deliver(&self, msg: &Message) -> Result<(), SmtpError> {
         let mut conn = match tokio::time::timeout(self.timeout, self.connect()).await {
             Err(_) => return Err(self.timed_out("connecting")),
-            Ok(conn) => conn.map_err(|e| self.classify(e))?,
+            Ok(conn) => conn.map_err(|e| match self.classify(e) {
+                SmtpError::Refused { server, reply, .. } => SmtpError::SessionRefused { server, reply },
+                other => other,
+            })?,
         };
         let sent = tokio::time::timeout(self.timeout, conn.send(msg.envelope(), &msg.formatted())).await;
         let server = self.server.clone();
@@ -292,7 +302,7 @@ impl Notifier for SmtpNotifier {
                 Ok(())
             }
             Err(e) => {
-                let permanent = matches!(e, SmtpError::Refused { .. });
+                let permanent = matches!(e, SmtpError::Refused { .. } | SmtpError::SessionRefused { .. });
                 let err = NotifyError::Delivery { target: self.server.clone(), source: Box::new(e) };
                 let error = crate::telemetry::chain(&err);
                 if permanent {
