@@ -132,3 +132,30 @@ async fn a_server_that_is_down_is_named_in_the_error_and_in_health() {
     assert!(!n.ping().await);
     assert_eq!(n.last_error(), Some(err));
 }
+
+#[tokio::test]
+async fn a_server_that_goes_silent_is_a_timeout_not_a_hang() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accepts and never greets.
+    let silent = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(sock);
+    });
+    let cfg = SmtpConfig {
+        tls: SmtpTls::None,
+        port: Some(port),
+        timeout_s: 1,
+        ..SmtpConfig::new("127.0.0.1", "cam@example.net", &["me@example.net"])
+    };
+    let n = build(cfg, &ctx()).expect("build");
+    let started = Instant::now();
+    let err = crate::telemetry::chain(&n.send(&alert(), None).await.expect_err("no greeting"));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        err.ends_with(&format!("the mail server 127.0.0.1:{port} did not answer within 1 s while connecting")),
+        "{err}"
+    );
+    silent.abort();
+}
