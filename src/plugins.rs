@@ -196,6 +196,42 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[
             name: |value| Some(config::<notify::webhook::WebhookConfig>(value).ok()?.name()),
         },
     },
+    Row {
+        name: "smtp",
+        check: |value, v, ctx| {
+            if let Some(cfg) = parse::<notify::smtp::SmtpConfig>(value, v) {
+                cfg.check_files(ctx, v);
+            }
+        },
+        build: NotifierFns {
+            build: |value, ctx, _| {
+                Box::pin(async move { Ok(Arc::new(notify::smtp::build(config(value)?, ctx)?) as Arc<dyn Notifier>) })
+            },
+            name: |value| Some(config::<notify::smtp::SmtpConfig>(value).ok()?.name()),
+        },
+    },
+    Row {
+        name: "sendgrid",
+        check: check_as::<notify::sendgrid::SendGridConfig>,
+        build: NotifierFns {
+            build: |value, ctx, _| {
+                Box::pin(
+                    async move { Ok(Arc::new(notify::sendgrid::build(config(value)?, ctx)?) as Arc<dyn Notifier>) },
+                )
+            },
+            name: |value| Some(config::<notify::sendgrid::SendGridConfig>(value).ok()?.name()),
+        },
+    },
+    Row {
+        name: "ntfy",
+        check: check_as::<notify::ntfy::NtfyConfig>,
+        build: NotifierFns {
+            build: |value, ctx, _| {
+                Box::pin(async move { Ok(Arc::new(notify::ntfy::build(config(value)?, ctx)?) as Arc<dyn Notifier>) })
+            },
+            name: |value| Some(config::<notify::ntfy::NtfyConfig>(value).ok()?.name()),
+        },
+    },
 ];
 
 /// A plugin's config block; one left out (or empty) in the YAML reads as `{}`.

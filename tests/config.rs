@@ -179,6 +179,48 @@ fn a_webhook_block_is_checked_with_paths_and_lines() {
 }
 
 #[test]
+fn email_and_push_blocks_are_checked_with_paths_and_lines() {
+    let text = format!(
+        "{MINIMAL}notifiers:\n  - backend: smtp\n    config:\n      host: mail.example.net\n      tls: none\n      \
+         from: homesec\n      to: []\n  - backend: sendgrid\n    config:\n      \
+         api_key_env: HOMESEC_TEST_SURELY_UNSET_SG\n      from: a@example.net\n      to: [me@example.net]\n  \
+         - backend: ntfy\n    config:\n      server: http://ntfy.example.net\n      topic: a/b\n      \
+         priority: {{high: 9}}\n"
+    );
+    let issues = parse(&text).unwrap_err();
+    assert_eq!(issues.len(), 7, "{issues:#?}");
+    let tls = find(&issues, "notifiers[0].config.tls");
+    assert!(tls.message.contains("in clear to mail.example.net"), "{tls}");
+    assert_eq!(tls.line, Some(15));
+    assert!(find(&issues, "notifiers[0].config.from").message.contains("`homesec` is not an email address"));
+    assert!(find(&issues, "notifiers[0].config.to").message.contains("at least one recipient"));
+    let key = find(&issues, "notifiers[1].config.api_key_env");
+    assert!(key.message.contains("HOMESEC_TEST_SURELY_UNSET_SG is not set"), "{key}");
+    assert!(find(&issues, "notifiers[2].config.server").message.contains("must be https"));
+    assert!(find(&issues, "notifiers[2].config.topic").message.contains("letters, digits"));
+    assert!(find(&issues, "notifiers[2].config.priority.high").message.contains("between 1 and 5 (got 9)"));
+}
+
+#[test]
+fn the_examples_notifier_blocks_are_valid_once_uncommented() {
+    // SAFETY of the test: these variables are only read by this process's config checks.
+    unsafe {
+        for var in ["HOMESEC_WEBHOOK_SECRET", "HOMESEC_SMTP_USER", "HOMESEC_SMTP_PASSWORD", "HOMESEC_SENDGRID_API_KEY"]
+        {
+            std::env::set_var(var, "x");
+        }
+        std::env::set_var("HOMESEC_NTFY_TOKEN", "tk_x");
+    }
+    let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
+    let start = example.find("  # - backend: webhook").expect("the webhook block");
+    let end = start + example[start..].find("\n\n").expect("the end of the notifiers");
+    let blocks: String = example[start..end].lines().map(|l| format!("{}\n", l.replacen("  # ", "  ", 1))).collect();
+    let cfg = parse(&format!("{MINIMAL}notifiers:\n{blocks}")).unwrap_or_else(|i| panic!("{blocks}\n{i:#?}"));
+    let backends: Vec<&str> = cfg.notifiers.iter().map(|n| n.backend.as_str()).collect();
+    assert_eq!(backends, ["webhook", "smtp", "sendgrid", "ntfy"]);
+}
+
+#[test]
 fn retention_limits_are_checked_with_their_paths() {
     let text = format!(
         "{MINIMAL}retention:\n  max_local_size_bytes: 1000\n  keep_records_days: 30\n  keep_summaries_days: 7\n  \

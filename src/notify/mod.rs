@@ -1,8 +1,12 @@
 //! Notifiers: deliver alerts (MQTT + Home Assistant, webhook, email, …).
 
+pub mod email;
 pub mod mqtt;
 pub mod multiplex;
+pub mod ntfy;
 pub mod payload;
+pub mod sendgrid;
+pub mod smtp;
 pub mod webhook;
 
 use async_trait::async_trait;
