@@ -115,6 +115,8 @@ pub struct Probe {
     pub store_ok: bool,
     pub heartbeat_age: Duration,
     pub storage_ok: bool,
+    /// The storage backend's name, and why it failed when it says.
+    pub storage: (String, Option<String>),
     pub sources: Vec<SourceHealth>,
     pub notifiers: Vec<NotifierHealth>,
     /// Notifications waiting in the outbox.
@@ -147,6 +149,10 @@ impl Health {
                 s.camera,
                 s.last_error.as_deref().unwrap_or("no recent activity")
             ));
+        }
+        if !p.storage_ok {
+            let (name, why) = &p.storage;
+            warnings.push(format!("storage {name} unreachable: {}", why.as_deref().unwrap_or("does not answer")));
         }
         for n in p.notifiers.iter().filter(|n| !n.connected) {
             let why = n.last_error.as_deref().unwrap_or("does not answer");
@@ -192,6 +198,8 @@ pub async fn check(
     let store_ok = store_answers(pipeline.store()).await;
     let heartbeat_age = pipeline.heartbeat_age();
     let storage_ok = ping(pipeline.storage().ping()).await;
+    let storage =
+        (pipeline.storage().name().to_owned(), if storage_ok { None } else { pipeline.storage().last_error() });
     let sources = sources.iter().map(|s| s.health()).collect();
     let mut notifiers = Vec::new();
     for n in pipeline.notifiers().iter() {
@@ -200,7 +208,17 @@ pub async fn check(
         notifiers.push(NotifierHealth { name: n.name().to_owned(), connected, last_error });
     }
     let outbox_len = pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
-    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len, disk, db_problem })
+    Health::judge(Probe {
+        store_ok,
+        heartbeat_age,
+        storage_ok,
+        storage,
+        sources,
+        notifiers,
+        outbox_len,
+        disk,
+        db_problem,
+    })
 }
 
 /// Whether the daemon itself is alive (what the systemd watchdog is fed on).
@@ -256,6 +274,7 @@ mod tests {
             store_ok: true,
             heartbeat_age: Duration::from_secs(1),
             storage_ok: true,
+            storage: ("local".into(), None),
             sources: vec![source("porch", true)],
             notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true, last_error: None }],
             outbox_len: 0,

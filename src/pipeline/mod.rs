@@ -2,6 +2,7 @@
 //! stage result committed to the store with its event. Knows only traits, the
 //! store and the domain.
 
+mod artifacts;
 mod flow;
 mod outbox;
 mod recovery;
@@ -66,6 +67,8 @@ pub struct Parts {
     pub concurrency: ConcurrencyConfig,
     /// Where alert snapshots are written.
     pub snapshots_dir: PathBuf,
+    /// Where clips whose recording is gone are fetched back from the storage.
+    pub fetched_dir: PathBuf,
     /// Dates records and alerts, ages notifications against their TTL, times
     /// the loop's heartbeat.
     pub clock: SharedClock,

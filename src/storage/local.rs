@@ -30,9 +30,7 @@ impl Default for LocalStorageConfig {
 
 impl PluginConfig for LocalStorageConfig {
     fn validate(&self, v: &mut Validator<'_>) {
-        v.check(self.path_template.contains("{clip_id}"), "path_template", "must contain {clip_id}");
-        v.check(!self.path_template.starts_with('/'), "path_template", "must be relative to root");
-        v.check(!self.path_template.contains(".."), "path_template", "must not contain `..`");
+        super::validate_template(&self.path_template, v);
     }
 }
 
@@ -48,10 +46,24 @@ impl LocalStorage {
     }
 
     fn key(&self, clip: &Clip) -> String {
-        self.cfg
-            .path_template
-            .replace("{camera_name}", clip.camera.as_str())
-            .replace("{clip_id}", clip.clip_id.as_str())
+        super::clip_key(&self.cfg.path_template, clip)
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("file://{}", self.root.join(key).display())
+    }
+
+    fn view_url(&self, key: &str) -> Option<String> {
+        self.cfg.view_url_prefix.as_ref().map(|p| format!("{}/{key}", p.trim_end_matches('/')))
+    }
+
+    /// The file a `file://` URI of this storage names (under the root).
+    fn file_of(&self, uri: &str) -> Result<PathBuf, StorageError> {
+        let foreign = || StorageError::ForeignUri { uri: uri.to_owned(), expected: self.uri("") };
+        let path = PathBuf::from(uri.strip_prefix("file://").ok_or_else(foreign)?);
+        let inside =
+            path.starts_with(&self.root) && !path.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        if inside { Ok(path) } else { Err(foreign()) }
     }
 }
 
@@ -70,8 +82,55 @@ impl StorageBackend for LocalStorage {
             .await
             .map_err(|e| StorageError::Backend(e.to_string()))?
             .map_err(|source| StorageError::Io { path: local.display().to_string(), key: key.clone(), source })?;
-        let view_url = self.cfg.view_url_prefix.as_ref().map(|p| format!("{}/{key}", p.trim_end_matches('/')));
-        Ok(StoredObject { storage_uri: format!("file://{}", dest.display()), view_url })
+        Ok(StoredObject { storage_uri: self.uri(&key), view_url: self.view_url(&key) })
+    }
+
+    async fn put_json(&self, clip: &Clip, name: &str, value: &serde_json::Value) -> Result<StoredObject, StorageError> {
+        let key = super::json_key(&self.key(clip), name);
+        let dest = self.root.join(&key);
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let target = dest.clone();
+        tokio::task::spawn_blocking(move || crate::fsutil::write_durable(&target, &bytes))
+            .await
+            .map_err(|e| StorageError::Backend(e.to_string()))?
+            .map_err(|source| StorageError::Io { path: format!("{name} JSON"), key: key.clone(), source })?;
+        Ok(StoredObject { storage_uri: self.uri(&key), view_url: self.view_url(&key) })
+    }
+
+    async fn get(&self, storage_uri: &str, dest: &Path) -> Result<(), StorageError> {
+        let src = self.file_of(storage_uri)?;
+        if !tokio::fs::try_exists(&src).await.unwrap_or(false) {
+            return Err(StorageError::NotFound { uri: storage_uri.to_owned() });
+        }
+        let target = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::fsutil::copy_durable(&src, &target))
+            .await
+            .map_err(|e| StorageError::Backend(e.to_string()))?
+            .map_err(|source| StorageError::Fetch {
+                uri: storage_uri.to_owned(),
+                dest: dest.display().to_string(),
+                source,
+            })
+    }
+
+    async fn exists(&self, storage_uri: &str) -> Result<bool, StorageError> {
+        let path = self.file_of(storage_uri)?;
+        tokio::fs::try_exists(&path).await.map_err(|source| StorageError::Io {
+            path: path.display().to_string(),
+            key: storage_uri.to_owned(),
+            source,
+        })
+    }
+
+    async fn delete(&self, storage_uri: &str) -> Result<(), StorageError> {
+        let path = self.file_of(storage_uri)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => {
+                Err(StorageError::Io { path: path.display().to_string(), key: storage_uri.to_owned(), source })
+            }
+        }
     }
 
     fn local_root(&self) -> Option<&Path> {
