@@ -150,33 +150,53 @@ fn env(name: &str, field: &str) -> Result<String, PluginBuildError> {
     })
 }
 
-/// Builds the backend: reads the credentials from the environment.
+/// The keys the backend signs with.
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+/// Builds the backend: reads the credentials from the environment variables
+/// the config names.
 pub fn build(cfg: S3Config, _ctx: &PluginContext) -> Result<S3Storage, PluginBuildError> {
-    let timeout = Duration::from_secs(cfg.timeout_s);
-    let options = ClientOptions::new()
-        .with_allow_http(cfg.allow_http)
-        .with_timeout(timeout)
-        .with_connect_timeout(Duration::from_secs(5));
-    // A few quick retries inside one attempt; the pipeline retries the rest.
-    let retry = RetryConfig { max_retries: 2, retry_timeout: timeout, ..RetryConfig::default() };
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(&cfg.bucket)
-        .with_region(&cfg.region)
-        .with_access_key_id(env(&cfg.access_key_id_env, "access_key_id_env")?)
-        .with_secret_access_key(env(&cfg.secret_access_key_env, "secret_access_key_env")?)
-        .with_virtual_hosted_style_request(!cfg.path_style)
-        .with_client_options(options)
-        .with_retry(retry);
-    if let Some(token_env) = &cfg.session_token_env {
-        builder = builder.with_token(env(token_env, "session_token_env")?);
+    let credentials = S3Credentials {
+        access_key_id: env(&cfg.access_key_id_env, "access_key_id_env")?,
+        secret_access_key: env(&cfg.secret_access_key_env, "secret_access_key_env")?,
+        session_token: cfg.session_token_env.as_deref().map(|e| env(e, "session_token_env")).transpose()?,
+    };
+    S3Storage::connect(cfg, credentials)
+}
+
+impl S3Storage {
+    /// The backend on `cfg` with these credentials (no request is made yet).
+    pub fn connect(cfg: S3Config, credentials: S3Credentials) -> Result<S3Storage, PluginBuildError> {
+        let timeout = Duration::from_secs(cfg.timeout_s);
+        let options = ClientOptions::new()
+            .with_allow_http(cfg.allow_http)
+            .with_timeout(timeout)
+            .with_connect_timeout(Duration::from_secs(5));
+        // A few quick retries inside one attempt; the pipeline retries the rest.
+        let retry = RetryConfig { max_retries: 2, retry_timeout: timeout, ..RetryConfig::default() };
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&cfg.bucket)
+            .with_region(&cfg.region)
+            .with_access_key_id(credentials.access_key_id)
+            .with_secret_access_key(credentials.secret_access_key)
+            .with_virtual_hosted_style_request(!cfg.path_style)
+            .with_client_options(options)
+            .with_retry(retry);
+        if let Some(token) = credentials.session_token {
+            builder = builder.with_token(token);
+        }
+        if let Some(endpoint) = &cfg.endpoint {
+            builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+        }
+        let store = builder.build().map_err(|e| PluginBuildError::new("storage", "s3", e))?;
+        let endpoint = cfg.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", cfg.region));
+        let target = format!("S3 bucket `{}` at {endpoint}", cfg.bucket);
+        Ok(S3Storage { store: Arc::new(store), cfg, target, last_error: Mutex::new(None) })
     }
-    if let Some(endpoint) = &cfg.endpoint {
-        builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
-    }
-    let store = builder.build().map_err(|e| PluginBuildError::new("storage", "s3", e))?;
-    let endpoint = cfg.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", cfg.region));
-    let target = format!("S3 bucket `{}` at {endpoint}", cfg.bucket);
-    Ok(S3Storage { store: Arc::new(store), cfg, target, last_error: Mutex::new(None) })
 }
 
 impl S3Storage {

@@ -6,6 +6,7 @@ pub mod peers;
 pub mod pki;
 pub mod postgres;
 pub mod rtsp;
+pub mod s3;
 
 use std::path::PathBuf;
 
