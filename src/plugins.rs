@@ -118,6 +118,11 @@ const STORAGES: &[Row<Build<dyn StorageBackend>>] = &[
         check: check_as::<storage::s3::S3Config>,
         build: |value, ctx| Ok(Arc::new(storage::s3::build(config(value)?, ctx)?)),
     },
+    Row {
+        name: "dropbox",
+        check: check_as::<storage::dropbox::DropboxConfig>,
+        build: |value, ctx| Ok(Arc::new(storage::dropbox::build(config(value)?, ctx)?)),
+    },
 ];
 
 /// Where clip state is synced (built by the daemon from [`crate::sync::SyncSettings`]).

@@ -144,3 +144,71 @@ impl StorageBackend for LocalStorage {
         ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ClipId;
+
+    fn storage(root: &Path) -> LocalStorage {
+        let cfg = LocalStorageConfig { root: Some(root.to_path_buf()), ..LocalStorageConfig::default() };
+        LocalStorage { root: root.to_path_buf(), cfg }
+    }
+
+    fn clip(path: &Path) -> Clip {
+        Clip {
+            clip_id: ClipId("porch_1".into()),
+            camera: "porch".into(),
+            local_path: path.display().to_string(),
+            start_ms: 1,
+            end_ms: 2,
+            source_backend: "folder".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clip_is_stored_fetched_back_checked_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let src = dir.path().join("porch_1.mp4");
+        std::fs::write(&src, b"clip bytes").unwrap();
+        let s = storage(&root);
+        let c = clip(&src);
+
+        let stored = s.put(&c, &src).await.unwrap();
+        assert_eq!(stored.storage_uri, format!("file://{}", root.join("porch/porch_1.mp4").display()));
+        let json = serde_json::json!({"risk_level": "low"});
+        let doc = s.put_json(&c, "analysis", &json).await.unwrap();
+        let doc_path = root.join("porch/porch_1.analysis.json");
+        assert_eq!(doc.storage_uri, format!("file://{}", doc_path.display()));
+        let read: serde_json::Value = serde_json::from_slice(&std::fs::read(&doc_path).unwrap()).unwrap();
+        assert_eq!(read, json);
+
+        let back = dir.path().join("fetched/porch_1.mp4");
+        s.get(&stored.storage_uri, &back).await.unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), b"clip bytes");
+
+        assert!(s.exists(&stored.storage_uri).await.unwrap());
+        s.delete(&stored.storage_uri).await.unwrap();
+        assert!(!s.exists(&stored.storage_uri).await.unwrap());
+        s.delete(&stored.storage_uri).await.unwrap();
+        let err = s.get(&stored.storage_uri, &back).await.unwrap_err();
+        assert!(err.to_string().ends_with("porch/porch_1.mp4 does not exist in the storage"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_uri_outside_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let s = storage(&root);
+        for uri in [
+            "file:///etc/passwd".to_owned(),
+            format!("file://{}/../secret", root.display()),
+            "s3://bucket/porch/porch_1.mp4".to_owned(),
+        ] {
+            let err = s.exists(&uri).await.unwrap_err();
+            assert!(err.to_string().contains("is not an object of this storage"), "{uri}: {err}");
+            assert!(s.delete(&uri).await.is_err(), "{uri}");
+        }
+    }
+}

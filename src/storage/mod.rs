@@ -1,10 +1,11 @@
-//! Storage backends: where clips are kept for viewing (local disk, S3).
+//! Storage backends: where clips are kept for viewing (local disk, S3, Dropbox).
 //!
 //! A backend stores a clip's file under a key made from its path template
 //! (default `{camera_name}/{clip_id}.mp4`), and JSON artifacts (the analysis)
 //! next to it; a stored object is addressed by its `storage_uri` afterwards
 //! (fetch it back, ask whether it is there, delete it).
 
+pub mod dropbox;
 pub mod local;
 pub mod s3;
 
