@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod dropbox;
 pub mod peers;
 pub mod pki;
 pub mod postgres;
