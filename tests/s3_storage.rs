@@ -197,6 +197,14 @@ fn record_when(daemon: &Daemon, what: &str, timeout: Duration, done: impl Fn(&Va
     wait_for(what, timeout, || daemon.clips().into_iter().find(|c| done(c)))
 }
 
+/// [`record_when`] on a daemon whose clips API wants `key`.
+fn record_with_key(daemon: &Daemon, key: &str, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, timeout, || {
+        let (_, v) = daemon.get_with_key("/api/v1/clips?limit=1000", Some(key))?;
+        v["clips"].as_array()?.iter().find(|c| done(c)).cloned()
+    })
+}
+
 fn health(daemon: &Daemon) -> Value {
     daemon.get("/health").map(|(_, h)| h).unwrap_or(Value::Null)
 }
@@ -344,4 +352,61 @@ fn a_recording_gone_from_the_box_is_fetched_back_for_analysis() {
     let left: Vec<_> = std::fs::read_dir(&fetched).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
     assert!(left.is_empty(), "left in {}: {left:?}", fetched.display());
     assert!(!Path::new(&local).exists());
+}
+
+/// `POST path` to the daemon's API, with `X-API-Key` when given: status and JSON.
+fn post(daemon: &Daemon, path: &str, key: Option<&str>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", daemon.api_port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = key.map(|k| format!("X-API-Key: {k}\r\n")).unwrap_or_default();
+    write!(stream, "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n{auth}\r\n").unwrap();
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_clip_whose_recording_was_deleted_is_reanalysed_from_the_bucket_on_request() {
+    const API_KEY: &str = "s3-test-api-key";
+    let moto = Moto::start();
+    moto.create_bucket("homesec");
+    let vlm = FakeVlm::start(vlm_answer(), Duration::ZERO);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = daemon_config(tmp.path(), &moto, "homesec", Some(vlm.port));
+    config = config.replace("server:\n", "server:\n  api_key_env: S3_TEST_API_KEY\n");
+    let mut env = env().to_vec();
+    env.push(("S3_TEST_API_KEY", API_KEY));
+    let daemon = Daemon::start(tmp.path(), &config, &env);
+
+    daemon.drop_clip(&common::footage(FOOTAGE), "driveway_20261202160000.mp4");
+    let done = record_with_key(&daemon, API_KEY, "the clip done", Duration::from_secs(120), |c| c["status"] == "done");
+    let id = done["clip"]["clip_id"].as_str().unwrap().to_owned();
+    assert_eq!(vlm.requests.lock().unwrap().len(), 1);
+    let local = done["clip"]["local_path"].as_str().unwrap().to_owned();
+    std::fs::remove_file(&local).unwrap();
+
+    let path = format!("/api/v1/clips/{id}/reanalyze");
+    assert_eq!(post(&daemon, &path, None).0, 401, "the API key is required");
+    assert_eq!(post(&daemon, "/api/v1/clips/nosuch/reanalyze", Some(API_KEY)).0, 404);
+    let (code, body) = post(&daemon, &path, Some(API_KEY));
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["fetch_from_storage"], true, "{body}");
+
+    wait_for("the VLM asked again", Duration::from_secs(120), || {
+        (vlm.requests.lock().unwrap().len() == 2).then_some(())
+    });
+    let again = record_with_key(&daemon, API_KEY, "the clip done again", Duration::from_secs(60), |c| {
+        c["status"] == "done" && c["analysis_uri"].is_string()
+    });
+    assert_eq!(again["storage_uri"], done["storage_uri"], "the upload stays as it was");
+    assert_eq!(again["clip"]["local_path"], local.as_str());
+    assert!(daemon.log_text().contains("fetched the clip back from the storage"));
+    let events = daemon.get_with_key(&format!("/api/v1/clips/{id}"), Some(API_KEY)).unwrap().1["events"].to_string();
+    assert!(events.contains("re-analysis requested (the clip is fetched back from the storage)"), "{events}");
+    let fetched = tmp.path().join("data/fetched");
+    let left: Vec<_> = std::fs::read_dir(&fetched).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", fetched.display());
 }

@@ -78,3 +78,62 @@ impl Pipeline {
         Ok(())
     }
 }
+
+/// What a request to analyse a clip again came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reanalysis {
+    /// Queued: filter, VLM, policy and notify run again (`fetch`: from a copy
+    /// fetched back from the storage, the recording being gone).
+    Queued {
+        fetch: bool,
+    },
+    NotFound,
+    /// The clip is being processed now.
+    InFlight,
+    /// The recording is gone and the clip was never uploaded.
+    NothingToAnalyse,
+    /// Quarantined clips go back through `cleanup --recheck-quarantine`.
+    Quarantined,
+}
+
+impl Pipeline {
+    /// Runs a finished clip through filter, VLM, policy and notify again (the
+    /// upload stays as it is): its results are reset in one transaction with a
+    /// `requeued` event, then the clip is processed like any other, from its
+    /// recording or, when that is gone, from a copy fetched back from the storage.
+    pub async fn reanalyze(self: &std::sync::Arc<Self>, id: &crate::domain::ClipId) -> Result<Reanalysis, StoreError> {
+        if self.in_flight.lock().map(|s| s.contains(id)).unwrap_or(true) {
+            return Ok(Reanalysis::InFlight);
+        }
+        let key = id.0.clone();
+        let Some(record) = self.parts.store.run(move |s| s.get_clip(&key)).await? else {
+            return Ok(Reanalysis::NotFound);
+        };
+        if record.quarantine.is_some() {
+            return Ok(Reanalysis::Quarantined);
+        }
+        let on_disk = tokio::fs::try_exists(&record.clip.local_path).await.unwrap_or(false);
+        if !on_disk && record.storage_uri.is_none() {
+            return Ok(Reanalysis::NothingToAnalyse);
+        }
+        let reason = if on_disk {
+            "re-analysis requested".to_owned()
+        } else {
+            "re-analysis requested (the clip is fetched back from the storage)".to_owned()
+        };
+        self.commit(&record.clip, vec![crate::domain::EventKind::Requeued { reason }], |r| {
+            r.filter = Default::default();
+            r.vlm = Default::default();
+            r.notify = Default::default();
+            r.filter_result = None;
+            r.analysis = None;
+            r.analysis_uri = None;
+            r.decision = None;
+            r.completed_ms = None;
+        })
+        .await?;
+        info!(camera = %record.clip.camera, clip_id = %id, fetch = !on_disk, "clip queued for re-analysis");
+        self.spawn_clip(id.clone());
+        Ok(Reanalysis::Queued { fetch: !on_disk })
+    }
+}

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+pub use artifacts::Reanalysis;
 pub use sink::{ClipSink, Sighting};
 pub use stage::{AttemptError, StageError, StageOutcome};
 
