@@ -133,6 +133,18 @@ fn an_expired_access_token_is_refreshed_and_a_rate_limit_waited_out() {
     let waited = retried.duration_since(*limited);
     assert!(waited >= Duration::from_millis(990), "retried after {waited:?}, Retry-After said 1 s");
     assert!(dbx.file("/homesec/driveway/driveway_3.mp4").is_some());
+
+    // A token that expires within the refresh margin (five minutes) is
+    // renewed before it is used: one new token per call.
+    {
+        let mut st = dbx.state.lock().unwrap();
+        st.expires_in = 60;
+        st.expire_next = 1;
+    }
+    rt.block_on(store.put(&clip("driveway_4", &src), &src)).unwrap();
+    let granted = dbx.state.lock().unwrap().tokens_granted;
+    rt.block_on(store.put(&clip("driveway_5", &src), &src)).unwrap();
+    assert_eq!(dbx.state.lock().unwrap().tokens_granted, granted + 1, "renewed before expiry");
     assert_eq!(dbx.violations(), Vec::<String>::new());
 }
 

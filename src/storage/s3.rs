@@ -268,6 +268,8 @@ impl S3Storage {
             }
             writer.write(&buf[..n]);
             if let Err(e) = writer.wait_for_capacity(2).await {
+                // Parts of an unfinished upload would be kept (and billed) by the service.
+                let _ = writer.abort().await;
                 return Err(self.remote(format!("uploading a part of {key}"), e));
             }
         }

@@ -27,7 +27,6 @@ pub const APP_KEY_ENV: &str = "HOMESEC_TEST_DBX_KEY";
 pub const APP_SECRET_ENV: &str = "HOMESEC_TEST_DBX_SECRET";
 pub const REFRESH_TOKEN_ENV: &str = "HOMESEC_TEST_DBX_REFRESH";
 
-#[derive(Default)]
 pub struct State {
     /// Files by lower-cased path.
     pub files: HashMap<String, (String, Vec<u8>)>,
@@ -41,6 +40,8 @@ pub struct State {
     pub expire_next: u32,
     /// This many API calls are answered `429` with `Retry-After: 1`.
     pub rate_limit_next: u32,
+    /// Lifetime of the access tokens handed out (Dropbox's are 4 hours).
+    pub expires_in: u64,
     /// Every API call: (endpoint, when).
     pub calls: Vec<(String, Instant)>,
     pub violations: Vec<String>,
@@ -71,6 +72,23 @@ fn meta(display: &str, size: usize) -> Value {
         "content_hash": "0".repeat(64),
         "is_downloadable": true
     })
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            files: HashMap::new(),
+            sessions: HashMap::new(),
+            token: None,
+            tokens_granted: 0,
+            revoked: false,
+            expire_next: 0,
+            rate_limit_next: 0,
+            expires_in: 14400,
+            calls: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
 }
 
 impl State {
@@ -250,7 +268,8 @@ impl State {
         self.tokens_granted += 1;
         let token = format!("sl.test-access-{}", self.tokens_granted);
         self.token = Some(token.clone());
-        axum::Json(json!({"access_token": token, "token_type": "bearer", "expires_in": 14400})).into_response()
+        axum::Json(json!({"access_token": token, "token_type": "bearer", "expires_in": self.expires_in}))
+            .into_response()
     }
 }
 
