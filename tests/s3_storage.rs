@@ -142,6 +142,7 @@ fn a_missing_bucket_and_an_unreachable_endpoint_are_named() {
     let why = s3.last_error().unwrap();
     let target = format!("S3 bucket `nosuch` at {}", moto.endpoint());
     assert!(why.contains(&target) && why.contains("NoSuchBucket"), "{why}");
+    assert!(why.contains("listing the bucket failed: the bucket does not exist"), "{why}");
     let err = rt.block_on(s3.put(&clip("driveway_1", &src), &src)).unwrap_err();
     let text = homesec::telemetry::chain(&err);
     assert!(text.contains(&target) && text.contains("PUT driveway/driveway_1.mp4"), "{text}");
@@ -154,10 +155,28 @@ fn a_missing_bucket_and_an_unreachable_endpoint_are_named() {
     moto.stop();
     assert!(!rt.block_on(s3.ping()));
     let why = s3.last_error().unwrap();
-    assert!(why.contains(&target), "{why}");
+    assert!(why.contains(&target) && why.contains("failed: nothing answers at the endpoint"), "{why}");
     let err = rt.block_on(s3.put(&clip("driveway_2", &src), &src)).unwrap_err();
     assert!(homesec::telemetry::chain(&err).contains(&target), "{err}");
     assert!(err.is_transient());
+}
+
+#[test]
+fn wrong_credentials_are_named_and_never_said() {
+    let moto = Moto::start_checking_credentials();
+    let s3 = backend(&moto, "clips", json!({}));
+    let src = common::footage(FOOTAGE);
+    let rt = rt();
+
+    assert!(!rt.block_on(s3.ping()));
+    let why = s3.last_error().unwrap();
+    let target = format!("S3 bucket `clips` at {}", moto.endpoint());
+    assert!(why.contains(&target) && why.contains("InvalidAccessKeyId"), "{why}");
+    assert!(why.contains("failed: the access key id is not known to the service"), "{why}");
+    let err = rt.block_on(s3.put(&clip("driveway_1", &src), &src)).unwrap_err();
+    let text = homesec::telemetry::chain(&err);
+    assert!(text.contains(&target) && text.contains("InvalidAccessKeyId"), "{text}");
+    assert!(!text.contains(SECRET_KEY) && !why.contains(SECRET_KEY), "the secret in: {text}");
 }
 
 fn vlm_answer() -> Value {

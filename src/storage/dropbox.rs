@@ -252,6 +252,7 @@ impl DropboxStorage {
         StorageError::Remote {
             target: self.target(),
             what: what.into(),
+            hint: String::new(),
             transient: e.is_transient(),
             source: Box::new(e),
         }

@@ -42,10 +42,12 @@ pub enum StorageError {
     #[error("{uri} does not exist in the storage")]
     NotFound { uri: String },
     /// A remote service failed; `target` names where (bucket and endpoint).
-    #[error("{target}: {what} failed")]
+    #[error("{target}: {what} failed{hint}")]
     Remote {
         target: String,
         what: String,
+        /// A plain reading of the service's answer (`: the bucket does not exist`), or empty.
+        hint: String,
         /// Whether another attempt may succeed (unreachable, 5xx, throttled).
         transient: bool,
         #[source]

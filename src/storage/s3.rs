@@ -136,6 +136,22 @@ impl PluginConfig for S3Config {
     }
 }
 
+/// A plain sentence for the S3 error codes a misconfigured box meets.
+fn hint(error: &str) -> Option<&'static str> {
+    const HINTS: &[(&str, &str)] = &[
+        ("NoSuchBucket", "the bucket does not exist"),
+        ("InvalidAccessKeyId", "the access key id is not known to the service"),
+        ("SignatureDoesNotMatch", "the secret access key is wrong"),
+        ("AccessDenied", "the credentials may not do this in the bucket"),
+        ("ExpiredToken", "the session token has expired"),
+        ("PermanentRedirect", "the bucket is in another region"),
+        ("AuthorizationHeaderMalformed", "the region does not match the bucket's"),
+        ("Connection refused", "nothing answers at the endpoint"),
+        ("dns error", "the endpoint's host name does not resolve"),
+    ];
+    HINTS.iter().find(|(code, _)| error.contains(code)).map(|(_, hint)| *hint)
+}
+
 pub struct S3Storage {
     store: Arc<AmazonS3>,
     cfg: S3Config,
@@ -216,7 +232,8 @@ impl S3Storage {
     fn remote(&self, what: impl Into<String>, e: object_store::Error) -> StorageError {
         let transient =
             !matches!(e, object_store::Error::InvalidPath { .. } | object_store::Error::NotSupported { .. });
-        StorageError::Remote { target: self.target.clone(), what: what.into(), transient, source: Box::new(e) }
+        let hint = hint(&crate::telemetry::chain(&e)).map(|h| format!(": {h}")).unwrap_or_default();
+        StorageError::Remote { target: self.target.clone(), what: what.into(), hint, transient, source: Box::new(e) }
     }
 
     /// Remembers the outcome for `/health`.

@@ -37,19 +37,34 @@ pub struct Moto {
     pub port: u16,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
+    /// Checks every request's credentials against its IAM (which knows none).
+    auth: bool,
 }
 
 impl Moto {
     pub fn start() -> Moto {
+        Self::start_as(false)
+    }
+
+    /// A server that checks credentials: every key is unknown to it.
+    pub fn start_checking_credentials() -> Moto {
+        Self::start_as(true)
+    }
+
+    fn start_as(auth: bool) -> Moto {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut m = Moto { port: free_port(), child: None, rt };
+        let mut m = Moto { port: free_port(), child: None, rt, auth };
         m.restart();
         m
     }
 
     /// Starts the server (again) on the same port, empty.
     pub fn restart(&mut self) {
-        let child = Command::new(moto_server())
+        let mut cmd = Command::new(moto_server());
+        if self.auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
