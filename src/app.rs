@@ -90,6 +90,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             retry: cfg.retry.clone(),
             concurrency: cfg.concurrency.clone(),
             snapshots_dir: layout.snapshots(),
+            fetched_dir: layout.fetched(),
             clock: clock.clone(),
         },
         shutdown.clone(),

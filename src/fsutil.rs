@@ -71,6 +71,12 @@ impl DataLayout {
         self.data_dir.join("storage")
     }
 
+    /// Clips fetched back from the storage for processing (their recording
+    /// was gone), deleted once processed.
+    pub fn fetched(&self) -> PathBuf {
+        self.data_dir.join("fetched")
+    }
+
     /// Update bundles and state.
     pub fn update(&self) -> PathBuf {
         self.data_dir.join("update")

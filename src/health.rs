@@ -3,8 +3,9 @@
 //!
 //! Two questions with two answers:
 //! - [`Health`]: is the box doing its job? The store, the pipeline's loop,
-//!   storage and sources are critical (unhealthy without them); notifiers only
-//!   degrade it.
+//!   the sources are critical (unhealthy without them); storage, notifiers,
+//!   the disk budget and the Postgres sync only degrade it: clips wait on the
+//!   box and their uploads and alerts are retried.
 //! - [`Liveness`]: is the daemon itself alive? Its pipeline loop runs and its
 //!   store answers. This is what the watchdog stands for: restarting the daemon
 //!   would not fix an offline camera.
@@ -50,7 +51,7 @@ pub struct Checks {
     pub pipeline: bool,
     /// Every camera source reports itself healthy (critical).
     pub sources: bool,
-    /// The storage backend answers its ping (critical).
+    /// The storage backend answers its ping (degrades only).
     pub storage: bool,
     /// The redb store answers a read (critical).
     pub store: bool,
@@ -63,9 +64,9 @@ impl Checks {
     }
 
     pub fn status(&self) -> HealthStatus {
-        if !self.daemon_up() || !self.storage || !self.sources {
+        if !self.daemon_up() || !self.sources {
             HealthStatus::Unhealthy
-        } else if !self.notifiers || !self.disk || !self.db {
+        } else if !self.storage || !self.notifiers || !self.disk || !self.db {
             HealthStatus::Degraded
         } else {
             HealthStatus::Healthy
@@ -115,6 +116,8 @@ pub struct Probe {
     pub store_ok: bool,
     pub heartbeat_age: Duration,
     pub storage_ok: bool,
+    /// The storage backend's name, and why it failed when it says.
+    pub storage: (String, Option<String>),
     pub sources: Vec<SourceHealth>,
     pub notifiers: Vec<NotifierHealth>,
     /// Notifications waiting in the outbox.
@@ -147,6 +150,10 @@ impl Health {
                 s.camera,
                 s.last_error.as_deref().unwrap_or("no recent activity")
             ));
+        }
+        if !p.storage_ok {
+            let (name, why) = &p.storage;
+            warnings.push(format!("storage {name} unreachable: {}", why.as_deref().unwrap_or("does not answer")));
         }
         for n in p.notifiers.iter().filter(|n| !n.connected) {
             let why = n.last_error.as_deref().unwrap_or("does not answer");
@@ -192,6 +199,8 @@ pub async fn check(
     let store_ok = store_answers(pipeline.store()).await;
     let heartbeat_age = pipeline.heartbeat_age();
     let storage_ok = ping(pipeline.storage().ping()).await;
+    let storage =
+        (pipeline.storage().name().to_owned(), if storage_ok { None } else { pipeline.storage().last_error() });
     let sources = sources.iter().map(|s| s.health()).collect();
     let mut notifiers = Vec::new();
     for n in pipeline.notifiers().iter() {
@@ -200,7 +209,17 @@ pub async fn check(
         notifiers.push(NotifierHealth { name: n.name().to_owned(), connected, last_error });
     }
     let outbox_len = pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
-    Health::judge(Probe { store_ok, heartbeat_age, storage_ok, sources, notifiers, outbox_len, disk, db_problem })
+    Health::judge(Probe {
+        store_ok,
+        heartbeat_age,
+        storage_ok,
+        storage,
+        sources,
+        notifiers,
+        outbox_len,
+        disk,
+        db_problem,
+    })
 }
 
 /// Whether the daemon itself is alive (what the systemd watchdog is fed on).
@@ -256,6 +275,7 @@ mod tests {
             store_ok: true,
             heartbeat_age: Duration::from_secs(1),
             storage_ok: true,
+            storage: ("local".into(), None),
             sources: vec![source("porch", true)],
             notifiers: vec![NotifierHealth { name: "mqtt".into(), connected: true, last_error: None }],
             outbox_len: 0,
@@ -295,6 +315,19 @@ mod tests {
     }
 
     #[test]
+    fn a_storage_out_of_reach_only_degrades_and_says_why() {
+        // Clips wait on the box and their uploads are retried; an update must
+        // not be rolled back because the cloud is away.
+        let mut p = probe();
+        p.storage_ok = false;
+        p.storage.1 = Some("S3 bucket `clips` at http://nas:9000: connection refused".into());
+        let h = Health::judge(p);
+        assert_eq!(h.status, HealthStatus::Degraded);
+        assert!(h.checks.daemon_up());
+        assert_eq!(h.warnings, vec!["storage local unreachable: S3 bucket `clips` at http://nas:9000: connection refused"]);
+    }
+
+    #[test]
     fn a_notifier_down_only_degrades() {
         let mut p = probe();
         p.notifiers[0].connected = false;
@@ -314,11 +347,10 @@ mod tests {
     }
 
     #[test]
-    fn store_pipeline_storage_and_sources_are_critical() {
-        let down: [fn(&mut Probe); 4] = [
+    fn store_pipeline_and_sources_are_critical() {
+        let down: [fn(&mut Probe); 3] = [
             |p| p.store_ok = false,
             |p| p.heartbeat_age = HEARTBEAT_LIMIT,
-            |p| p.storage_ok = false,
             |p| p.sources.push(source("gate", false)),
         ];
         for (i, f) in down.into_iter().enumerate() {

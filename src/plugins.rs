@@ -127,11 +127,23 @@ const SOURCES: &[Row<SourceFns>] = &[
     },
 ];
 
-const STORAGES: &[Row<Build<dyn StorageBackend>>] = &[Row {
-    name: "local",
-    check: check_as::<storage::local::LocalStorageConfig>,
-    build: |value, ctx| Ok(Arc::new(storage::local::LocalStorage::new(config(value)?, ctx))),
-}];
+const STORAGES: &[Row<Build<dyn StorageBackend>>] = &[
+    Row {
+        name: "local",
+        check: check_as::<storage::local::LocalStorageConfig>,
+        build: |value, ctx| Ok(Arc::new(storage::local::LocalStorage::new(config(value)?, ctx))),
+    },
+    Row {
+        name: "s3",
+        check: check_as::<storage::s3::S3Config>,
+        build: |value, ctx| Ok(Arc::new(storage::s3::build(config(value)?, ctx)?)),
+    },
+    Row {
+        name: "dropbox",
+        check: check_as::<storage::dropbox::DropboxConfig>,
+        build: |value, ctx| Ok(Arc::new(storage::dropbox::build(config(value)?, ctx)?)),
+    },
+];
 
 /// Where clip state is synced (built by the daemon from [`crate::sync::SyncSettings`]).
 const SYNCS: &[Row<()>] =

@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/clips", get(clips))
         .route("/api/v1/clips/{id}", get(clip))
+        .route("/api/v1/clips/{id}/reanalyze", post(reanalyze))
         .route("/api/v1/system", get(system))
         .route("/api/v1/cleanup", get(cleanup_plan).post(cleanup_run))
         // A bundle is a whole root file system: streamed to disk, not buffered.
@@ -220,6 +221,33 @@ async fn clip(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): 
             Json(json!({ "clip": summary(&r), "events": events })).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such clip"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
+    }
+}
+
+/// Runs a clip through filter, VLM, policy and notify again (API key required).
+async fn reanalyze(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    use crate::pipeline::Reanalysis;
+    if let Err(r) = authorize(&state, &headers, true) {
+        return *r;
+    }
+    match state.pipeline.reanalyze(&crate::domain::ClipId(id.clone())).await {
+        Ok(Reanalysis::Queued { fetch }) => {
+            (StatusCode::ACCEPTED, Json(json!({ "clip_id": id, "queued": true, "fetch_from_storage": fetch })))
+                .into_response()
+        }
+        Ok(Reanalysis::NotFound) => error(StatusCode::NOT_FOUND, "no such clip"),
+        Ok(Reanalysis::InFlight) => {
+            error(StatusCode::CONFLICT, "the clip is being processed now; ask again when it is done")
+        }
+        Ok(Reanalysis::NothingToAnalyse) => error(
+            StatusCode::CONFLICT,
+            "nothing to analyse: the recording is gone from the box and the clip was never uploaded",
+        ),
+        Ok(Reanalysis::Quarantined) => error(
+            StatusCode::CONFLICT,
+            "the clip is quarantined: `homesec cleanup --recheck-quarantine` sends it back when it reads",
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::telemetry::chain(&e)),
     }
 }

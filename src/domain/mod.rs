@@ -376,6 +376,8 @@ pub struct ClipRecord {
     /// Set when the record of a pruned clip was reduced to its summary
     /// (detections, VLM timeline and events dropped).
     pub compacted_ms: Option<UnixMillis>,
+    /// Where the analysis is stored as JSON next to the clip (`put_json`).
+    pub analysis_uri: Option<String>,
 }
 
 /// What retention deleted of a clip, when and why.
@@ -419,6 +421,7 @@ impl ClipRecord {
             quarantine: None,
             pruned: None,
             compacted_ms: None,
+            analysis_uri: None,
         }
     }
 

@@ -42,6 +42,8 @@ impl Pipeline {
         if !record.needs_processing() {
             return Ok(());
         }
+        // Kept until the clip is processed, however that ends.
+        let Some((record, _fetched)) = self.with_local_copy(record).await? else { return Ok(()) };
         let clip = record.clip.clone();
         let camera = clip.camera.clone();
         tracing::Span::current().record("camera", camera.as_str());
@@ -73,6 +75,11 @@ impl Pipeline {
             StageOutcome::Skipped(_) | StageOutcome::Failed(_) => None,
             StageOutcome::Interrupted => return Ok(()),
         };
+        if let (Some(a), Some(_)) = (&analysis, &upload)
+            && record.analysis_uri.is_none()
+        {
+            self.store_analysis(&clip, a).await?;
+        }
         // The frames live detection kept for the VLM have served.
         let _ = tokio::fs::remove_dir_all(crate::fsutil::frames_dir(std::path::Path::new(&clip.local_path))).await;
 

@@ -2,6 +2,7 @@
 //! stage result committed to the store with its event. Knows only traits, the
 //! store and the domain.
 
+mod artifacts;
 mod flow;
 mod outbox;
 mod recovery;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
+pub use artifacts::Reanalysis;
 pub use sink::{ClipSink, Sighting};
 pub use stage::{AttemptError, StageError, StageOutcome};
 
@@ -66,6 +68,8 @@ pub struct Parts {
     pub concurrency: ConcurrencyConfig,
     /// Where alert snapshots are written.
     pub snapshots_dir: PathBuf,
+    /// Where clips whose recording is gone are fetched back from the storage.
+    pub fetched_dir: PathBuf,
     /// Dates records and alerts, ages notifications against their TTL, times
     /// the loop's heartbeat.
     pub clock: SharedClock,

@@ -96,6 +96,10 @@ impl Pipeline {
                             .await;
                         if let Err(e) = res {
                             warn!(error = %crate::telemetry::chain(&e), "cannot record background upload");
+                        } else if let Some(a) = record.analysis.as_ref().filter(|_| record.analysis_uri.is_none())
+                            && let Err(e) = self.store_analysis(&clip, a).await
+                        {
+                            warn!(error = %crate::telemetry::chain(&e), "cannot record the stored analysis");
                         }
                     }
                     Err(e) => {

@@ -35,6 +35,18 @@ impl StorageBackend for FakeStorage {
         }
         Ok(StoredObject { storage_uri: format!("fake://{}", clip.clip_id), view_url: Some("https://view/x".into()) })
     }
+    async fn put_json(&self, clip: &Clip, name: &str, _: &serde_json::Value) -> Result<StoredObject, StorageError> {
+        Ok(StoredObject { storage_uri: format!("fake://{}.{name}.json", clip.clip_id), view_url: None })
+    }
+    async fn get(&self, uri: &str, _: &Path) -> Result<(), StorageError> {
+        Err(StorageError::NotFound { uri: uri.into() })
+    }
+    async fn exists(&self, _: &str) -> Result<bool, StorageError> {
+        Ok(false)
+    }
+    async fn delete(&self, _: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
     async fn ping(&self) -> bool {
         true
     }
@@ -183,6 +195,7 @@ fn rig(s: Setup) -> Rig {
         },
         concurrency: ConcurrencyConfig::default(),
         snapshots_dir: path.join("snapshots"),
+        fetched_dir: path.join("fetched"),
         clock: clock.clone(),
     };
     let pipeline = Pipeline::new(parts, CancellationToken::new());

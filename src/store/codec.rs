@@ -69,11 +69,13 @@ where
 
 impl Stored for ClipRecord {
     /// 2: `pruned` (when, how much, why) replaces `pruned_ms`; `compacted_ms`.
-    const VERSION: u16 = 2;
+    /// 3: `analysis_uri`.
+    const VERSION: u16 = 3;
 
     fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
         match version {
             1 => from_archive::<v1::ClipRecord>(body).map(Into::into),
+            2 => from_archive::<v2::ClipRecord>(body).map(Into::into),
             v => Err(format!("version {v} is unknown")),
         }
     }
@@ -222,6 +224,7 @@ pub(super) mod v1 {
                     archive_left,
                 }),
                 compacted_ms: None,
+                analysis_uri: None,
             }
         }
     }
@@ -251,6 +254,59 @@ pub(super) mod v1 {
             next_attempt_ms: 1,
             expires_ms: 2,
             last_error: None,
+        }
+    }
+}
+
+/// Layouts written by version 2.
+pub(super) mod v2 {
+    use super::*;
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct ClipRecord {
+        pub(in crate::store) schema_version: u16,
+        pub(in crate::store) clip: Clip,
+        pub(in crate::store) created_ms: UnixMillis,
+        pub(in crate::store) updated_ms: UnixMillis,
+        pub(in crate::store) upload: StageLog,
+        pub(in crate::store) filter: StageLog,
+        pub(in crate::store) vlm: StageLog,
+        pub(in crate::store) notify: StageLog,
+        pub(in crate::store) storage_uri: Option<String>,
+        pub(in crate::store) view_url: Option<String>,
+        pub(in crate::store) filter_result: Option<FilterResult>,
+        pub(in crate::store) analysis: Option<AnalysisResult>,
+        pub(in crate::store) decision: Option<AlertDecision>,
+        pub(in crate::store) snapshot_path: Option<String>,
+        pub(in crate::store) completed_ms: Option<UnixMillis>,
+        pub(in crate::store) quarantine: Option<Quarantine>,
+        pub(in crate::store) pruned: Option<Pruned>,
+        pub(in crate::store) compacted_ms: Option<UnixMillis>,
+    }
+
+    impl From<ClipRecord> for super::ClipRecord {
+        fn from(r: ClipRecord) -> Self {
+            super::ClipRecord {
+                schema_version: r.schema_version,
+                clip: r.clip,
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                upload: r.upload,
+                filter: r.filter,
+                vlm: r.vlm,
+                notify: r.notify,
+                storage_uri: r.storage_uri,
+                view_url: r.view_url,
+                filter_result: r.filter_result,
+                analysis: r.analysis,
+                decision: r.decision,
+                snapshot_path: r.snapshot_path,
+                completed_ms: r.completed_ms,
+                quarantine: r.quarantine,
+                pruned: r.pruned,
+                compacted_ms: r.compacted_ms,
+                analysis_uri: None,
+            }
         }
     }
 }

@@ -497,6 +497,44 @@ mod tests {
     }
 
     #[test]
+    fn a_clip_record_written_by_version_2_is_read_without_an_analysis_uri() {
+        let now = ClipRecord::new(Clip {
+            clip_id: ClipId("front_2".into()),
+            camera: "front".into(),
+            local_path: "/x/front_2.mp4".into(),
+            start_ms: 1,
+            end_ms: 2,
+            source_backend: "folder".into(),
+        });
+        let old = codec::v2::ClipRecord {
+            schema_version: now.schema_version,
+            clip: now.clip.clone(),
+            created_ms: 1,
+            updated_ms: 2,
+            upload: now.upload.clone(),
+            filter: now.filter.clone(),
+            vlm: now.vlm.clone(),
+            notify: now.notify.clone(),
+            storage_uri: Some("s3://clips/front/front_2.mp4".into()),
+            view_url: Some("https://view/front_2".into()),
+            filter_result: None,
+            analysis: None,
+            decision: None,
+            snapshot_path: None,
+            completed_ms: Some(3),
+            quarantine: None,
+            pruned: None,
+            compacted_ms: None,
+        };
+        let mut bytes = 2u16.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&rkyv::to_bytes::<rkyv::rancor::Error>(&old).unwrap());
+        let read = decode::<ClipRecord>("clip front_2", &bytes).unwrap();
+        assert_eq!(read.storage_uri.as_deref(), Some("s3://clips/front/front_2.mp4"));
+        assert_eq!(read.completed_ms, Some(3));
+        assert_eq!(read.analysis_uri, None);
+    }
+
+    #[test]
     fn early_alerts_are_kept_until_removed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();

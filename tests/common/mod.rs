@@ -2,10 +2,12 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod dropbox;
 pub mod peers;
 pub mod pki;
 pub mod postgres;
 pub mod rtsp;
+pub mod s3;
 pub mod standin;
 
 use std::path::PathBuf;

@@ -1,0 +1,154 @@
+//! A real S3-compatible server for storage tests: the `moto` server, started
+//! on a free port by the test (its state lives in memory, so a restart
+//! empties it, as a fresh bucket would be).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+
+use super::peers::{free_port, wait_for};
+
+/// Credentials the tests hand the daemon (moto takes any).
+pub const ACCESS_KEY: &str = "AKIAHOMESECTEST00001";
+pub const SECRET_KEY: &str = "homesec-test-secret-key-0123456789abcdef";
+pub const ACCESS_KEY_ENV: &str = "HOMESEC_TEST_S3_KEY";
+pub const SECRET_KEY_ENV: &str = "HOMESEC_TEST_S3_SECRET";
+
+/// `HOMESEC_MOTO_SERVER`, else the venv `.ci/run` installs it into.
+pub fn moto_server() -> PathBuf {
+    let path = std::env::var_os("HOMESEC_MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/homesec/venv/bin/moto_server")
+    });
+    assert!(
+        path.is_file(),
+        "moto server not found at {}: `.ci/run` installs it (moto[server] into $HOME/.cache/homesec/venv), \
+         or set HOMESEC_MOTO_SERVER",
+        path.display()
+    );
+    path
+}
+
+pub struct Moto {
+    pub port: u16,
+    child: Option<Child>,
+    rt: tokio::runtime::Runtime,
+    /// Checks every request's credentials against its IAM (which knows none).
+    auth: bool,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Self::start_as(false)
+    }
+
+    /// A server that checks credentials: every key is unknown to it.
+    pub fn start_checking_credentials() -> Moto {
+        Self::start_as(true)
+    }
+
+    fn start_as(auth: bool) -> Moto {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut m = Moto { port: free_port(), child: None, rt, auth };
+        m.restart();
+        m
+    }
+
+    /// Starts the server (again) on the same port, empty.
+    pub fn restart(&mut self) {
+        let mut cmd = Command::new(moto_server());
+        if self.auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("the moto server", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let url = format!("{}/{bucket}", self.endpoint());
+        let status = self.rt.block_on(async { reqwest::Client::new().put(url).send().await.unwrap().status() });
+        assert!(status.is_success(), "creating bucket {bucket}: {status}");
+    }
+
+    /// A client of the test's own on `bucket`.
+    pub fn client(&self, bucket: &str) -> Arc<AmazonS3> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region("us-east-1")
+                .with_endpoint(self.endpoint())
+                .with_allow_http(true)
+                .with_access_key_id(ACCESS_KEY)
+                .with_secret_access_key(SECRET_KEY)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// The object at `key`, when it is there.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let client = self.client(bucket);
+        let path = object_store::path::Path::from(key);
+        self.rt.block_on(async move {
+            let got = client.get(&path).await.ok()?;
+            got.bytes().await.ok().map(|b| b.to_vec())
+        })
+    }
+
+    /// The ETag of the object at `key` (`"<md5>-<parts>"` after a multipart upload).
+    pub fn etag(&self, bucket: &str, key: &str) -> Option<String> {
+        let client = self.client(bucket);
+        let path = object_store::path::Path::from(key);
+        self.rt.block_on(async move { client.head(&path).await.ok()?.e_tag })
+    }
+
+    /// `GET url` without credentials: the status and body.
+    pub fn fetch(&self, url: &str) -> (u16, Vec<u8>) {
+        self.rt.block_on(async {
+            let r = reqwest::Client::new().get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.bytes().await.unwrap().to_vec())
+        })
+    }
+
+    /// The storage section of a daemon config on `bucket` (extra keys unindented).
+    pub fn storage_config(&self, bucket: &str, extra: &[&str]) -> String {
+        let mut s = format!(
+            "backend: s3\nconfig:\n  bucket: {bucket}\n  endpoint: {}\n  path_style: true\n  allow_http: true\n  \
+             access_key_id_env: {ACCESS_KEY_ENV}\n  secret_access_key_env: {SECRET_KEY_ENV}\n  timeout_s: 5\n",
+            self.endpoint()
+        );
+        for line in extra {
+            s.push_str(&format!("  {line}\n"));
+        }
+        s
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
