@@ -324,7 +324,10 @@ mod tests {
         let h = Health::judge(p);
         assert_eq!(h.status, HealthStatus::Degraded);
         assert!(h.checks.daemon_up());
-        assert_eq!(h.warnings, vec!["storage local unreachable: S3 bucket `clips` at http://nas:9000: connection refused"]);
+        assert_eq!(
+            h.warnings,
+            vec!["storage local unreachable: S3 bucket `clips` at http://nas:9000: connection refused"]
+        );
     }
 
     #[test]
@@ -348,11 +351,8 @@ mod tests {
 
     #[test]
     fn store_pipeline_and_sources_are_critical() {
-        let down: [fn(&mut Probe); 3] = [
-            |p| p.store_ok = false,
-            |p| p.heartbeat_age = HEARTBEAT_LIMIT,
-            |p| p.sources.push(source("gate", false)),
-        ];
+        let down: [fn(&mut Probe); 3] =
+            [|p| p.store_ok = false, |p| p.heartbeat_age = HEARTBEAT_LIMIT, |p| p.sources.push(source("gate", false))];
         for (i, f) in down.into_iter().enumerate() {
             let mut p = probe();
             f(&mut p);
