@@ -44,6 +44,8 @@ impl ConfigBuilder {
     /// A camera whose clips are dropped into `dir/inbox` (polled fast for tests).
     pub fn folder_camera(self, name: &str) -> Self {
         let inbox = self.dir.join("inbox");
+        // The camera's folder exists, as a user's would (a missing one is unhealthy).
+        std::fs::create_dir_all(&inbox).unwrap();
         let source =
             format!("backend: folder\nconfig:\n  path: {}\n  poll_interval_s: 0.2\n  settle_s: 0.5", inbox.display());
         self.camera(name, &source)
