@@ -163,6 +163,22 @@ pub fn thread_ids(alert: &Alert) -> (String, Option<String>) {
     (own, parent)
 }
 
+/// Checks a mail notifier's `from` and `to` (at least one recipient), naming
+/// each bad address by its path.
+pub fn check_addresses(v: &mut crate::plugin::Validator<'_>, from: &str, to: &[String]) {
+    if let Err(e) = check_address(from) {
+        v.error("from", e);
+    }
+    if to.is_empty() {
+        v.error("to", "must list at least one recipient");
+    }
+    for (i, to) in to.iter().enumerate() {
+        if let Err(e) = check_address(to) {
+            v.error(&format!("to[{i}]"), e);
+        }
+    }
+}
+
 /// An email address check good enough to catch typos in the config: one `@`,
 /// something on both sides, no spaces or angle brackets.
 pub fn check_address(addr: &str) -> Result<(), String> {

@@ -27,6 +27,22 @@ pub enum NotifyError {
     Timeout(String),
 }
 
+/// The reason the last delivery failed, cleared by the next one that succeeds:
+/// what a notifier without a connection to watch reports to `/health`.
+#[derive(Debug, Default)]
+pub struct LastFailure(std::sync::Mutex<Option<String>>);
+
+impl LastFailure {
+    pub fn set(&self, failure: Option<String>) {
+        // A poisoned lock only means another delivery panicked mid-write; the value is a plain string.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// Unique name within the configured notifiers (the outbox keys entries by it).

@@ -5,15 +5,14 @@
 //! `view_url` is the clip's Dropbox web URL (it needs a Dropbox login; no share
 //! link is made).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -468,27 +467,10 @@ impl DropboxStorage {
             Err(e) if e.is_not_found() => return Err(StorageError::NotFound { uri: uri.to_owned() }),
             Err(e) => return Err(self.remote(format!("downloading {path}"), e)),
         };
-        let fetch = |source| StorageError::Fetch { uri: uri.to_owned(), dest: dest.display().to_string(), source };
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(fetch)?;
-        }
-        let part = PathBuf::from(format!("{}.part", dest.display()));
-        let mut file = tokio::fs::File::create(&part).await.map_err(fetch)?;
-        let mut stream = answer.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(source) => {
-                    let _ = tokio::fs::remove_file(&part).await;
-                    let e = DropboxError::Http { url: "files/download".into(), source };
-                    return Err(self.remote(format!("downloading {path}"), e));
-                }
-            };
-            file.write_all(&chunk).await.map_err(fetch)?;
-        }
-        file.sync_all().await.map_err(fetch)?;
-        drop(file);
-        tokio::fs::rename(&part, dest).await.map_err(fetch)
+        super::save_stream(answer.bytes_stream(), uri, dest, |source| {
+            self.remote(format!("downloading {path}"), DropboxError::Http { url: "files/download".into(), source })
+        })
+        .await
     }
 }
 

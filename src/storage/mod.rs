@@ -9,9 +9,11 @@ pub mod dropbox;
 pub mod local;
 pub mod s3;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::domain::Clip;
 
@@ -66,6 +68,39 @@ impl StorageError {
             StorageError::Io { .. } | StorageError::Fetch { .. } | StorageError::Backend(_) => true,
         }
     }
+}
+
+/// Saves an object fetched back from `uri` to `dest` the way clip files are
+/// written: into `<dest>.part`, flushed to disk, then renamed. When the stream
+/// fails the part is removed and the failure is `remote(error)`.
+pub(crate) async fn save_stream<C, E>(
+    mut stream: impl Stream<Item = Result<C, E>> + Unpin,
+    uri: &str,
+    dest: &Path,
+    remote: impl FnOnce(E) -> StorageError,
+) -> Result<(), StorageError>
+where
+    C: AsRef<[u8]>,
+{
+    let fetch = |source| StorageError::Fetch { uri: uri.to_owned(), dest: dest.display().to_string(), source };
+    if let Some(dir) = dest.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(fetch)?;
+    }
+    let part = PathBuf::from(format!("{}.part", dest.display()));
+    let mut file = tokio::fs::File::create(&part).await.map_err(fetch)?;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => file.write_all(c.as_ref()).await.map_err(fetch)?,
+            Err(e) => {
+                drop(file);
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(remote(e));
+            }
+        }
+    }
+    file.sync_all().await.map_err(fetch)?;
+    drop(file);
+    tokio::fs::rename(&part, dest).await.map_err(fetch)
 }
 
 #[async_trait]

@@ -3,18 +3,17 @@
 //! Big clips go up in parts (multipart upload); `view_url` is a public prefix
 //! plus the key, or a presigned GET URL valid for a configured time.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig, WriteMultipart};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
 
 use super::{StorageBackend, StorageError, StoredObject};
@@ -300,26 +299,7 @@ impl S3Storage {
             Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound { uri: uri.to_owned() }),
             Err(e) => return Err(self.remote(format!("GET {key}"), e)),
         };
-        let fetch = |source| StorageError::Fetch { uri: uri.to_owned(), dest: dest.display().to_string(), source };
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(fetch)?;
-        }
-        let part = PathBuf::from(format!("{}.part", dest.display()));
-        let mut file = tokio::fs::File::create(&part).await.map_err(fetch)?;
-        let mut stream = got.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tokio::fs::remove_file(&part).await;
-                    return Err(self.remote(format!("GET {key}"), e));
-                }
-            };
-            file.write_all(&chunk).await.map_err(fetch)?;
-        }
-        file.sync_all().await.map_err(fetch)?;
-        drop(file);
-        tokio::fs::rename(&part, dest).await.map_err(fetch)
+        super::save_stream(got.into_stream(), uri, dest, |e| self.remote(format!("GET {key}"), e)).await
     }
 }
 

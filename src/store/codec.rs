@@ -74,7 +74,7 @@ impl Stored for ClipRecord {
 
     fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
         match version {
-            1 => from_archive::<v1::ClipRecord>(body).map(Into::into),
+            1 => from_archive::<v1::ClipRecord>(body).map(|r| v2::ClipRecord::from(r).into()),
             2 => from_archive::<v2::ClipRecord>(body).map(Into::into),
             v => Err(format!("version {v} is unknown")),
         }
@@ -195,12 +195,12 @@ pub(super) mod v1 {
         pruned_ms: Option<UnixMillis>,
     }
 
-    impl From<ClipRecord> for super::ClipRecord {
+    impl From<ClipRecord> for super::v2::ClipRecord {
         fn from(r: ClipRecord) -> Self {
             // Version 1 deleted only the recording (a local storage's copy
             // stayed) and did not keep how much it freed.
             let archive_left = r.storage_uri.as_deref().is_some_and(|u| u.starts_with("file://"));
-            super::ClipRecord {
+            super::v2::ClipRecord {
                 schema_version: r.schema_version,
                 clip: r.clip,
                 created_ms: r.created_ms,
@@ -224,7 +224,6 @@ pub(super) mod v1 {
                     archive_left,
                 }),
                 compacted_ms: None,
-                analysis_uri: None,
             }
         }
     }

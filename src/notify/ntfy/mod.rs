@@ -20,7 +20,6 @@
 mod config;
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -30,7 +29,7 @@ use tracing::{info, warn};
 pub use config::{DEFAULT_NAME, NtfyConfig, Priorities};
 
 use super::email::SNAPSHOT_FILENAME;
-use super::{Notifier, NotifyError};
+use super::{LastFailure, Notifier, NotifyError};
 use crate::domain::{Alert, AlertStage, RiskLevel};
 use crate::plugin::{PluginBuildError, PluginContext};
 
@@ -80,7 +79,7 @@ pub struct NtfyNotifier {
     priority: Priorities,
     attach: bool,
     http: reqwest::Client,
-    last_failure: Mutex<Option<String>>,
+    last_failure: LastFailure,
 }
 
 impl fmt::Debug for NtfyNotifier {
@@ -127,7 +126,7 @@ pub fn build(cfg: NtfyConfig, ctx: &PluginContext) -> Result<NtfyNotifier, Plugi
         priority: cfg.priority,
         attach: cfg.attach_snapshot,
         http,
-        last_failure: Mutex::default(),
+        last_failure: LastFailure::default(),
     })
 }
 
@@ -183,11 +182,6 @@ pub fn header_value(s: &str) -> String {
 }
 
 impl NtfyNotifier {
-    fn remember(&self, failure: Option<String>) {
-        // A poisoned lock only means another delivery panicked mid-write; the value is a plain string.
-        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
-    }
-
     async fn publish(&self, p: &Push, snapshot: Option<&[u8]>) -> Result<u16, NtfyError> {
         let mut req = match snapshot {
             Some(jpeg) => self
@@ -237,7 +231,7 @@ impl Notifier for NtfyNotifier {
     }
 
     fn last_error(&self) -> Option<String> {
-        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_failure.get()
     }
 
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError> {
@@ -254,7 +248,7 @@ impl Notifier for NtfyNotifier {
         }
         match result {
             Ok(status) => {
-                self.remember(None);
+                self.last_failure.set(None);
                 info!(
                     camera = %alert.camera_name, clip_id = %alert.clip_id, url = %self.url, stage = alert.stage.as_str(),
                     priority = p.priority, snapshot = attached, status,
@@ -276,7 +270,7 @@ impl Notifier for NtfyNotifier {
                     warn!(camera = %alert.camera_name, clip_id = %alert.clip_id, url = %self.url, %error,
                         "alert not pushed to ntfy");
                 }
-                self.remember(Some(error));
+                self.last_failure.set(Some(error));
                 Err(err)
             }
         }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::notify::email::check_address;
+use crate::notify::email::check_addresses;
 use crate::plugin::{PluginConfig, Validator};
 
 /// The `config` block of the `sendgrid` notifier.
@@ -79,17 +79,7 @@ impl PluginConfig for SendGridConfig {
         }
         // The value is read and dropped: never kept or printed here.
         let _ = v.require_env("api_key_env", &self.api_key_env);
-        if let Err(e) = check_address(&self.from) {
-            v.error("from", e);
-        }
-        if self.to.is_empty() {
-            v.error("to", "must list at least one recipient");
-        }
-        for (i, to) in self.to.iter().enumerate() {
-            if let Err(e) = check_address(to) {
-                v.error(&format!("to[{i}]"), e);
-            }
-        }
+        check_addresses(v, &self.from, &self.to);
         v.check(
             (1..=120).contains(&self.timeout_s),
             "timeout_s",

@@ -19,7 +19,6 @@
 mod config;
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -30,7 +29,7 @@ use tracing::{info, warn};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_NAME, SendGridConfig};
 
 use super::email::{self, Email, SNAPSHOT_CID, SNAPSHOT_FILENAME};
-use super::{Notifier, NotifyError};
+use super::{LastFailure, Notifier, NotifyError};
 use crate::domain::Alert;
 use crate::plugin::{PluginBuildError, PluginContext};
 
@@ -90,7 +89,7 @@ pub struct SendGridNotifier {
     from_name: Option<String>,
     to: Vec<String>,
     http: reqwest::Client,
-    last_failure: Mutex<Option<String>>,
+    last_failure: LastFailure,
 }
 
 impl fmt::Debug for SendGridNotifier {
@@ -138,7 +137,7 @@ pub fn build(cfg: SendGridConfig, ctx: &PluginContext) -> Result<SendGridNotifie
         from_name: cfg.from_name,
         to: cfg.to,
         http,
-        last_failure: Mutex::default(),
+        last_failure: LastFailure::default(),
     })
 }
 
@@ -170,11 +169,6 @@ pub fn mail_body(mail: &Email, from: &str, from_name: Option<&str>, to: &[String
 }
 
 impl SendGridNotifier {
-    fn remember(&self, failure: Option<String>) {
-        // A poisoned lock only means another delivery panicked mid-write; the value is a plain string.
-        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
-    }
-
     async fn post(&self, body: &serde_json::Value) -> Result<u16, SendGridError> {
         let resp = self
             .http
@@ -210,7 +204,7 @@ impl Notifier for SendGridNotifier {
     }
 
     fn last_error(&self) -> Option<String> {
-        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_failure.get()
     }
 
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError> {
@@ -218,7 +212,7 @@ impl Notifier for SendGridNotifier {
         let body = mail_body(&email::compose(alert, snapshot), &self.from, self.from_name.as_deref(), &self.to);
         match self.post(&body).await {
             Ok(status) => {
-                self.remember(None);
+                self.last_failure.set(None);
                 info!(
                     camera = %alert.camera_name, clip_id = %alert.clip_id, stage = alert.stage.as_str(), status,
                     snapshot = snapshot.is_some(), elapsed_ms = started.elapsed().as_millis() as u64,
@@ -241,7 +235,7 @@ impl Notifier for SendGridNotifier {
                 } else {
                     warn!(camera = %alert.camera_name, clip_id = %alert.clip_id, %error, "alert not mailed through SendGrid");
                 }
-                self.remember(Some(error));
+                self.last_failure.set(Some(error));
                 Err(err)
             }
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::notify::email::check_address;
+use crate::notify::email::check_addresses;
 use crate::plugin::{PluginConfig, PluginContext, Validator};
 
 /// How the connection to the mail server is protected.
@@ -159,17 +159,7 @@ impl PluginConfig for SmtpConfig {
             (None, Some(_)) => v.error("username_env", "is required when password_env is set"),
             (None, None) => {}
         }
-        if let Err(e) = check_address(&self.from) {
-            v.error("from", e);
-        }
-        if self.to.is_empty() {
-            v.error("to", "must list at least one recipient");
-        }
-        for (i, to) in self.to.iter().enumerate() {
-            if let Err(e) = check_address(to) {
-                v.error(&format!("to[{i}]"), e);
-            }
-        }
+        check_addresses(v, &self.from, &self.to);
         v.check(
             (1..=300).contains(&self.timeout_s),
             "timeout_s",

@@ -22,7 +22,6 @@
 mod config;
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -37,7 +36,7 @@ use tracing::{debug, info, warn};
 pub use config::{DEFAULT_NAME, SmtpConfig, SmtpTls};
 
 use super::email::{self, Email, SNAPSHOT_CID, SNAPSHOT_FILENAME};
-use super::{Notifier, NotifyError};
+use super::{LastFailure, Notifier, NotifyError};
 use crate::domain::Alert;
 use crate::plugin::{PluginBuildError, PluginContext};
 
@@ -85,7 +84,7 @@ pub struct SmtpNotifier {
     credentials: Option<Credentials>,
     hello: ClientId,
     timeout: Duration,
-    last_failure: Mutex<Option<String>>,
+    last_failure: LastFailure,
 }
 
 impl fmt::Debug for SmtpNotifier {
@@ -162,7 +161,7 @@ pub fn build(cfg: SmtpConfig, ctx: &PluginContext) -> Result<SmtpNotifier, Plugi
         credentials,
         hello: ClientId::Domain(hello_name(&ctx.device_id)),
         timeout,
-        last_failure: Mutex::default(),
+        last_failure: LastFailure::default(),
     })
 }
 
@@ -194,11 +193,6 @@ pub fn message(alert: &Alert, mail: &Email, from: &Mailbox, to: &[Mailbox]) -> R
 }
 
 impl SmtpNotifier {
-    fn remember(&self, failure: Option<String>) {
-        // A poisoned lock only means another delivery panicked mid-write; the value is a plain string.
-        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
-    }
-
     fn timed_out(&self, step: &'static str) -> SmtpError {
         SmtpError::TimedOut { server: self.server.clone(), seconds: self.timeout.as_secs(), step }
     }
@@ -281,7 +275,7 @@ impl Notifier for SmtpNotifier {
     }
 
     fn last_error(&self) -> Option<String> {
-        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_failure.get()
     }
 
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError> {
@@ -293,7 +287,7 @@ impl Notifier for SmtpNotifier {
         };
         match result {
             Ok(()) => {
-                self.remember(None);
+                self.last_failure.set(None);
                 info!(
                     camera = %alert.camera_name, clip_id = %alert.clip_id, server = %self.server,
                     stage = alert.stage.as_str(), snapshot = snapshot.is_some(),
@@ -312,7 +306,7 @@ impl Notifier for SmtpNotifier {
                     warn!(camera = %alert.camera_name, clip_id = %alert.clip_id, server = %self.server, %error,
                         "alert not mailed");
                 }
-                self.remember(Some(error));
+                self.last_failure.set(Some(error));
                 Err(err)
             }
         }

@@ -29,7 +29,6 @@
 mod config;
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -41,7 +40,7 @@ pub use config::{DEFAULT_NAME, WebhookConfig};
 use config::{display_url, parse_url};
 
 use super::payload::alert_payload;
-use super::{Notifier, NotifyError};
+use super::{LastFailure, Notifier, NotifyError};
 use crate::domain::Alert;
 use crate::plugin::{PluginBuildError, PluginContext};
 
@@ -114,7 +113,7 @@ pub struct WebhookNotifier {
     secret: Option<Secret>,
     http: reqwest::Client,
     /// Why the last delivery failed; `None` before the first and after a success.
-    last_failure: Mutex<Option<String>>,
+    last_failure: LastFailure,
 }
 
 impl fmt::Debug for WebhookNotifier {
@@ -163,7 +162,7 @@ pub fn build(cfg: WebhookConfig, ctx: &PluginContext) -> Result<WebhookNotifier,
         url,
         secret,
         http,
-        last_failure: Mutex::default(),
+        last_failure: LastFailure::default(),
     })
 }
 
@@ -171,12 +170,6 @@ impl WebhookNotifier {
     /// Where alerts go, without the query string.
     pub fn target(&self) -> &str {
         &self.shown
-    }
-
-    fn remember(&self, failure: Option<String>) {
-        // A poisoned lock only means another delivery panicked mid-write; the value is a plain string.
-        let mut slot = self.last_failure.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = failure;
     }
 
     /// One POST of `body`; `Ok` on a 2xx answer.
@@ -229,7 +222,7 @@ impl Notifier for WebhookNotifier {
 
     /// Why the last delivery failed, while no later one succeeded.
     fn last_error(&self) -> Option<String> {
-        self.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_failure.get()
     }
 
     /// The snapshot is not sent (the payload's `view_url` points at the clip).
@@ -240,7 +233,7 @@ impl Notifier for WebhookNotifier {
         let delivery = delivery_id(alert);
         match self.post(alert, body).await {
             Ok(status) => {
-                self.remember(None);
+                self.last_failure.set(None);
                 info!(
                     camera = %alert.camera_name, clip_id = %alert.clip_id, url = %self.shown, delivery, status,
                     elapsed_ms = started.elapsed().as_millis() as u64, "alert posted to the webhook"
@@ -260,7 +253,7 @@ impl Notifier for WebhookNotifier {
                     warn!(camera = %alert.camera_name, clip_id = %alert.clip_id, url = %self.shown, delivery, %error,
                         "webhook alert not delivered");
                 }
-                self.remember(Some(error));
+                self.last_failure.set(Some(error));
                 Err(e)
             }
         }
