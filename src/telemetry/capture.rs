@@ -160,6 +160,9 @@ impl Inner {
     }
 }
 
+/// The target of the FTP server library's log lines.
+const FTP_LIBRARY: &str = "libunftp";
+
 /// Lets through events at or above the captured level, and spans while
 /// capturing (for their fields); callsites more verbose than `info` never.
 pub struct CaptureFilter {
@@ -169,7 +172,11 @@ pub struct CaptureFilter {
 impl<S> Filter<S> for CaptureFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
         let level = self.inner.level.load(Ordering::Relaxed);
-        if meta.is_span() { level > 0 } else { rank(meta.level()) <= level }
+        // The FTP server library's warnings are cameras' routine failed
+        // commands, in spans holding its whole session: only its errors (the
+        // FTP source logs what matters), as on stderr.
+        let ftp = meta.target().starts_with(FTP_LIBRARY);
+        if meta.is_span() { level > 0 && !ftp } else { rank(meta.level()) <= if ftp { level.min(1) } else { level } }
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
@@ -365,6 +372,19 @@ mod tests {
             FieldValue::Str(s) => Some(s.clone()),
             other => Some(format!("{other:?}")),
         }
+    }
+
+    #[test]
+    fn the_ftp_librarys_warnings_are_not_kept_its_errors_are() {
+        let capture = enabled(LevelFilter::WARN);
+        with_capture(&capture, || {
+            warn!(target: "libunftp::server::controlchan", "550 Failed to change directory");
+            error!(target: "libunftp::server", "could not bind the passive port");
+            warn!("a warning of ours");
+        });
+        let taken = capture.take();
+        let kept: Vec<_> = taken.records.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(kept, ["could not bind the passive port", "a warning of ours"]);
     }
 
     #[test]
