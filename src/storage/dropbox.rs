@@ -38,7 +38,7 @@ pub struct DropboxConfig {
     pub app_secret_env: String,
     pub refresh_token_env: String,
     /// Key of a stored clip under `root`; placeholders `{camera_name}`, `{clip_id}`.
-    #[serde(default = "default_template")]
+    #[serde(default = "super::default_path_template")]
     pub path_template: String,
     /// `view_url = <web_url_prefix><path>`.
     #[serde(default = "default_web_url_prefix")]
@@ -64,9 +64,6 @@ pub struct DropboxConfig {
 
 fn default_root() -> String {
     "/homesec".into()
-}
-fn default_template() -> String {
-    "{camera_name}/{clip_id}.mp4".into()
 }
 fn default_web_url_prefix() -> String {
     "https://www.dropbox.com/home".into()

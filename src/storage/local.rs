@@ -24,7 +24,7 @@ pub struct LocalStorageConfig {
 
 impl Default for LocalStorageConfig {
     fn default() -> Self {
-        Self { root: None, path_template: "{camera_name}/{clip_id}.mp4".into(), view_url_prefix: None }
+        Self { root: None, path_template: super::default_path_template(), view_url_prefix: None }
     }
 }
 

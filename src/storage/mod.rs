@@ -17,6 +17,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::domain::Clip;
 
+/// The key a clip is stored under unless the config says otherwise.
+pub fn default_path_template() -> String {
+    "{camera_name}/{clip_id}.mp4".into()
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredObject {
     pub storage_uri: String,

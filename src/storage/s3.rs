@@ -50,7 +50,7 @@ pub struct S3Config {
     #[serde(default)]
     pub session_token_env: Option<String>,
     /// Key of a stored clip; placeholders `{camera_name}`, `{clip_id}`.
-    #[serde(default = "default_template")]
+    #[serde(default = "super::default_path_template")]
     pub path_template: String,
     /// When set, `view_url = <prefix>/<key>` (a public bucket or a CDN);
     /// otherwise a presigned GET URL valid for `presign_expiry_s`.
@@ -76,9 +76,6 @@ fn default_access_key_env() -> String {
 }
 fn default_secret_key_env() -> String {
     "AWS_SECRET_ACCESS_KEY".into()
-}
-fn default_template() -> String {
-    "{camera_name}/{clip_id}.mp4".into()
 }
 fn default_presign_expiry_s() -> u64 {
     MAX_PRESIGN_S
