@@ -50,6 +50,20 @@ enum Command {
         #[arg(long)]
         mask_jpeg: Option<PathBuf>,
     },
+    /// Draw a camera's zones and motion masks on its latest picture, as a JPEG.
+    ///
+    /// The picture comes from the running daemon (live cameras), else from the
+    /// camera's newest recording; --from names a JPEG or a clip instead.
+    Zones {
+        #[arg(long)]
+        camera: String,
+        /// Draw on this JPEG or MP4 clip instead.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Where to write the JPEG (default: zones-<camera>.jpg).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Show what retention would delete and why; with --yes, delete it now.
     Cleanup {
         /// Delete (without it, a dry run that only shows).
@@ -146,6 +160,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::NotifyTest { camera } => notify_test(&cfg, camera).await,
+            Command::Zones { camera, from, out } => zones(&cfg, &camera, from.as_deref(), out).await,
             Command::Cleanup { yes, recheck_quarantine } => cleanup(&cfg, yes, recheck_quarantine).await,
             Command::Sync { command: SyncCommand::Migrate } => {
                 let done = homesec::cli::sync::migrate(&cfg).await.map_err(|e| homesec::telemetry::chain(&e))?;
@@ -202,23 +217,30 @@ async fn clips(data_dir: &Path, server: &ServerConfig, command: ClipsCommand) ->
 /// Asks the running daemon's API (it holds the store): `path_and_query` on its
 /// address, with the API key when one is configured. Returns the body.
 async fn api_call(server: &ServerConfig, method: reqwest::Method, path_and_query: &str) -> Result<String, String> {
-    let host = if server.host == "0.0.0.0" { "127.0.0.1" } else { server.host.as_str() };
-    let base = format!("http://{host}:{}", server.port);
-    let url = format!("{base}{path_and_query}");
-    let mut req = reqwest::Client::new().request(method, &url);
-    if let Some(key) = server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
-        req = req.header("x-api-key", key);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("the daemon holds the store and its API at {base} did not answer: {e}"))?;
+    let (url, req) = api_request(server, method, path_and_query);
+    let resp =
+        req.send().await.map_err(|e| format!("the daemon holds the store and its API at {url} did not answer: {e}"))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| e.to_string())?;
     if !status.is_success() {
         return Err(format!("{url}: HTTP {status}: {body}"));
     }
     Ok(body)
+}
+
+/// A request to the running daemon's API, with its key when one is configured.
+fn api_request(
+    server: &ServerConfig,
+    method: reqwest::Method,
+    path_and_query: &str,
+) -> (String, reqwest::RequestBuilder) {
+    let host = if server.host == "0.0.0.0" { "127.0.0.1" } else { server.host.as_str() };
+    let url = format!("http://{host}:{}{path_and_query}", server.port);
+    let mut req = reqwest::Client::new().request(method, &url);
+    if let Some(key) = server.api_key_env.as_ref().and_then(|e| std::env::var(e).ok()) {
+        req = req.header("x-api-key", key);
+    }
+    (url, req)
 }
 
 async fn from_api(server: &ServerConfig, command: ClipsCommand) -> Result<(), String> {
@@ -288,20 +310,88 @@ fn motion(
             settings = s.motion;
             fps = detect_fps.unwrap_or(s.detect_fps);
         }
-        let dir = cfg.layout().camera_recordings(name);
-        newest = std::fs::read_dir(&dir)
-            .ok()
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
-            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-            .map(|e| e.path());
+        newest = newest_recording(&cfg.layout().camera_recordings(name));
     }
     let path = file.map(Path::to_path_buf).or(newest).ok_or("name a clip file, or a camera that has recordings")?;
     let report = analyze_file(&path, &settings, fps, mask_jpeg).map_err(|e| homesec::telemetry::chain(&e))?;
     println!("{report}");
     Ok(())
+}
+
+/// The newest `.mp4` in `dir`, if any.
+fn newest_recording(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+/// `homesec zones`: the camera's zones and motion masks drawn on its latest
+/// picture (see the command's help for where the picture comes from).
+async fn zones(cfg: &Config, name: &str, from: Option<&Path>, out: Option<PathBuf>) -> Result<(), String> {
+    use homesec::cli::zones::{Outline, decode_jpeg, render};
+    let cam = cfg.cameras.iter().find(|c| c.name.as_str() == name).ok_or_else(|| {
+        let known: Vec<_> = cfg.cameras.iter().map(|c| c.name.to_string()).collect();
+        format!("no camera `{name}` in the config (cameras: {})", known.join(", "))
+    })?;
+    let chain = |e: homesec::media::MediaError| homesec::telemetry::chain(&e);
+    let clip_frame = |path: &Path| -> Result<homesec::media::RgbFrame, String> {
+        // The picture a second in: the very first frames can be dark or grey.
+        let mut frame = None;
+        homesec::media::sample_frames(path, 1.0, 2, &mut |f| {
+            frame = Some(f);
+            true
+        })
+        .map_err(chain)?;
+        frame.ok_or_else(|| format!("{} has no picture", path.display()))
+    };
+    let (mut frame, origin) = match from {
+        Some(p) if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("jpg") || x.eq_ignore_ascii_case("jpeg")) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            (decode_jpeg(&bytes).map_err(chain)?, p.display().to_string())
+        }
+        Some(p) => (clip_frame(p)?, p.display().to_string()),
+        None => match api_bytes(&cfg.server, &format!("/api/v1/cameras/{name}/frame.jpg")).await {
+            Ok(bytes) => (decode_jpeg(&bytes).map_err(chain)?, "the running daemon (live picture)".to_owned()),
+            Err(why) => {
+                let newest = newest_recording(&cfg.layout().camera_recordings(name)).ok_or_else(|| {
+                    format!("no picture of `{name}`: {why}; and it has no recording yet (use --from FILE)")
+                })?;
+                (clip_frame(&newest)?, newest.display().to_string())
+            }
+        },
+    };
+    let mut outlines: Vec<Outline> = Vec::new();
+    if let Some(settings) = plugins::motion_settings(cfg, &cam.name) {
+        for (i, points) in settings.motion.masks.iter().enumerate() {
+            outlines.push(Outline { label: format!("mask {}", i + 1), points: points.clone(), mask: true });
+        }
+    }
+    let legend = render(&mut frame, &outlines);
+    let jpeg = homesec::media::encode_jpeg(&frame, 0, 90).map_err(chain)?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("zones-{name}.jpg")));
+    std::fs::write(&out, &jpeg.bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("picture from {origin}\n{legend}wrote {}", out.display());
+    Ok(())
+}
+
+/// GETs a binary answer from the running daemon's API.
+async fn api_bytes(server: &ServerConfig, path: &str) -> Result<Vec<u8>, String> {
+    let (url, req) = api_request(server, reqwest::Method::GET, path);
+    let resp = req
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("the daemon's API at {url} did not answer ({e})"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let why: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        return Err(format!("the daemon said {status}: {}", why["error"].as_str().unwrap_or("")));
+    }
+    Ok(body.to_vec())
 }
 
 /// `homesec cleanup`: on the store directly, or through the running daemon's

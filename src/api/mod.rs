@@ -53,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/clips", get(clips))
         .route("/api/v1/clips/{id}", get(clip))
         .route("/api/v1/clips/{id}/reanalyze", post(reanalyze))
+        .route("/api/v1/cameras/{name}/frame.jpg", get(camera_frame))
         .route("/api/v1/system", get(system))
         .route("/api/v1/cleanup", get(cleanup_plan).post(cleanup_run))
         // A bundle is a whole root file system: streamed to disk, not buffered.
@@ -86,6 +87,30 @@ fn authorize(state: &AppState, headers: &HeaderMap, required: bool) -> Result<()
         Ok(())
     } else {
         Err(Box::new(error(StatusCode::UNAUTHORIZED, "missing or wrong X-API-Key header")))
+    }
+}
+
+/// How long a camera has to deliver a picture for [`camera_frame`].
+const FRAME_WAIT: Duration = Duration::from_secs(5);
+
+/// A live camera's next picture as a JPEG (what `homesec zones` draws on).
+async fn camera_frame(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(r) = authorize(&state, &headers, false) {
+        return *r;
+    }
+    let Some(source) = state.sources.iter().find(|s| s.camera().as_str() == name) else {
+        return error(StatusCode::NOT_FOUND, format!("no camera named `{name}`"));
+    };
+    let Some(latest) = source.latest_frame() else {
+        return error(StatusCode::NOT_FOUND, format!("camera `{name}` has no live stream: its pictures are its clips"));
+    };
+    match latest.fresh(FRAME_WAIT).await {
+        Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], jpeg.bytes.clone())
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("camera `{name}` delivered no picture within {} s", FRAME_WAIT.as_secs()),
+        ),
     }
 }
 

@@ -4,3 +4,4 @@
 pub mod cleanup;
 pub mod motion;
 pub mod sync;
+pub mod zones;

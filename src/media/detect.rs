@@ -217,11 +217,11 @@ impl StreamDecoder {
 }
 
 /// What runs on every decoded picture: the rate gate, the motion detector,
-/// then the tap.
+/// then the taps.
 struct Analysis {
     gate: RateGate,
     motion: MotionDetector,
-    tap: Option<Box<dyn FrameTap>>,
+    taps: Vec<Box<dyn FrameTap>>,
 }
 
 impl Analysis {
@@ -232,7 +232,7 @@ impl Analysis {
         }
         let p = &frame.picture;
         let sample = self.motion.process(p.y, p.y_stride, p.width, p.height);
-        if let Some(tap) = &mut self.tap {
+        for tap in &mut self.taps {
             tap.frame(frame, &sample);
         }
         Some(sample)
@@ -263,15 +263,16 @@ impl DetectPipeline {
             analysis: Analysis {
                 gate: RateGate::new(settings.detect_fps, settings.source_fps),
                 motion: MotionDetector::new(&settings.motion),
-                tap: None,
+                taps: Vec::new(),
             },
             decode_errors: 0,
         }
     }
 
-    /// Shows every analysed picture, with its motion verdict, to `tap`.
+    /// Shows every analysed picture, with its motion verdict, to `tap` (after
+    /// the taps added before).
     pub fn with_tap(mut self, tap: Box<dyn FrameTap>) -> Self {
-        self.analysis.tap = Some(tap);
+        self.analysis.taps.push(tap);
         self
     }
 

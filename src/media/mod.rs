@@ -19,6 +19,7 @@ pub mod detect;
 pub mod motion;
 pub mod mp4write;
 pub mod nal;
+pub mod overlay;
 mod resize;
 mod stsd;
 

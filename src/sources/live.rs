@@ -520,10 +520,12 @@ pub(crate) fn spawn_motion(
     camera: CameraName,
     recorder: mpsc::Sender<RecorderEvent>,
     settings: DetectSettings,
+    latest: &Arc<crate::sources::latest::LatestFrame>,
     objects: Option<(ObjectTap, ObjectResults)>,
 ) -> (SyncSender<MotionInput>, JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(MOTION_QUEUE);
-    let task = tokio::task::spawn_blocking(move || run_motion(&camera, &rx, &recorder, &settings, objects));
+    let pipeline = DetectPipeline::new(&settings).with_tap(latest.tap());
+    let task = tokio::task::spawn_blocking(move || run_motion(&camera, &rx, &recorder, pipeline, objects));
     (tx, task)
 }
 
@@ -531,10 +533,9 @@ fn run_motion(
     camera: &CameraName,
     rx: &Receiver<MotionInput>,
     recorder: &mpsc::Sender<RecorderEvent>,
-    settings: &DetectSettings,
+    mut pipeline: DetectPipeline,
     objects: Option<(ObjectTap, ObjectResults)>,
 ) {
-    let mut pipeline = DetectPipeline::new(settings);
     let mut results = None;
     if let Some((tap, r)) = objects {
         pipeline = pipeline.with_tap(Box::new(tap));

@@ -4,6 +4,7 @@ pub mod connectivity;
 pub mod folder;
 pub mod ftp;
 pub mod intake;
+pub mod latest;
 pub mod live;
 pub mod recorder;
 pub mod rtsp;
@@ -74,6 +75,10 @@ pub trait ClipSource: Send + Sync {
     /// Whether the camera is connected (every stream delivers video), for
     /// sources that have a connection (Home Assistant's connectivity sensor).
     fn connectivity(&self) -> Option<watch::Receiver<bool>> {
+        None
+    }
+    /// The camera's newest picture on request (live cameras).
+    fn latest_frame(&self) -> Option<std::sync::Arc<latest::LatestFrame>> {
         None
     }
     /// Where the source reads from, safe to log (no credentials).

@@ -2,7 +2,7 @@
 
 /// Marks with `value` the pixels of a `w` x `h` grid whose centres lie inside
 /// `polygon` (normalised coordinates, even-odd rule).
-pub(super) fn rasterize_polygon(polygon: &[[f32; 2]], w: usize, h: usize, grid: &mut [u8], value: u8) {
+pub(crate) fn rasterize_polygon(polygon: &[[f32; 2]], w: usize, h: usize, grid: &mut [u8], value: u8) {
     if polygon.len() < 3 || w == 0 || h == 0 {
         return;
     }

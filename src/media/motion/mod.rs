@@ -23,3 +23,4 @@ mod mask;
 
 pub use config::MotionConfig;
 pub use detector::{MotionDetector, MotionSample};
+pub(crate) use mask::rasterize_polygon;

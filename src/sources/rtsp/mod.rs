@@ -39,6 +39,7 @@ use tracing::{info, warn};
 pub use config::{ResolvedUrls, RtspConfig, RtspTransport, StreamUrl};
 
 use super::connectivity::Connectivity;
+use super::latest::LatestFrame;
 use super::live::{self, HealthRules, LiveHealth, MotionFeed, Role};
 use super::{ClipSource, SourceError, SourceHealth};
 use crate::clock::SystemClock;
@@ -61,6 +62,7 @@ pub struct RtspSource {
     link: Arc<Connectivity>,
     /// The shared object detector, for detecting while recording.
     live: Option<LiveDetector>,
+    latest: Arc<LatestFrame>,
 }
 
 /// Builds the source: resolves URLs and credentials from the environment.
@@ -83,7 +85,7 @@ pub fn build(
     let link = Arc::new(Connectivity::new(SystemClock::shared(), urls.detect.is_some()));
     let live = live.filter(|_| cfg.object_fps > 0.0);
     let recordings = ctx.layout.camera_recordings(camera.as_str());
-    Ok(RtspSource { recordings, camera, cfg, urls, health, link, live })
+    Ok(RtspSource { recordings, camera, cfg, urls, health, link, live, latest: LatestFrame::new() })
 }
 
 impl RtspSource {
@@ -136,7 +138,8 @@ impl ClipSource for RtspSource {
         let detect_settings =
             DetectSettings { detect_fps: self.cfg.detect_fps, source_fps: None, motion: self.cfg.motion.clone() };
         let objects = self.live.as_ref().and_then(|l| live::live_objects(&camera, l, self.cfg.object_fps));
-        let (motion_tx, motion_task) = live::spawn_motion(camera.clone(), rec_tx.clone(), detect_settings, objects);
+        let (motion_tx, motion_task) =
+            live::spawn_motion(camera.clone(), rec_tx.clone(), detect_settings, &self.latest, objects);
 
         // Stream loops.
         let streams = shutdown.child_token();
@@ -197,5 +200,9 @@ impl ClipSource for RtspSource {
 
     fn connectivity(&self) -> Option<watch::Receiver<bool>> {
         Some(self.link.subscribe())
+    }
+
+    fn latest_frame(&self) -> Option<Arc<LatestFrame>> {
+        Some(self.latest.clone())
     }
 }

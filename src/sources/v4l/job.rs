@@ -40,6 +40,7 @@ pub(super) struct CaptureJob {
     pub(super) stop: Arc<AtomicBool>,
     pub(super) tx: mpsc::Sender<RecorderEvent>,
     pub(super) live: Option<LiveDetector>,
+    pub(super) latest: Arc<crate::sources::latest::LatestFrame>,
 }
 
 /// How a capture session ended.
@@ -110,9 +111,10 @@ impl CaptureJob {
         };
         lock(&self.device).negotiated = Some(negotiated.clone());
         let mut processor = FrameProcessor::new(self.cfg.processor_settings(negotiated.fps));
+        processor.add_tap(self.latest.tap());
         let objects = self.live.as_ref().and_then(|l| live::live_objects(&self.camera, l, self.cfg.object_fps));
         let results = objects.map(|(tap, results)| {
-            processor.set_tap(Box::new(tap));
+            processor.add_tap(Box::new(tap));
             results
         });
         let mut feed = RecorderFeed::new(negotiated.width, negotiated.height);

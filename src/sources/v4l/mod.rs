@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::latest::LatestFrame;
 use super::live::{self, HealthRules, LiveHealth, Role};
 use super::recorder::RecorderEvent;
 use super::{ClipSource, SourceError, SourceHealth};
@@ -81,6 +82,7 @@ pub struct V4lSource {
     device: Arc<Mutex<DeviceState>>,
     /// The shared object detector, for detecting while recording.
     live: Option<LiveDetector>,
+    latest: Arc<LatestFrame>,
 }
 
 /// Builds the source. A device that is missing now is not an error (USB cameras
@@ -120,6 +122,7 @@ pub fn build(
         health,
         device: Arc::default(),
         live: live.filter(|_| cfg_object_fps > 0.0),
+        latest: LatestFrame::new(),
     })
 }
 
@@ -137,6 +140,7 @@ impl V4lSource {
             stop,
             tx,
             live: self.live.clone(),
+            latest: self.latest.clone(),
         }
     }
 
@@ -241,6 +245,10 @@ impl ClipSource for V4lSource {
 
     fn health(&self) -> SourceHealth {
         self.health.report()
+    }
+
+    fn latest_frame(&self) -> Option<Arc<LatestFrame>> {
+        Some(self.latest.clone())
     }
 }
 

@@ -119,8 +119,9 @@ impl std::fmt::Debug for FrameProcessor {
 }
 
 impl FrameProcessor {
-    /// Shows every picture motion analyses to `tap` (live object detection).
-    pub fn set_tap(&mut self, tap: Box<dyn FrameTap>) {
+    /// Shows every picture motion analyses to `tap` (live object detection,
+    /// the camera's newest picture), after the taps added before.
+    pub fn add_tap(&mut self, tap: Box<dyn FrameTap>) {
         let fresh = DetectPipeline::new(&self.detect_settings());
         let detect = std::mem::replace(&mut self.detect, fresh);
         self.detect = detect.with_tap(tap);
