@@ -324,7 +324,21 @@ fn a_camera_that_dies_mid_stream_is_reported_reconnected_and_recorded_again() {
     wait_for("recording to start", Duration::from_secs(30), || {
         plain_log(&daemon).contains("recording started").then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // `homesec zones` draws on the live camera's picture, fetched from the daemon.
+    let zones_jpg = tmp.path().join("zones.jpg");
+    let out = Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["zones", "--camera", "porch", "--config"])
+        .arg(&daemon.config)
+        .arg("--out")
+        .arg(&zones_jpg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("the running daemon (live picture)") && stdout.contains("768x576"), "{stdout}");
+    let picture = image::open(&zones_jpg).unwrap();
+    assert_eq!((picture.width(), picture.height()), (768, 576));
+    std::thread::sleep(Duration::from_secs(1));
     // First the camera freezes: the connection stays up but frames stop.
     server.signal("STOP");
     let frozen = Instant::now();
@@ -342,6 +356,9 @@ fn a_camera_that_dies_mid_stream_is_reported_reconnected_and_recorded_again() {
     assert!(frozen.elapsed() < Duration::from_secs(10), "unhealthy within 3x frame_timeout_s (+ slack)");
     let (code, health) = daemon.get("/health").unwrap();
     assert_eq!((code, health["status"].as_str()), (503, Some("unhealthy")), "{health}");
+    let (code, frame) = daemon.get("/api/v1/cameras/porch/frame.jpg").unwrap();
+    assert_eq!(code, 503, "a frozen camera has no picture to give: {frame}");
+    assert!(frame["error"].as_str().is_some_and(|e| e.contains("no picture")), "{frame}");
     // Then it dies.
     server.kill();
     let before: Vec<String> =
