@@ -124,7 +124,9 @@ pub fn decide(alerts: &[OpenAlert], req: &Request<'_>) -> (Verdict, Vec<OpenAler
         last_clip: req.clip_id.into(),
     };
 
-    if req.own {
+    // A clip decided again (a reanalysis) that raised an open alert is its own
+    // alert's clip still; one that updated it last is not counted twice.
+    if req.own || open.iter().any(|a| a.dedupe_key == req.clip_id) {
         if let Some(a) = open.iter_mut().find(|a| a.dedupe_key == req.clip_id) {
             a.last_ms = req.now;
             a.risk = a.risk.max(req.risk);
@@ -161,7 +163,9 @@ pub fn decide(alerts: &[OpenAlert], req: &Request<'_>) -> (Verdict, Vec<OpenAler
     }
 
     let mut a = open.remove(at);
-    a.occurrences += 1;
+    if a.last_clip.as_str() != req.clip_id {
+        a.occurrences += 1;
+    }
     a.last_ms = req.now;
     a.risk = a.risk.max(req.risk);
     a.last_clip = req.clip_id.into();
@@ -308,6 +312,14 @@ mod tests {
         let (v, open) = decide(&open, &req("c1", 7 * MIN, true));
         assert_eq!((v.kind, v.dedupe_key.as_str()), (Kind::New, "c1"));
         assert_eq!(open.len(), 1);
+    }
+
+    #[test]
+    fn a_clip_decided_again_is_not_counted_twice() {
+        let p: &[&str] = &["person"];
+        let clips = [("c1", p, None, 0), ("c2", p, None, 1), ("c2", p, None, 2), ("c1", p, None, 3)];
+        let out = run(&clips, COOLDOWN);
+        assert_eq!(out, [new("c1"), update("c1", 2), update("c1", 2), (Kind::New, "c1".into(), 2)]);
     }
 
     #[test]
