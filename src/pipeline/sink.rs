@@ -119,7 +119,9 @@ impl ClipSink {
     }
 
     /// An early alert for a clip still being recorded, when the policy wants one
-    /// for these classes and none went out for the clip yet: the snapshot is
+    /// for these classes, none went out for the clip yet and no open alert of
+    /// the camera covers them (the cooldown; the alert it opens is written in
+    /// the same transaction): the snapshot is
     /// written, then the alert (`stage: detected`) is queued for every notifier
     /// together with the note that it was sent, in one transaction. Returns
     /// whether it was queued.
