@@ -120,11 +120,10 @@ impl ClipSink {
 
     /// An early alert for a clip still being recorded, when the policy wants one
     /// for these classes, none went out for the clip yet and no open alert of
-    /// the camera covers them (the cooldown; the alert it opens is written in
-    /// the same transaction): the snapshot is
-    /// written, then the alert (`stage: detected`) is queued for every notifier
-    /// together with the note that it was sent, in one transaction. Returns
-    /// whether it was queued.
+    /// the camera covers them (the cooldown): the snapshot is written, then the
+    /// alert (`stage: detected`) is queued for every notifier together with the
+    /// note that it was sent and the alert it opens, in one transaction.
+    /// Returns whether it was queued.
     pub async fn sighting(&self, sighting: Sighting) -> Result<bool, StoreError> {
         let p = &self.pipeline;
         let Some(reason) = p.parts.policy.early_alert(&sighting.camera, &sighting.classes) else { return Ok(false) };
