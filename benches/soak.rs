@@ -649,6 +649,8 @@ impl Sim {
                 upload_failed: false,
                 detected_classes: live.detected_classes.clone(),
                 stage: AlertStage::Detected,
+                occurrences: 1,
+                occurrences_text: None,
                 snapshot_path: Some(snapshot.display().to_string()),
             };
             let entry = self.outbox_entry(alert);
@@ -813,6 +815,8 @@ impl Sim {
             upload_failed: uploaded.is_none(),
             detected_classes: filter.detected_classes.clone(),
             stage: if analysis.is_some() { AlertStage::Analyzed } else { AlertStage::Final },
+            occurrences: 1,
+            occurrences_text: None,
             snapshot_path: record.snapshot_path.clone(),
         };
         let entry = self.outbox_entry(alert);

@@ -486,6 +486,8 @@ async fn notify_test(cfg: &Config, camera: Option<String>) -> Result<(), String>
         upload_failed: false,
         detected_classes: vec![],
         stage: homesec::domain::AlertStage::Final,
+        occurrences: 1,
+        occurrences_text: None,
         snapshot_path: None,
     };
     // A client id of its own, so the test does not push a running daemon off the broker.

@@ -140,11 +140,12 @@ fn sigkill_mid_pipeline_loses_no_clip() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3);
+    // One alert (the cooldown counts the clips under one dedupe_key), sent for every clip.
     wait_for("an alert for every clip", Duration::from_secs(30), || {
         let alerted: std::collections::HashSet<String> = sub
             .json_on_prefix("homecam/alerts/")
             .iter()
-            .filter_map(|a| a["dedupe_key"].as_str().map(str::to_owned))
+            .filter_map(|a| a["clip_id"].as_str().map(str::to_owned))
             .collect();
         ids.iter().all(|id| alerted.contains(id)).then_some(())
     });
@@ -212,4 +213,42 @@ fn unreadable_files_are_quarantined_and_the_daemon_keeps_working() {
     wait_for("an alert for the good clip", Duration::from_secs(120), || {
         sub.json_on("homecam/alerts/porch").into_iter().next()
     });
+}
+
+#[test]
+fn a_presence_over_several_clips_is_one_alert_whose_count_grows() {
+    let broker = Broker::start();
+    let vlm = FakeVlm::start(vlm_answer(), Duration::ZERO);
+    let sub = Subscriber::connect(broker.port, &["homecam/alerts/#"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = start(tmp.path(), &broker, &vlm);
+
+    // People walking through, recorded as three clips in a row (the default cooldown is 5 minutes).
+    let scene = common::footage("scene_empty_people_empty.mp4");
+    let mut alerts = Vec::new();
+    for (i, name) in ["porch_1.mp4", "porch_2.mp4", "porch_3.mp4"].iter().enumerate() {
+        daemon.drop_clip(&scene, name);
+        alerts = wait_for(&format!("alert {}", i + 1), Duration::from_secs(120), || {
+            let a = sub.json_on("homecam/alerts/porch");
+            (a.len() > i).then_some(a)
+        });
+    }
+    let seen: Vec<(&str, u64, &str)> = alerts
+        .iter()
+        .map(|a| {
+            (a["dedupe_key"].as_str().unwrap(), a["occurrences"].as_u64().unwrap(), a["clip_id"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(seen, [("porch_1", 1, "porch_1"), ("porch_1", 2, "porch_2"), ("porch_1", 3, "porch_3")], "{alerts:?}");
+    assert!(alerts[0]["occurrences_text"].is_null());
+    assert!(alerts[2]["occurrences_text"].as_str().is_some_and(|t| t.starts_with("3 clips since ")), "{alerts:?}");
+
+    // The clip's record says which alert it updated.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))
+        .args(["clips", "show", "porch_3", "--config"])
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("risk_level=high (update of alert porch_1, 3 clips)"), "{text}");
 }

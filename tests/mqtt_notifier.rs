@@ -154,6 +154,8 @@ fn alert(camera: &str, n: u32) -> Alert {
         upload_failed: false,
         detected_classes: vec!["person".into()],
         stage: homesec::domain::AlertStage::Final,
+        occurrences: 1,
+        occurrences_text: None,
         snapshot_path: None,
     }
 }

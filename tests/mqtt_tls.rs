@@ -73,6 +73,8 @@ fn alert(n: u32) -> Alert {
         upload_failed: false,
         detected_classes: vec!["person".into()],
         stage: homesec::domain::AlertStage::Detected,
+        occurrences: 1,
+        occurrences_text: None,
         snapshot_path: None,
     }
 }

@@ -308,7 +308,7 @@ impl AlertStage {
 }
 
 /// The keys of the alert payload, as Home Assistant automations see them.
-pub const ALERT_FIELDS: [&str; 13] = [
+pub const ALERT_FIELDS: [&str; 15] = [
     "clip_id",
     "camera_name",
     "storage_uri",
@@ -322,6 +322,8 @@ pub const ALERT_FIELDS: [&str; 13] = [
     "upload_failed",
     "detected_classes",
     "stage",
+    "occurrences",
+    "occurrences_text",
 ];
 
 /// The alert payload sent to notifiers (the MQTT JSON body).
@@ -343,6 +345,11 @@ pub struct Alert {
     pub detected_classes: Vec<String>,
     /// `detected` (early), then `analyzed` or `final` for the same `dedupe_key`.
     pub stage: AlertStage,
+    /// Clips this alert covers so far: 1, then 2, 3, … for the updates a
+    /// continuing presence sends with the same `dedupe_key` (the cooldown).
+    pub occurrences: u32,
+    /// The count in words for an update, e.g. `3 clips since 14:02`.
+    pub occurrences_text: Option<String>,
     /// Local path of a JPEG snapshot of the most telling frame, when one was made
     /// (notifiers send the image itself; the path stays out of payloads).
     #[serde(skip)]

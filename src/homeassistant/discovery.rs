@@ -472,6 +472,8 @@ mod tests {
             upload_failed: false,
             detected_classes: classes.iter().map(|s| s.to_string()).collect(),
             stage: crate::domain::AlertStage::Final,
+            occurrences: 1,
+            occurrences_text: None,
             snapshot_path: Some("/data/snapshots/x.jpg".into()),
         }
     }

@@ -55,6 +55,13 @@ pub trait Notifier: Send + Sync {
     /// `snapshot` is the alert's JPEG, when one was made.
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError>;
     async fn ping(&self) -> bool;
+    /// Whether updates of an open alert (same `dedupe_key`, `occurrences` > 1)
+    /// are for this notifier: receivers that replace an alert by its key do;
+    /// mail and push, where each update would be another message, do not.
+    /// [`multiplex::Notifiers::recipients`] applies it.
+    fn takes_updates(&self) -> bool {
+        false
+    }
     /// Why the peer cannot be reached, while it cannot (e.g. a TLS failure), for `/health`.
     fn last_error(&self) -> Option<String> {
         None

@@ -19,6 +19,13 @@ impl Notifiers {
         self.list.iter().map(|n| n.name().to_owned()).collect()
     }
 
+    /// The notifiers an alert goes to: a new alert or an escalation to every
+    /// one, an update of an open alert only to those that take updates
+    /// ([`Notifier::takes_updates`]: MQTT and webhook, not mail or push).
+    pub fn recipients(&self, update: bool) -> Vec<String> {
+        self.list.iter().filter(|n| !update || n.takes_updates()).map(|n| n.name().to_owned()).collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Notifier>> {
         self.list.iter().find(|n| n.name() == name)
     }

@@ -28,6 +28,8 @@ pub(crate) mod tests {
             upload_failed: true,
             detected_classes: vec!["person".into()],
             stage: crate::domain::AlertStage::Final,
+            occurrences: 1,
+            occurrences_text: None,
             snapshot_path: None,
         }
     }

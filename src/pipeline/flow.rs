@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 
 use tracing::{error, info, warn};
 
-use super::Pipeline;
 use super::stage::{AttemptError, StageOutcome};
+use super::{Pipeline, cooldown};
 use crate::config::RunMode;
 use crate::domain::{
-    Alert, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus,
-    rfc3339,
+    Alert, AlertDecision, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage,
+    StageStatus, rfc3339,
 };
 use crate::store::StoreError;
 
@@ -123,9 +123,12 @@ impl Pipeline {
 
         // Notify through the outbox: queued durably with the decision, delivered
         // by the outbox loop (now, and again after failures until the TTL). The
-        // final alert supersedes an early one still waiting in the outbox.
+        // final alert supersedes an early one still waiting in the outbox. The
+        // cooldown is decided in the same transaction: a clip inside an open
+        // alert's window updates it (same key, counted), only for the notifiers
+        // that take updates.
         let now = self.now();
-        let alert = Alert {
+        let template = Alert {
             clip_id: clip.clip_id.clone(),
             camera_name: camera.clone(),
             storage_uri: upload.as_ref().map(|u| u.storage_uri.clone()),
@@ -139,37 +142,69 @@ impl Pipeline {
             upload_failed: upload.is_none(),
             detected_classes: filter.detected_classes.clone(),
             stage: if analysis.is_some() { AlertStage::Analyzed } else { AlertStage::Final },
+            occurrences: 1,
+            occurrences_text: None,
             snapshot_path,
         };
-        let entries = self.outbox_entries(&notifiers, &alert, now);
-        let id = clip.clip_id.0.clone();
-        let d = decision.clone();
-        self.parts
+        let notify_classes = self.parts.policy.notify_classes(&camera);
+        let classes = cooldown::cooldown_classes(cooldown::alert_classes(&filter), &notify_classes);
+        let cooldown_ms = (self.parts.policy.cooldown_s(&camera) as i64).saturating_mul(1000);
+        let (everyone, updated) = (notifiers, self.parts.notifiers.recipients(true));
+        let ttl_ms = self.notify_ttl_ms();
+        let (id, own, d) = (clip.clip_id.0.clone(), early.is_some(), decision.clone());
+        let (verdict, queued) = self
+            .parts
             .store
             .run(move |s| {
                 s.write(|w| {
+                    let open = w.open_alerts(template.camera_name.as_str())?;
+                    let risk = template.risk_level;
+                    let req = cooldown::Request { clip_id: &id, classes: &classes, risk, now, cooldown_ms, own };
+                    let (verdict, next) = cooldown::decide(&open, &req);
+                    if cooldown_ms > 0 || !open.is_empty() {
+                        w.put_open_alerts(template.camera_name.as_str(), next)?;
+                    }
+                    let reason = verdict.reason(&d.reason);
+                    let alert = Alert {
+                        dedupe_key: verdict.dedupe_key.clone(),
+                        occurrences: verdict.occurrences,
+                        occurrences_text: verdict.text(),
+                        notify_reason: reason.clone(),
+                        ..template
+                    };
+                    let to = if verdict.kind == cooldown::Kind::Update { &updated } else { &everyone };
+                    let entries = super::outbox_entries(to, &alert, now, ttl_ms);
                     w.remove_early_alert(&id)?;
                     w.remove_pending_early_notifications(&id)?;
                     for e in &entries {
                         w.enqueue_notification(e)?;
                     }
-                    w.update_clip(
-                        &id,
-                        [
-                            EventKind::AlertDecided { notify: d.notify, reason: d.reason.clone() },
-                            EventKind::StageStarted { stage: Stage::Notify, attempt: 1 },
-                            EventKind::ClipCompleted,
-                        ],
-                        |r| {
-                            r.decision = Some(d);
+                    let decided = EventKind::AlertDecided { notify: d.notify, reason: reason.clone() };
+                    let queued = !entries.is_empty();
+                    let notify_event = if queued {
+                        EventKind::StageStarted { stage: Stage::Notify, attempt: 1 }
+                    } else {
+                        let why = format!("an update of alert {}: no notifier takes updates", verdict.dedupe_key);
+                        EventKind::StageSkipped { stage: Stage::Notify, reason: why }
+                    };
+                    w.update_clip(&id, [decided, notify_event, EventKind::ClipCompleted], |r| {
+                        r.decision = Some(AlertDecision { notify: d.notify, reason });
+                        if queued {
                             r.notify.status = StageStatus::Running;
                             r.notify.started_ms = Some(now);
-                            r.completed_ms = Some(now);
-                        },
-                    )
+                        } else {
+                            r.notify.status = StageStatus::Skipped;
+                        }
+                        r.completed_ms = Some(now);
+                    })?;
+                    Ok((verdict, queued))
                 })
             })
             .await?;
+        info!(
+            camera = %camera, kind = ?verdict.kind, dedupe_key = %verdict.dedupe_key, occurrences = verdict.occurrences,
+            queued, "alert queued"
+        );
         self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
         self.outbox_wake.notify_one();
         Ok(())

@@ -3,6 +3,7 @@
 //! store and the domain.
 
 mod artifacts;
+pub mod cooldown;
 mod flow;
 mod outbox;
 mod recovery;
@@ -205,6 +206,24 @@ impl Pipeline {
                 "forgot early alerts whose recording was lost; no final alert follows them"
             );
         }
+        // Alerts whose cooldown ended while the daemon was down go; those still
+        // open are updated by the next clips as before the restart.
+        let (policy, now) = (self.parts.policy.clone(), self.now());
+        let closed = self
+            .parts
+            .store
+            .run(move |s| {
+                s.write(|w| {
+                    w.forget_closed_alerts(|camera, a| {
+                        let cooldown_ms = (policy.cooldown_s(&camera.into()) as i64).saturating_mul(1000);
+                        cooldown::is_open(a, now, cooldown_ms)
+                    })
+                })
+            })
+            .await?;
+        if closed > 0 {
+            info!(closed, "forgot alerts whose cooldown ended");
+        }
         // Their snapshots belong to no clip: nothing else would ever delete them.
         for id in &forgotten {
             let _ = tokio::fs::remove_file(self.parts.snapshots_dir.join(format!("{id}.jpg"))).await;
@@ -264,20 +283,12 @@ impl Pipeline {
 
     /// One outbox entry per notifier for `alert`, due now.
     fn outbox_entries(&self, notifiers: &[String], alert: &Alert, now: UnixMillis) -> Vec<OutboxEntry> {
-        let ttl_ms = (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000);
-        notifiers
-            .iter()
-            .map(|name| OutboxEntry {
-                clip_id: alert.clip_id.clone(),
-                notifier: name.clone(),
-                alert: alert.clone(),
-                created_ms: now,
-                attempts: 0,
-                next_attempt_ms: now,
-                expires_ms: now.saturating_add(ttl_ms),
-                last_error: None,
-            })
-            .collect()
+        outbox_entries(notifiers, alert, now, self.notify_ttl_ms())
+    }
+
+    /// How long a notification is retried.
+    fn notify_ttl_ms(&self) -> i64 {
+        (self.parts.retry.notify_ttl_s as i64).saturating_mul(1000)
     }
 
     /// Commits a change to a clip record with its events, off the async workers.
@@ -304,6 +315,23 @@ impl Pipeline {
         .await
         .map(|_| ())
     }
+}
+
+/// One outbox entry per notifier for `alert`, due now, kept for `ttl_ms`.
+fn outbox_entries(notifiers: &[String], alert: &Alert, now: UnixMillis, ttl_ms: i64) -> Vec<OutboxEntry> {
+    notifiers
+        .iter()
+        .map(|name| OutboxEntry {
+            clip_id: alert.clip_id.clone(),
+            notifier: name.clone(),
+            alert: alert.clone(),
+            created_ms: now,
+            attempts: 0,
+            next_attempt_ms: now,
+            expires_ms: now.saturating_add(ttl_ms),
+            last_error: None,
+        })
+        .collect()
 }
 
 /// Milliseconds of a monotonic reading, for an atomic.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
-use super::Pipeline;
+use super::{Pipeline, cooldown};
 use crate::domain::{
     Alert, AlertStage, CameraName, Clip, ClipId, ClipRecord, EventKind, Quarantine, Stage, StageStatus, rfc3339,
 };
@@ -22,6 +22,21 @@ pub struct Sighting {
     pub classes: Vec<String>,
     /// The frame that confirmed the newest of them.
     pub snapshot_jpeg: Option<Vec<u8>>,
+}
+
+/// What became of a sighting's early alert.
+enum Early {
+    Queued,
+    SentAlready,
+    /// An open alert (its key) covers the classes: the clip's final alert updates it.
+    HeldBack(String),
+}
+
+fn held_back(sighting: &Sighting, key: &str) {
+    info!(
+        camera = %sighting.camera, clip_id = %sighting.clip_id, classes = ?sighting.classes, open_alert = key,
+        "no early alert: inside the cooldown of an open alert, which the clip's final alert updates"
+    );
 }
 
 /// What sources use to hand in clips: commits the record, then queues the clip.
@@ -104,10 +119,11 @@ impl ClipSink {
     }
 
     /// An early alert for a clip still being recorded, when the policy wants one
-    /// for these classes and none went out for the clip yet: the snapshot is
-    /// written, then the alert (`stage: detected`) is queued for every notifier
-    /// together with the note that it was sent, in one transaction. Returns
-    /// whether it was queued.
+    /// for these classes, none went out for the clip yet and no open alert of
+    /// the camera covers them (the cooldown): the snapshot is written, then the
+    /// alert (`stage: detected`) is queued for every notifier together with the
+    /// note that it was sent and the alert it opens, in one transaction.
+    /// Returns whether it was queued.
     pub async fn sighting(&self, sighting: Sighting) -> Result<bool, StoreError> {
         let p = &self.pipeline;
         let Some(reason) = p.parts.policy.early_alert(&sighting.camera, &sighting.classes) else { return Ok(false) };
@@ -117,6 +133,17 @@ impl ClipSink {
         }
         let key = sighting.clip_id.0.clone();
         if p.parts.store.run(move |s| s.early_alert(&key)).await?.is_some() {
+            return Ok(false);
+        }
+        // Inside an open alert's window the clip's final alert updates that
+        // alert: no early alert of its own.
+        let camera = sighting.camera.clone();
+        let classes = cooldown::cooldown_classes(&sighting.classes, &p.parts.policy.notify_classes(&camera));
+        let cooldown_ms = (p.parts.policy.cooldown_s(&camera) as i64).saturating_mul(1000);
+        let cam = camera.0.clone();
+        let open = p.parts.store.run(move |s| s.open_alerts(&cam)).await?;
+        if let Some(a) = cooldown::covering(&open, &classes, p.now(), cooldown_ms) {
+            held_back(&sighting, &a.dedupe_key);
             return Ok(false);
         }
         let snapshot_path = match &sighting.snapshot_jpeg {
@@ -138,7 +165,9 @@ impl ClipSink {
             upload_failed: false,
             detected_classes: sighting.classes.clone(),
             stage: AlertStage::Detected,
-            snapshot_path,
+            occurrences: 1,
+            occurrences_text: None,
+            snapshot_path: snapshot_path.clone(),
         };
         let early = EarlyAlert { camera: sighting.camera.clone(), sent_ms: now, reason: reason.clone() };
         let entries = p.outbox_entries(&notifiers, &alert, now);
@@ -149,23 +178,50 @@ impl ClipSink {
             .run(move |s| {
                 s.write(|w| {
                     if w.early_alert(&key)?.is_some() {
-                        return Ok(false);
+                        return Ok(Early::SentAlready);
+                    }
+                    // Checked again here: another clip of the camera may have opened one meanwhile.
+                    let open = w.open_alerts(camera.as_str())?;
+                    if let Some(a) = cooldown::covering(&open, &classes, now, cooldown_ms) {
+                        return Ok(Early::HeldBack(a.dedupe_key.clone()));
+                    }
+                    if cooldown_ms > 0 {
+                        let req = cooldown::Request {
+                            clip_id: &key,
+                            classes: &classes,
+                            risk: None,
+                            now,
+                            cooldown_ms,
+                            own: false,
+                        };
+                        w.put_open_alerts(camera.as_str(), cooldown::decide(&open, &req).1)?;
                     }
                     w.put_early_alert(&key, &early)?;
                     for e in &entries {
                         w.enqueue_notification(e)?;
                     }
-                    Ok(true)
+                    Ok(Early::Queued)
                 })
             })
             .await?;
-        if queued {
-            info!(camera = %sighting.camera, clip_id = %sighting.clip_id, classes = ?sighting.classes, reason = %reason, "early alert");
-            p.outbox_wake.notify_one();
-        } else {
-            warn!(camera = %sighting.camera, clip_id = %sighting.clip_id, "an early alert for this clip went out already");
+        match queued {
+            Early::Queued => {
+                info!(camera = %sighting.camera, clip_id = %sighting.clip_id, classes = ?sighting.classes, reason = %reason, "early alert");
+                p.outbox_wake.notify_one();
+                return Ok(true);
+            }
+            Early::SentAlready => {
+                warn!(camera = %sighting.camera, clip_id = %sighting.clip_id, "an early alert for this clip went out already")
+            }
+            Early::HeldBack(key) => {
+                held_back(&sighting, &key);
+                // No alert carries it: nothing else would delete it if the clip never arrived.
+                if let Some(path) = snapshot_path {
+                    let _ = tokio::fs::remove_file(path).await;
+                }
+            }
         }
-        Ok(queued)
+        Ok(false)
     }
 
     pub fn store(&self) -> &Store {

@@ -113,16 +113,27 @@ impl VlmAnalyzer for FakeVlm {
     }
 }
 
-#[derive(Default)]
 struct FakeNotifier {
+    name: &'static str,
+    /// Like MQTT (true) or like mail (false).
+    updates: bool,
     failures: AtomicU32,
     sent: Mutex<Vec<(Alert, bool)>>,
+}
+
+impl Default for FakeNotifier {
+    fn default() -> Self {
+        Self { name: "fake", updates: true, failures: AtomicU32::new(0), sent: Mutex::default() }
+    }
 }
 
 #[async_trait]
 impl Notifier for FakeNotifier {
     fn name(&self) -> &str {
-        "fake"
+        self.name
+    }
+    fn takes_updates(&self) -> bool {
+        self.updates
     }
     async fn send(&self, alert: &Alert, snapshot: Option<&[u8]>) -> Result<(), NotifyError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
@@ -144,6 +155,8 @@ struct Rig {
     filter: Arc<FakeFilter>,
     vlm: Arc<FakeVlm>,
     notifier: Arc<FakeNotifier>,
+    /// A notifier like mail (no updates), when the setup asks for one.
+    mail: Option<Arc<FakeNotifier>>,
     clock: Arc<SimulatedClock>,
 }
 
@@ -155,6 +168,13 @@ struct Setup {
     upload_failures: u32,
     notify_failures: u32,
     notify_ttl_s: u64,
+    policy: &'static str,
+    /// The notifier named `fake` takes updates (like MQTT).
+    fake_takes_updates: bool,
+    mail: bool,
+    /// Where the store and files are (a restart reuses the previous rig's).
+    dir: Option<tempfile::TempDir>,
+    start_ms: i64,
 }
 
 impl Default for Setup {
@@ -167,25 +187,37 @@ impl Default for Setup {
             upload_failures: 0,
             notify_failures: 0,
             notify_ttl_s: 3600,
+            policy: "min_risk_level: medium",
+            fake_takes_updates: true,
+            mail: false,
+            dir: None,
+            start_ms: 1_700_000_100_000,
         }
     }
 }
 
 fn rig(s: Setup) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = s.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
     let path = dir.path().to_path_buf();
     let filter = Arc::new(FakeFilter { classes: s.classes, broken: s.filter_broken, calls: AtomicU32::new(0) });
     let vlm = Arc::new(FakeVlm { fail: s.vlm_fails, calls: AtomicU32::new(0) });
-    let notifier = Arc::new(FakeNotifier { failures: AtomicU32::new(s.notify_failures), ..Default::default() });
-    let clock = SimulatedClock::starting_at(1_700_000_100_000);
+    let notifier = Arc::new(FakeNotifier {
+        failures: AtomicU32::new(s.notify_failures),
+        updates: s.fake_takes_updates,
+        ..Default::default()
+    });
+    let mail = s.mail.then(|| Arc::new(FakeNotifier { name: "mail", updates: false, ..Default::default() }));
+    let mut notifiers: Vec<Arc<dyn Notifier>> = vec![notifier.clone()];
+    notifiers.extend(mail.clone().map(|m| m as Arc<dyn Notifier>));
+    let clock = SimulatedClock::starting_at(s.start_ms);
     let parts = Parts {
         store: Store::open_with_clock(&path.join("s.redb"), clock.clone()).unwrap(),
         storage: Arc::new(FakeStorage { failures: AtomicU32::new(s.upload_failures) }),
         filter: filter.clone(),
         analyzer: Some(vlm.clone()),
         vlm_gate: VlmGate { run_mode: s.run_mode, trigger_classes: vec!["person".into()] },
-        policy: Arc::new(DefaultPolicy::new(serde_saphyr::from_str("min_risk_level: medium").unwrap())),
-        notifiers: Notifiers::new(vec![notifier.clone()]),
+        policy: Arc::new(DefaultPolicy::new(serde_saphyr::from_str(s.policy).unwrap())),
+        notifiers: Notifiers::new(notifiers),
         retry: RetryConfig {
             max_attempts: 2,
             backoff_s: 0.01,
@@ -199,7 +231,7 @@ fn rig(s: Setup) -> Rig {
         clock: clock.clone(),
     };
     let pipeline = Pipeline::new(parts, CancellationToken::new());
-    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, clock }
+    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, mail, clock }
 }
 
 fn clip(id: &str) -> Clip {
@@ -596,3 +628,5 @@ async fn an_early_alert_whose_recording_was_lost_is_forgotten_with_its_snapshot(
     assert!(rig.pipeline.store().early_alert("front_7").unwrap().is_none());
     assert!(!snapshot.exists(), "no clip will ever delete it");
 }
+
+mod cooldown_flow;

@@ -25,6 +25,11 @@ pub struct DefaultPolicyConfig {
     /// while the clip is still recording; the final alert follows with the same
     /// `dedupe_key`.
     pub early_alert: bool,
+    /// Seconds an alert stays open after the last clip that updated it: a clip
+    /// of the same camera and class inside the window updates the open alert
+    /// (same `dedupe_key`, `occurrences` counted) instead of raising a new one.
+    /// 0 turns this off.
+    pub cooldown_s: u64,
     /// Per-camera changes to the keys above.
     pub overrides: HashMap<String, PolicyOverride>,
 }
@@ -37,6 +42,7 @@ impl Default for DefaultPolicyConfig {
             notify_on_classes: vec!["person".into()],
             notify_on_motion: false,
             early_alert: true,
+            cooldown_s: 300,
             overrides: HashMap::new(),
         }
     }
@@ -50,11 +56,22 @@ pub struct PolicyOverride {
     pub notify_on_classes: Option<Vec<String>>,
     pub notify_on_motion: Option<bool>,
     pub early_alert: Option<bool>,
+    pub cooldown_s: Option<u64>,
 }
 
 impl PluginConfig for DefaultPolicyConfig {
     fn validate(&self, v: &mut Validator<'_>) {
-        let _ = v;
+        // A day: longer would keep one alert open for good on a busy camera.
+        const MAX_COOLDOWN_S: u64 = 24 * 3600;
+        let too_long = |s: u64| format!("{s} s is longer than a day ({MAX_COOLDOWN_S} s); 0 turns the cooldown off");
+        if self.cooldown_s > MAX_COOLDOWN_S {
+            v.error("cooldown_s", too_long(self.cooldown_s));
+        }
+        for (name, o) in &self.overrides {
+            if let Some(s) = o.cooldown_s.filter(|s| *s > MAX_COOLDOWN_S) {
+                v.error(&format!("overrides.{name}.cooldown_s"), too_long(s));
+            }
+        }
     }
 }
 
@@ -98,6 +115,11 @@ impl AlertPolicy for DefaultPolicy {
 
     fn notify_classes(&self, camera: &CameraName) -> Vec<String> {
         self.classes(camera).0.to_vec()
+    }
+
+    fn cooldown_s(&self, camera: &CameraName) -> u64 {
+        let o = self.cfg.overrides.get(camera.as_str());
+        o.and_then(|o| o.cooldown_s).unwrap_or(self.cfg.cooldown_s)
     }
 
     fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision {
@@ -195,6 +217,21 @@ mod tests {
         assert_eq!(p.early_alert(&front, &seen(&["cat"])).as_deref(), Some("detected=cat (early) (per-camera)"));
         assert_eq!(p.early_alert(&"back".into(), &seen(&["person"])), None);
         assert!(super::super::noop::NoopPolicy.early_alert(&front, &seen(&["person"])).is_none());
+    }
+
+    #[test]
+    fn the_cooldown_defaults_to_five_minutes_per_camera_overrides_and_a_day_at_most() {
+        let p = policy("overrides:\n  back:\n    cooldown_s: 0\n");
+        assert_eq!(p.cooldown_s(&"front".into()), 300);
+        assert_eq!(p.cooldown_s(&"back".into()), 0, "0 turns it off for this camera");
+        let cfg: DefaultPolicyConfig =
+            serde_saphyr::from_str("cooldown_s: 90000\noverrides:\n  back:\n    cooldown_s: 86401\n").unwrap();
+        let (mut issues, locate) = (Vec::new(), |_: &str| None);
+        cfg.validate(&mut Validator::new("alert_policy.config", &mut issues, &locate));
+        let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(text[0].starts_with("alert_policy.config.cooldown_s: 90000 s is longer than a day"), "{text:?}");
+        assert!(text[1].starts_with("alert_policy.config.overrides.back.cooldown_s: 86401 s"), "{text:?}");
     }
 
     #[test]

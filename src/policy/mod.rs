@@ -21,4 +21,11 @@ pub trait AlertPolicy: Send + Sync {
         let _ = camera;
         Vec::new()
     }
+
+    /// Seconds an alert of this camera stays open after the last clip that
+    /// updated it (the cooldown); 0: every alert is new.
+    fn cooldown_s(&self, camera: &CameraName) -> u64 {
+        let _ = camera;
+        0
+    }
 }

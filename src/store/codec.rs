@@ -99,11 +99,13 @@ impl Stored for LogRecord {
 
 impl Stored for OutboxEntry {
     /// 2: the alert has a `stage`.
-    const VERSION: u16 = 2;
+    /// 3: the alert has `occurrences` and `occurrences_text` (the cooldown).
+    const VERSION: u16 = 3;
 
     fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
         match version {
             1 => from_archive::<v1::OutboxEntry>(body).map(Into::into),
+            2 => from_archive::<v2::OutboxEntry>(body).map(Into::into),
             v => Err(format!("version {v} is unknown")),
         }
     }
@@ -163,6 +165,8 @@ pub(super) mod v1 {
                     upload_failed: a.upload_failed,
                     detected_classes: a.detected_classes,
                     stage,
+                    occurrences: 1,
+                    occurrences_text: None,
                     snapshot_path: a.snapshot_path,
                 },
                 created_ms: e.created_ms,
@@ -260,6 +264,71 @@ pub(super) mod v1 {
 /// Layouts written by version 2.
 pub(super) mod v2 {
     use super::*;
+
+    /// The alert of an outbox entry before the cooldown (no occurrences).
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct Alert {
+        pub(in crate::store) clip_id: ClipId,
+        pub(in crate::store) camera_name: CameraName,
+        pub(in crate::store) storage_uri: Option<String>,
+        pub(in crate::store) view_url: Option<String>,
+        pub(in crate::store) risk_level: Option<RiskLevel>,
+        pub(in crate::store) activity_type: Option<String>,
+        pub(in crate::store) notify_reason: String,
+        pub(in crate::store) summary: Option<String>,
+        pub(in crate::store) ts: String,
+        pub(in crate::store) dedupe_key: String,
+        pub(in crate::store) upload_failed: bool,
+        pub(in crate::store) detected_classes: Vec<String>,
+        pub(in crate::store) stage: AlertStage,
+        pub(in crate::store) snapshot_path: Option<String>,
+    }
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct OutboxEntry {
+        pub(in crate::store) clip_id: ClipId,
+        pub(in crate::store) notifier: String,
+        pub(in crate::store) alert: Alert,
+        pub(in crate::store) created_ms: UnixMillis,
+        pub(in crate::store) attempts: u32,
+        pub(in crate::store) next_attempt_ms: UnixMillis,
+        pub(in crate::store) expires_ms: UnixMillis,
+        pub(in crate::store) last_error: Option<String>,
+    }
+
+    impl From<OutboxEntry> for super::OutboxEntry {
+        fn from(e: OutboxEntry) -> Self {
+            let a = e.alert;
+            super::OutboxEntry {
+                clip_id: e.clip_id,
+                notifier: e.notifier,
+                alert: crate::domain::Alert {
+                    clip_id: a.clip_id,
+                    camera_name: a.camera_name,
+                    storage_uri: a.storage_uri,
+                    view_url: a.view_url,
+                    risk_level: a.risk_level,
+                    activity_type: a.activity_type,
+                    notify_reason: a.notify_reason,
+                    summary: a.summary,
+                    ts: a.ts,
+                    dedupe_key: a.dedupe_key,
+                    upload_failed: a.upload_failed,
+                    detected_classes: a.detected_classes,
+                    stage: a.stage,
+                    // Every alert was its clip's own before the cooldown.
+                    occurrences: 1,
+                    occurrences_text: None,
+                    snapshot_path: a.snapshot_path,
+                },
+                created_ms: e.created_ms,
+                attempts: e.attempts,
+                next_attempt_ms: e.next_attempt_ms,
+                expires_ms: e.expires_ms,
+                last_error: e.last_error,
+            }
+        }
+    }
 
     #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
     pub(in crate::store) struct ClipRecord {

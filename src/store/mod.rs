@@ -1,6 +1,7 @@
 //! The local queue and manifest in redb: clip records, the append-only event
 //! log, the notification outbox, the sync outbox (for Postgres), the source
-//! manifests, the early alerts of clips still being recorded, and the log
+//! manifests, the early alerts of clips still being recorded, the open alerts
+//! of the cooldown ([`alerts`]), and the log
 //! outbox (log records waiting for Postgres). Values are rkyv archives behind
 //! a 2-byte version of their type ([`Stored::VERSION`]); values an earlier
 //! version wrote are upgraded when read.
@@ -18,6 +19,7 @@ use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::domain::{Alert, AlertStage, CameraName, ClipId, ClipRecord, EventKind, UnixMillis};
 
+mod alerts;
 mod codec;
 mod events;
 mod index;
@@ -25,6 +27,7 @@ mod logs;
 mod maintenance;
 mod query;
 
+pub use alerts::{OpenAlert, OpenAlerts};
 pub use codec::Stored;
 use codec::{decode, encode};
 pub use events::EventId;
@@ -217,6 +220,7 @@ impl Store {
             txn.open_table(SYNC_OUTBOX)?;
             txn.open_table(SOURCE_FILES)?;
             txn.open_table(EARLY_ALERTS)?;
+            txn.open_table(alerts::OPEN_ALERTS)?;
             txn.open_table(LOG_OUTBOX)?;
             txn.open_table(META)?;
             index::create(&txn)?;

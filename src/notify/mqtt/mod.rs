@@ -277,6 +277,11 @@ impl Notifier for MqttNotifier {
         }
     }
 
+    /// Home Assistant and automations replace an alert by its `dedupe_key`.
+    fn takes_updates(&self) -> bool {
+        true
+    }
+
     async fn ping(&self) -> bool {
         self.is_connected()
     }

@@ -6,7 +6,9 @@
 //! - `Content-Type: application/json`, `User-Agent: homesec/<version>`;
 //! - `X-HomeSec-Event: alert`;
 //! - `X-HomeSec-Delivery: <dedupe_key>-<stage>`: the same for every attempt of
-//!   one alert, so a receiver can drop a repeat;
+//!   one alert, so a receiver can drop a repeat; an update of an open alert
+//!   (the cooldown: same `dedupe_key`, `occurrences` 2, 3, …) adds its count,
+//!   `<dedupe_key>-<stage>-<occurrences>`;
 //! - `X-HomeSec-Signature: sha256=<lowercase hex HMAC-SHA256(secret, body)>`,
 //!   when `secret_env` is set.
 //!
@@ -70,9 +72,13 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The delivery id of one alert: the same on every retry.
+/// The delivery id of one alert: the same on every retry; an update of an open
+/// alert adds its count (`<dedupe_key>-<stage>-<occurrences>`).
 pub fn delivery_id(alert: &Alert) -> String {
-    format!("{}-{}", alert.dedupe_key, alert.stage.as_str())
+    match alert.occurrences {
+        0 | 1 => format!("{}-{}", alert.dedupe_key, alert.stage.as_str()),
+        n => format!("{}-{}-{n}", alert.dedupe_key, alert.stage.as_str()),
+    }
 }
 
 /// A request the receiver answered with a status other than 2xx.
@@ -262,6 +268,11 @@ impl Notifier for WebhookNotifier {
     /// A webhook has no connection to watch: healthy until a delivery fails,
     /// and again after the next one succeeds. A webhook not used yet is not
     /// a problem (a probe would be a request the receiver did not ask for).
+    /// Receivers replace an alert by its `dedupe_key`: updates are for them.
+    fn takes_updates(&self) -> bool {
+        true
+    }
+
     async fn ping(&self) -> bool {
         self.last_error().is_none()
     }
@@ -368,8 +379,10 @@ mod tests {
     }
 
     #[test]
-    fn the_delivery_id_is_the_dedupe_key_and_stage() {
+    fn the_delivery_id_is_the_dedupe_key_and_stage_and_the_count_of_an_update() {
         assert_eq!(delivery_id(&alert()), "front_1700000000-final");
+        let update = Alert { occurrences: 3, ..alert() };
+        assert_eq!(delivery_id(&update), "front_1700000000-final-3", "an update is not a repeat");
     }
 
     #[test]
