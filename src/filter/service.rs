@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 use super::{FilterError, FilterOutput};
+use crate::controls::{Controls, DetectionSwitch};
 use crate::domain::{CameraName, Detection};
 use crate::media::RgbFrame;
 
@@ -236,6 +237,8 @@ fn take_live(s: &mut State) -> Option<LiveWork> {
 pub struct LiveDetector {
     service: Arc<Service>,
     settings: LiveSettings,
+    /// Each camera's *Detection* switch.
+    controls: Controls,
 }
 
 impl std::fmt::Debug for LiveDetector {
@@ -246,7 +249,18 @@ impl std::fmt::Debug for LiveDetector {
 
 impl LiveDetector {
     pub fn new(service: Arc<Service>, settings: LiveSettings) -> Self {
-        Self { service, settings }
+        Self { service, settings, controls: Controls::default() }
+    }
+
+    /// Cameras detect only while their *Detection* switch in `controls` is on.
+    pub fn with_controls(mut self, controls: Controls) -> Self {
+        self.controls = controls;
+        self
+    }
+
+    /// Whether `camera` detects objects now.
+    pub fn detection(&self, camera: &CameraName) -> DetectionSwitch {
+        self.controls.detection(camera)
     }
 
     pub fn settings(&self) -> &LiveSettings {

@@ -2,9 +2,11 @@
 //! topics the box listens to, and what it does with Home Assistant's messages.
 
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::discovery::{self as ha, DiscoveryMessage, HomeAssistantConfig};
+use super::discovery::{self as ha, Control, DiscoveryMessage, HomeAssistantConfig};
+use super::entities::{self, DeviceConfig, Features};
+use crate::controls::Controls;
 use crate::domain::CameraName;
 use crate::retention::DiskStatus;
 use crate::update::{SystemStatus, UpdateLink};
@@ -32,8 +34,11 @@ pub struct DeviceFeeds {
     pub firmware: Option<UpdateLink>,
     /// Cameras that report their connectivity: a connectivity sensor each.
     pub cameras: Vec<CameraConnectivity>,
-    /// The disk budget as retention leaves it (the `Disk budget` sensor).
+    /// The disk budget as retention leaves it (the disk sensors).
     pub disk: Option<watch::Receiver<DiskStatus>>,
+    /// The cameras' runtime controls (the *Detection* / *Alerts* switches and
+    /// the *Minimum risk level* select).
+    pub controls: Option<Controls>,
 }
 
 /// The box's disk budget sensor: its state topic and its source.
@@ -79,23 +84,46 @@ impl ConnectivityState {
 }
 
 /// What to do after a message from Home Assistant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reaction {
     /// Nothing to publish.
     None,
     /// Home Assistant (re)started: publish [`Device::announcements`] again.
     Announce,
+    /// Publish these (retained): a device config that removes components.
+    Publish(Vec<DiscoveryMessage>),
 }
 
-/// The box's Home Assistant device: discovery of the box and its cameras and,
-/// where the box can update itself, the firmware entity with its install button.
+/// One camera control's topics.
+#[derive(Debug, Clone)]
+struct ControlTopics {
+    camera: CameraName,
+    control: Control,
+    state: String,
+    command: String,
+}
+
+/// The cameras' controls and their topics.
+#[derive(Clone)]
+struct ControlFeed {
+    controls: Controls,
+    topics: Vec<ControlTopics>,
+}
+
+/// The box's Home Assistant device: device-based discovery of the box and its
+/// cameras (after clearing what earlier versions published per entity), the
+/// cameras' controls and, where the box can update itself, the firmware entity
+/// with its install button.
 #[derive(Clone)]
 pub struct Device {
     status_topic: String,
-    discovery: Vec<DiscoveryMessage>,
+    /// Empty retained messages for what earlier versions published.
+    clears: Vec<DiscoveryMessage>,
+    configs: Vec<DeviceConfig>,
     firmware: Option<Firmware>,
     connectivity: Vec<ConnectivityState>,
     disk: Option<DiskState>,
+    controls: Option<ControlFeed>,
 }
 
 impl Device {
@@ -109,16 +137,22 @@ impl Device {
         cfg.enabled.then(|| Device::new(cfg, device_id, cameras, feeds))
     }
 
-    /// `feeds`: the box's updater when it can update itself, and the cameras
-    /// that report their connectivity.
+    /// `feeds`: what the device shows as it changes (see [`DeviceFeeds`]).
     pub fn new(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName], feeds: DeviceFeeds) -> Device {
-        let DeviceFeeds { firmware, cameras: linked, disk } = feeds;
-        let mut discovery: Vec<DiscoveryMessage> =
+        let DeviceFeeds { firmware, cameras: linked, disk, controls } = feeds;
+        let features = Features {
+            firmware: firmware.is_some(),
+            disk: disk.is_some(),
+            inference: false,
+            linked: linked.iter().map(|c| c.camera.clone()).collect(),
+        };
+        let mut clears: Vec<DiscoveryMessage> =
             cameras.iter().flat_map(|c| ha::legacy_clears(&cfg.base_topic, c)).collect();
-        discovery.extend(ha::discovery_messages(cfg, device_id, cameras));
-        discovery.extend(firmware.is_some().then(|| ha::update_discovery(cfg, device_id)));
-        discovery.extend(disk.is_some().then(|| ha::disk_discovery(cfg, device_id)));
-        discovery.extend(linked.iter().map(|c| ha::connectivity_discovery(cfg, device_id, &c.camera)));
+        clears.extend(
+            entities::legacy_config_topics(cfg, device_id, cameras)
+                .into_iter()
+                .map(|topic| DiscoveryMessage { topic, payload: String::new() }),
+        );
         let connectivity = linked
             .into_iter()
             .map(|c| ConnectivityState {
@@ -126,9 +160,24 @@ impl Device {
                 connected: c.connected,
             })
             .collect();
+        let controls = controls.map(|controls| ControlFeed {
+            topics: cameras
+                .iter()
+                .flat_map(|camera| {
+                    Control::ALL.into_iter().map(|control| ControlTopics {
+                        camera: camera.clone(),
+                        control,
+                        state: ha::control_state_topic(&cfg.base_topic, device_id, camera, control),
+                        command: ha::control_command_topic(&cfg.base_topic, device_id, camera, control),
+                    })
+                })
+                .collect(),
+            controls,
+        });
         Device {
             status_topic: ha::status_topic(&cfg.discovery_prefix),
-            discovery,
+            clears,
+            configs: entities::device_configs(cfg, device_id, cameras, &features),
             connectivity,
             disk: disk.map(|status| DiskState { topic: ha::disk_topic(&cfg.base_topic, device_id), status }),
             firmware: firmware.map(|link| Firmware {
@@ -136,17 +185,26 @@ impl Device {
                 command_topic: ha::update_command_topic(&cfg.base_topic, device_id),
                 link,
             }),
+            controls,
         }
     }
 
-    /// Retained messages for every connect: discovery configs, the firmware
-    /// state and each camera's connectivity.
+    /// Retained messages for every connect: the clears of earlier versions'
+    /// topics, the device configs, the firmware state, each camera's
+    /// connectivity and controls, the disk figures.
     pub fn announcements(&self) -> Vec<DiscoveryMessage> {
-        let mut out = self.discovery.clone();
+        let mut out = self.clears.clone();
+        out.extend(self.configs.iter().map(|c| c.message(&[])));
         out.extend(self.firmware_state());
         out.extend(self.connectivity.iter().map(ConnectivityState::message));
         out.extend(self.disk.as_ref().map(DiskState::message));
+        out.extend(self.control_states());
         out
+    }
+
+    /// The device configs (the box's first).
+    pub fn configs(&self) -> &[DeviceConfig] {
+        &self.configs
     }
 
     /// The disk budget sensor, to publish its state when it changes.
@@ -173,18 +231,47 @@ impl Device {
         self.firmware.as_ref().map(|f| f.link.status.clone())
     }
 
-    /// Topics to subscribe to on every connect: Home Assistant's status and the
-    /// install button.
+    /// Every camera control's retained state now.
+    pub fn control_states(&self) -> Vec<DiscoveryMessage> {
+        let Some(feed) = &self.controls else { return Vec::new() };
+        feed.topics
+            .iter()
+            .map(|t| DiscoveryMessage {
+                topic: t.state.clone(),
+                payload: ha::control_payload(t.control, &feed.controls.get(&t.camera)).into(),
+            })
+            .collect()
+    }
+
+    /// Changes of the controls, to publish [`Device::control_states`].
+    pub fn control_changes(&self) -> Option<watch::Receiver<u64>> {
+        self.controls.as_ref().map(|f| f.controls.changes())
+    }
+
+    /// Topics to subscribe to on every connect: Home Assistant's status, the
+    /// install button, the controls' commands and the device configs (the
+    /// retained one an earlier run left tells which components to remove).
     pub fn subscriptions(&self) -> Vec<String> {
         let mut topics = vec![self.status_topic.clone()];
         topics.extend(self.firmware.as_ref().map(|f| f.command_topic.clone()));
+        topics.extend(self.controls.iter().flat_map(|f| f.topics.iter().map(|t| t.command.clone())));
+        topics.extend(self.configs.iter().map(|c| c.topic.clone()));
         topics
     }
 
     /// Handles a message on one of [`Device::subscriptions`]. Retained messages
     /// are stale: a retained status arrives right after our own subscription, and
-    /// only a live button press installs.
+    /// only a live button press installs or a live command switches; the
+    /// retained device config is the previous run's.
     pub fn on_message(&self, topic: &str, payload: &[u8], retained: bool) -> Reaction {
+        if let Some(config) = self.configs.iter().find(|c| c.topic == topic) {
+            let removed = if retained { config.removed_since(&String::from_utf8_lossy(payload)) } else { Vec::new() };
+            if removed.is_empty() {
+                return Reaction::None;
+            }
+            info!(topic, removed = ?removed.iter().map(|r| &r.0).collect::<Vec<_>>(), "removing Home Assistant entities this box no longer has");
+            return Reaction::Publish(vec![config.message(&removed)]);
+        }
         if retained {
             return Reaction::None;
         }
@@ -192,6 +279,18 @@ impl Device {
             if payload == ha::INSTALL.as_bytes() {
                 info!("Home Assistant asked to install the latest firmware");
                 let _ = f.link.install_latest.send(());
+            }
+            return Reaction::None;
+        }
+        if let Some(feed) = &self.controls
+            && let Some(t) = feed.topics.iter().find(|t| t.command == topic)
+        {
+            match ha::control_change(t.control, payload) {
+                Some(change) => {
+                    feed.controls.apply(&t.camera, change);
+                }
+                None => warn!(camera = %t.camera, topic, payload = %String::from_utf8_lossy(payload),
+                    "unknown command from Home Assistant; ignored"),
             }
             return Reaction::None;
         }

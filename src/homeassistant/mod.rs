@@ -33,6 +33,8 @@
 
 mod device;
 pub mod discovery;
+pub mod entities;
 
 pub use device::{CameraConnectivity, ConnectivityState, Device, DeviceFeeds, DiskState, Reaction};
 pub use discovery::*;
+pub use entities::{DeviceConfig, Features, device_configs, legacy_config_topics};

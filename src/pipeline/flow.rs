@@ -11,7 +11,7 @@ use super::Pipeline;
 use super::stage::{AttemptError, StageOutcome};
 use crate::config::RunMode;
 use crate::domain::{
-    Alert, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus,
+    Alert, AlertDecision, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus,
     rfc3339,
 };
 use crate::store::StoreError;
@@ -85,12 +85,18 @@ impl Pipeline {
 
         // Policy. A clip that had an early alert always gets its final alert, so
         // that the early one can be updated (e.g. to low risk).
-        let decision = self.parts.policy.decide(&camera, &filter, analysis.as_ref());
+        // The camera's switches: its minimum risk level, and alerts off sends nothing.
+        let controls = self.parts.controls.get(&camera);
+        let mut decision =
+            self.parts.policy.decide_with_min_risk(&camera, &filter, analysis.as_ref(), controls.min_risk_level);
+        if !controls.alerts {
+            decision = AlertDecision { notify: false, reason: format!("alerts off for this camera ({})", decision.reason) };
+        }
         let key = clip.clip_id.0.clone();
         let early = self.parts.store.run(move |s| s.early_alert(&key)).await?;
         info!(camera = %camera, notify = decision.notify, reason = %decision.reason, early_alert = early.is_some(), "alert decision");
         let notifiers = self.parts.notifiers.names();
-        let send = decision.notify || early.is_some();
+        let send = controls.alerts && (decision.notify || early.is_some());
         if !send || notifiers.is_empty() {
             let reason = if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
             let d = decision.clone();

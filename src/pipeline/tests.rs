@@ -145,6 +145,7 @@ struct Rig {
     vlm: Arc<FakeVlm>,
     notifier: Arc<FakeNotifier>,
     clock: Arc<SimulatedClock>,
+    controls: Controls,
 }
 
 struct Setup {
@@ -178,6 +179,7 @@ fn rig(s: Setup) -> Rig {
     let vlm = Arc::new(FakeVlm { fail: s.vlm_fails, calls: AtomicU32::new(0) });
     let notifier = Arc::new(FakeNotifier { failures: AtomicU32::new(s.notify_failures), ..Default::default() });
     let clock = SimulatedClock::starting_at(1_700_000_100_000);
+    let controls = Controls::in_memory(&["front".into()]);
     let parts = Parts {
         store: Store::open_with_clock(&path.join("s.redb"), clock.clone()).unwrap(),
         storage: Arc::new(FakeStorage { failures: AtomicU32::new(s.upload_failures) }),
@@ -197,9 +199,10 @@ fn rig(s: Setup) -> Rig {
         snapshots_dir: path.join("snapshots"),
         fetched_dir: path.join("fetched"),
         clock: clock.clone(),
+        controls: controls.clone(),
     };
     let pipeline = Pipeline::new(parts, CancellationToken::new());
-    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, clock }
+    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, clock, controls }
 }
 
 fn clip(id: &str) -> Clip {
@@ -595,4 +598,34 @@ async fn an_early_alert_whose_recording_was_lost_is_forgotten_with_its_snapshot(
     rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
     assert!(rig.pipeline.store().early_alert("front_7").unwrap().is_none());
     assert!(!snapshot.exists(), "no clip will ever delete it");
+}
+
+#[tokio::test]
+async fn alerts_off_processes_the_clip_but_notifies_nothing_and_says_why() {
+    use crate::controls::Change;
+    let rig = rig(Setup::default());
+    rig.controls.set(&"front".into(), Change::Alerts(false));
+    rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
+    assert!(!rig.pipeline.sink().sighting(sighting("front_20")).await.unwrap(), "no early alert either");
+    let r = rig.run("front_20").await;
+    assert_eq!(r.status(), ClipStatus::Done);
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 1, "the clip is analysed as usual");
+    let d = r.decision.expect("decided");
+    assert!(!d.notify);
+    assert_eq!(d.reason, "alerts off for this camera (risk_level=high)");
+    assert_eq!(r.notify.status, StageStatus::Skipped);
+    assert!(rig.sent().is_empty());
+    rig.controls.set(&"front".into(), Change::Alerts(true));
+    rig.run("front_21").await;
+    assert_eq!(rig.sent().len(), 1, "switched back on: the next clip alerts");
+}
+
+#[tokio::test]
+async fn the_minimum_risk_level_set_at_run_time_decides() {
+    use crate::controls::Change;
+    let rig = rig(Setup::default());
+    rig.controls.set(&"front".into(), Change::MinRiskLevel(Some(RiskLevel::High)));
+    rig.run("front_22").await;
+    assert_eq!(rig.sent().len(), 1, "high reaches high");
+    assert_eq!(rig.sent()[0].0.notify_reason, "risk_level=high (per-camera)");
 }

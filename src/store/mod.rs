@@ -1,9 +1,9 @@
 //! The local queue and manifest in redb: clip records, the append-only event
 //! log, the notification outbox, the sync outbox (for Postgres), the source
-//! manifests, the early alerts of clips still being recorded, and the log
-//! outbox (log records waiting for Postgres). Values are rkyv archives behind
-//! a 2-byte version of their type ([`Stored::VERSION`]); values an earlier
-//! version wrote are upgraded when read.
+//! manifests, the early alerts of clips still being recorded, the log outbox
+//! (log records waiting for Postgres) and the cameras' runtime controls.
+//! Values are rkyv archives behind a 2-byte version of their type
+//! ([`Stored::VERSION`]); values an earlier version wrote are upgraded when read.
 //!
 //! The repository rule: every state change goes through [`Store::write`], so a
 //! stage result and its events are committed in one transaction.
@@ -19,6 +19,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::domain::{Alert, AlertStage, CameraName, ClipId, ClipRecord, EventKind, UnixMillis};
 
 mod codec;
+mod controls;
 mod events;
 mod index;
 mod logs;
@@ -26,6 +27,7 @@ mod maintenance;
 mod query;
 
 pub use codec::Stored;
+pub use controls::ControlsRecord;
 use codec::{decode, encode};
 pub use events::EventId;
 use events::{EVENTS, SYNC_OUTBOX};
@@ -219,6 +221,7 @@ impl Store {
             txn.open_table(EARLY_ALERTS)?;
             txn.open_table(LOG_OUTBOX)?;
             txn.open_table(META)?;
+            txn.open_table(controls::CONTROLS)?;
             index::create(&txn)?;
             let mut w = Writer { txn: &txn, clock: &*self.clock, sync_outbox: self.sync_outbox };
             f(&mut w)?
