@@ -163,12 +163,7 @@ impl Controls {
             .iter()
             .map(|c| (c.clone(), Arc::new(Slot::new(kept.get(c.as_str()).copied().unwrap_or_default()))))
             .collect();
-        Self {
-            slots: Arc::new(slots),
-            store,
-            changes: Arc::new(watch::channel(0).0),
-            writing: Arc::default(),
-        }
+        Self { slots: Arc::new(slots), store, changes: Arc::new(watch::channel(0).0), writing: Arc::default() }
     }
 
     /// The cameras that have controls.
@@ -210,7 +205,12 @@ impl Controls {
         let Some(store) = &self.store else { return Ok(()) };
         let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let c = self.get(camera);
-        let record = ControlsRecord { detection: c.detection, alerts: c.alerts, min_risk_level: c.min_risk_level, updated_ms: 0 };
+        let record = ControlsRecord {
+            detection: c.detection,
+            alerts: c.alerts,
+            min_risk_level: c.min_risk_level,
+            updated_ms: 0,
+        };
         store.write(|w| w.put_controls(camera.as_str(), &record))
     }
 
@@ -222,7 +222,7 @@ impl Controls {
             let (controls, camera) = (self.clone(), camera.clone());
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = controls.persist(&camera) {
-                    warn!(camera = %camera, error = %crate::telemetry::chain(&e), "cannot keep the camera's controls; they hold until the next restart");
+                    warn!(camera = %camera, error = ?e, "cannot keep the camera's controls; they hold until the next restart");
                 }
             });
         }
@@ -253,7 +253,10 @@ mod tests {
         changes.mark_unchanged();
         c.set(&cams[1], Change::MinRiskLevel(Some(RiskLevel::High)));
         c.set(&cams[1], Change::Alerts(false));
-        assert_eq!(c.get(&cams[1]), CameraControls { detection: true, alerts: false, min_risk_level: Some(RiskLevel::High) });
+        assert_eq!(
+            c.get(&cams[1]),
+            CameraControls { detection: true, alerts: false, min_risk_level: Some(RiskLevel::High) }
+        );
         assert!(changes.has_changed().unwrap());
         assert_eq!(c.set(&"attic".into(), Change::Alerts(false)), None, "not a configured camera");
         assert_eq!(c.get(&"attic".into()), CameraControls::default());
@@ -274,6 +277,9 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let c = Controls::load(&store, &cams).unwrap();
-        assert_eq!(c.get(&cams[0]), CameraControls { detection: true, alerts: false, min_risk_level: Some(RiskLevel::Low) });
+        assert_eq!(
+            c.get(&cams[0]),
+            CameraControls { detection: true, alerts: false, min_risk_level: Some(RiskLevel::Low) }
+        );
     }
 }

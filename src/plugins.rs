@@ -444,7 +444,8 @@ pub async fn build(
         .iter()
         .filter_map(|s| Some(CameraConnectivity { camera: s.camera().clone(), connected: s.connectivity()? }))
         .collect();
-    let feeds = DeviceFeeds { firmware, cameras, disk, controls: Some(controls.clone()) };
+    let inference = filter.live().map(|l| l.inference());
+    let feeds = DeviceFeeds { firmware, cameras, disk, controls: Some(controls.clone()), inference };
     let notifiers = build_notifiers(cfg, &ctx, feeds).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
 }

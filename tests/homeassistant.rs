@@ -15,6 +15,7 @@ use common::config::ConfigBuilder;
 use common::peers::{Broker, Daemon, Subscriber, wait_for};
 use homesec::controls::Controls;
 use homesec::domain::CameraName;
+use homesec::filter::service::InferenceMeter;
 use homesec::homeassistant::{CameraConnectivity, Device, DeviceFeeds, HomeAssistantConfig};
 use homesec::retention::DiskStatus;
 use homesec::update::{InstallState, InstallStatus, SystemStatus, UpdateLink};
@@ -141,11 +142,12 @@ fn the_box_migrates_from_per_entity_topics_to_device_configs_that_home_assistant
     assert!(door.to_string().find("object_id").is_none(), "no deprecated object_id");
     let boxed: Value = serde_json::from_str(&configs.iter().find(|(t, _)| t == box_topic).unwrap().1).unwrap();
     assert_eq!(boxed["cmps"]["disk_used"]["device_class"], "data_size");
+    assert_eq!(boxed["cmps"]["inference_time"]["unit_of_measurement"], "ms");
     assert_eq!(boxed["o"]["name"], "HomeSec");
 
     let checked = schema_check(&configs).unwrap_or_else(|findings| panic!("Home Assistant rejects:\n{findings}"));
     assert_eq!(checked["devices"], 2, "{checked}");
-    assert_eq!(checked["components"], 4 + 9, "the box: connectivity, disk x3; the camera: 9 entities: {checked}");
+    assert_eq!(checked["components"], 5 + 9, "the box: connectivity, disk x3, inference; the camera: 9: {checked}");
 }
 
 #[test]
@@ -167,11 +169,14 @@ fn every_entity_the_device_can_announce_passes_home_assistants_schemas() {
     let (install_latest, _rx) = tokio::sync::mpsc::unbounded_channel();
     let (_disk_tx, disk) = tokio::sync::watch::channel(DiskStatus::default());
     let (_link_tx, connected) = tokio::sync::watch::channel(true);
+    let inference = InferenceMeter::default();
+    inference.record(Duration::from_millis(31));
     let feeds = DeviceFeeds {
         firmware: Some(UpdateLink { status, install_latest }),
         cameras: vec![CameraConnectivity { camera: "door".into(), connected }],
         disk: Some(disk),
         controls: Some(Controls::in_memory(&cameras)),
+        inference: Some(inference.clone()),
     };
     let device = Device::new(&HomeAssistantConfig::default(), DEVICE, &cameras, feeds);
     let messages: Vec<(String, String)> = device
@@ -184,6 +189,7 @@ fn every_entity_the_device_can_announce_passes_home_assistants_schemas() {
     assert!(state.1.contains("\"update_percentage\":40"), "{}", state.1);
     let checked = schema_check(&messages).unwrap_or_else(|findings| panic!("Home Assistant rejects:\n{findings}"));
     assert_eq!(checked["devices"], 3, "{checked}");
+    assert_eq!(checked["components"], 6 + 2 * 9 + 1, "the box's 6, each camera's 9, one connectivity: {checked}");
     assert_eq!(checked["states"], 1, "{checked}");
     assert_eq!(checked["cleared"].as_u64(), Some(3 + 7 * 2), "every old per-entity topic: {checked}");
 

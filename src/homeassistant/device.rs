@@ -8,6 +8,7 @@ use super::discovery::{self as ha, Control, DiscoveryMessage, HomeAssistantConfi
 use super::entities::{self, DeviceConfig, Features};
 use crate::controls::Controls;
 use crate::domain::CameraName;
+use crate::filter::service::InferenceMeter;
 use crate::retention::DiskStatus;
 use crate::update::{SystemStatus, UpdateLink};
 
@@ -39,6 +40,23 @@ pub struct DeviceFeeds {
     /// The cameras' runtime controls (the *Detection* / *Alerts* switches and
     /// the *Minimum risk level* select).
     pub controls: Option<Controls>,
+    /// The detector's recent inference time (its sensor).
+    pub inference: Option<InferenceMeter>,
+}
+
+/// The detector's inference time sensor: its state topic and its source.
+#[derive(Debug, Clone)]
+pub struct InferenceState {
+    topic: String,
+    meter: InferenceMeter,
+}
+
+impl InferenceState {
+    /// The retained state now: `{"inference_ms": …}` (null before the first frame).
+    pub fn message(&self) -> DiscoveryMessage {
+        let ms = self.meter.recent_ms().map(|ms| (ms * 10.0).round() / 10.0);
+        DiscoveryMessage { topic: self.topic.clone(), payload: serde_json::json!({ "inference_ms": ms }).to_string() }
+    }
 }
 
 /// The box's disk budget sensor: its state topic and its source.
@@ -124,6 +142,7 @@ pub struct Device {
     connectivity: Vec<ConnectivityState>,
     disk: Option<DiskState>,
     controls: Option<ControlFeed>,
+    inference: Option<InferenceState>,
 }
 
 impl Device {
@@ -139,11 +158,11 @@ impl Device {
 
     /// `feeds`: what the device shows as it changes (see [`DeviceFeeds`]).
     pub fn new(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName], feeds: DeviceFeeds) -> Device {
-        let DeviceFeeds { firmware, cameras: linked, disk, controls } = feeds;
+        let DeviceFeeds { firmware, cameras: linked, disk, controls, inference } = feeds;
         let features = Features {
             firmware: firmware.is_some(),
             disk: disk.is_some(),
-            inference: false,
+            inference: inference.is_some(),
             linked: linked.iter().map(|c| c.camera.clone()).collect(),
         };
         let mut clears: Vec<DiscoveryMessage> =
@@ -186,6 +205,8 @@ impl Device {
                 link,
             }),
             controls,
+            inference: inference
+                .map(|meter| InferenceState { topic: ha::inference_topic(&cfg.base_topic, device_id), meter }),
         }
     }
 
@@ -199,7 +220,13 @@ impl Device {
         out.extend(self.connectivity.iter().map(ConnectivityState::message));
         out.extend(self.disk.as_ref().map(DiskState::message));
         out.extend(self.control_states());
+        out.extend(self.inference.as_ref().map(InferenceState::message));
         out
+    }
+
+    /// The inference time sensor, to publish its state now and then.
+    pub fn inference(&self) -> Option<&InferenceState> {
+        self.inference.as_ref()
     }
 
     /// The device configs (the box's first).
@@ -349,18 +376,33 @@ mod tests {
         assert!(rx.try_recv().is_ok());
     }
 
+    /// The payload of the device config on `topic` among `d`'s announcements.
+    fn config_of(d: &Device, topic: &str) -> serde_json::Value {
+        let m = d.announcements().into_iter().find(|m| m.topic == topic).unwrap_or_else(|| panic!("no {topic}"));
+        serde_json::from_str(&m.payload).unwrap()
+    }
+
+    const BOX: &str = "homeassistant/device/homesec_box1/config";
+    const DOOR: &str = "homeassistant/device/homesec_box1_door/config";
+
     #[test]
-    fn the_disk_budget_sensor_is_announced_with_the_figures_as_its_state() {
+    fn the_disk_sensors_are_announced_with_the_figures_as_their_state() {
         let (tx, rx) = watch::channel(DiskStatus::default());
         let feeds = DeviceFeeds { disk: Some(rx), ..DeviceFeeds::default() };
         let d = Device::new(&HomeAssistantConfig::default(), "box1", &[], feeds);
-        let msgs = d.announcements();
-        let config = msgs.iter().find(|m| m.topic == "homeassistant/binary_sensor/homesec_box1/disk_budget/config");
-        let config: serde_json::Value = serde_json::from_str(&config.expect("announced").payload).unwrap();
-        assert_eq!(config["device_class"], "problem");
-        assert_eq!(config["state_topic"], "homecam/box1/disk");
-        assert_eq!(config["json_attributes_topic"], "homecam/box1/disk");
-        assert_eq!(config["device"]["identifiers"][0], "homesec_box1");
+        let config = config_of(&d, BOX);
+        assert_eq!(config["dev"]["ids"][0], "homesec_box1");
+        let budget = &config["cmps"]["disk_budget"];
+        assert_eq!((budget["p"].as_str(), budget["device_class"].as_str()), (Some("binary_sensor"), Some("problem")));
+        assert_eq!(budget["state_topic"], "homecam/box1/disk");
+        let used = &config["cmps"]["disk_used"];
+        assert_eq!(
+            (used["device_class"].as_str(), used["unit_of_measurement"].as_str()),
+            (Some("data_size"), Some("B"))
+        );
+        assert_eq!(used["value_template"], "{{ value_json.used_bytes }}");
+        assert_eq!(config["cmps"]["disk_free"]["value_template"], "{{ value_json.free_bytes }}");
+        assert_eq!(config["cmps"]["disk_free"]["default_entity_id"], "sensor.homesec_box1_disk_free");
         tx.send_modify(|s| s.stuck = Some("nothing more may go".into()));
         let state = d.disk().unwrap().message();
         assert_eq!(state.topic, "homecam/box1/disk");
@@ -369,12 +411,90 @@ mod tests {
     }
 
     #[test]
+    fn the_inference_time_sensor_shows_the_detectors_recent_average() {
+        let meter = InferenceMeter::default();
+        let feeds = DeviceFeeds { inference: Some(meter.clone()), ..DeviceFeeds::default() };
+        let d = Device::new(&HomeAssistantConfig::default(), "box1", &[], feeds);
+        let sensor = &config_of(&d, BOX)["cmps"]["inference_time"];
+        assert_eq!((sensor["unit_of_measurement"].as_str(), sensor["p"].as_str()), (Some("ms"), Some("sensor")));
+        assert_eq!(sensor["state_topic"], "homecam/box1/detector");
+        assert_eq!(d.inference().unwrap().message().payload, r#"{"inference_ms":null}"#);
+        meter.record(std::time::Duration::from_micros(23_456));
+        assert_eq!(d.inference().unwrap().message().payload, r#"{"inference_ms":23.5}"#);
+        let plain = Device::new(&HomeAssistantConfig::default(), "box1", &[], DeviceFeeds::default());
+        assert!(config_of(&plain, BOX)["cmps"].get("inference_time").is_none());
+    }
+
+    #[test]
     fn home_assistant_coming_online_asks_for_discovery_again() {
         let (d, _) = device(false);
         assert_eq!(d.on_message("homeassistant/status", b"online", false), Reaction::Announce);
         assert_eq!(d.on_message("homeassistant/status", b"online", true), Reaction::None);
         assert_eq!(d.on_message("homeassistant/status", b"offline", false), Reaction::None);
-        assert_eq!(d.subscriptions(), vec!["homeassistant/status".to_string()]);
+        assert_eq!(d.subscriptions(), vec!["homeassistant/status".to_string(), BOX.into(), DOOR.into()]);
+    }
+
+    #[test]
+    fn old_per_entity_topics_are_cleared_before_the_device_configs_come() {
+        let (d, _) = device(false);
+        let topics: Vec<String> = d.announcements().into_iter().map(|m| m.topic).collect();
+        let at = |t: &str| topics.iter().position(|x| x == t).unwrap_or_else(|| panic!("no {t} in {topics:?}"));
+        for old in [
+            "homeassistant/sensor/homesec_box1/door_risk_level/config",
+            "homeassistant/camera/homesec_box1/door_snapshot/config",
+            "homeassistant/binary_sensor/homesec_box1/connectivity/config",
+            "homeassistant/update/homesec_box1/firmware/config",
+        ] {
+            assert!(at(old) < at(BOX) && at(old) < at(DOOR), "{old} cleared first");
+        }
+        let cleared = d.announcements().into_iter().filter(|m| m.payload.is_empty()).count();
+        assert_eq!(cleared, 3 + 7 + 3, "box, camera entities, the camera's old state topics");
+    }
+
+    #[test]
+    fn a_component_gone_since_the_last_run_is_removed_once() {
+        let (d, _) = device(false);
+        let mut earlier = config_of(&d, DOOR);
+        earlier["cmps"]["connectivity"] =
+            serde_json::json!({"p": "binary_sensor", "unique_id": "x", "state_topic": "t"});
+        let Reaction::Publish(msgs) = d.on_message(DOOR, earlier.to_string().as_bytes(), true) else {
+            panic!("the removal is published")
+        };
+        let sent: serde_json::Value = serde_json::from_str(&msgs[0].payload).unwrap();
+        assert_eq!(msgs[0].topic, DOOR);
+        assert_eq!(sent["cmps"]["connectivity"], serde_json::json!({"p": "binary_sensor"}));
+        assert_eq!(sent["cmps"]["risk_level"], earlier["cmps"]["risk_level"], "the rest stays");
+        assert_eq!(d.on_message(DOOR, msgs[0].payload.as_bytes(), true), Reaction::None, "removed once only");
+        assert_eq!(d.on_message(DOOR, earlier.to_string().as_bytes(), false), Reaction::None, "our own live echo");
+        assert_eq!(d.on_message(DOOR, config_of(&d, DOOR).to_string().as_bytes(), true), Reaction::None);
+    }
+
+    #[tokio::test]
+    async fn a_command_switches_the_camera_at_once_and_the_box_answers_with_the_state() {
+        use crate::controls::CameraControls;
+        use crate::domain::RiskLevel;
+        let cameras = [CameraName::from("door")];
+        let controls = Controls::in_memory(&cameras);
+        let feeds = DeviceFeeds { controls: Some(controls.clone()), ..DeviceFeeds::default() };
+        let d = Device::new(&HomeAssistantConfig::default(), "box1", &cameras, feeds);
+        let config = config_of(&d, DOOR);
+        assert_eq!(config["cmps"]["alerts"]["command_topic"], "homecam/box1/door/alerts/set");
+        assert_eq!(config["cmps"]["min_risk_level"]["p"], "select");
+        let state = |d: &Device, leaf: &str| {
+            d.control_states().into_iter().find(|m| m.topic == format!("homecam/box1/door/{leaf}")).unwrap().payload
+        };
+        assert_eq!((state(&d, "detection"), state(&d, "min_risk_level")), ("ON".into(), "policy".into()));
+        let changes = d.control_changes().unwrap();
+        assert!(d.subscriptions().contains(&"homecam/box1/door/detection/set".to_string()));
+        assert_eq!(d.on_message("homecam/box1/door/detection/set", b"OFF", true), Reaction::None);
+        assert!(controls.get(&cameras[0]).detection, "a retained command is stale");
+        d.on_message("homecam/box1/door/detection/set", b"OFF", false);
+        d.on_message("homecam/box1/door/min_risk_level/set", b"high", false);
+        d.on_message("homecam/box1/door/alerts/set", b"maybe", false);
+        let want = CameraControls { detection: false, alerts: true, min_risk_level: Some(RiskLevel::High) };
+        assert_eq!(controls.get(&cameras[0]), want);
+        assert!(changes.has_changed().unwrap(), "the connection publishes the states");
+        assert_eq!((state(&d, "detection"), state(&d, "min_risk_level")), ("OFF".into(), "high".into()));
     }
 
     #[test]
@@ -387,13 +507,14 @@ mod tests {
             ..DeviceFeeds::default()
         };
         let d = Device::new(&cfg, "box1", &cameras, feeds);
-        let plain = Device::new(&cfg, "box1", &cameras, DeviceFeeds::default());
-        let config = "homeassistant/binary_sensor/homesec_box1/door_connectivity/config";
         let state = |d: &Device| d.announcements().into_iter().find(|m| m.topic == "homecam/box1/door/connectivity");
-        assert!(d.announcements().iter().any(|m| m.topic == config));
-        assert!(!d.announcements().iter().any(|m| m.topic.contains("inbox_connectivity")), "only linked cameras");
+        let door = config_of(&d, DOOR);
+        assert_eq!(door["cmps"]["connectivity"]["device_class"], "connectivity");
+        assert_eq!(door["cmps"]["connectivity"]["state_topic"], "homecam/box1/door/connectivity");
+        assert_eq!(door["dev"]["via_device"], "homesec_box1");
+        let inbox = config_of(&d, "homeassistant/device/homesec_box1_inbox/config");
+        assert!(inbox["cmps"].get("connectivity").is_none(), "only linked cameras");
         assert_eq!(state(&d).map(|m| m.payload).as_deref(), Some("offline"));
-        assert_eq!(d.announcements().len(), plain.announcements().len() + 2);
         tx.send_replace(true);
         assert_eq!(state(&d).map(|m| m.payload).as_deref(), Some("online"), "every connect publishes it as it is");
         let feed = &d.connectivity()[0];
@@ -408,6 +529,10 @@ mod tests {
         let state = ha::update_state_topic("homecam", "box1");
         assert!(!without.announcements().iter().any(|m| m.topic == state));
         assert!(with.announcements().iter().any(|m| m.topic == state));
-        assert_eq!(with.announcements().len(), without.announcements().len() + 2);
+        assert!(config_of(&without, BOX)["cmps"].get("firmware").is_none());
+        let firmware = &config_of(&with, BOX)["cmps"]["firmware"];
+        assert_eq!(firmware["p"], "update");
+        assert_eq!(firmware["command_topic"], "homecam/box1/update/install");
+        assert_eq!(firmware["payload_install"], "install");
     }
 }

@@ -333,5 +333,8 @@ pub fn legacy_config_topics(cfg: &HomeAssistantConfig, device_id: &str, cameras:
             entities.push((component, format!("{cam}_{object}")));
         }
     }
-    entities.into_iter().map(|(component, object_id)| format!("{prefix}/{component}/{node}/{object_id}/config")).collect()
+    entities
+        .into_iter()
+        .map(|(component, object_id)| format!("{prefix}/{component}/{node}/{object_id}/config"))
+        .collect()
 }

@@ -11,8 +11,8 @@ use super::Pipeline;
 use super::stage::{AttemptError, StageOutcome};
 use crate::config::RunMode;
 use crate::domain::{
-    Alert, AlertDecision, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage, StageStatus,
-    rfc3339,
+    Alert, AlertDecision, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage,
+    StageStatus, rfc3339,
 };
 use crate::store::StoreError;
 
@@ -90,7 +90,8 @@ impl Pipeline {
         let mut decision =
             self.parts.policy.decide_with_min_risk(&camera, &filter, analysis.as_ref(), controls.min_risk_level);
         if !controls.alerts {
-            decision = AlertDecision { notify: false, reason: format!("alerts off for this camera ({})", decision.reason) };
+            decision =
+                AlertDecision { notify: false, reason: format!("alerts off for this camera ({})", decision.reason) };
         }
         let key = clip.clip_id.0.clone();
         let early = self.parts.store.run(move |s| s.early_alert(&key)).await?;

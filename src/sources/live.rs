@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 
 use super::SourceHealth;
 use super::recorder::{ClipOutput, ObjectFrame, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
-use crate::domain::{CameraName, Clip, now_ms};
 use crate::controls::DetectionSwitch;
+use crate::domain::{CameraName, Clip, now_ms};
 use crate::filter::service::{CameraFeed, LiveDetector, LiveFrame, LiveResult};
 use crate::filter::{FilterOutput, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::codec::VideoCodec;
@@ -613,8 +613,8 @@ mod tests {
         let (y, uv) = (vec![128u8; 16], vec![128u8; 4]);
         let picture = crate::media::codec::Picture::from_planes((4, 4), (&y, &uv, &uv), (4, 2));
         let moving = MotionSample { score: 0.5, motion: true, recalibrated: false };
-        let mut served = |ts_s: f64, tap: &mut ObjectTap| {
-            tap.frame(&DetectFrame { ts_s, picture: picture.clone() }, &moving);
+        let served = |ts_s: f64, tap: &mut ObjectTap| {
+            tap.frame(&DetectFrame { ts_s, picture }, &moving);
             std::iter::from_fn(|| service.next_live()).count()
         };
         assert_eq!(served(0.0, &mut tap), 1, "on: a picture with motion goes to the detector");

@@ -60,7 +60,8 @@ mod tests {
         let path = dir.path().join("store.redb");
         let store = Store::open(&path).unwrap();
         assert!(store.controls().unwrap().is_empty());
-        let off = ControlsRecord { detection: false, alerts: true, min_risk_level: Some(RiskLevel::High), updated_ms: 0 };
+        let off =
+            ControlsRecord { detection: false, alerts: true, min_risk_level: Some(RiskLevel::High), updated_ms: 0 };
         store.write(|w| w.put_controls("door", &off)).unwrap();
         drop(store);
         let store = Store::open(&path).unwrap();

@@ -27,8 +27,8 @@ mod maintenance;
 mod query;
 
 pub use codec::Stored;
-pub use controls::ControlsRecord;
 use codec::{decode, encode};
+pub use controls::ControlsRecord;
 pub use events::EventId;
 use events::{EVENTS, SYNC_OUTBOX};
 pub use index::Set;

@@ -117,6 +117,12 @@ impl Connection {
                 let state = move || vec![disk.message()];
                 state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
             }
+            // The inference time changes with every frame: published now and then.
+            if let Some(inference) = d.inference() {
+                let inference = inference.clone();
+                let state = move || inference.message();
+                state_tasks.push(tokio::spawn(publish_every(INFERENCE_EVERY, state, client.clone(), shared.clone())));
+            }
             // A command switches at once; the box answers with the new states.
             if let Some(changes) = d.control_changes() {
                 let d = d.clone();
@@ -269,6 +275,36 @@ async fn publish_changes<T: Send + Sync>(
     }
 }
 
+/// How often the detector's inference time is published (when it changed).
+const INFERENCE_EVERY: Duration = Duration::from_secs(30);
+
+/// Publishes a retained state every `period` while connected, when it changed.
+async fn publish_every(
+    period: Duration,
+    state: impl Fn() -> DiscoveryMessage + Send,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+) {
+    let mut last: Option<String> = None;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let msg = state();
+        let mut link = shared.lock();
+        if link.shutting_down {
+            return;
+        }
+        if !link.connected || last.as_ref() == Some(&msg.payload) {
+            continue;
+        }
+        last = Some(msg.payload.clone());
+        if let Err(e) = link.enqueue(&client, Outbound::retained(msg.topic, msg.payload), false) {
+            debug!(error = %e, "cannot publish a state");
+        }
+    }
+}
+
 async fn run_event_loop(
     mut el: EventLoop,
     client: AsyncClient,
@@ -331,7 +367,9 @@ async fn run_event_loop(
                 let msgs = match device.on_message(&p.topic, &p.payload, p.retain) {
                     Reaction::None => continue,
                     Reaction::Announce => announce.messages(true),
-                    Reaction::Publish(msgs) => msgs.into_iter().map(|m| Outbound::retained(m.topic, m.payload)).collect(),
+                    Reaction::Publish(msgs) => {
+                        msgs.into_iter().map(|m| Outbound::retained(m.topic, m.payload)).collect()
+                    }
                 };
                 let mut link = shared.lock();
                 for msg in msgs {
