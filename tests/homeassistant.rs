@@ -178,7 +178,9 @@ fn every_entity_the_device_can_announce_passes_home_assistants_schemas() {
         controls: Some(Controls::in_memory(&cameras)),
         inference: Some(inference.clone()),
     };
-    let device = Device::new(&HomeAssistantConfig::default(), DEVICE, &cameras, feeds);
+    let cfg =
+        HomeAssistantConfig { support_url: Some("https://help.example.net/homesec".into()), ..Default::default() };
+    let device = Device::new(&cfg, DEVICE, &cameras, feeds);
     let messages: Vec<(String, String)> = device
         .announcements()
         .into_iter()

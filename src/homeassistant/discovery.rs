@@ -30,6 +30,10 @@ pub struct HomeAssistantConfig {
     /// Root of HomeSec's own topics (availability, per-camera state).
     #[serde(default = "default_base_topic")]
     pub base_topic: String,
+    /// Where users of this box find help: the discovery origin's support URL
+    /// (Home Assistant links it from the devices). None: not announced.
+    #[serde(default)]
+    pub support_url: Option<String>,
 }
 
 fn default_enabled() -> bool {
@@ -48,6 +52,7 @@ impl Default for HomeAssistantConfig {
             enabled: default_enabled(),
             discovery_prefix: default_discovery_prefix(),
             base_topic: default_base_topic(),
+            support_url: None,
         }
     }
 }
@@ -59,6 +64,11 @@ impl HomeAssistantConfig {
             if let Err(msg) = check_topic_root(value) {
                 v.error(field, msg);
             }
+        }
+        if let Some(url) = &self.support_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            v.error("support_url", format!("`{url}` must be an http:// or https:// URL"));
         }
     }
 }
@@ -386,6 +396,19 @@ mod tests {
         skipped.summary = None;
         let s = parse(&state_payload(&skipped));
         assert!(s["risk_level"].is_null() && s["summary"].is_null());
+    }
+
+    #[test]
+    fn the_support_url_must_be_a_web_address() {
+        let check = |url: &str| {
+            let mut issues = Vec::new();
+            let locate = |_: &str| None;
+            let cfg = HomeAssistantConfig { support_url: Some(url.into()), ..Default::default() };
+            cfg.validate(&mut Validator::new("home_assistant", &mut issues, &locate));
+            issues.into_iter().map(|i| i.path).collect::<Vec<_>>()
+        };
+        assert!(check("https://help.example.net/homesec").is_empty());
+        assert_eq!(check("help.example.net"), ["home_assistant.support_url"]);
     }
 
     #[test]

@@ -13,9 +13,6 @@ use super::discovery::{
 };
 use crate::domain::CameraName;
 
-/// Where HomeSec's users find help (the origin's `url`).
-pub const SUPPORT_URL: &str = "https://github.com/homesec/homesec";
-
 /// What the box's device shows besides its fixed entities.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Features {
@@ -34,6 +31,7 @@ pub struct Features {
 pub struct DeviceConfig {
     pub topic: String,
     device: Value,
+    origin: Value,
     pub components: Map<String, Value>,
 }
 
@@ -45,7 +43,7 @@ impl DeviceConfig {
         for (key, platform) in removed {
             cmps.insert(key.clone(), json!({ "p": platform }));
         }
-        let payload = json!({ "dev": self.device, "o": origin(), "cmps": cmps, "qos": 1 });
+        let payload = json!({ "dev": self.device, "o": self.origin, "cmps": cmps, "qos": 1 });
         DiscoveryMessage { topic: self.topic.clone(), payload: payload.to_string() }
     }
 
@@ -61,8 +59,13 @@ impl DeviceConfig {
     }
 }
 
-fn origin() -> Value {
-    json!({ "name": "HomeSec", "sw": env!("CARGO_PKG_VERSION"), "url": SUPPORT_URL })
+/// The origin (`o`): HomeSec, its version and, when configured, the support URL.
+fn origin(cfg: &HomeAssistantConfig) -> Value {
+    let mut o = json!({ "name": "HomeSec", "sw": env!("CARGO_PKG_VERSION") });
+    if let Some(url) = &cfg.support_url {
+        o["url"] = json!(url);
+    }
+    o
 }
 
 fn device_topic(cfg: &HomeAssistantConfig, identifier: &str) -> String {
@@ -159,7 +162,7 @@ pub fn box_config(cfg: &HomeAssistantConfig, device_id: &str, f: &Features) -> D
         "mdl": "HomeSec daemon",
         "sw": env!("CARGO_PKG_VERSION"),
     });
-    DeviceConfig { topic: device_topic(cfg, &node), device, components: cmps }
+    DeviceConfig { topic: device_topic(cfg, &node), device, origin: origin(cfg), components: cmps }
 }
 
 /// A camera's device (`via_device` the box): alerts, state, snapshot, controls
@@ -292,7 +295,7 @@ pub fn camera_config(cfg: &HomeAssistantConfig, device_id: &str, camera: &Camera
         "sw": env!("CARGO_PKG_VERSION"),
         "via_device": box_identifier(device_id),
     });
-    DeviceConfig { topic: device_topic(cfg, &id), device, components: cmps }
+    DeviceConfig { topic: device_topic(cfg, &id), device, origin: origin(cfg), components: cmps }
 }
 
 /// Every device config: the box's, then each camera's.
@@ -337,4 +340,39 @@ pub fn legacy_config_topics(cfg: &HomeAssistantConfig, device_id: &str, cameras:
         .into_iter()
         .map(|(component, object_id)| format!("{prefix}/{component}/{node}/{object_id}/config"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entity_has_a_unique_id_and_its_default_entity_id_and_no_object_id() {
+        let cfg = HomeAssistantConfig { support_url: Some("https://help.example.net".into()), ..Default::default() };
+        let cams = [CameraName::from("front door"), CameraName::from("back")];
+        let f = Features { firmware: true, disk: true, inference: true, linked: vec![cams[0].clone()] };
+        let configs = device_configs(&cfg, "box1", &cams, &f);
+        assert_eq!(configs.len(), 3);
+        let mut ids = Vec::new();
+        for c in &configs {
+            let payload: Value = serde_json::from_str(&c.message(&[]).payload).unwrap();
+            assert_eq!(payload["o"]["url"], "https://help.example.net");
+            assert!(!payload.to_string().contains("object_id"));
+            for (key, comp) in payload["cmps"].as_object().unwrap() {
+                let uid = comp["unique_id"].as_str().unwrap();
+                assert!(uid.ends_with(key.as_str()), "{uid} for {key}");
+                assert_eq!(comp["default_entity_id"], format!("{}.{uid}", comp["p"].as_str().unwrap()));
+                ids.push(uid.to_owned());
+            }
+        }
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "unique ids are unique across the devices");
+        assert_eq!(n, 6 + 9 + 1 + 9);
+        assert!(ids.contains(&"homesec_box1_front_door_min_risk_level".to_owned()));
+        let plain = box_config(&HomeAssistantConfig::default(), "box1", &Features::default());
+        let payload: Value = serde_json::from_str(&plain.message(&[]).payload).unwrap();
+        assert!(payload["o"].get("url").is_none(), "no support URL configured, none announced");
+    }
 }
