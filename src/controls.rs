@@ -4,8 +4,11 @@
 //! in the store so that they survive a restart.
 //!
 //! - Detection off: the camera still records motion clips and the pipeline
-//!   still processes them (upload, filter, VLM, policy), but the live camera
-//!   sends no frame to the object detector, so no early alert goes out.
+//!   still takes them (recorded, uploaded, kept), but no object detection
+//!   runs: the live camera sends no frame to the detector (no early alert)
+//!   and the clip's filter stage is skipped with nothing detected, so no alert
+//!   comes from detection (`notify_on_motion` and a VLM that runs `always`
+//!   still apply).
 //! - Alerts off: clips are processed and recorded as usual; nothing is
 //!   notified (the decision says `alerts off`), early alerts neither.
 //! - Minimum risk level: overrides the alert policy's `min_risk_level` for the

@@ -120,16 +120,24 @@ fn the_box_migrates_from_per_entity_topics_to_device_configs_that_home_assistant
     for topic in old_topics() {
         publish(broker.port, &topic, br#"{"name":"old","unique_id":"x","state_topic":"a/b"}"#, true);
     }
-    assert_eq!(retained(broker.port, "homeassistant/#").len(), old_topics().len(), "the old configs are there");
+    // The previous run's device config of the camera had an entity this box no longer has.
+    let door_topic = "homeassistant/device/homesec_habox_door/config";
+    let stale = json!({"dev": {"ids": ["homesec_habox_door"]}, "o": {"name": "HomeSec"}, "cmps": {
+        "connectivity": {"p": "binary_sensor", "unique_id": "homesec_habox_door_connectivity", "state_topic": "a/b"}}});
+    publish(broker.port, door_topic, stale.to_string().as_bytes(), true);
+    assert_eq!(retained(broker.port, "homeassistant/#").len(), old_topics().len() + 1, "the old configs are there");
     let tmp = tempfile::tempdir().unwrap();
     let _daemon = Daemon::start(tmp.path(), &config(tmp.path(), broker.port), &[]);
 
     let box_topic = "homeassistant/device/homesec_habox/config";
-    let door_topic = "homeassistant/device/homesec_habox_door/config";
+    let removed = json!({"p": "binary_sensor"});
     let configs = wait_for("the device configs, and only them", Duration::from_secs(20), || {
         let r = retained(broker.port, "homeassistant/#");
         let topics: Vec<&str> = r.iter().map(|(t, _)| t.as_str()).collect();
-        (topics.contains(&box_topic) && topics.contains(&door_topic) && r.len() == 2).then_some(r)
+        let door = r.iter().find(|(t, _)| t == door_topic).and_then(|(_, p)| serde_json::from_str::<Value>(p).ok())?;
+        // The gone entity is removed as Home Assistant asks: `{"p": …}` alone.
+        let gone = door["cmps"]["connectivity"] == removed;
+        (topics.contains(&box_topic) && gone && r.len() == 2).then_some(r)
     });
     let door: Value = serde_json::from_str(&configs.iter().find(|(t, _)| t == door_topic).unwrap().1).unwrap();
     assert_eq!(door["dev"]["via_device"], "homesec_habox");
@@ -147,6 +155,7 @@ fn the_box_migrates_from_per_entity_topics_to_device_configs_that_home_assistant
 
     let checked = schema_check(&configs).unwrap_or_else(|findings| panic!("Home Assistant rejects:\n{findings}"));
     assert_eq!(checked["devices"], 2, "{checked}");
+    assert_eq!(checked["removed"], 1, "{checked}");
     assert_eq!(checked["components"], 5 + 9, "the box: connectivity, disk x3, inference; the camera: 9: {checked}");
 }
 

@@ -232,6 +232,19 @@ impl Pipeline {
             return Ok(StageOutcome::Done(Filtered { result: f.clone(), snapshot_path: record.snapshot_path.clone() }));
         }
         let clip = &record.clip;
+        // Detection switched off for the camera: no detector, nothing detected.
+        if !self.parts.controls.get(&clip.camera).detection {
+            let fr = FilterResult { model: "none (detection off)".into(), ..Default::default() };
+            let (reason, done) = ("detection off for this camera".to_owned(), fr.clone());
+            let (event, now) = (EventKind::StageSkipped { stage: Stage::Filter, reason }, self.now());
+            self.commit(clip, vec![event], move |r| {
+                r.filter.status = StageStatus::Ok;
+                r.filter.finished_ms = Some(now);
+                r.filter_result = Some(done);
+            })
+            .await?;
+            return Ok(StageOutcome::Done(Filtered { result: fr, snapshot_path: None }));
+        }
         let filter = self.parts.filter.clone();
         // Sampling stops once a class that decides something is confirmed.
         let mut decisive = self.parts.policy.notify_classes(&clip.camera);

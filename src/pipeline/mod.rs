@@ -74,7 +74,7 @@ pub struct Parts {
     /// Dates records and alerts, ages notifications against their TTL, times
     /// the loop's heartbeat.
     pub clock: SharedClock,
-    /// The cameras' runtime switches (alerts, minimum risk level).
+    /// The cameras' runtime switches (detection, alerts, minimum risk level).
     pub controls: Controls,
 }
 

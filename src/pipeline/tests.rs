@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::analyzer::VlmError;
 use crate::clock::{Clock, SimulatedClock};
-use crate::domain::{Alert, AlertStage, AnalysisResult, ClipStatus, RiskLevel, StageStatus, rfc3339};
+use crate::domain::{Alert, AlertStage, AnalysisResult, ClipStatus, RiskLevel, Stage, StageStatus, rfc3339};
 use crate::filter::{FilterError, FilterOutput};
 use crate::notify::{Notifier, NotifyError};
 use crate::policy::default::DefaultPolicy;
@@ -628,4 +628,20 @@ async fn the_minimum_risk_level_set_at_run_time_decides() {
     rig.run("front_22").await;
     assert_eq!(rig.sent().len(), 1, "high reaches high");
     assert_eq!(rig.sent()[0].0.notify_reason, "risk_level=high (per-camera)");
+}
+
+#[tokio::test]
+async fn detection_off_records_and_processes_the_clip_without_running_the_detector() {
+    use crate::controls::Change;
+    let rig = rig(Setup::default());
+    rig.controls.set(&"front".into(), Change::Detection(false));
+    let r = rig.run("front_23").await;
+    assert_eq!(r.status(), ClipStatus::Done);
+    assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 0, "no detector run");
+    assert!(r.filter_result.as_ref().is_some_and(|f| f.detected_classes.is_empty()));
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 0, "no trigger class, no VLM");
+    assert!(rig.sent().is_empty(), "no alert from detection");
+    let events = rig.events("front_23").await;
+    let skipped = EventKind::StageSkipped { stage: Stage::Filter, reason: "detection off for this camera".into() };
+    assert!(events.contains(&skipped), "{events:?}");
 }
