@@ -217,8 +217,9 @@ impl Controls {
         store.write(|w| w.put_controls(camera.as_str(), &record))
     }
 
-    /// [`Controls::set`] then [`Controls::persist`] off the async workers;
-    /// a failed write is logged (the change holds until the restart).
+    /// [`Controls::set`] then [`Controls::persist`] off the async workers
+    /// (call it from the runtime); a failed write is logged (the change holds
+    /// until the restart).
     pub fn apply(&self, camera: &CameraName, change: Change) -> Option<CameraControls> {
         let now = self.set(camera, change)?;
         if self.store.is_some() {

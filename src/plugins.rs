@@ -192,7 +192,12 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[
                 Box::pin(async move {
                     let cfg: notify::mqtt::MqttConfig = config(value)?;
                     let ha = &cfg.home_assistant;
-                    let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds);
+                    // A tool beside the daemon (`notify-test`) announces no device: its
+                    // configs, without the daemon's feeds, would replace the daemon's.
+                    let device = match ctx.client_tag {
+                        Some(_) => None,
+                        None => homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds),
+                    };
                     Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
                 })
             },
