@@ -253,4 +253,16 @@ fn switches_set_over_mqtt_take_effect_and_survive_a_restart() {
     daemon.drop_clip(&common::footage("scene_empty_people_empty.mp4"), "door_20261203100500.mp4");
     let alert = wait_for("the alert", Duration::from_secs(120), || sub.json_on("homecam/alerts/door").pop());
     assert_eq!(alert["clip_id"], "door_20261203100500");
+
+    // Detection off: the clip is kept, nothing is detected, nothing alerts.
+    publish(broker.port, "homecam/habox/door/detection/set", b"OFF", false);
+    wait_for("the Detection switch off", Duration::from_secs(10), || (state("detection")? == "OFF").then_some(()));
+    daemon.drop_clip(&common::footage("scene_empty_people_empty.mp4"), "door_20261203101000.mp4");
+    let clip = wait_for("the third clip done", Duration::from_secs(120), || {
+        daemon.clips().into_iter().find(|c| c["clip"]["clip_id"] == "door_20261203101000" && c["status"] == "done")
+    });
+    assert_eq!(clip["filter_result"]["detected_classes"], json!([]), "{clip}");
+    assert_eq!(clip["filter_result"]["model"], "none (detection off)", "{clip}");
+    assert_eq!(clip["decision"]["notify"], false, "{clip}");
+    assert_eq!(sub.json_on("homecam/alerts/door").len(), 1, "still only the one alert");
 }
