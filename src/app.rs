@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 use crate::api::{self, AppState};
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::controls::Controls;
 use crate::health::{self, HealthStatus};
 use crate::notify::Notifier;
 use crate::pipeline::{Parts, Pipeline, VlmGate};
@@ -71,7 +72,16 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let updater = Updater::new(cfg.update.clone(), layout.update(), Some(rauc), clock.clone()).await;
     // Home Assistant's firmware entity only where the box can update itself.
     let (disk_tx, disk_rx) = tokio::sync::watch::channel(crate::retention::DiskStatus::default());
-    let plugins = plugins::build(&cfg, updater.is_available().then(|| updater.link()), Some(disk_rx)).await?;
+    // The cameras' switches as Home Assistant last set them.
+    let cameras: Vec<crate::domain::CameraName> = cfg.cameras.iter().map(|c| c.name.clone()).collect();
+    let controls = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || Controls::load(&store, &cameras))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??
+    };
+    let firmware = updater.is_available().then(|| updater.link());
+    let plugins = plugins::build(&cfg, firmware, Some(disk_rx), &controls).await?;
     let shutdown = CancellationToken::new();
     let detector = plugins.filter.live();
     let places = crate::retention::Places::new(&layout, plugins.storage.local_root());
@@ -92,6 +102,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             snapshots_dir: layout.snapshots(),
             fetched_dir: layout.fetched(),
             clock: clock.clone(),
+            controls,
         },
         shutdown.clone(),
     );

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod controls;
 pub mod domain;
 pub mod filter;
 pub mod fsutil;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::analyzer::VlmAnalyzer;
 use crate::config::{Config, ConfigError, PluginSpec};
+use crate::controls::Controls;
 use crate::domain::CameraName;
 use crate::filter::ObjectFilter;
 use crate::filter::service::LiveDetector;
@@ -191,7 +192,12 @@ const NOTIFIERS: &[Row<NotifierFns>] = &[
                 Box::pin(async move {
                     let cfg: notify::mqtt::MqttConfig = config(value)?;
                     let ha = &cfg.home_assistant;
-                    let device = homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds);
+                    // A tool beside the daemon (`notify-test`) announces no device: its
+                    // configs, without the daemon's feeds, would replace the daemon's.
+                    let device = match ctx.client_tag {
+                        Some(_) => None,
+                        None => homeassistant::Device::configured(ha, &ctx.device_id, &ctx.cameras, feeds),
+                    };
                     Ok(Arc::new(notify::mqtt::build(cfg, ctx, device).await?) as Arc<dyn Notifier>)
                 })
             },
@@ -411,10 +417,13 @@ fn named(kind: &'static str, spec: &PluginSpec, e: PluginBuildError) -> PluginBu
 /// Builds every plugin the config names (loads models, opens connections).
 /// `firmware` is the box's updater, when it can update itself (Home Assistant's
 /// firmware entity); `disk` the disk budget as retention leaves it (its sensor).
+/// `controls`: the cameras' runtime switches (live detection reads them, Home
+/// Assistant switches them).
 pub async fn build(
     cfg: &Config,
     firmware: Option<UpdateLink>,
     disk: Option<tokio::sync::watch::Receiver<crate::retention::DiskStatus>>,
+    controls: &Controls,
 ) -> Result<Plugins, PluginBuildError> {
     let ctx = context(cfg);
     let storage = build_storage(cfg)?;
@@ -424,7 +433,9 @@ pub async fn build(
         None => None,
     };
     // Live cameras detect while they record, keeping the VLM's frames.
-    let live = filter.live().map(|l| l.with_vlm_frames(analyzer.as_ref().map_or(0, |a| a.max_frames())));
+    let live = filter
+        .live()
+        .map(|l| l.with_vlm_frames(analyzer.as_ref().map_or(0, |a| a.max_frames())).with_controls(controls.clone()));
     let shared = SharedParts { live, ftp: build_ftp(cfg, &ctx)? };
     let mut sources = Vec::new();
     for cam in &cfg.cameras {
@@ -438,7 +449,9 @@ pub async fn build(
         .iter()
         .filter_map(|s| Some(CameraConnectivity { camera: s.camera().clone(), connected: s.connectivity()? }))
         .collect();
-    let notifiers = build_notifiers(cfg, &ctx, DeviceFeeds { firmware, cameras, disk }).await?;
+    let inference = filter.live().map(|l| l.inference());
+    let feeds = DeviceFeeds { firmware, cameras, disk, controls: Some(controls.clone()), inference };
+    let notifiers = build_notifiers(cfg, &ctx, feeds).await?;
     Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
 }
 

@@ -210,7 +210,7 @@ async fn alert_json_arrives_with_every_field_and_feeds_home_assistant() {
     n.send(&b, None).await.expect("second send");
     let ev = late.next_where(WAIT, |p| p.topic == "homecam/testbox/front/event").await.expect("event");
     let ev = json(&ev);
-    assert_eq!(ev["event_type"], "alert");
+    assert_eq!(ev["event_type"], "final", "the alert's stage");
     assert_eq!(ev["clip_id"], b.clip_id.as_str());
     n.shutdown().await;
 }
@@ -272,12 +272,13 @@ async fn two_boxes_with_a_front_camera_keep_their_own_topics_and_the_old_ones_ar
 async fn discovery_is_retained_and_republished_when_home_assistant_comes_online() {
     let broker = Broker::start();
     let n = notifier(config(broker.port), &["front", "back"]).await;
-    let expected = homesec::homeassistant::discovery_messages(
-        &Default::default(),
-        DEVICE,
-        &[CameraName::from("front"), CameraName::from("back")],
-    );
-    assert_eq!(expected.len(), 13);
+    let cameras = [CameraName::from("front"), CameraName::from("back")];
+    let features = homesec::homeassistant::Features::default();
+    let expected: Vec<_> = homesec::homeassistant::device_configs(&Default::default(), DEVICE, &cameras, &features)
+        .iter()
+        .map(|c| c.message(&[]))
+        .collect();
+    assert_eq!(expected.len(), 3, "the box and each camera");
 
     // connected means announced, not yet delivered: wait until the last config is out
     let last = expected.last().map(|m| m.topic.clone()).unwrap_or_default();
@@ -286,7 +287,7 @@ async fn discovery_is_retained_and_republished_when_home_assistant_comes_online(
     drop(probe);
 
     // a subscriber arriving after the fact gets every config, retained
-    let mut sub = subscribe(broker.port, &["homeassistant/+/+/+/config", "homecam/+/availability"]).await;
+    let mut sub = subscribe(broker.port, &["homeassistant/device/+/config", "homecam/+/availability"]).await;
     let got = sub.collect(Duration::from_millis(800)).await;
     for m in &expected {
         let p = got.iter().find(|p| p.topic == m.topic).unwrap_or_else(|| panic!("no retained {}", m.topic));
@@ -300,7 +301,8 @@ async fn discovery_is_retained_and_republished_when_home_assistant_comes_online(
     // Home Assistant restarts: its birth message makes us publish everything again (live, not retained copies)
     sub.client.publish("homeassistant/status", QoS::AtLeastOnce, false, "online").await.expect("birth");
     let again = sub.collect(Duration::from_millis(1500)).await;
-    let live: Vec<&Publish> = again.iter().filter(|p| !p.retain && p.topic.ends_with("/config")).collect();
+    let live: Vec<&Publish> =
+        again.iter().filter(|p| !p.retain && p.topic.ends_with("/config") && !p.payload.is_empty()).collect();
     assert_eq!(live.len(), expected.len(), "re-published: {:?}", live.iter().map(|p| &p.topic).collect::<Vec<_>>());
     assert!(again.iter().any(|p| p.topic == "homecam/testbox/availability" && p.payload.as_ref() == b"online"));
 

@@ -152,8 +152,9 @@ async fn with_the_right_ca_alerts_discovery_and_the_last_will_go_over_tls() {
     let got = wait_for("the alert", Duration::from_secs(5), || sub.json_on("homecam/alerts/front").into_iter().next());
     assert_eq!(got["clip_id"], "front_1700000001");
     // Home Assistant: the box's availability and the discovery, as over TCP
-    let expected =
-        homesec::homeassistant::discovery_messages(&Default::default(), DEVICE, &[CameraName::from("front")]);
+    let features = homesec::homeassistant::Features::default();
+    let expected: Vec<_> =
+        homesec::homeassistant::device_configs(&Default::default(), DEVICE, &[CameraName::from("front")], &features);
     wait_for("every discovery config", Duration::from_secs(5), || {
         let topics = sub.topics();
         expected.iter().all(|m| topics.contains(&m.topic)).then_some(())

@@ -194,7 +194,7 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
     // Storage on another file system than the data: a remote archive, as far as retention sees.
     let remote = Tmpfs::mount(&tmp.path().join("remote"), 1 << 20);
     let broker = Broker::start();
-    let sub = Subscriber::connect(broker.port, &["homecam/retention/disk", "homeassistant/binary_sensor/#"]);
+    let sub = Subscriber::connect(broker.port, &["homecam/retention/disk", "homeassistant/device/#"]);
     let cfg = ConfigBuilder::new("retention", tmp.path())
         .folder_camera("yard")
         .mqtt(broker.port)
@@ -228,8 +228,8 @@ fn kill_9_during_a_retention_pass_loses_nothing_that_was_not_prunable() {
         sub.json_on("homecam/retention/disk").into_iter().rev().find(|s| !s["stuck"].is_null())
     });
     assert_eq!(state["stuck"].as_str(), Some(why));
-    let config = sub.json_on("homeassistant/binary_sensor/homesec_retention/disk_budget/config");
-    assert_eq!(config.last().expect("the sensor announced")["device_class"], "problem");
+    let config = sub.json_on("homeassistant/device/homesec_retention/config");
+    assert_eq!(config.last().expect("the sensor announced")["cmps"]["disk_budget"]["device_class"], "problem");
     daemon.stop();
     let store = Store::open(&data.join("homesec.redb")).unwrap();
     assert!(store.unreadable().is_empty());

@@ -85,9 +85,9 @@ fn payloads(sub: &Subscriber, topic: &str) -> Vec<String> {
 /// Checks the camera's Home Assistant connectivity sensor: announced, and its
 /// state went offline during the outage and is online again now.
 fn check_connectivity_sensor(sub: &Subscriber, camera: &str) {
-    let config = format!("homeassistant/binary_sensor/homesec_reconnect/{camera}_connectivity/config");
+    let config = format!("homeassistant/device/homesec_reconnect_{camera}/config");
     let announced = wait_for(&format!("{camera}'s connectivity sensor"), Duration::from_secs(10), || {
-        sub.json_on(&config).into_iter().next()
+        sub.json_on(&config).into_iter().next().map(|c| c["cmps"]["connectivity"].clone())
     });
     assert_eq!(announced["device_class"], "connectivity", "{announced}");
     let topic = format!("homecam/reconnect/{camera}/connectivity");
@@ -114,7 +114,7 @@ fn cameras_away_for_40_s_show_video_again_within_5_s_of_answering() {
     let mut yard = RtspServer::start(&scene, &[]);
     let mut yard_sub = RtspServer::start(&scene, &[]);
     let broker = Broker::start();
-    let sub = Subscriber::connect(broker.port, &["homecam/reconnect/+/connectivity", "homeassistant/binary_sensor/#"]);
+    let sub = Subscriber::connect(broker.port, &["homecam/reconnect/+/connectivity", "homeassistant/device/#"]);
     let tmp = tempfile::tempdir().unwrap();
     let daemon = start_daemon(
         tmp.path(),
@@ -187,7 +187,7 @@ fn a_camera_away_while_its_backoff_is_at_a_10_minute_cap_shows_video_within_5_s_
     let mut main = RtspServer::start(&scene, &[]);
     let mut detect = RtspServer::start(&scene, &[]);
     let broker = Broker::start();
-    let sub = Subscriber::connect(broker.port, &["homecam/reconnect/+/connectivity", "homeassistant/binary_sensor/#"]);
+    let sub = Subscriber::connect(broker.port, &["homecam/reconnect/+/connectivity", "homeassistant/device/#"]);
     let tmp = tempfile::tempdir().unwrap();
     let source = camera(
         "GATE_URL",

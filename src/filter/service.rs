@@ -14,12 +14,15 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use super::{FilterError, FilterOutput};
+use crate::controls::{Controls, DetectionSwitch};
 use crate::domain::{CameraName, Detection};
 use crate::media::RgbFrame;
 
@@ -105,6 +108,30 @@ struct State {
 pub struct Service {
     state: Mutex<State>,
     ready: Condvar,
+    /// The workers' recent inference time.
+    pub inference: InferenceMeter,
+}
+
+/// The detector's recent inference time per frame (`Session::run`): a moving
+/// average over about the last ten frames, one atomic, read without a lock.
+#[derive(Debug, Clone, Default)]
+pub struct InferenceMeter(Arc<AtomicU64>);
+
+impl InferenceMeter {
+    /// Adds one frame's inference time. Two workers recording at once may lose
+    /// one sample of the average, which is fine for a figure.
+    pub fn record(&self, inference: Duration) {
+        let ms = inference.as_secs_f64() * 1e3;
+        let old = f64::from_bits(self.0.load(Ordering::Relaxed));
+        let new = if old > 0.0 { old + (ms - old) * 0.1 } else { ms.max(f64::MIN_POSITIVE) };
+        self.0.store(new.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The average in milliseconds, once a frame was detected.
+    pub fn recent_ms(&self) -> Option<f64> {
+        let ms = f64::from_bits(self.0.load(Ordering::Relaxed));
+        (ms > 0.0).then_some(ms)
+    }
 }
 
 impl Service {
@@ -236,6 +263,8 @@ fn take_live(s: &mut State) -> Option<LiveWork> {
 pub struct LiveDetector {
     service: Arc<Service>,
     settings: LiveSettings,
+    /// Each camera's *Detection* switch.
+    controls: Controls,
 }
 
 impl std::fmt::Debug for LiveDetector {
@@ -246,7 +275,18 @@ impl std::fmt::Debug for LiveDetector {
 
 impl LiveDetector {
     pub fn new(service: Arc<Service>, settings: LiveSettings) -> Self {
-        Self { service, settings }
+        Self { service, settings, controls: Controls::default() }
+    }
+
+    /// Cameras detect only while their *Detection* switch in `controls` is on.
+    pub fn with_controls(mut self, controls: Controls) -> Self {
+        self.controls = controls;
+        self
+    }
+
+    /// Whether `camera` detects objects now.
+    pub fn detection(&self, camera: &CameraName) -> DetectionSwitch {
+        self.controls.detection(camera)
     }
 
     pub fn settings(&self) -> &LiveSettings {
@@ -268,6 +308,11 @@ impl LiveDetector {
     /// Per camera: frames sent to the detector and frames dropped.
     pub fn feed_stats(&self) -> Vec<(CameraName, FeedStats)> {
         self.service.feed_stats()
+    }
+
+    /// The detector's recent inference time (live frames and clips).
+    pub fn inference(&self) -> InferenceMeter {
+        self.service.inference.clone()
     }
 }
 
@@ -310,6 +355,19 @@ mod tests {
             let _ = w.reply.send(LiveResult { frame: w.item.frame, wall_ms: 0, detections: vec![] });
         }
         served
+    }
+
+    #[test]
+    fn the_inference_time_is_a_recent_average() {
+        let m = InferenceMeter::default();
+        assert_eq!(m.recent_ms(), None);
+        m.record(Duration::from_millis(40));
+        assert_eq!(m.recent_ms(), Some(40.0));
+        for _ in 0..50 {
+            m.record(Duration::from_millis(10));
+        }
+        let ms = m.recent_ms().unwrap();
+        assert!((10.0..10.5).contains(&ms), "{ms}: the old figure fades");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::domain::{Alert, CameraName};
+use crate::controls::{CameraControls, Change};
+use crate::domain::{Alert, CameraName, RiskLevel};
 use crate::plugin::Validator;
 use crate::update::SystemStatus;
 
@@ -29,6 +30,10 @@ pub struct HomeAssistantConfig {
     /// Root of HomeSec's own topics (availability, per-camera state).
     #[serde(default = "default_base_topic")]
     pub base_topic: String,
+    /// Where users of this box find help: the discovery origin's support URL
+    /// (Home Assistant links it from the devices). None: not announced.
+    #[serde(default)]
+    pub support_url: Option<String>,
 }
 
 fn default_enabled() -> bool {
@@ -47,6 +52,7 @@ impl Default for HomeAssistantConfig {
             enabled: default_enabled(),
             discovery_prefix: default_discovery_prefix(),
             base_topic: default_base_topic(),
+            support_url: None,
         }
     }
 }
@@ -58,6 +64,11 @@ impl HomeAssistantConfig {
             if let Err(msg) = check_topic_root(value) {
                 v.error(field, msg);
             }
+        }
+        if let Some(url) = &self.support_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            v.error("support_url", format!("`{url}` must be an http:// or https:// URL"));
         }
     }
 }
@@ -127,6 +138,79 @@ pub fn legacy_clears(base_topic: &str, camera: &CameraName) -> Vec<DiscoveryMess
         .collect()
 }
 
+/// Retained state of one of the camera's controls ([`Control`]).
+pub fn control_state_topic(base_topic: &str, device_id: &str, camera: &CameraName, control: Control) -> String {
+    camera_topic(base_topic, device_id, camera, control.leaf())
+}
+
+/// Home Assistant sets one of the camera's controls here.
+pub fn control_command_topic(base_topic: &str, device_id: &str, camera: &CameraName, control: Control) -> String {
+    format!("{}/set", control_state_topic(base_topic, device_id, camera, control))
+}
+
+/// A camera's runtime controls as Home Assistant shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// `switch` *Detection*.
+    Detection,
+    /// `switch` *Alerts*.
+    Alerts,
+    /// `select` *Minimum risk level*.
+    MinRiskLevel,
+}
+
+impl Control {
+    pub const ALL: [Control; 3] = [Control::Detection, Control::Alerts, Control::MinRiskLevel];
+
+    /// The topic level, the component key and the end of the unique id.
+    pub fn leaf(self) -> &'static str {
+        match self {
+            Control::Detection => "detection",
+            Control::Alerts => "alerts",
+            Control::MinRiskLevel => "min_risk_level",
+        }
+    }
+}
+
+/// The switches' payloads.
+pub const ON: &str = "ON";
+pub const OFF: &str = "OFF";
+/// The *Minimum risk level* select's option for "the alert policy's own level".
+pub const POLICY_DEFAULT: &str = "policy";
+/// The *Minimum risk level* select's options.
+pub const MIN_RISK_OPTIONS: [&str; 4] = [POLICY_DEFAULT, "low", "medium", "high"];
+
+/// A control's state payload.
+pub fn control_payload(control: Control, c: &CameraControls) -> &'static str {
+    let switch = |on: bool| if on { ON } else { OFF };
+    match control {
+        Control::Detection => switch(c.detection),
+        Control::Alerts => switch(c.alerts),
+        Control::MinRiskLevel => c.min_risk_level.map_or(POLICY_DEFAULT, RiskLevel::as_str),
+    }
+}
+
+/// The change a command payload asks for; `None` when it means nothing.
+pub fn control_change(control: Control, payload: &[u8]) -> Option<Change> {
+    let p = std::str::from_utf8(payload).ok()?.trim();
+    let switch = || match p {
+        ON => Some(true),
+        OFF => Some(false),
+        _ => None,
+    };
+    match control {
+        Control::Detection => switch().map(Change::Detection),
+        Control::Alerts => switch().map(Change::Alerts),
+        Control::MinRiskLevel => match p {
+            POLICY_DEFAULT => Some(Change::MinRiskLevel(None)),
+            "low" => Some(Change::MinRiskLevel(Some(RiskLevel::Low))),
+            "medium" => Some(Change::MinRiskLevel(Some(RiskLevel::Medium))),
+            "high" => Some(Change::MinRiskLevel(Some(RiskLevel::High))),
+            _ => None,
+        },
+    }
+}
+
 /// The camera connectivity sensor's state.
 pub fn connectivity_payload(connected: bool) -> &'static str {
     if connected { ONLINE } else { OFFLINE }
@@ -137,29 +221,9 @@ pub fn disk_topic(base_topic: &str, device_id: &str) -> String {
     format!("{base_topic}/{}/disk", slug(device_id))
 }
 
-/// The box's `Disk budget` problem sensor: on while the budget cannot be held
-/// (nothing more may be deleted); the figures and the reason as attributes.
-pub fn disk_discovery(cfg: &HomeAssistantConfig, device_id: &str) -> DiscoveryMessage {
-    let node = box_identifier(device_id);
-    let topic = disk_topic(&cfg.base_topic, device_id);
-    let payload = entity(
-        json!({
-            "name": "Disk budget",
-            "unique_id": format!("{node}_disk_budget"),
-            "device_class": "problem",
-            "entity_category": "diagnostic",
-            "state_topic": topic,
-            "value_template": "{{ 'ON' if value_json.stuck else 'OFF' }}",
-            "json_attributes_topic": topic,
-            "qos": 1,
-        }),
-        &availability_topic(&cfg.base_topic, device_id),
-        &box_device(device_id),
-    );
-    DiscoveryMessage {
-        topic: format!("{}/binary_sensor/{node}/disk_budget/config", cfg.discovery_prefix),
-        payload: payload.to_string(),
-    }
+/// Retained JSON of the detector's recent inference time (`inference_ms`).
+pub fn inference_topic(base_topic: &str, device_id: &str) -> String {
+    format!("{base_topic}/{}/detector", slug(device_id))
 }
 
 /// Retained JSON of the box's firmware (installed / latest version, progress).
@@ -181,229 +245,18 @@ pub fn status_topic(discovery_prefix: &str) -> String {
 }
 
 /// One retained discovery config.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryMessage {
     pub topic: String,
     pub payload: String,
 }
 
-fn box_identifier(device_id: &str) -> String {
+pub(super) fn box_identifier(device_id: &str) -> String {
     format!("homesec_{}", slug(device_id))
 }
 
-fn camera_identifier(device_id: &str, camera: &CameraName) -> String {
+pub(super) fn camera_identifier(device_id: &str, camera: &CameraName) -> String {
     format!("homesec_{}_{}", slug(device_id), slug(camera.as_str()))
-}
-
-fn origin() -> Value {
-    json!({ "name": "HomeSec", "sw_version": env!("CARGO_PKG_VERSION") })
-}
-
-fn box_device(device_id: &str) -> Value {
-    json!({
-        "identifiers": [box_identifier(device_id)],
-        "name": format!("HomeSec {device_id}"),
-        "manufacturer": "HomeSec",
-        "model": "HomeSec daemon",
-        "sw_version": env!("CARGO_PKG_VERSION"),
-    })
-}
-
-fn camera_device(device_id: &str, camera: &CameraName) -> Value {
-    json!({
-        "identifiers": [camera_identifier(device_id, camera)],
-        "name": camera.as_str(),
-        "manufacturer": "HomeSec",
-        "model": "Camera",
-        "sw_version": env!("CARGO_PKG_VERSION"),
-        "via_device": box_identifier(device_id),
-    })
-}
-
-/// An entity's config: `v` with the box's availability, its device (the box or a camera) and the origin.
-fn entity(mut v: Value, availability: &str, device: &Value) -> Value {
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("availability_topic".into(), json!(availability));
-        obj.insert("payload_available".into(), json!(ONLINE));
-        obj.insert("payload_not_available".into(), json!(OFFLINE));
-        obj.insert("device".into(), device.clone());
-        obj.insert("origin".into(), origin());
-    }
-    v
-}
-
-/// Every discovery config for this box and its cameras (retained).
-pub fn discovery_messages(cfg: &HomeAssistantConfig, device_id: &str, cameras: &[CameraName]) -> Vec<DiscoveryMessage> {
-    let prefix = &cfg.discovery_prefix;
-    let base = &cfg.base_topic;
-    let node = box_identifier(device_id);
-    let availability = availability_topic(base, device_id);
-    let mut out = Vec::with_capacity(1 + cameras.len() * 6);
-    let mut push = |component: &str, object_id: &str, payload: Value| {
-        out.push(DiscoveryMessage {
-            topic: format!("{prefix}/{component}/{node}/{object_id}/config"),
-            payload: payload.to_string(),
-        });
-    };
-
-    push(
-        "binary_sensor",
-        "connectivity",
-        json!({
-            "name": "Connectivity",
-            "unique_id": format!("{node}_connectivity"),
-            "device_class": "connectivity",
-            "entity_category": "diagnostic",
-            "state_topic": availability,
-            "payload_on": ONLINE,
-            "payload_off": OFFLINE,
-            "qos": 1,
-            "device": box_device(device_id),
-            "origin": origin(),
-        }),
-    );
-
-    for camera in cameras {
-        let cam = slug(camera.as_str());
-        let uid = |entity: &str| format!("{}_{entity}", camera_identifier(device_id, camera));
-        let device = camera_device(device_id, camera);
-        let state = state_topic(base, device_id, camera);
-        let event = event_topic(base, device_id, camera);
-        let common = |v: Value| entity(v, &availability, &device);
-
-        push(
-            "event",
-            &format!("{cam}_alert"),
-            common(json!({
-                "name": "Alert",
-                "unique_id": uid("alert"),
-                "state_topic": event,
-                "event_types": ["alert"],
-                "icon": "mdi:cctv",
-                "qos": 1,
-            })),
-        );
-        push(
-            "sensor",
-            &format!("{cam}_risk_level"),
-            common(json!({
-                "name": "Risk level",
-                "unique_id": uid("risk_level"),
-                "state_topic": state,
-                // "None" is Home Assistant's MQTT payload for "unknown" (VLM skipped).
-                "value_template": "{{ value_json.risk_level or 'None' }}",
-                "device_class": "enum",
-                "options": ["low", "medium", "high"],
-                "json_attributes_topic": state,
-                "icon": "mdi:shield-alert",
-                "qos": 1,
-            })),
-        );
-        push(
-            "sensor",
-            &format!("{cam}_last_summary"),
-            common(json!({
-                "name": "Last summary",
-                "unique_id": uid("last_summary"),
-                "state_topic": state,
-                // Sensor states are limited to 255 characters; the full summary is an attribute.
-                "value_template": "{{ (value_json.summary or 'None')[:255] }}",
-                "json_attributes_topic": state,
-                "icon": "mdi:text-box-outline",
-                "qos": 1,
-            })),
-        );
-        push(
-            "binary_sensor",
-            &format!("{cam}_person"),
-            common(json!({
-                "name": "Person",
-                "unique_id": uid("person"),
-                "state_topic": event,
-                "value_template": "{{ 'ON' if value_json.person else 'OFF' }}",
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "off_delay": OFF_DELAY_S,
-                "device_class": "occupancy",
-                "qos": 1,
-            })),
-        );
-        push(
-            "binary_sensor",
-            &format!("{cam}_motion"),
-            common(json!({
-                "name": "Motion",
-                "unique_id": uid("motion"),
-                "state_topic": event,
-                "value_template": "ON",
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "off_delay": OFF_DELAY_S,
-                "device_class": "motion",
-                "qos": 1,
-            })),
-        );
-        push(
-            "camera",
-            &format!("{cam}_snapshot"),
-            common(json!({
-                "name": "Last snapshot",
-                "unique_id": uid("snapshot"),
-                "topic": snapshot_topic(base, device_id, camera),
-            })),
-        );
-    }
-    out
-}
-
-/// A camera's `connectivity` binary sensor (for cameras whose source has a
-/// connection), fed by the retained [`connectivity_topic`]. Like the camera's
-/// other entities it is unavailable while the box is offline.
-pub fn connectivity_discovery(cfg: &HomeAssistantConfig, device_id: &str, camera: &CameraName) -> DiscoveryMessage {
-    let node = box_identifier(device_id);
-    let availability = availability_topic(&cfg.base_topic, device_id);
-    let payload = entity(
-        json!({
-            "name": "Connectivity",
-            "unique_id": format!("{}_connectivity", camera_identifier(device_id, camera)),
-            "device_class": "connectivity",
-            "entity_category": "diagnostic",
-            "state_topic": connectivity_topic(&cfg.base_topic, device_id, camera),
-            "payload_on": ONLINE,
-            "payload_off": OFFLINE,
-            "qos": 1,
-        }),
-        &availability,
-        &camera_device(device_id, camera),
-    );
-    DiscoveryMessage {
-        topic: format!("{}/binary_sensor/{node}/{}_connectivity/config", cfg.discovery_prefix, slug(camera.as_str())),
-        payload: payload.to_string(),
-    }
-}
-
-/// The box's firmware `update` entity (installed and latest version, install
-/// button, progress), for boxes that can update themselves.
-pub fn update_discovery(cfg: &HomeAssistantConfig, device_id: &str) -> DiscoveryMessage {
-    let node = box_identifier(device_id);
-    let payload = entity(
-        json!({
-            "name": "Firmware",
-            "unique_id": format!("{node}_firmware"),
-            "device_class": "firmware",
-            "entity_category": "config",
-            "state_topic": update_state_topic(&cfg.base_topic, device_id),
-            "command_topic": update_command_topic(&cfg.base_topic, device_id),
-            "payload_install": INSTALL,
-            "qos": 1,
-        }),
-        &availability_topic(&cfg.base_topic, device_id),
-        &box_device(device_id),
-    );
-    DiscoveryMessage {
-        topic: format!("{}/update/{node}/firmware/config", cfg.discovery_prefix),
-        payload: payload.to_string(),
-    }
 }
 
 /// The update entity's state: what runs, what is latest (the same when no feed
@@ -445,10 +298,14 @@ pub fn state_payload(alert: &Alert) -> String {
     Value::Object(alert_fields(alert)).to_string()
 }
 
-/// Per-alert event (`{base_topic}/{camera}/event`): `event_type` + the alert fields.
+/// The event entity's event types: the alert stages.
+pub const EVENT_TYPES: [&str; 3] = ["detected", "analyzed", "final"];
+
+/// Per-alert event (`{base_topic}/{camera}/event`): `event_type` (the alert's
+/// stage, one of [`EVENT_TYPES`]) + the alert fields.
 pub fn event_payload(alert: &Alert) -> String {
     let mut map = alert_fields(alert);
-    map.insert("event_type".into(), json!("alert"));
+    map.insert("event_type".into(), json!(alert.stage));
     Value::Object(map).to_string()
 }
 
@@ -483,39 +340,21 @@ mod tests {
     }
 
     #[test]
-    fn the_firmware_update_entity_shows_versions_and_progress() {
-        let cfg = HomeAssistantConfig::default();
-        let d = update_discovery(&cfg, "garage box");
-        assert_eq!(d.topic, "homeassistant/update/homesec_garage_box/firmware/config");
-        let v = parse(&d.payload);
-        assert_eq!(v["device_class"], "firmware");
-        assert_eq!(v["state_topic"], "homecam/garage_box/update/state");
-        assert_eq!(v["command_topic"], "homecam/garage_box/update/install");
-        assert_eq!(v["payload_install"], INSTALL);
-        assert_eq!(v["device"]["identifiers"][0], "homesec_garage_box", "on the box's device");
-
-        let mut s = SystemStatus {
-            version: "0.1.0".into(),
-            image_version: Some("2026.12.01".into()),
-            slot: Some("A".into()),
-            slot_confirmed: true,
-            latest_version: None,
-            release_notes: None,
-            latest_url: None,
-            update: crate::update::InstallStatus { state: crate::update::InstallState::Idle, progress: 0, error: None },
-        };
-        let v = parse(&update_state_payload(&s));
-        assert_eq!(v["installed_version"], "2026.12.01", "the image's version, not the daemon's");
-        assert_eq!(v["latest_version"], "2026.12.01", "no feed: up to date");
-        assert_eq!(v["in_progress"], false);
-        assert_eq!(v["update_percentage"], Value::Null);
-        s.latest_version = Some("2026.12.24".into());
-        s.update.state = crate::update::InstallState::Installing;
-        s.update.progress = 40;
-        let v = parse(&update_state_payload(&s));
-        assert_eq!(v["latest_version"], "2026.12.24");
-        assert_eq!(v["in_progress"], true);
-        assert_eq!(v["update_percentage"], 40);
+    fn control_commands_and_states_round_trip() {
+        let cam = CameraName::from("front door");
+        assert_eq!(control_state_topic("hs", "b", &cam, Control::Detection), "hs/b/front_door/detection");
+        assert_eq!(control_command_topic("hs", "b", &cam, Control::MinRiskLevel), "hs/b/front_door/min_risk_level/set");
+        assert_eq!(control_change(Control::Alerts, b"OFF"), Some(Change::Alerts(false)));
+        assert_eq!(control_change(Control::Detection, b"ON"), Some(Change::Detection(true)));
+        assert_eq!(control_change(Control::Detection, b"on"), None, "Home Assistant sends ON / OFF");
+        assert_eq!(control_change(Control::MinRiskLevel, b"high"), Some(Change::MinRiskLevel(Some(RiskLevel::High))));
+        assert_eq!(control_change(Control::MinRiskLevel, b"policy"), Some(Change::MinRiskLevel(None)));
+        assert_eq!(control_change(Control::MinRiskLevel, b"extreme"), None);
+        let c = CameraControls { detection: false, alerts: true, min_risk_level: Some(RiskLevel::Medium) };
+        assert_eq!(control_payload(Control::Detection, &c), "OFF");
+        assert_eq!(control_payload(Control::Alerts, &c), "ON");
+        assert_eq!(control_payload(Control::MinRiskLevel, &c), "medium");
+        assert_eq!(control_payload(Control::MinRiskLevel, &CameraControls::default()), "policy");
     }
 
     #[test]
@@ -538,95 +377,6 @@ mod tests {
     }
 
     #[test]
-    fn discovery_has_a_box_device_and_six_entities_per_camera() {
-        let cams = [CameraName::from("front"), CameraName::from("back")];
-        let msgs = discovery_messages(&HomeAssistantConfig::default(), "box1", &cams);
-        assert_eq!(msgs.len(), 1 + 2 * 6);
-        let topics: Vec<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
-        for t in [
-            "homeassistant/binary_sensor/homesec_box1/connectivity/config",
-            "homeassistant/event/homesec_box1/front_alert/config",
-            "homeassistant/sensor/homesec_box1/front_risk_level/config",
-            "homeassistant/sensor/homesec_box1/front_last_summary/config",
-            "homeassistant/binary_sensor/homesec_box1/front_person/config",
-            "homeassistant/binary_sensor/homesec_box1/front_motion/config",
-            "homeassistant/camera/homesec_box1/back_snapshot/config",
-        ] {
-            assert!(topics.contains(&t), "missing {t} in {topics:?}");
-        }
-        // unique ids are unique and stable
-        let mut ids: Vec<String> =
-            msgs.iter().map(|m| parse(&m.payload)["unique_id"].as_str().unwrap_or_default().to_owned()).collect();
-        assert!(ids.iter().all(|i| i.starts_with("homesec_box1")));
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), msgs.len());
-        assert_eq!(msgs, discovery_messages(&HomeAssistantConfig::default(), "box1", &cams));
-    }
-
-    #[test]
-    fn box_device_and_connectivity_sensor() {
-        let msgs = discovery_messages(&HomeAssistantConfig::default(), "box1", &[]);
-        let p = parse(&msgs[0].payload);
-        assert_eq!(p["device"]["identifiers"], json!(["homesec_box1"]));
-        assert_eq!(p["device"]["name"], "HomeSec box1");
-        assert_eq!(p["device"]["sw_version"], env!("CARGO_PKG_VERSION"));
-        assert_eq!(p["device_class"], "connectivity");
-        assert_eq!(p["state_topic"], "homecam/box1/availability");
-        assert_eq!(p["payload_on"], "online");
-        assert_eq!(p["payload_off"], "offline");
-        assert!(p.get("availability_topic").is_none());
-    }
-
-    #[test]
-    fn camera_entities_hang_off_the_box_and_share_its_availability() {
-        let cfg = HomeAssistantConfig { enabled: true, discovery_prefix: "ha".into(), base_topic: "hs".into() };
-        let msgs = discovery_messages(&cfg, "box1", &[CameraName::from("front")]);
-        for m in &msgs[1..] {
-            assert!(m.topic.starts_with("ha/"), "{}", m.topic);
-            let p = parse(&m.payload);
-            assert_eq!(p["availability_topic"], "hs/box1/availability", "{}", m.topic);
-            assert_eq!(p["device"]["via_device"], "homesec_box1");
-            assert_eq!(p["device"]["identifiers"], json!(["homesec_box1_front"]));
-            assert_eq!(p["device"]["name"], "front");
-        }
-        let find = |suffix: &str| parse(&msgs.iter().find(|m| m.topic.ends_with(suffix)).expect(suffix).payload);
-        let event = find("front_alert/config");
-        assert_eq!(event["event_types"], json!(["alert"]));
-        assert_eq!(event["state_topic"], "hs/box1/front/event");
-        let risk = find("front_risk_level/config");
-        assert_eq!(risk["state_topic"], "hs/box1/front/state");
-        assert_eq!(risk["options"], json!(["low", "medium", "high"]));
-        let person = find("front_person/config");
-        assert_eq!(person["off_delay"], 60);
-        assert_eq!(person["state_topic"], "hs/box1/front/event");
-        let motion = find("front_motion/config");
-        assert_eq!(motion["device_class"], "motion");
-        assert_eq!(motion["off_delay"], 60);
-        let camera = find("front_snapshot/config");
-        assert_eq!(camera["topic"], "hs/box1/front/snapshot");
-    }
-
-    #[test]
-    fn a_camera_connectivity_sensor_hangs_off_the_camera() {
-        let cfg = HomeAssistantConfig { enabled: true, discovery_prefix: "ha".into(), base_topic: "hs".into() };
-        let cam = CameraName::from("front door");
-        let d = connectivity_discovery(&cfg, "box1", &cam);
-        assert_eq!(d.topic, "ha/binary_sensor/homesec_box1/front_door_connectivity/config");
-        let p = parse(&d.payload);
-        assert_eq!(p["device_class"], "connectivity");
-        assert_eq!(p["entity_category"], "diagnostic");
-        assert_eq!(p["state_topic"], "hs/box1/front_door/connectivity");
-        assert_eq!((p["payload_on"].as_str(), p["payload_off"].as_str()), (Some(ONLINE), Some(OFFLINE)));
-        assert_eq!(p["availability_topic"], "hs/box1/availability");
-        assert_eq!(p["device"]["identifiers"], json!(["homesec_box1_front_door"]));
-        assert_eq!(p["unique_id"], "homesec_box1_front_door_connectivity");
-        let others = discovery_messages(&cfg, "box1", std::slice::from_ref(&cam));
-        assert!(others.iter().all(|m| m.topic != d.topic && parse(&m.payload)["unique_id"] != p["unique_id"]));
-        assert_eq!((connectivity_payload(true), connectivity_payload(false)), ("online", "offline"));
-    }
-
-    #[test]
     fn state_and_event_payloads_carry_the_alert() {
         let a = alert(&["person", "car"]);
         let state = parse(&state_payload(&a));
@@ -637,7 +387,7 @@ mod tests {
         assert!(state.get("snapshot_path").is_none());
         assert!(state.get("event_type").is_none());
         let event = parse(&event_payload(&a));
-        assert_eq!(event["event_type"], "alert");
+        assert_eq!(event["event_type"], "final", "the alert's stage");
         assert_eq!(event["activity_type"], "delivery");
         assert_eq!(event["person"], true);
 
@@ -648,6 +398,19 @@ mod tests {
         skipped.summary = None;
         let s = parse(&state_payload(&skipped));
         assert!(s["risk_level"].is_null() && s["summary"].is_null());
+    }
+
+    #[test]
+    fn the_support_url_must_be_a_web_address() {
+        let check = |url: &str| {
+            let mut issues = Vec::new();
+            let locate = |_: &str| None;
+            let cfg = HomeAssistantConfig { support_url: Some(url.into()), ..Default::default() };
+            cfg.validate(&mut Validator::new("home_assistant", &mut issues, &locate));
+            issues.into_iter().map(|i| i.path).collect::<Vec<_>>()
+        };
+        assert!(check("https://help.example.net/homesec").is_empty());
+        assert_eq!(check("help.example.net"), ["home_assistant.support_url"]);
     }
 
     #[test]

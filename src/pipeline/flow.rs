@@ -85,12 +85,19 @@ impl Pipeline {
 
         // Policy. A clip that had an early alert always gets its final alert, so
         // that the early one can be updated (e.g. to low risk).
-        let decision = self.parts.policy.decide(&camera, &filter, analysis.as_ref());
+        // The camera's switches: its minimum risk level, and alerts off sends nothing.
+        let controls = self.parts.controls.get(&camera);
+        let mut decision =
+            self.parts.policy.decide_with_min_risk(&camera, &filter, analysis.as_ref(), controls.min_risk_level);
+        if !controls.alerts {
+            decision =
+                AlertDecision { notify: false, reason: format!("alerts off for this camera ({})", decision.reason) };
+        }
         let key = clip.clip_id.0.clone();
         let early = self.parts.store.run(move |s| s.early_alert(&key)).await?;
         info!(camera = %camera, notify = decision.notify, reason = %decision.reason, early_alert = early.is_some(), "alert decision");
         let notifiers = self.parts.notifiers.names();
-        let send = decision.notify || early.is_some();
+        let send = controls.alerts && (decision.notify || early.is_some());
         if !send || notifiers.is_empty() {
             let reason = if decision.notify { "no notifiers configured".to_owned() } else { decision.reason.clone() };
             let d = decision.clone();
@@ -260,6 +267,19 @@ impl Pipeline {
             return Ok(StageOutcome::Done(Filtered { result: f.clone(), snapshot_path: record.snapshot_path.clone() }));
         }
         let clip = &record.clip;
+        // Detection switched off for the camera: no detector, nothing detected.
+        if !self.parts.controls.get(&clip.camera).detection {
+            let fr = FilterResult { model: "none (detection off)".into(), ..Default::default() };
+            let (reason, done) = ("detection off for this camera".to_owned(), fr.clone());
+            let (event, now) = (EventKind::StageSkipped { stage: Stage::Filter, reason }, self.now());
+            self.commit(clip, vec![event], move |r| {
+                r.filter.status = StageStatus::Ok;
+                r.filter.finished_ms = Some(now);
+                r.filter_result = Some(done);
+            })
+            .await?;
+            return Ok(StageOutcome::Done(Filtered { result: fr, snapshot_path: None }));
+        }
         let filter = self.parts.filter.clone();
         // Sampling stops once a class that decides something is confirmed.
         let mut decisive = self.parts.policy.notify_classes(&clip.camera);

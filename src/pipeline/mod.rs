@@ -1,6 +1,6 @@
 //! The orchestrator: per clip, upload ‖ filter → VLM → policy → notify, each
 //! stage result committed to the store with its event. Knows only traits, the
-//! store and the domain.
+//! store, the domain and the cameras' runtime controls.
 
 mod artifacts;
 pub mod cooldown;
@@ -29,6 +29,7 @@ use crate::analyzer::VlmAnalyzer;
 use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::config::{ConcurrencyConfig, RetryConfig, RunMode};
+use crate::controls::Controls;
 use crate::domain::{Alert, Clip, ClipId, ClipRecord, EventKind, FilterResult, UnixMillis};
 use crate::filter::ObjectFilter;
 use crate::notify::multiplex::Notifiers;
@@ -74,6 +75,8 @@ pub struct Parts {
     /// Dates records and alerts, ages notifications against their TTL, times
     /// the loop's heartbeat.
     pub clock: SharedClock,
+    /// The cameras' runtime switches (detection, alerts, minimum risk level).
+    pub controls: Controls,
 }
 
 /// Counters for health and metrics.

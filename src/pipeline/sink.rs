@@ -126,6 +126,9 @@ impl ClipSink {
     /// Returns whether it was queued.
     pub async fn sighting(&self, sighting: Sighting) -> Result<bool, StoreError> {
         let p = &self.pipeline;
+        if !p.parts.controls.get(&sighting.camera).alerts {
+            return Ok(false);
+        }
         let Some(reason) = p.parts.policy.early_alert(&sighting.camera, &sighting.classes) else { return Ok(false) };
         let notifiers = p.parts.notifiers.names();
         if notifiers.is_empty() || p.shutdown.is_cancelled() {

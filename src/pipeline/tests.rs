@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::analyzer::VlmError;
 use crate::clock::{Clock, SimulatedClock};
-use crate::domain::{Alert, AlertStage, AnalysisResult, ClipStatus, RiskLevel, StageStatus, rfc3339};
+use crate::domain::{Alert, AlertStage, AnalysisResult, ClipStatus, RiskLevel, Stage, StageStatus, rfc3339};
 use crate::filter::{FilterError, FilterOutput};
 use crate::notify::{Notifier, NotifyError};
 use crate::policy::default::DefaultPolicy;
@@ -158,6 +158,7 @@ struct Rig {
     /// A notifier like mail (no updates), when the setup asks for one.
     mail: Option<Arc<FakeNotifier>>,
     clock: Arc<SimulatedClock>,
+    controls: Controls,
 }
 
 struct Setup {
@@ -210,6 +211,7 @@ fn rig(s: Setup) -> Rig {
     let mut notifiers: Vec<Arc<dyn Notifier>> = vec![notifier.clone()];
     notifiers.extend(mail.clone().map(|m| m as Arc<dyn Notifier>));
     let clock = SimulatedClock::starting_at(s.start_ms);
+    let controls = Controls::in_memory(&["front".into()]);
     let parts = Parts {
         store: Store::open_with_clock(&path.join("s.redb"), clock.clone()).unwrap(),
         storage: Arc::new(FakeStorage { failures: AtomicU32::new(s.upload_failures) }),
@@ -229,9 +231,10 @@ fn rig(s: Setup) -> Rig {
         snapshots_dir: path.join("snapshots"),
         fetched_dir: path.join("fetched"),
         clock: clock.clone(),
+        controls: controls.clone(),
     };
     let pipeline = Pipeline::new(parts, CancellationToken::new());
-    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, mail, clock }
+    Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, mail, clock, controls }
 }
 
 fn clip(id: &str) -> Clip {
@@ -627,6 +630,52 @@ async fn an_early_alert_whose_recording_was_lost_is_forgotten_with_its_snapshot(
     rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
     assert!(rig.pipeline.store().early_alert("front_7").unwrap().is_none());
     assert!(!snapshot.exists(), "no clip will ever delete it");
+}
+
+#[tokio::test]
+async fn alerts_off_processes_the_clip_but_notifies_nothing_and_says_why() {
+    use crate::controls::Change;
+    let rig = rig(Setup::default());
+    rig.controls.set(&"front".into(), Change::Alerts(false));
+    rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
+    assert!(!rig.pipeline.sink().sighting(sighting("front_20")).await.unwrap(), "no early alert either");
+    let r = rig.run("front_20").await;
+    assert_eq!(r.status(), ClipStatus::Done);
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 1, "the clip is analysed as usual");
+    let d = r.decision.expect("decided");
+    assert!(!d.notify);
+    assert_eq!(d.reason, "alerts off for this camera (risk_level=high)");
+    assert_eq!(r.notify.status, StageStatus::Skipped);
+    assert!(rig.sent().is_empty());
+    rig.controls.set(&"front".into(), Change::Alerts(true));
+    rig.run("front_21").await;
+    assert_eq!(rig.sent().len(), 1, "switched back on: the next clip alerts");
+}
+
+#[tokio::test]
+async fn the_minimum_risk_level_set_at_run_time_decides() {
+    use crate::controls::Change;
+    let rig = rig(Setup::default());
+    rig.controls.set(&"front".into(), Change::MinRiskLevel(Some(RiskLevel::High)));
+    rig.run("front_22").await;
+    assert_eq!(rig.sent().len(), 1, "high reaches high");
+    assert_eq!(rig.sent()[0].0.notify_reason, "risk_level=high (per-camera)");
+}
+
+#[tokio::test]
+async fn detection_off_records_and_processes_the_clip_without_running_the_detector() {
+    use crate::controls::Change;
+    let rig = rig(Setup::default());
+    rig.controls.set(&"front".into(), Change::Detection(false));
+    let r = rig.run("front_23").await;
+    assert_eq!(r.status(), ClipStatus::Done);
+    assert_eq!(rig.filter.calls.load(Ordering::SeqCst), 0, "no detector run");
+    assert!(r.filter_result.as_ref().is_some_and(|f| f.detected_classes.is_empty()));
+    assert_eq!(rig.vlm.calls.load(Ordering::SeqCst), 0, "no trigger class, no VLM");
+    assert!(rig.sent().is_empty(), "no alert from detection");
+    let events = rig.events("front_23").await;
+    let skipped = EventKind::StageSkipped { stage: Stage::Filter, reason: "detection off for this camera".into() };
+    assert!(events.contains(&skipped), "{events:?}");
 }
 
 mod cooldown_flow;

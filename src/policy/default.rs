@@ -123,9 +123,21 @@ impl AlertPolicy for DefaultPolicy {
     }
 
     fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision {
+        self.decide_with_min_risk(camera, filter, analysis, None)
+    }
+
+    fn decide_with_min_risk(
+        &self,
+        camera: &CameraName,
+        filter: &FilterResult,
+        analysis: Option<&AnalysisResult>,
+        runtime_min_risk: Option<RiskLevel>,
+    ) -> AlertDecision {
         let o = self.cfg.overrides.get(camera.as_str());
         let tag = |from_override: bool| if from_override { " (per-camera)" } else { "" };
-        let min_risk = o.and_then(|o| o.min_risk_level).map_or((self.cfg.min_risk_level, false), |r| (r, true));
+        let min_risk = runtime_min_risk
+            .or(o.and_then(|o| o.min_risk_level))
+            .map_or((self.cfg.min_risk_level, false), |r| (r, true));
         let activities = o
             .and_then(|o| o.notify_on_activity_types.as_ref())
             .map_or((&self.cfg.notify_on_activity_types, false), |a| (a, true));
@@ -201,6 +213,17 @@ mod tests {
         let d = p.decide(&"front".into(), &filter(&["person"]), Some(&a));
         assert_eq!((d.notify, d.reason.as_str()), (true, "risk_level=low (per-camera)"));
         assert!(!p.decide(&"back".into(), &filter(&["person"]), Some(&a)).notify);
+    }
+
+    #[test]
+    fn a_minimum_risk_level_set_at_run_time_wins_over_the_config() {
+        let p = policy("min_risk_level: low\noverrides:\n  front:\n    min_risk_level: low\n");
+        let a = analysis(RiskLevel::Medium, "unknown");
+        for cam in ["front", "back"] {
+            let d = p.decide_with_min_risk(&cam.into(), &filter(&["person"]), Some(&a), Some(RiskLevel::High));
+            assert_eq!((d.notify, d.reason.as_str()), (false, "risk_level=medium below high"), "{cam}");
+            assert!(p.decide_with_min_risk(&cam.into(), &filter(&["person"]), Some(&a), None).notify, "{cam}");
+        }
     }
 
     #[test]

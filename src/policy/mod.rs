@@ -3,10 +3,23 @@
 pub mod default;
 pub mod noop;
 
-use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult};
+use crate::domain::{AlertDecision, AnalysisResult, CameraName, FilterResult, RiskLevel};
 
 pub trait AlertPolicy: Send + Sync {
     fn decide(&self, camera: &CameraName, filter: &FilterResult, analysis: Option<&AnalysisResult>) -> AlertDecision;
+
+    /// [`AlertPolicy::decide`] with the camera's minimum risk level set at run
+    /// time (Home Assistant), which wins over the policy's own when given.
+    fn decide_with_min_risk(
+        &self,
+        camera: &CameraName,
+        filter: &FilterResult,
+        analysis: Option<&AnalysisResult>,
+        min_risk: Option<RiskLevel>,
+    ) -> AlertDecision {
+        let _ = min_risk;
+        self.decide(camera, filter, analysis)
+    }
 
     /// Whether confirmed objects of `classes`, seen live while the camera still
     /// records, are worth an early alert: its reason, e.g. `detected=person (early)`.

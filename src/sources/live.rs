@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::SourceHealth;
 use super::recorder::{ClipOutput, ObjectFrame, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
+use crate::controls::DetectionSwitch;
 use crate::domain::{CameraName, Clip, now_ms};
 use crate::filter::service::{CameraFeed, LiveDetector, LiveFrame, LiveResult};
 use crate::filter::{FilterOutput, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
@@ -360,7 +361,8 @@ pub(crate) fn live_objects(
         return None;
     }
     let (feed, results) = live.register(camera);
-    let tap = ObjectTap { camera: camera.clone(), feed, gate: RateGate::new(object_fps, None), last_motion: None };
+    let gate = RateGate::new(object_fps, None);
+    let tap = ObjectTap { camera: camera.clone(), feed, gate, last_motion: None, detection: live.detection(camera) };
     Some((tap, ObjectResults { results }))
 }
 
@@ -371,10 +373,15 @@ pub(crate) struct ObjectTap {
     gate: RateGate,
     /// Stream time of the last picture with motion.
     last_motion: Option<f64>,
+    /// The camera's *Detection* switch: off, no picture goes to the detector.
+    detection: DetectionSwitch,
 }
 
 impl FrameTap for ObjectTap {
     fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample) {
+        if !self.detection.is_on() {
+            return;
+        }
         if motion.motion {
             self.last_motion = Some(frame.ts_s);
         }
@@ -593,6 +600,30 @@ fn run_motion(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detection_off_sends_no_picture_to_the_detector_and_on_again_does() {
+        use crate::controls::{Change, Controls};
+        use crate::filter::service::{LiveSettings, Service};
+        let service = Service::new();
+        let cam = CameraName::from("porch");
+        let controls = Controls::in_memory(std::slice::from_ref(&cam));
+        let settings = LiveSettings { model: "m".into(), confirm_frames: 2, confirm_window_s: 1.0, vlm_frames: 0 };
+        let live = LiveDetector::new(service.clone(), settings).with_controls(controls.clone());
+        let (mut tap, _results) = live_objects(&cam, &live, 30.0).expect("object detection on");
+        let (y, uv) = (vec![128u8; 16], vec![128u8; 4]);
+        let picture = crate::media::codec::Picture::from_planes((4, 4), (&y, &uv, &uv), (4, 2));
+        let moving = MotionSample { score: 0.5, motion: true, recalibrated: false };
+        let served = |ts_s: f64, tap: &mut ObjectTap| {
+            tap.frame(&DetectFrame { ts_s, picture }, &moving);
+            std::iter::from_fn(|| service.next_live()).count()
+        };
+        assert_eq!(served(0.0, &mut tap), 1, "on: a picture with motion goes to the detector");
+        controls.set(&cam, Change::Detection(false));
+        assert_eq!(served(1.0, &mut tap), 0, "off at once: nothing goes");
+        controls.set(&cam, Change::Detection(true));
+        assert_eq!(served(2.0, &mut tap), 1);
+    }
 
     #[test]
     fn an_outage_is_news_when_it_changes_or_follows_a_stable_session() {

@@ -1,8 +1,8 @@
 //! The local queue and manifest in redb: clip records, the append-only event
 //! log, the notification outbox, the sync outbox (for Postgres), the source
 //! manifests, the early alerts of clips still being recorded, the open alerts
-//! of the cooldown ([`alerts`]), and the log
-//! outbox (log records waiting for Postgres). Values are rkyv archives behind
+//! of the cooldown ([`alerts`]), the log outbox (log records waiting for
+//! Postgres) and the cameras' runtime controls. Values are rkyv archives behind
 //! a 2-byte version of their type ([`Stored::VERSION`]); values an earlier
 //! version wrote are upgraded when read.
 //!
@@ -21,6 +21,7 @@ use crate::domain::{Alert, AlertStage, CameraName, ClipId, ClipRecord, EventKind
 
 mod alerts;
 mod codec;
+mod controls;
 mod events;
 mod index;
 mod logs;
@@ -30,6 +31,7 @@ mod query;
 pub use alerts::{OpenAlert, OpenAlerts};
 pub use codec::Stored;
 use codec::{decode, encode};
+pub use controls::ControlsRecord;
 pub use events::EventId;
 use events::{EVENTS, SYNC_OUTBOX};
 pub use index::Set;
@@ -223,6 +225,7 @@ impl Store {
             txn.open_table(alerts::OPEN_ALERTS)?;
             txn.open_table(LOG_OUTBOX)?;
             txn.open_table(META)?;
+            txn.open_table(controls::CONTROLS)?;
             index::create(&txn)?;
             let mut w = Writer { txn: &txn, clock: &*self.clock, sync_outbox: self.sync_outbox };
             f(&mut w)?

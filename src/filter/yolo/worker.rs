@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 use super::config::{default_confirm_frames, default_max_frames, default_sample_fps};
 use super::session::{Detector, Timings};
 use crate::domain::{Detection, FilterResult};
-use crate::filter::service::{ClipJob, LiveDetector, LiveResult, LiveSettings, LiveWork, Service, Work};
+use crate::filter::service::{
+    ClipJob, InferenceMeter, LiveDetector, LiveResult, LiveSettings, LiveWork, Service, Work,
+};
 use crate::filter::{FilterError, FilterOutput, ObjectFilter, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::{self, RgbFrame};
 
@@ -155,10 +157,13 @@ pub fn run_clip(
 
 /// Runs one live frame through the model and sends the result back to its
 /// camera (which may have gone; then nothing is sent).
-fn serve_live(detector: &mut Detector, work: LiveWork) {
+fn serve_live(detector: &mut Detector, work: LiveWork, inference: &InferenceMeter) {
     let LiveWork { item, reply } = work;
     let detections = match catch_unwind(AssertUnwindSafe(|| detector.detect_rgb(&item.frame))) {
-        Ok(Ok((detections, _))) => detections,
+        Ok(Ok((detections, timings))) => {
+            inference.record(timings.inference);
+            detections
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "live detection failed on a frame");
             Vec::new()
@@ -174,11 +179,11 @@ fn serve_live(detector: &mut Detector, work: LiveWork) {
 fn worker_loop(detector: &mut Detector, service: &Service, settings: &ClipSettings) {
     while let Some(work) = service.next() {
         match work {
-            Work::Live(live) => serve_live(detector, live),
+            Work::Live(live) => serve_live(detector, live, &service.inference),
             Work::Clip(job) => {
                 let mut between = |d: &mut Detector| {
                     while let Some(live) = service.next_live() {
-                        serve_live(d, live);
+                        serve_live(d, live, &service.inference);
                     }
                 };
                 let result = catch_unwind(AssertUnwindSafe(|| {
@@ -189,6 +194,11 @@ fn worker_loop(detector: &mut Detector, service: &Service, settings: &ClipSettin
                     Err(FilterError::Inference("the detector panicked".into()))
                 });
                 // The caller may have given up waiting; nothing to do then.
+                if let Ok((_, stats)) = &result
+                    && stats.frames > 0
+                {
+                    service.inference.record(stats.timings.inference / stats.frames);
+                }
                 let _ = job.reply.send(result.map(|(output, _stats)| output));
             }
         }

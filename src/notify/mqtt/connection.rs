@@ -18,7 +18,8 @@ use super::tls;
 use crate::backoff::Backoff;
 use crate::homeassistant::{self as ha, Device, DiscoveryMessage, Reaction};
 
-/// We only subscribe to Home Assistant's status topic and the install button.
+/// We only subscribe to Home Assistant's status topic, the install button, the
+/// controls' commands and our own device configs.
 const MAX_INCOMING_PACKET: usize = 256 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// A connection that lasted this long resets the reconnect backoff; one that
@@ -103,17 +104,29 @@ impl Connection {
         if let Some(d) = &device {
             if let Some(changes) = d.firmware_changes() {
                 let d = d.clone();
-                let state = move || d.firmware_state();
+                let state = move || d.firmware_state().into_iter().collect();
                 state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
             }
             for c in d.connectivity() {
                 let (changes, c) = (c.changes(), c.clone());
-                let state = move || Some(c.message());
+                let state = move || vec![c.message()];
                 state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
             }
             if let Some(disk) = d.disk() {
                 let (changes, disk) = (disk.changes(), disk.clone());
-                let state = move || Some(disk.message());
+                let state = move || vec![disk.message()];
+                state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
+            }
+            // The inference time changes with every frame: published now and then.
+            if let Some(inference) = d.inference() {
+                let inference = inference.clone();
+                let state = move || inference.message();
+                state_tasks.push(tokio::spawn(publish_every(INFERENCE_EVERY, state, client.clone(), shared.clone())));
+            }
+            // A command switches at once; the box answers with the new states.
+            if let Some(changes) = d.control_changes() {
+                let d = d.clone();
+                let state = move || d.control_states();
                 state_tasks.push(tokio::spawn(publish_changes(changes, state, client.clone(), shared.clone())));
             }
         }
@@ -234,14 +247,14 @@ impl Drop for Connection {
     }
 }
 
-/// Publishes a retained state (`state()`: the firmware entity's, a camera's
-/// connectivity, the disk budget) whenever its source changes, while connected; every connect
+/// Publishes retained states (`state()`: the firmware entity's, a camera's
+/// connectivity, the disk budget, the cameras' controls) whenever their source changes, while connected; every connect
 /// publishes it anyway. The state is read under the link's lock, so the last
 /// message queued is the latest state, whichever of this and a connect's
 /// announcements comes first.
 async fn publish_changes<T: Send + Sync>(
     mut changes: watch::Receiver<T>,
-    state: impl Fn() -> Option<DiscoveryMessage> + Send,
+    state: impl Fn() -> Vec<DiscoveryMessage> + Send,
     client: AsyncClient,
     shared: Arc<Shared>,
 ) {
@@ -253,10 +266,41 @@ async fn publish_changes<T: Send + Sync>(
         if !link.connected {
             continue;
         }
-        let Some(msg) = state() else { return };
-        let topic = msg.topic.clone();
+        for msg in state() {
+            let topic = msg.topic.clone();
+            if let Err(e) = link.enqueue(&client, Outbound::retained(msg.topic, msg.payload), false) {
+                debug!(topic, error = %e, "cannot publish a state");
+            }
+        }
+    }
+}
+
+/// How often the detector's inference time is published (when it changed).
+const INFERENCE_EVERY: Duration = Duration::from_secs(30);
+
+/// Publishes a retained state every `period` while connected, when it changed.
+async fn publish_every(
+    period: Duration,
+    state: impl Fn() -> DiscoveryMessage + Send,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+) {
+    let mut last: Option<String> = None;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let msg = state();
+        let mut link = shared.lock();
+        if link.shutting_down {
+            return;
+        }
+        if !link.connected || last.as_ref() == Some(&msg.payload) {
+            continue;
+        }
+        last = Some(msg.payload.clone());
         if let Err(e) = link.enqueue(&client, Outbound::retained(msg.topic, msg.payload), false) {
-            debug!(topic, error = %e, "cannot publish a state");
+            debug!(error = %e, "cannot publish a state");
         }
     }
 }
@@ -320,13 +364,18 @@ async fn run_event_loop(
             Ok(Event::Incoming(Incoming::PubAck(ack))) => shared.lock().on_puback(ack.pkid),
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 let Some(device) = &announce.device else { continue };
-                if device.on_message(&p.topic, &p.payload, p.retain) == Reaction::Announce {
-                    let mut link = shared.lock();
-                    for msg in announce.messages(true) {
-                        if let Err(e) = link.enqueue(&client, msg, false) {
-                            warn!(broker = %target, error = %e, "cannot re-publish discovery");
-                            break;
-                        }
+                let msgs = match device.on_message(&p.topic, &p.payload, p.retain) {
+                    Reaction::None => continue,
+                    Reaction::Announce => announce.messages(true),
+                    Reaction::Publish(msgs) => {
+                        msgs.into_iter().map(|m| Outbound::retained(m.topic, m.payload)).collect()
+                    }
+                };
+                let mut link = shared.lock();
+                for msg in msgs {
+                    if let Err(e) = link.enqueue(&client, msg, false) {
+                        warn!(broker = %target, error = %e, "cannot re-publish discovery");
+                        break;
                     }
                 }
             }
