@@ -92,6 +92,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             snapshots_dir: layout.snapshots(),
             fetched_dir: layout.fetched(),
             clock: clock.clone(),
+            tracking: plugins.tracking.clone(),
         },
         shutdown.clone(),
     );

@@ -27,10 +27,11 @@ use super::SourceHealth;
 use super::recorder::{ClipOutput, ObjectFrame, Recorder, RecorderError, RecorderEvent, RecordingConfig, SinkOutput};
 use crate::domain::{CameraName, Clip, now_ms};
 use crate::filter::service::{CameraFeed, LiveDetector, LiveFrame, LiveResult};
+use crate::filter::tracking::MotionMask;
 use crate::filter::{FilterOutput, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::codec::VideoCodec;
 use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat, RateGate};
-use crate::media::motion::MotionSample;
+use crate::media::motion::{MotionDetector, MotionSample};
 use crate::pipeline::{ClipSink, Sighting};
 use crate::plugin::Validator;
 
@@ -374,7 +375,7 @@ pub(crate) struct ObjectTap {
 }
 
 impl FrameTap for ObjectTap {
-    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample) {
+    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample, detector: &MotionDetector) {
         if motion.motion {
             self.last_motion = Some(frame.ts_s);
         }
@@ -383,7 +384,7 @@ impl FrameTap for ObjectTap {
         if !watching || !self.gate.is_due(frame.ts_s) {
             return;
         }
-        if self.feed.submit(LiveFrame { frame: frame.to_rgb(), wall_ms: now_ms() }) {
+        if self.feed.submit(LiveFrame { frame: frame.to_rgb(), wall_ms: now_ms(), motion: MotionMask::of(detector) }) {
             let dropped = self.feed.stats().dropped;
             if log_due(dropped) {
                 warn!(camera = %self.camera, dropped, "the object detector is busy; this camera's oldest frame was dropped");
@@ -412,7 +413,9 @@ impl ObjectResults {
             if !r.detections.is_empty() {
                 debug!(camera = %camera, detections = ?r.detections.iter().map(|d| (&d.class, d.confidence)).collect::<Vec<_>>(), "objects seen");
             }
-            let frame = ObjectFrame { wall_ms: r.wall_ms, detections: r.detections, jpeg };
+            let (width, height) = (r.frame.width, r.frame.height);
+            let frame =
+                ObjectFrame { wall_ms: r.wall_ms, width, height, detections: r.detections, jpeg, motion: r.motion };
             if recorder.blocking_send(RecorderEvent::Objects(frame)).is_err() {
                 return false;
             }
@@ -438,7 +441,7 @@ pub(crate) fn spawn_recorder(
         HealthOutput { inner: SinkOutput::new(sink, tokio::runtime::Handle::current()), health: health.clone() };
     let mut recorder = Recorder::new(health.camera.clone(), health.backend, cfg, dir, Box::new(output));
     if let Some(live) = live {
-        recorder = recorder.with_objects(live.settings().clone());
+        recorder = recorder.with_objects(live.settings().clone(), live.tracking(&health.camera));
     }
     let health = health.clone();
     let task = tokio::task::spawn_blocking(move || recorder.run(rx, move |e| health.recorder_failed(e)));
