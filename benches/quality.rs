@@ -95,10 +95,7 @@ fn main() {
     let camera = CameraTracking::new("walkway".into(), Zones::default());
     let (mut tracked, mut untracked) = (Score::default(), Score::default());
     let (mut frames, mut tracking, mut inference) = (0u32, Duration::ZERO, Duration::ZERO);
-    println!(
-        "{:<26} {:>6} {:>8} {:>10} {:>7}  {}",
-        "clip", "should", "tracked", "untracked", "frames", "classes (alert)"
-    );
+    println!("{:<26} {:>6} {:>8} {:>10} {:>7}  classes (alert)", "clip", "should", "tracked", "untracked", "frames");
     for (i, (name, path, expected)) in clips.iter().enumerate() {
         let ctx = TrackContext { camera: camera.clone(), now_ms: i as i64 * 60_000 };
         let (out, stats) =

@@ -446,6 +446,7 @@ impl Sim {
         let confidence = detections.iter().map(|d| d.confidence).fold(0.0, f32::max);
         FilterResult {
             detected_classes: classes.iter().map(|c| (*c).to_owned()).collect(),
+            alert_classes: classes.iter().map(|c| (*c).to_owned()).collect(),
             confidence,
             model: "yolox_nano_416".into(),
             sampled_frames: 20 + self.rng.u32(0..40),

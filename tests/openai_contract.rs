@@ -148,6 +148,7 @@ fn clip() -> Clip {
 fn filter() -> FilterResult {
     FilterResult {
         detected_classes: vec!["person".into()],
+        alert_classes: vec!["person".into()],
         confidence: 0.83,
         model: "yolox_nano".into(),
         sampled_frames: 24,
