@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench bench-live bench-soak bench-sync bench-outage build-arm64 test-arm64
+.PHONY: run test fetch build lint bench bench-quality bench-live bench-soak bench-sync bench-outage build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -29,6 +29,11 @@ build:
 
 bench: fetch
 	$(CARGO) bench --bench detector
+
+## Alert quality on the real footage: precision/recall of "alert or not" with zones and stationary-object
+## tracking, and the time tracking adds per detected frame (~1 min).
+bench-quality: fetch
+	$(CARGO) bench --bench quality
 
 ## Live cameras end to end (release daemon, GStreamer RTSP servers, Mosquitto, a fake VLM):
 ## early/final alert latency, VLM request preparation, CPU per camera, 8 cameras at once (~3 min).

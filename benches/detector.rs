@@ -76,7 +76,8 @@ fn bench_clip(model: &Path, library: &Path, clip: &Path, classes: &[&str], label
         DetectorOptions { classes: classes.iter().map(|c| c.to_string()).collect(), ..DetectorOptions::default() };
     let mut det = Detector::new(model, library, &opts).expect("detector");
     let settings = ClipSettings::default();
-    let (out, stats) = yolo::run_clip(&mut det, clip, &settings, &[], &mut |_| {}).expect("filter the clip");
+    let tracking = homesec::filter::tracking::TrackContext::standalone("bench", 0);
+    let (out, stats) = yolo::run_clip(&mut det, clip, &settings, &[], &tracking, &mut |_| {}).expect("filter the clip");
     let model_ms = ms(stats.timings.total());
     println!(
         "{label:<34} total {:>7.1} ms  frames {:>2}  model {:>6.1} ms (pre {:.1} / inf {:.1} / post {:.1})  \

@@ -439,16 +439,14 @@ impl Sim {
     fn filter_result(&mut self, classes: &[&str]) -> FilterResult {
         let detections: Vec<Detection> = classes
             .iter()
-            .map(|c| Detection {
-                class: (*c).to_owned(),
-                confidence: 0.6 + self.rng.f32() * 0.35,
-                bbox: [120.0, 80.0, 260.0, 400.0],
-                ts_s: self.rng.f32() * 20.0,
+            .map(|c| {
+                Detection::new(*c, 0.6 + self.rng.f32() * 0.35, [120.0, 80.0, 260.0, 400.0], self.rng.f32() * 20.0)
             })
             .collect();
         let confidence = detections.iter().map(|d| d.confidence).fold(0.0, f32::max);
         FilterResult {
             detected_classes: classes.iter().map(|c| (*c).to_owned()).collect(),
+            alert_classes: classes.iter().map(|c| (*c).to_owned()).collect(),
             confidence,
             model: "yolox_nano_416".into(),
             sampled_frames: 20 + self.rng.u32(0..40),

@@ -103,6 +103,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             fetched_dir: layout.fetched(),
             clock: clock.clone(),
             controls,
+            tracking: plugins.tracking.clone(),
         },
         shutdown.clone(),
     );

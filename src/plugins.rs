@@ -13,6 +13,7 @@ use crate::controls::Controls;
 use crate::domain::CameraName;
 use crate::filter::ObjectFilter;
 use crate::filter::service::LiveDetector;
+use crate::filter::tracking::{Tracking, Zones};
 use crate::homeassistant::{CameraConnectivity, DeviceFeeds};
 use crate::media::motion::MotionConfig;
 use crate::notify::Notifier;
@@ -392,6 +393,9 @@ pub struct Plugins {
     pub analyzer: Option<Arc<dyn VlmAnalyzer>>,
     pub policy: Arc<dyn AlertPolicy>,
     pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Every camera's zones and memory of stationary objects, shared by the
+    /// clip filter (through the pipeline) and the camera's live detector.
+    pub tracking: Arc<Tracking>,
 }
 
 fn row<'t, B>(table: &'t [Row<B>], kind: &'static str, spec: &PluginSpec) -> Result<&'t Row<B>, PluginBuildError> {
@@ -432,10 +436,13 @@ pub async fn build(
         Some(spec) => Some(build_one(ANALYZERS, "vlm", &spec, &ctx)?),
         None => None,
     };
+    let tracking = Tracking::new(cfg.cameras.iter().map(|c| (c.name.clone(), Zones::from_config(&c.zones))));
     // Live cameras detect while they record, keeping the VLM's frames.
-    let live = filter
-        .live()
-        .map(|l| l.with_vlm_frames(analyzer.as_ref().map_or(0, |a| a.max_frames())).with_controls(controls.clone()));
+    let live = filter.live().map(|l| {
+        l.with_vlm_frames(analyzer.as_ref().map_or(0, |a| a.max_frames()))
+            .with_controls(controls.clone())
+            .with_tracking(tracking.clone())
+    });
     let shared = SharedParts { live, ftp: build_ftp(cfg, &ctx)? };
     let mut sources = Vec::new();
     for cam in &cfg.cameras {
@@ -452,7 +459,7 @@ pub async fn build(
     let inference = filter.live().map(|l| l.inference());
     let feeds = DeviceFeeds { firmware, cameras, disk, controls: Some(controls.clone()), inference };
     let notifiers = build_notifiers(cfg, &ctx, feeds).await?;
-    Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers })
+    Ok(Plugins { sources, storage, filter, analyzer, policy, notifiers, tracking })
 }
 
 /// The box's FTP server, when a camera uploads by FTP.

@@ -326,3 +326,39 @@ fn the_ftp_block_is_checked_whole_with_paths_and_lines() {
         parse(&format!("{one}ftp:\n  listen: 127.0.0.1:2121\n  anonymous: true\n  root: /srv\n")).unwrap_err();
     assert!(find(&unknown, "ftp.root").message.contains("unknown field `root`"), "{unknown:#?}");
 }
+
+#[test]
+fn camera_zones_are_checked_with_paths_and_lines() {
+    let text = "\
+cameras:
+  - name: front
+    source:
+      backend: folder
+      config:
+        path: /srv/ftp/front
+    zones:
+      - name: drive
+        points: [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]
+        classes: [person, car]
+      - name: drive
+        points: [[0.1, 0.5], [1.2, 0.5]]
+        classes: [persn]
+filter:
+  backend: yolo
+  config:
+    model_path: /m.onnx
+";
+    let issues = parse(text).unwrap_err();
+    let twice = find(&issues, "cameras[0].zones[1].name");
+    assert!(twice.message.contains("`drive` is defined twice"), "{twice}");
+    assert!(find(&issues, "cameras[0].zones[1].points").message.contains("at least 3 points"));
+    assert!(find(&issues, "cameras[0].zones[1].points[1]").message.contains("outside the frame"));
+    let class = find(&issues, "cameras[0].zones[1].classes[0]");
+    assert!(class.message.contains("`persn` is not a class the detector knows") && class.line.is_some(), "{class}");
+    assert_eq!(issues.len(), 4, "{issues:#?}");
+    let ok =
+        text.replace("      - name: drive\n        points: [[0.1, 0.5], [1.2, 0.5]]\n        classes: [persn]\n", "");
+    let cfg = parse(&ok).unwrap();
+    assert_eq!(cfg.cameras[0].zones[0].classes, ["person", "car"]);
+    assert!(cfg.cameras[0].zones[0].required, "zones are required by default");
+}

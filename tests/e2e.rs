@@ -97,6 +97,15 @@ fn a_clip_in_the_folder_becomes_an_mqtt_alert_with_home_assistant_discovery() {
     let (code, health) = daemon.get("/health").unwrap();
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["status"], "healthy", "{health}");
+    // The clip's filter result: the people are the reason to alert; the parked cars were
+    // seen, standing still.
+    let (code, body) = daemon.get(&format!("/api/v1/clips/{clip_id}")).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let f = &body["clip"]["filter_result"];
+    assert_eq!(f["alert_classes"], serde_json::json!(["person"]), "{f}");
+    let detections = f["detections"].as_array().unwrap();
+    assert!(detections.iter().any(|d| d["class"] == "car" && d["stationary"] == true), "{f}");
+    assert!(detections.iter().any(|d| d["class"] == "person" && d["stationary"] == false), "{f}");
 
     // `clips list` works while the daemon holds the store (through the API).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_homesec"))

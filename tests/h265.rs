@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use homesec::filter::ObjectFilter;
+use homesec::filter::tracking::TrackContext;
 use homesec::filter::yolo::{self, YoloConfig};
 use homesec::media::codec::VideoCodec;
 use homesec::media::detect::{DetectPipeline, DetectSettings, EncodedFrame, NalFormat};
@@ -157,7 +158,7 @@ async fn the_yolo_filter_finds_the_people_in_an_h265_clip() {
         client_tag: None,
     };
     let f = yolo::build(cfg, &context).expect("yolo filter");
-    let out = f.detect(&path, &[]).await.unwrap();
+    let out = f.detect(&path, &[], &TrackContext::standalone("cam", 0)).await.unwrap();
     let r = &out.result;
     assert_eq!(r.detected_classes, vec!["person".to_owned()], "{r:?}");
     let ts = r.detections[0].ts_s;

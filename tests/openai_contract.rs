@@ -148,15 +148,11 @@ fn clip() -> Clip {
 fn filter() -> FilterResult {
     FilterResult {
         detected_classes: vec!["person".into()],
+        alert_classes: vec!["person".into()],
         confidence: 0.83,
         model: "yolox_nano".into(),
         sampled_frames: 24,
-        detections: vec![Detection {
-            class: "person".into(),
-            confidence: 0.83,
-            bbox: [10.0, 20.0, 80.0, 200.0],
-            ts_s: 4.5,
-        }],
+        detections: vec![Detection::new("person", 0.83, [10.0, 20.0, 80.0, 200.0], 4.5)],
     }
 }
 

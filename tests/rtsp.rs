@@ -31,10 +31,7 @@ fn camera(name: &str, url_env: &str, extra: &str, recording: &str) -> (String, S
 fn config(dir: &Path, broker: u16, cameras: &[(String, String)]) -> String {
     let cfg = ConfigBuilder::new("rtsp-e2e", dir);
     let cfg = cameras.iter().fold(cfg, |cfg, (name, source)| cfg.camera(name, source));
-    cfg.filter(&["classes: [person]", "min_confidence: 0.6", "sample_fps: 1"])
-        .policy("backend: default")
-        .mqtt(broker)
-        .build()
+    cfg.filter(&["classes: [person]", "sample_fps: 1"]).policy("backend: default").mqtt(broker).build()
 }
 
 fn clips_of(daemon: &Daemon, camera: &str) -> Vec<Value> {
@@ -134,6 +131,10 @@ fn live_footage_over_tcp_and_udp_gives_an_early_then_a_final_person_alert_and_on
         assert_eq!(clip["clip"]["source_backend"], "rtsp");
         let model = clip["filter_result"]["model"].as_str().unwrap_or_default();
         assert!(model.ends_with("(live)"), "{cam}: filtered live, not from the file: {clip}");
+        // At the default min_confidence the post beside the walkway scores "person" too; the
+        // people walking are the reason to alert.
+        let reasons = clip["filter_result"]["alert_classes"].as_array().unwrap();
+        assert!(reasons.iter().any(|c| c == "person"), "{cam}: {clip}");
         let (start, end) = check_clip(clip, since, 10.0);
         assert!((0.0..=4.0).contains(&start), "{cam}: clip {start:.1}-{end:.1} s");
         assert!((28.0..=34.6).contains(&end), "{cam}: clip {start:.1}-{end:.1} s");

@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use homesec::domain::Detection;
+use homesec::filter::tracking::TrackContext;
 use homesec::filter::yolo::{self, Detector, DetectorOptions, YoloConfig};
 use homesec::filter::{FilterError, ObjectFilter};
 use homesec::media::{self, RgbFrame};
@@ -124,15 +125,17 @@ fn assert_snapshot(jpeg: &[u8], width: u32, height: u32) {
 async fn vtest_footage_shows_a_person_with_a_snapshot() {
     let f = filter(serde_json::json!({}));
     assert_eq!(f.name(), "yolox_nano_416");
-    let out = f.detect(&common::footage("vtest_h264.mp4"), &[]).await.unwrap();
+    let out = f.detect(&common::footage("vtest_h264.mp4"), &[], &TrackContext::standalone("cam", 0)).await.unwrap();
     let r = &out.result;
     assert_eq!(r.detected_classes, vec!["person".to_owned()]);
     assert!(r.confidence >= 0.5, "{r:?}");
     assert_eq!(r.model, "yolox_nano_416");
-    // People are in almost every frame: the first sampled frame settles it.
-    assert!(r.sampled_frames >= 1 && r.sampled_frames <= 3, "{r:?}");
-    assert_eq!(r.detections.len(), 1);
-    assert_eq!(r.detections[0].confidence, r.confidence);
+    // People are in almost every frame: the second sampled frame (motion on them) settles it.
+    assert!(r.sampled_frames >= 2 && r.sampled_frames <= 3, "{r:?}");
+    assert_eq!(r.alert_classes, vec!["person".to_owned()]);
+    // The best detection of each person followed, walkers first.
+    assert!(r.detections.len() > 1 && !r.detections[0].stationary, "{r:?}");
+    assert_eq!(r.detections.iter().map(|d| d.confidence).fold(0.0, f32::max), r.confidence);
     assert_snapshot(out.snapshot_jpeg.as_deref().expect("snapshot"), 768, 576);
     f.shutdown().await;
 }
@@ -140,7 +143,10 @@ async fn vtest_footage_shows_a_person_with_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaying_tree_has_no_person() {
     let f = filter(serde_json::json!({"classes": ["person"]}));
-    let out = f.detect(&common::footage("tree_motion_no_person.mp4"), &[]).await.unwrap();
+    let out = f
+        .detect(&common::footage("tree_motion_no_person.mp4"), &[], &TrackContext::standalone("cam", 0))
+        .await
+        .unwrap();
     assert!(out.result.detected_classes.is_empty(), "{:?}", out.result);
     assert!(out.result.detections.is_empty());
     assert_eq!(out.result.confidence, 0.0);
@@ -161,7 +167,10 @@ fn is_the_post(d: &Detection) -> bool {
 async fn people_appear_in_the_middle_of_the_scene_clip() {
     // 0.55 keeps the static post (0.50 at 5 s in the empty scene) out; see the next test.
     let f = filter(serde_json::json!({"max_frames": 80, "min_confidence": 0.55}));
-    let out = f.detect(&common::footage("scene_empty_people_empty.mp4"), &[]).await.unwrap();
+    let out = f
+        .detect(&common::footage("scene_empty_people_empty.mp4"), &[], &TrackContext::standalone("cam", 0))
+        .await
+        .unwrap();
     let r = &out.result;
     assert_eq!(r.detected_classes, vec!["person".to_owned()], "{r:?}");
     let ts = r.detections[0].ts_s;
@@ -176,11 +185,15 @@ async fn people_appear_in_the_middle_of_the_scene_clip() {
 async fn sampling_stops_once_a_decisive_class_is_confirmed_whatever_else_is_configured() {
     // With three classes configured, waiting for all of them would read 40 frames.
     let f = filter(serde_json::json!({"classes": ["person", "dog", "horse"]}));
-    let all = f.detect(&common::footage("vtest_h264.mp4"), &[]).await.unwrap();
+    let all = f.detect(&common::footage("vtest_h264.mp4"), &[], &TrackContext::standalone("cam", 0)).await.unwrap();
     assert_eq!(all.result.sampled_frames, 40, "{:?}", all.result);
-    // A person in two sampled frames (confirm_frames: 2) settles it.
-    let out = f.detect(&common::footage("vtest_h264.mp4"), &["person".to_owned()]).await.unwrap();
-    assert_eq!(out.result.sampled_frames, 2, "{:?}", out.result);
+    // A person a reason to alert in two sampled frames (confirm_frames: 2) settles it: from the
+    // second frame on, when motion on them can be measured.
+    let out = f
+        .detect(&common::footage("vtest_h264.mp4"), &["person".to_owned()], &TrackContext::standalone("cam", 0))
+        .await
+        .unwrap();
+    assert_eq!(out.result.sampled_frames, 3, "{:?}", out.result);
     assert_eq!(out.result.detected_classes, vec!["person".to_owned()]);
     f.shutdown().await;
 }
@@ -216,17 +229,20 @@ async fn a_broken_clip_is_a_media_error_and_shutdown_stops_the_worker() {
     let path = dir.path().join("front_1.mp4");
     std::fs::write(&path, b"not a video").unwrap();
     let f = filter(serde_json::json!({}));
-    let err = f.detect(&path, &[]).await.unwrap_err();
+    let err = f.detect(&path, &[], &TrackContext::standalone("cam", 0)).await.unwrap_err();
     assert!(matches!(err, FilterError::Media { .. }), "{err:?}");
     assert!(!err.is_transient());
     assert!(err.to_string().contains("front_1.mp4"), "{err}");
 
     // The worker survives a bad clip…
-    let out = f.detect(&common::footage("vtest_h264.mp4"), &[]).await.unwrap();
+    let out = f.detect(&common::footage("vtest_h264.mp4"), &[], &TrackContext::standalone("cam", 0)).await.unwrap();
     assert!(!out.result.detected_classes.is_empty());
     // …and stops on shutdown.
     f.shutdown().await;
-    assert!(matches!(f.detect(&common::footage("vtest_h264.mp4"), &[]).await, Err(FilterError::WorkerGone)));
+    assert!(matches!(
+        f.detect(&common::footage("vtest_h264.mp4"), &[], &TrackContext::standalone("cam", 0)).await,
+        Err(FilterError::WorkerGone)
+    ));
 }
 
 #[test]

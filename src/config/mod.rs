@@ -57,6 +57,10 @@ impl PluginSpec {
 pub struct CameraConfig {
     pub name: CameraName,
     pub source: PluginSpec,
+    /// Named polygons of the picture; with a required one, only objects whose
+    /// foot point is in it can make the camera alert.
+    #[serde(default)]
+    pub zones: Vec<crate::filter::tracking::ZoneConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -319,6 +323,8 @@ impl Config {
             let field = format!("cameras[{i}].name");
             v.check(valid_name(cam.name.as_str()), &field, "use 1-64 letters, digits, `_` or `-`");
             v.check(seen.insert(cam.name.clone()), &field, format!("camera `{}` is defined twice", cam.name));
+            let known = |c: &str| crate::filter::yolo::class_index(c).is_some();
+            crate::filter::tracking::check_zones(&cam.zones, &known, &mut v.nested(&format!("cameras[{i}]")));
         }
         let c = &concurrency;
         for (field, n) in [

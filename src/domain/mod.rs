@@ -6,8 +6,10 @@ use std::fmt;
 use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 use serde::{Deserialize, Serialize};
 
+mod filter;
 mod logs;
 mod naming;
+pub use filter::{Detection, FilterResult};
 pub use logs::{FieldValue, LogField, LogLevel, LogRecord};
 pub use naming::{clip_id_for_file, with_suffix};
 
@@ -192,29 +194,6 @@ impl fmt::Display for ClipStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// One object seen in one sampled frame.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
-pub struct Detection {
-    pub class: String,
-    pub confidence: f32,
-    /// `[x1, y1, x2, y2]` in pixels of the decoded frame.
-    pub bbox: [f32; 4],
-    /// Seconds from the start of the clip.
-    pub ts_s: f32,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
-pub struct FilterResult {
-    /// Distinct classes found, most confident first.
-    pub detected_classes: Vec<String>,
-    /// Highest confidence over all detections (0 when none).
-    pub confidence: f32,
-    pub model: String,
-    pub sampled_frames: u32,
-    /// The best detection of each class (at most one per class).
-    pub detections: Vec<Detection>,
 }
 
 #[derive(

@@ -1,6 +1,7 @@
 //! Object filter: finds which objects (person, car, dog, …) a clip shows.
 
 pub mod service;
+pub mod tracking;
 pub mod yolo;
 
 use std::path::Path;
@@ -46,10 +47,16 @@ impl FilterError {
 pub trait ObjectFilter: Send + Sync {
     /// Model or backend name, for logs and the clip record.
     fn name(&self) -> &str;
-    /// Decodes the clip, samples frames and runs detection; sampling stops once
-    /// one of the `decisive` classes is confirmed. CPU work runs off the async
-    /// workers.
-    async fn detect(&self, video: &Path, decisive: &[String]) -> Result<FilterOutput, FilterError>;
+    /// Decodes the clip, samples frames, runs detection and tracks the objects
+    /// with the camera's zones and memory (`tracking`); sampling stops once one
+    /// of the `decisive` classes is confirmed as a reason to alert. CPU work
+    /// runs off the async workers.
+    async fn detect(
+        &self,
+        video: &Path,
+        decisive: &[String],
+        tracking: &tracking::TrackContext,
+    ) -> Result<FilterOutput, FilterError>;
     /// The detector service for live cameras, when this filter has one.
     fn live(&self) -> Option<service::LiveDetector> {
         None

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::tracking::{CameraTracking, MotionMask, Tracking};
 use super::{FilterError, FilterOutput};
 use crate::controls::{Controls, DetectionSwitch};
 use crate::domain::{CameraName, Detection};
@@ -48,15 +49,18 @@ pub struct LiveFrame {
     pub frame: RgbFrame,
     /// When the frame was seen (unix ms).
     pub wall_ms: i64,
+    /// Where the camera's motion detector saw change in this frame.
+    pub motion: Option<MotionMask>,
 }
 
-/// The detector's answer for a [`LiveFrame`]; the frame comes back with it.
+/// The detector's answer for a [`LiveFrame`]; the frame and its motion come back with it.
 #[derive(Debug)]
 pub struct LiveResult {
     pub frame: RgbFrame,
     pub wall_ms: i64,
     /// The configured classes at or above `min_confidence`, most confident first.
     pub detections: Vec<Detection>,
+    pub motion: Option<MotionMask>,
 }
 
 /// A clip to filter from its file.
@@ -64,6 +68,8 @@ pub struct ClipJob {
     pub path: PathBuf,
     /// Classes whose confirmation ends sampling early.
     pub decisive: Vec<String>,
+    /// The camera's zones and memory of stationary objects.
+    pub tracking: super::tracking::TrackContext,
     pub reply: oneshot::Sender<Result<FilterOutput, FilterError>>,
 }
 
@@ -265,6 +271,7 @@ pub struct LiveDetector {
     settings: LiveSettings,
     /// Each camera's *Detection* switch.
     controls: Controls,
+    tracking: Arc<Tracking>,
 }
 
 impl std::fmt::Debug for LiveDetector {
@@ -275,7 +282,7 @@ impl std::fmt::Debug for LiveDetector {
 
 impl LiveDetector {
     pub fn new(service: Arc<Service>, settings: LiveSettings) -> Self {
-        Self { service, settings, controls: Controls::default() }
+        Self { service, settings, controls: Controls::default(), tracking: Arc::default() }
     }
 
     /// Cameras detect only while their *Detection* switch in `controls` is on.
@@ -287,6 +294,18 @@ impl LiveDetector {
     /// Whether `camera` detects objects now.
     pub fn detection(&self, camera: &CameraName) -> DetectionSwitch {
         self.controls.detection(camera)
+    }
+
+    /// Cameras judge their objects with their zones and memory from `tracking`
+    /// (shared with the clip filter).
+    pub fn with_tracking(mut self, tracking: Arc<Tracking>) -> Self {
+        self.tracking = tracking;
+        self
+    }
+
+    /// A camera's zones and memory of stationary objects.
+    pub fn tracking(&self, camera: &CameraName) -> Arc<CameraTracking> {
+        self.tracking.camera(camera)
     }
 
     pub fn settings(&self) -> &LiveSettings {
@@ -343,16 +362,17 @@ impl Drop for CameraFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::tracking::TrackContext;
 
     fn frame(ts: f64) -> LiveFrame {
-        LiveFrame { frame: RgbFrame { ts_s: ts, width: 1, height: 1, data: vec![0; 3] }, wall_ms: 0 }
+        LiveFrame { frame: RgbFrame { ts_s: ts, width: 1, height: 1, data: vec![0; 3] }, wall_ms: 0, motion: None }
     }
 
     fn serve(service: &Service) -> Vec<f64> {
         let mut served = Vec::new();
         while let Some(w) = service.next_live() {
             served.push(w.item.frame.ts_s);
-            let _ = w.reply.send(LiveResult { frame: w.item.frame, wall_ms: 0, detections: vec![] });
+            let _ = w.reply.send(LiveResult { frame: w.item.frame, wall_ms: 0, detections: vec![], motion: None });
         }
         served
     }
@@ -396,7 +416,16 @@ mod tests {
         let (a, _ra) = live.register(&"a".into());
         let (b, _rb) = live.register(&"b".into());
         let (reply, _answer) = oneshot::channel();
-        assert!(service.submit_clip(ClipJob { path: "x.mp4".into(), decisive: vec![], reply }).is_ok());
+        assert!(
+            service
+                .submit_clip(ClipJob {
+                    path: "x.mp4".into(),
+                    decisive: vec![],
+                    tracking: TrackContext::standalone("c", 0),
+                    reply
+                })
+                .is_ok()
+        );
         a.submit(frame(1.0));
         a.submit(frame(2.0));
         b.submit(frame(10.0));
@@ -423,12 +452,30 @@ mod tests {
     fn closing_lets_workers_finish_the_queue_and_stop() {
         let service = Service::new();
         let (reply, _answer) = oneshot::channel();
-        assert!(service.submit_clip(ClipJob { path: "x.mp4".into(), decisive: vec![], reply }).is_ok());
+        assert!(
+            service
+                .submit_clip(ClipJob {
+                    path: "x.mp4".into(),
+                    decisive: vec![],
+                    tracking: TrackContext::standalone("c", 0),
+                    reply
+                })
+                .is_ok()
+        );
         service.close();
         assert!(matches!(service.next(), Some(Work::Clip(_))));
         assert!(service.next().is_none());
         let (reply, _answer) = oneshot::channel();
-        assert!(service.submit_clip(ClipJob { path: "y.mp4".into(), decisive: vec![], reply }).is_err());
+        assert!(
+            service
+                .submit_clip(ClipJob {
+                    path: "y.mp4".into(),
+                    decisive: vec![],
+                    tracking: TrackContext::standalone("c", 0),
+                    reply
+                })
+                .is_err()
+        );
         // A worker waiting wakes up when the service closes.
         let service = Service::new();
         let s2 = service.clone();

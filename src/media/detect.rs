@@ -26,9 +26,10 @@ use super::motion::{MotionConfig, MotionDetector, MotionSample};
 use super::nal::avcc_to_annex_b;
 
 /// Sees the detect stream's pictures that the rate gate lets through, with
-/// the motion verdict for each.
+/// the motion verdict for each and the detector that gave it (where the
+/// picture changed: [`MotionDetector::changed_mask_gray`]).
 pub trait FrameTap: Send {
-    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample);
+    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample, detector: &MotionDetector);
 }
 
 /// Decides which frames the detector sees: at most `detect_fps` per second of
@@ -233,7 +234,7 @@ impl Analysis {
         let p = &frame.picture;
         let sample = self.motion.process(p.y, p.y_stride, p.width, p.height);
         for tap in &mut self.taps {
-            tap.frame(frame, &sample);
+            tap.frame(frame, &sample, &self.motion);
         }
         Some(sample)
     }

@@ -14,6 +14,7 @@ use crate::domain::{
     Alert, AlertDecision, AlertStage, AnalysisResult, CameraName, ClipId, ClipRecord, EventKind, FilterResult, Stage,
     StageStatus, rfc3339,
 };
+use crate::filter::tracking::TrackContext;
 use crate::store::StoreError;
 
 /// Where an uploaded clip is.
@@ -286,12 +287,15 @@ impl Pipeline {
         if self.parts.vlm_gate.run_mode == RunMode::TriggerOnly {
             decisive.extend(self.parts.vlm_gate.trigger_classes.iter().cloned());
         }
+        let tracking = TrackContext { camera: self.parts.tracking.camera(&clip.camera), now_ms: self.now() };
         let result = self
             .run_stage(clip, Stage::Filter, &self.filter_slots, || {
                 let filter = filter.clone();
                 let path = PathBuf::from(&clip.local_path);
-                let decisive = decisive.clone();
-                async move { filter.detect(&path, &decisive).await.map_err(|e| AttemptError::new(e.is_transient(), e)) }
+                let (decisive, tracking) = (decisive.clone(), tracking.clone());
+                async move {
+                    filter.detect(&path, &decisive, &tracking).await.map_err(|e| AttemptError::new(e.is_transient(), e))
+                }
             })
             .await?;
         let output = match result {
@@ -304,7 +308,7 @@ impl Pipeline {
             None => None,
         };
         let (fr, snap) = (output.result.clone(), snapshot_path.clone());
-        info!(camera = %clip.camera, classes = ?fr.detected_classes, confidence = fr.confidence, frames = fr.sampled_frames, "filter done");
+        info!(camera = %clip.camera, classes = ?fr.detected_classes, alert_classes = ?fr.alert_classes, confidence = fr.confidence, frames = fr.sampled_frames, "filter done");
         let now = self.now();
         self.commit(clip, vec![EventKind::StageSucceeded { stage: Stage::Filter }], move |r| {
             r.filter.status = StageStatus::Ok;

@@ -52,7 +52,8 @@ impl VlmGate {
         match self.run_mode {
             RunMode::Never => false,
             RunMode::Always => true,
-            RunMode::TriggerOnly => filter.detected_classes.iter().any(|c| self.trigger_classes.contains(c)),
+            // Stationary objects and objects outside the camera's zones trigger nothing.
+            RunMode::TriggerOnly => filter.alert_classes.iter().any(|c| self.trigger_classes.contains(c)),
         }
     }
 }
@@ -77,6 +78,9 @@ pub struct Parts {
     pub clock: SharedClock,
     /// The cameras' runtime switches (detection, alerts, minimum risk level).
     pub controls: Controls,
+    /// Every camera's zones and memory of stationary objects (shared with its
+    /// live detector).
+    pub tracking: Arc<crate::filter::tracking::Tracking>,
 }
 
 /// Counters for health and metrics.

@@ -63,7 +63,12 @@ impl ObjectFilter for FakeFilter {
     fn name(&self) -> &str {
         "fake"
     }
-    async fn detect(&self, video: &Path, _decisive: &[String]) -> Result<FilterOutput, FilterError> {
+    async fn detect(
+        &self,
+        video: &Path,
+        _decisive: &[String],
+        _tracking: &crate::filter::tracking::TrackContext,
+    ) -> Result<FilterOutput, FilterError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.broken {
             return Err(FilterError::Media {
@@ -74,6 +79,7 @@ impl ObjectFilter for FakeFilter {
         Ok(FilterOutput {
             result: FilterResult {
                 detected_classes: self.classes.iter().map(|c| c.to_string()).collect(),
+                alert_classes: self.classes.iter().map(|c| c.to_string()).collect(),
                 confidence: 0.9,
                 model: "fake".into(),
                 sampled_frames: 3,
@@ -232,6 +238,7 @@ fn rig(s: Setup) -> Rig {
         fetched_dir: path.join("fetched"),
         clock: clock.clone(),
         controls: controls.clone(),
+        tracking: Default::default(),
     };
     let pipeline = Pipeline::new(parts, CancellationToken::new());
     Rig { _dir: dir, dir: path, pipeline, filter, vlm, notifier, mail, clock, controls }
@@ -439,8 +446,12 @@ async fn recovery_resumes_from_the_last_finished_stage() {
     // A clip whose filter finished before a crash: recovery must not filter again.
     let mut record = ClipRecord::new(clip("front_9"));
     record.filter.status = StageStatus::Ok;
-    record.filter_result =
-        Some(FilterResult { detected_classes: vec!["person".into()], confidence: 0.8, ..Default::default() });
+    record.filter_result = Some(FilterResult {
+        detected_classes: vec!["person".into()],
+        alert_classes: vec!["person".into()],
+        confidence: 0.8,
+        ..Default::default()
+    });
     rig.pipeline.store().run(move |s| s.write(|w| w.insert_clip(&record))).await.unwrap();
     rig.pipeline.start(&rig.dir.join("recordings")).await.unwrap();
     let r = rig.wait("front_9", |r| r.status() == ClipStatus::Done).await;
@@ -510,6 +521,7 @@ fn live(classes: &[&str]) -> FilterOutput {
     FilterOutput {
         result: FilterResult {
             detected_classes: classes.iter().map(|c| c.to_string()).collect(),
+            alert_classes: classes.iter().map(|c| c.to_string()).collect(),
             confidence: if classes.is_empty() { 0.0 } else { 0.8 },
             model: "fake (live)".into(),
             ..Default::default()

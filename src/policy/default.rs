@@ -1,5 +1,7 @@
 //! The default alert policy: risk threshold and activity types from the VLM,
-//! detected classes when there is no analysis, with per-camera overrides.
+//! the classes that are a reason to alert (`FilterResult::alert_classes`:
+//! moving objects, in a required zone) when there is no analysis, with
+//! per-camera overrides.
 
 use std::collections::HashMap;
 
@@ -151,7 +153,7 @@ impl AlertPolicy for DefaultPolicy {
             if activities.0.iter().any(|t| t == &a.activity_type) {
                 return notify(format!("activity_type={}{}", a.activity_type, tag(activities.1)));
             }
-        } else if let Some(class) = filter.detected_classes.iter().find(|c| classes.0.contains(c)) {
+        } else if let Some(class) = filter.alert_classes.iter().find(|c| classes.0.contains(c)) {
             return notify(format!("detected={class} (no VLM analysis){}", tag(classes.1)));
         }
         if on_motion.0 {
@@ -160,10 +162,29 @@ impl AlertPolicy for DefaultPolicy {
         let why = match analysis {
             Some(a) => format!("risk_level={} below {}", a.risk_level, min_risk.0),
             None if filter.detected_classes.is_empty() => "nothing detected".to_owned(),
-            None => format!("detected {} (not an alert class)", filter.detected_classes.join(",")),
+            None => match not_a_reason(filter, classes.0) {
+                Some(why) => format!("nothing to alert: {why}"),
+                None => format!("detected {} (not an alert class)", filter.detected_classes.join(",")),
+            },
         };
         AlertDecision { notify: false, reason: why }
     }
+}
+
+/// Why the notify classes the filter saw are no reason to alert, e.g.
+/// `person stationary` or `person outside the zones`; `None` when it saw none.
+fn not_a_reason(filter: &FilterResult, wanted: &[String]) -> Option<String> {
+    let parts: Vec<String> = filter
+        .detected_classes
+        .iter()
+        .filter(|c| wanted.contains(c))
+        .map(|class| {
+            let mut of_class = filter.detections.iter().filter(|d| &d.class == class).peekable();
+            let moving = of_class.peek().is_some() && of_class.any(|d| !d.stationary);
+            if moving { format!("{class} outside the zones") } else { format!("{class} stationary") }
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn notify(reason: String) -> AlertDecision {
@@ -173,9 +194,11 @@ fn notify(reason: String) -> AlertDecision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Detection;
 
     fn filter(classes: &[&str]) -> FilterResult {
-        FilterResult { detected_classes: classes.iter().map(|c| c.to_string()).collect(), ..Default::default() }
+        let classes: Vec<String> = classes.iter().map(|c| c.to_string()).collect();
+        FilterResult { detected_classes: classes.clone(), alert_classes: classes, ..Default::default() }
     }
 
     fn analysis(risk: RiskLevel, activity: &str) -> AnalysisResult {
@@ -267,5 +290,25 @@ mod tests {
         assert!(!p.decide(&cam, &filter(&[]), None).notify);
         let p = policy("notify_on_motion: true\n");
         assert_eq!(p.decide(&cam, &filter(&[]), None).reason, "motion");
+    }
+
+    #[test]
+    fn a_person_that_is_no_reason_does_not_alert_and_the_decision_says_why() {
+        let p = policy("{}");
+        let cam = CameraName::from("front");
+        let post = crate::domain::Detection { stationary: true, ..Detection::new("person", 0.5, [0.0; 4], 0.0) };
+        let car = crate::domain::Detection { stationary: true, ..Detection::new("car", 0.8, [0.0; 4], 0.0) };
+        let mut f = filter(&["car", "person"]);
+        f.alert_classes.clear();
+        f.detections = vec![car.clone(), post.clone()];
+        let d = p.decide(&cam, &f, None);
+        assert_eq!((d.notify, d.reason.as_str()), (false, "nothing to alert: person stationary"));
+        // A moving person outside the required zones.
+        f.detections = vec![car, Detection { stationary: false, zones: vec![], ..post }];
+        assert_eq!(p.decide(&cam, &f, None).reason, "nothing to alert: person outside the zones");
+        // A moving car is a reason, but not an alert class.
+        let mut f = filter(&["car"]);
+        f.detections = vec![Detection::new("car", 0.8, [0.0; 4], 0.0)];
+        assert_eq!(p.decide(&cam, &f, None).reason, "detected car (not an alert class)");
     }
 }

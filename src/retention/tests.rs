@@ -69,10 +69,11 @@ impl Rig {
         r.filter.status = StageStatus::Ok;
         r.filter_result = Some(FilterResult {
             detected_classes: vec!["person".into()],
+            alert_classes: vec!["person".into()],
             confidence: 0.9,
             model: "m".into(),
             sampled_frames: 1,
-            detections: vec![Detection { class: "person".into(), confidence: 0.9, bbox: [0.0; 4], ts_s: 1.0 }],
+            detections: vec![Detection::new("person", 0.9, [0.0; 4], 1.0)],
         });
         let uploaded = !matches!(state, State::Done { uploaded: false });
         r.upload.status = if uploaded { StageStatus::Ok } else { StageStatus::Error };

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::filter::{SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::Jpeg;
 use crate::media::detect::{DetectFrame, FrameTap};
-use crate::media::motion::MotionSample;
+use crate::media::motion::{MotionDetector, MotionSample};
 
 /// One camera's newest picture, on request.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl LatestFrame {
 struct LatestTap(Arc<LatestFrame>);
 
 impl FrameTap for LatestTap {
-    fn frame(&mut self, frame: &DetectFrame<'_>, _motion: &MotionSample) {
+    fn frame(&mut self, frame: &DetectFrame<'_>, _motion: &MotionSample, _detector: &MotionDetector) {
         self.0.offer(frame);
     }
 }

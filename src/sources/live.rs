@@ -28,10 +28,11 @@ use super::recorder::{ClipOutput, ObjectFrame, Recorder, RecorderError, Recorder
 use crate::controls::DetectionSwitch;
 use crate::domain::{CameraName, Clip, now_ms};
 use crate::filter::service::{CameraFeed, LiveDetector, LiveFrame, LiveResult};
+use crate::filter::tracking::MotionMask;
 use crate::filter::{FilterOutput, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::codec::VideoCodec;
 use crate::media::detect::{DetectFrame, DetectPipeline, DetectSettings, EncodedFrame, FrameTap, NalFormat, RateGate};
-use crate::media::motion::MotionSample;
+use crate::media::motion::{MotionDetector, MotionSample};
 use crate::pipeline::{ClipSink, Sighting};
 use crate::plugin::Validator;
 
@@ -378,7 +379,7 @@ pub(crate) struct ObjectTap {
 }
 
 impl FrameTap for ObjectTap {
-    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample) {
+    fn frame(&mut self, frame: &DetectFrame<'_>, motion: &MotionSample, detector: &MotionDetector) {
         if !self.detection.is_on() {
             return;
         }
@@ -390,7 +391,7 @@ impl FrameTap for ObjectTap {
         if !watching || !self.gate.is_due(frame.ts_s) {
             return;
         }
-        if self.feed.submit(LiveFrame { frame: frame.to_rgb(), wall_ms: now_ms() }) {
+        if self.feed.submit(LiveFrame { frame: frame.to_rgb(), wall_ms: now_ms(), motion: MotionMask::of(detector) }) {
             let dropped = self.feed.stats().dropped;
             if log_due(dropped) {
                 warn!(camera = %self.camera, dropped, "the object detector is busy; this camera's oldest frame was dropped");
@@ -419,7 +420,9 @@ impl ObjectResults {
             if !r.detections.is_empty() {
                 debug!(camera = %camera, detections = ?r.detections.iter().map(|d| (&d.class, d.confidence)).collect::<Vec<_>>(), "objects seen");
             }
-            let frame = ObjectFrame { wall_ms: r.wall_ms, detections: r.detections, jpeg };
+            let (width, height) = (r.frame.width, r.frame.height);
+            let frame =
+                ObjectFrame { wall_ms: r.wall_ms, width, height, detections: r.detections, jpeg, motion: r.motion };
             if recorder.blocking_send(RecorderEvent::Objects(frame)).is_err() {
                 return false;
             }
@@ -445,7 +448,7 @@ pub(crate) fn spawn_recorder(
         HealthOutput { inner: SinkOutput::new(sink, tokio::runtime::Handle::current()), health: health.clone() };
     let mut recorder = Recorder::new(health.camera.clone(), health.backend, cfg, dir, Box::new(output));
     if let Some(live) = live {
-        recorder = recorder.with_objects(live.settings().clone());
+        recorder = recorder.with_objects(live.settings().clone(), live.tracking(&health.camera));
     }
     let health = health.clone();
     let task = tokio::task::spawn_blocking(move || recorder.run(rx, move |e| health.recorder_failed(e)));
@@ -614,8 +617,9 @@ mod tests {
         let (y, uv) = (vec![128u8; 16], vec![128u8; 4]);
         let picture = crate::media::codec::Picture::from_planes((4, 4), (&y, &uv, &uv), (4, 2));
         let moving = MotionSample { score: 0.5, motion: true, recalibrated: false };
+        let detector = crate::media::motion::MotionDetector::new(&Default::default());
         let served = |ts_s: f64, tap: &mut ObjectTap| {
-            tap.frame(&DetectFrame { ts_s, picture }, &moving);
+            tap.frame(&DetectFrame { ts_s, picture }, &moving, &detector);
             std::iter::from_fn(|| service.next_live()).count()
         };
         assert_eq!(served(0.0, &mut tap), 1, "on: a picture with motion goes to the detector");

@@ -10,8 +10,8 @@ use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 
 use super::{EarlyAlert, OutboxEntry, SourceFileEntry, StoreError};
 use crate::domain::{
-    AlertDecision, AlertStage, AnalysisResult, CameraName, Clip, ClipEvent, ClipId, ClipRecord, FilterResult,
-    LogRecord, Pruned, Quarantine, RiskLevel, StageLog, UnixMillis,
+    AlertDecision, AlertStage, AnalysisResult, CameraName, Clip, ClipEvent, ClipId, ClipRecord, LogRecord, Pruned,
+    Quarantine, RiskLevel, StageLog, UnixMillis,
 };
 
 /// A value kept in the store, with the version of its layout. A value written
@@ -70,12 +70,14 @@ where
 impl Stored for ClipRecord {
     /// 2: `pruned` (when, how much, why) replaces `pruned_ms`; `compacted_ms`.
     /// 3: `analysis_uri`.
-    const VERSION: u16 = 3;
+    /// 4: detections are `stationary` and in `zones`; `alert_classes`.
+    const VERSION: u16 = 4;
 
     fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
         match version {
-            1 => from_archive::<v1::ClipRecord>(body).map(|r| v2::ClipRecord::from(r).into()),
-            2 => from_archive::<v2::ClipRecord>(body).map(Into::into),
+            1 => from_archive::<v1::ClipRecord>(body).map(|r| v3::ClipRecord::from(v2::ClipRecord::from(r)).into()),
+            2 => from_archive::<v2::ClipRecord>(body).map(|r| v3::ClipRecord::from(r).into()),
+            3 => from_archive::<v3::ClipRecord>(body).map(Into::into),
             v => Err(format!("version {v} is unknown")),
         }
     }
@@ -190,7 +192,7 @@ pub(super) mod v1 {
         notify: StageLog,
         storage_uri: Option<String>,
         view_url: Option<String>,
-        filter_result: Option<FilterResult>,
+        filter_result: Option<super::v3::FilterResult>,
         analysis: Option<AnalysisResult>,
         decision: Option<AlertDecision>,
         snapshot_path: Option<String>,
@@ -342,7 +344,7 @@ pub(super) mod v2 {
         pub(in crate::store) notify: StageLog,
         pub(in crate::store) storage_uri: Option<String>,
         pub(in crate::store) view_url: Option<String>,
-        pub(in crate::store) filter_result: Option<FilterResult>,
+        pub(in crate::store) filter_result: Option<super::v3::FilterResult>,
         pub(in crate::store) analysis: Option<AnalysisResult>,
         pub(in crate::store) decision: Option<AlertDecision>,
         pub(in crate::store) snapshot_path: Option<String>,
@@ -352,9 +354,9 @@ pub(super) mod v2 {
         pub(in crate::store) compacted_ms: Option<UnixMillis>,
     }
 
-    impl From<ClipRecord> for super::ClipRecord {
+    impl From<ClipRecord> for super::v3::ClipRecord {
         fn from(r: ClipRecord) -> Self {
-            super::ClipRecord {
+            super::v3::ClipRecord {
                 schema_version: r.schema_version,
                 clip: r.clip,
                 created_ms: r.created_ms,
@@ -376,5 +378,158 @@ pub(super) mod v2 {
                 analysis_uri: None,
             }
         }
+    }
+}
+
+/// Layouts written by version 3 (and, for the filter result, versions 1 and 2).
+pub(super) mod v3 {
+    use super::*;
+    use crate::domain::Detection as DetectionNow;
+    use crate::domain::FilterResult as FilterResultNow;
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct Detection {
+        pub(in crate::store) class: String,
+        pub(in crate::store) confidence: f32,
+        pub(in crate::store) bbox: [f32; 4],
+        pub(in crate::store) ts_s: f32,
+    }
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct FilterResult {
+        pub(in crate::store) detected_classes: Vec<String>,
+        pub(in crate::store) confidence: f32,
+        pub(in crate::store) model: String,
+        pub(in crate::store) sampled_frames: u32,
+        pub(in crate::store) detections: Vec<Detection>,
+    }
+
+    impl From<FilterResult> for FilterResultNow {
+        /// Before tracking, every detected class counted for the alert.
+        fn from(f: FilterResult) -> Self {
+            FilterResultNow {
+                alert_classes: f.detected_classes.clone(),
+                detected_classes: f.detected_classes,
+                confidence: f.confidence,
+                model: f.model,
+                sampled_frames: f.sampled_frames,
+                detections: f
+                    .detections
+                    .into_iter()
+                    .map(|d| DetectionNow::new(d.class, d.confidence, d.bbox, d.ts_s))
+                    .collect(),
+            }
+        }
+    }
+
+    #[derive(Archive, RkyvDeserialize, RkyvSerialize)]
+    pub(in crate::store) struct ClipRecord {
+        pub(in crate::store) schema_version: u16,
+        pub(in crate::store) clip: Clip,
+        pub(in crate::store) created_ms: UnixMillis,
+        pub(in crate::store) updated_ms: UnixMillis,
+        pub(in crate::store) upload: StageLog,
+        pub(in crate::store) filter: StageLog,
+        pub(in crate::store) vlm: StageLog,
+        pub(in crate::store) notify: StageLog,
+        pub(in crate::store) storage_uri: Option<String>,
+        pub(in crate::store) view_url: Option<String>,
+        pub(in crate::store) filter_result: Option<FilterResult>,
+        pub(in crate::store) analysis: Option<AnalysisResult>,
+        pub(in crate::store) decision: Option<AlertDecision>,
+        pub(in crate::store) snapshot_path: Option<String>,
+        pub(in crate::store) completed_ms: Option<UnixMillis>,
+        pub(in crate::store) quarantine: Option<Quarantine>,
+        pub(in crate::store) pruned: Option<Pruned>,
+        pub(in crate::store) compacted_ms: Option<UnixMillis>,
+        pub(in crate::store) analysis_uri: Option<String>,
+    }
+
+    impl From<ClipRecord> for super::ClipRecord {
+        fn from(r: ClipRecord) -> Self {
+            super::ClipRecord {
+                schema_version: r.schema_version,
+                clip: r.clip,
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+                upload: r.upload,
+                filter: r.filter,
+                vlm: r.vlm,
+                notify: r.notify,
+                storage_uri: r.storage_uri,
+                view_url: r.view_url,
+                filter_result: r.filter_result.map(Into::into),
+                analysis: r.analysis,
+                decision: r.decision,
+                snapshot_path: r.snapshot_path,
+                completed_ms: r.completed_ms,
+                quarantine: r.quarantine,
+                pruned: r.pruned,
+                compacted_ms: r.compacted_ms,
+                analysis_uri: r.analysis_uri,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clip_record_written_by_version_3_reads_with_every_detected_class_an_alert_class() {
+        let now = ClipRecord::new(Clip {
+            clip_id: ClipId("front_3".into()),
+            camera: "front".into(),
+            local_path: "/x/front_3.mp4".into(),
+            start_ms: 1,
+            end_ms: 2,
+            source_backend: "folder".into(),
+        });
+        let old = v3::ClipRecord {
+            schema_version: now.schema_version,
+            clip: now.clip.clone(),
+            created_ms: 1,
+            updated_ms: 2,
+            upload: now.upload.clone(),
+            filter: now.filter.clone(),
+            vlm: now.vlm.clone(),
+            notify: now.notify.clone(),
+            storage_uri: None,
+            view_url: None,
+            filter_result: Some(v3::FilterResult {
+                detected_classes: vec!["person".into(), "car".into()],
+                confidence: 0.8,
+                model: "yolox".into(),
+                sampled_frames: 12,
+                detections: vec![v3::Detection {
+                    class: "person".into(),
+                    confidence: 0.8,
+                    bbox: [1.0, 2.0, 3.0, 4.0],
+                    ts_s: 1.5,
+                }],
+            }),
+            analysis: None,
+            decision: Some(AlertDecision { notify: true, reason: "detected=person (no VLM analysis)".into() }),
+            snapshot_path: None,
+            completed_ms: Some(3),
+            quarantine: None,
+            pruned: None,
+            compacted_ms: None,
+            analysis_uri: Some("file:///a.json".into()),
+        };
+        let mut bytes = 3u16.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&rkyv::to_bytes::<rancor::Error>(&old).unwrap());
+        let read = decode::<ClipRecord>("clip front_3", &bytes).unwrap();
+        let f = read.filter_result.clone().unwrap();
+        assert_eq!(f.alert_classes, ["person", "car"], "old records alerted on everything detected");
+        assert_eq!(f.detections, [crate::domain::Detection::new("person", 0.8, [1.0, 2.0, 3.0, 4.0], 1.5)]);
+        assert!(!f.detections[0].stationary && f.detections[0].zones.is_empty());
+        assert_eq!((read.analysis_uri.as_deref(), read.completed_ms), (Some("file:///a.json"), Some(3)));
+        // And the current layout round-trips under version 4.
+        let mut r = read.clone();
+        r.filter_result = Some(f);
+        let again = decode::<ClipRecord>("clip", &encode(&r).unwrap()).unwrap();
+        assert_eq!(again, r);
     }
 }

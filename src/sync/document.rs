@@ -77,7 +77,7 @@ pub fn event_data(e: &ClipEvent) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AlertDecision, AnalysisResult, Clip, FilterResult, RiskLevel, Stage, StageStatus};
+    use crate::domain::{AlertDecision, AnalysisResult, Clip, Detection, FilterResult, RiskLevel, Stage, StageStatus};
 
     fn record() -> ClipRecord {
         let mut r = ClipRecord::new(Clip {
@@ -102,11 +102,15 @@ mod tests {
         r.storage_uri = Some("file:///data/clips/porch/porch_1790000000.mp4".into());
         r.view_url = Some("http://nas/porch_1790000000.mp4".into());
         r.filter_result = Some(FilterResult {
-            detected_classes: vec!["person".into()],
+            detected_classes: vec!["person".into(), "car".into()],
+            alert_classes: vec!["person".into()],
             confidence: 0.5,
             model: "yolox_nano".into(),
             sampled_frames: 12,
-            detections: vec![],
+            detections: vec![
+                Detection { zones: vec!["door".into()], ..Detection::new("person", 0.5, [1.0, 2.0, 3.0, 4.0], 2.5) },
+                Detection { stationary: true, ..Detection::new("car", 0.45, [5.0, 6.0, 7.0, 8.0], 1.0) },
+            ],
         });
         r.analysis = Some(AnalysisResult {
             risk_level: RiskLevel::High,
@@ -142,7 +146,12 @@ mod tests {
         assert_eq!(d["stages"]["filter"]["attempts"], 2);
         assert_eq!(d["stages"]["filter"]["last_error"], "timeout");
         assert_eq!(d["stages"]["upload"]["started_at"], "2026-09-21T14:13:33.000Z");
-        assert_eq!(d["filter_result"]["detected_classes"][0], "person");
+        assert_eq!(d["filter_result"]["detected_classes"], json!(["person", "car"]));
+        // Why the car did not alert: it stood still; the person was at the door.
+        assert_eq!(d["filter_result"]["alert_classes"], json!(["person"]));
+        let detections = &d["filter_result"]["detections"];
+        assert_eq!((&detections[0]["stationary"], &detections[0]["zones"]), (&json!(false), &json!(["door"])));
+        assert_eq!((&detections[1]["class"], &detections[1]["stationary"]), (&json!("car"), &json!(true)));
         assert_eq!(d["analysis_result"]["risk_level"], "high");
         assert_eq!(d["alert_decision"], json!({"notify": true, "notify_reason": "risk_level=high"}));
         assert_eq!(d["alert_sent_at"], "2026-09-21T14:13:40.000Z");

@@ -139,10 +139,11 @@ mod tests {
         };
         let filter = FilterResult {
             detected_classes: vec!["person".into()],
+            alert_classes: vec!["person".into()],
             confidence: 0.9,
             model: "yolox_nano".into(),
             sampled_frames: 20,
-            detections: vec![Detection { class: "person".into(), confidence: 0.9, bbox: [0.0; 4], ts_s: 3.25 }],
+            detections: vec![Detection::new("person", 0.9, [0.0; 4], 3.25)],
         };
         let frames = vec![
             Jpeg { ts_s: 0.0, width: 2, height: 2, bytes: vec![0xFF, 0xD8, 0xFF, 0xD9] },

@@ -447,11 +447,8 @@ impl Detector {
         let ts_s = frame.ts_s as f32;
         let detections = kept
             .into_iter()
-            .map(|c| Detection {
-                class: COCO_CLASSES[c.class].to_owned(),
-                confidence: c.score,
-                bbox: lb.to_frame(c.bbox, frame.width, frame.height),
-                ts_s,
+            .map(|c| {
+                Detection::new(COCO_CLASSES[c.class], c.score, lb.to_frame(c.bbox, frame.width, frame.height), ts_s)
             })
             .filter(|d| d.bbox[2] > d.bbox[0] && d.bbox[3] > d.bbox[1])
             .collect();

@@ -14,10 +14,11 @@ use tokio::sync::oneshot;
 
 use super::config::{default_confirm_frames, default_max_frames, default_sample_fps};
 use super::session::{Detector, Timings};
-use crate::domain::{Detection, FilterResult};
+use crate::domain::FilterResult;
 use crate::filter::service::{
     ClipJob, InferenceMeter, LiveDetector, LiveResult, LiveSettings, LiveWork, Service, Work,
 };
+use crate::filter::tracking::{EventTracker, TrackContext, box_change};
 use crate::filter::{FilterError, FilterOutput, ObjectFilter, SNAPSHOT_MAX_SIZE, SNAPSHOT_QUALITY};
 use crate::media::{self, RgbFrame};
 
@@ -59,31 +60,42 @@ pub struct ClipStats {
     /// Whether sampling stopped early (a decisive class confirmed, or every
     /// configured class seen).
     pub early_exit: bool,
+    /// Zones and stationary-object tracking (motion in boxes included), summed
+    /// over the frames.
+    pub tracking: Duration,
 }
 
-/// Decodes `path`, runs sampled frames through `detector` and summarises: the
-/// best detection per class, and a JPEG of the frame holding the most confident
-/// detection. Sampling stops once a `decisive` class was seen in
-/// `confirm_frames` frames, or every configured class was seen. `between` runs
-/// before each frame (the worker serves waiting live frames there). Blocking.
+/// Decodes `path`, runs sampled frames through `detector` and tracks the
+/// objects with the camera's zones and memory (`tracking`; motion on a box is
+/// measured between sampled frames). Summarises: the best detection per
+/// tracked object, the classes seen and the classes that are a reason to
+/// alert, and a JPEG of the frame holding the most confident reason (else the
+/// most confident detection). Sampling stops once a `decisive` class was a
+/// reason to alert in `confirm_frames` frames, or every configured class was.
+/// `between` runs before each frame (the worker serves waiting live frames
+/// there). Blocking.
 pub fn run_clip(
     detector: &mut Detector,
     path: &Path,
     settings: &ClipSettings,
     decisive: &[String],
+    tracking: &TrackContext,
     between: &mut dyn FnMut(&mut Detector),
 ) -> Result<(FilterOutput, ClipStats), FilterError> {
     let start = Instant::now();
     let wanted = detector.class_ids.len();
-    let mut best: HashMap<String, Detection> = HashMap::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut best_frame: Option<(f32, RgbFrame)> = None;
+    let mut tracker = EventTracker::new(tracking.camera.clone());
+    let mut reasons_seen: HashMap<String, u32> = HashMap::new();
+    // The snapshot: (is a reason, confidence, frame).
+    let mut best_frame: Option<(bool, f32, RgbFrame)> = None;
+    let mut prev: Option<RgbFrame> = None;
+    let mut size = (0, 0);
     let mut stats = ClipStats::default();
     let mut failure = None;
 
     media::sample_frames(path, settings.sample_fps, settings.max_frames, &mut |frame| {
         between(detector);
-        let (detections, timings) = match detector.detect_rgb(&frame) {
+        let (mut detections, timings) = match detector.detect_rgb(&frame) {
             Ok(r) => r,
             Err(e) => {
                 failure = Some(e);
@@ -92,25 +104,30 @@ pub fn run_clip(
         };
         stats.frames += 1;
         stats.timings += timings;
-        let frame_best = detections.iter().map(|d| d.confidence).fold(0.0f32, f32::max);
-        let mut classes: Vec<&str> = detections.iter().map(|d| d.class.as_str()).collect();
+        let t0 = Instant::now();
+        size = (frame.width, frame.height);
+        let motion = |b: &[f32; 4]| prev.as_ref().and_then(|p| box_change(p, &frame, b));
+        let reasons = tracker.observe(&mut detections, frame.width, frame.height, &motion, tracking.now_ms);
+        stats.tracking += t0.elapsed();
+        let mut classes: Vec<&str> =
+            detections.iter().zip(&reasons).filter(|(_, r)| **r).map(|(d, _)| d.class.as_str()).collect();
+        classes.sort_unstable();
         classes.dedup();
         for class in classes {
-            *seen.entry(class.to_owned()).or_default() += 1;
+            *reasons_seen.entry(class.to_owned()).or_default() += 1;
         }
-        for d in detections {
-            match best.get(&d.class) {
-                Some(b) if b.confidence >= d.confidence => {}
-                _ => {
-                    best.insert(d.class.clone(), d);
-                }
-            }
+        let top_reason =
+            detections.iter().zip(&reasons).filter(|(_, r)| **r).map(|(d, _)| d.confidence).fold(0.0f32, f32::max);
+        let top = detections.iter().map(|d| d.confidence).fold(0.0f32, f32::max);
+        let candidate = if top_reason > 0.0 { Some((true, top_reason)) } else { (top > 0.0).then_some((false, top)) };
+        let better = candidate.filter(|(r, c)| best_frame.as_ref().is_none_or(|(br, bc, _)| (*r, *c) > (*br, *bc)));
+        if let Some((r, c)) = better {
+            best_frame = Some((r, c, frame.clone()));
         }
-        if frame_best > 0.0 && best_frame.as_ref().is_none_or(|(c, _)| frame_best > *c) {
-            best_frame = Some((frame_best, frame));
-        }
-        let confirmed = decisive.iter().any(|c| seen.get(c).is_some_and(|n| *n >= settings.confirm_frames.max(1)));
-        let done = confirmed || best.len() >= wanted;
+        prev = Some(frame);
+        let confirmed =
+            decisive.iter().any(|c| reasons_seen.get(c).is_some_and(|n| *n >= settings.confirm_frames.max(1)));
+        let done = confirmed || reasons_seen.len() >= wanted;
         stats.early_exit = done;
         !done
     })
@@ -119,9 +136,10 @@ pub fn run_clip(
         return Err(FilterError::Inference(Box::new(e)));
     }
 
-    let mut detections: Vec<Detection> = best.into_values().collect();
-    detections.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.class.cmp(&b.class)));
-    let snapshot_jpeg = best_frame.and_then(|(_, frame)| {
+    let t0 = Instant::now();
+    let tracked = tracker.finish(size.0, size.1, tracking.now_ms);
+    stats.tracking += t0.elapsed();
+    let snapshot_jpeg = best_frame.and_then(|(_, _, frame)| {
         match media::encode_jpeg(&frame, settings.snapshot_max_size, settings.snapshot_quality) {
             Ok(jpeg) => Some(jpeg.bytes),
             Err(e) => {
@@ -131,22 +149,26 @@ pub fn run_clip(
         }
     });
     let result = FilterResult {
-        detected_classes: detections.iter().map(|d| d.class.clone()).collect(),
-        confidence: detections.first().map_or(0.0, |d| d.confidence),
+        confidence: tracked.detections.iter().map(|d| d.confidence).fold(0.0, f32::max),
+        detected_classes: tracked.detected_classes,
+        alert_classes: tracked.alert_classes,
         model: detector.model_name().to_owned(),
         sampled_frames: stats.frames,
-        detections,
+        detections: tracked.detections,
     };
     stats.total = start.elapsed();
     tracing::info!(
         path = %path.display(),
+        camera = %tracking.camera.camera(),
         model = %result.model,
         frames = stats.frames,
         classes = ?result.detected_classes,
+        alert_classes = ?result.alert_classes,
         confidence = result.confidence,
         early_exit = stats.early_exit,
         total_ms = stats.total.as_millis() as u64,
         inference_ms = stats.timings.inference.as_millis() as u64,
+        tracking_us = stats.tracking.as_micros() as u64,
         "filter done"
     );
     Ok((FilterOutput { result, snapshot_jpeg }, stats))
@@ -173,7 +195,7 @@ fn serve_live(detector: &mut Detector, work: LiveWork, inference: &InferenceMete
             Vec::new()
         }
     };
-    let _ = reply.send(LiveResult { frame: item.frame, wall_ms: item.wall_ms, detections });
+    let _ = reply.send(LiveResult { frame: item.frame, wall_ms: item.wall_ms, detections, motion: item.motion });
 }
 
 fn worker_loop(detector: &mut Detector, service: &Service, settings: &ClipSettings) {
@@ -187,7 +209,7 @@ fn worker_loop(detector: &mut Detector, service: &Service, settings: &ClipSettin
                     }
                 };
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    run_clip(detector, &job.path, settings, &job.decisive, &mut between)
+                    run_clip(detector, &job.path, settings, &job.decisive, &job.tracking, &mut between)
                 }))
                 .unwrap_or_else(|_| {
                     tracing::error!(path = %job.path.display(), "filter panicked on this clip");
@@ -250,9 +272,14 @@ impl ObjectFilter for YoloFilter {
         &self.name
     }
 
-    async fn detect(&self, video: &Path, decisive: &[String]) -> Result<FilterOutput, FilterError> {
+    async fn detect(
+        &self,
+        video: &Path,
+        decisive: &[String],
+        tracking: &TrackContext,
+    ) -> Result<FilterOutput, FilterError> {
         let (reply, answer) = oneshot::channel();
-        let job = ClipJob { path: video.to_path_buf(), decisive: decisive.to_vec(), reply };
+        let job = ClipJob { path: video.to_path_buf(), decisive: decisive.to_vec(), tracking: tracking.clone(), reply };
         self.service.submit_clip(job).map_err(|_| FilterError::WorkerGone)?;
         answer.await.map_err(|_| FilterError::WorkerGone)?
     }

@@ -68,7 +68,7 @@ impl Recorder {
             }
         };
         info!(camera = %self.camera, clip_id = %clip_id, buffered_s = self.seconds(packets.last().map_or(0, |l| l.pts - start_pts)), "recording started");
-        let objects = self.objects.clone().map(|s| ClipObjects::new(s, start_wall_ms));
+        let objects = self.objects.clone().map(|s| ClipObjects::new(s, start_wall_ms, self.tracking.clone()));
         self.phase = Phase::Recording(Box::new(Active { writer, clip_id, start_pts, start_wall_ms, objects }));
         for p in packets {
             self.write(p)?;

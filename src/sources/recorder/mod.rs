@@ -31,12 +31,14 @@ mod recover;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use tracing::{debug, error};
 
 use crate::domain::CameraName;
 use crate::filter::service::LiveSettings;
+use crate::filter::tracking::{CameraTracking, Zones};
 use crate::media::mp4write::{Mp4WriteError, SampleEntry};
 use crate::plugin::{PluginConfig, Validator};
 use clip::{Active, EndReason};
@@ -189,6 +191,8 @@ pub struct Recorder {
     keep_recorded: bool,
     /// Live object detection: how objects are confirmed and summarised.
     objects: Option<LiveSettings>,
+    /// The camera's zones and memory of stationary objects.
+    tracking: Arc<CameraTracking>,
 }
 
 impl Recorder {
@@ -202,6 +206,7 @@ impl Recorder {
         output: Box<dyn ClipOutput>,
     ) -> Self {
         Self {
+            tracking: CameraTracking::new(camera.clone(), Zones::default()),
             camera,
             backend,
             cfg,
@@ -219,10 +224,12 @@ impl Recorder {
     }
 
     /// Clips summarise what the live detector saw ([`RecorderEvent::Objects`]),
-    /// report confirmed objects to the output at once, and hand over their
-    /// filter result and VLM frames.
-    pub fn with_objects(mut self, settings: LiveSettings) -> Self {
+    /// judged with the camera's zones and memory of stationary objects
+    /// (`tracking`), report confirmed objects that are a reason to alert to the
+    /// output at once, and hand over their filter result and VLM frames.
+    pub fn with_objects(mut self, settings: LiveSettings, tracking: Arc<CameraTracking>) -> Self {
         self.objects = Some(settings);
+        self.tracking = tracking;
         self
     }
 
@@ -570,12 +577,11 @@ mod tests {
         .unwrap();
         RecorderEvent::Objects(ObjectFrame {
             wall_ms: WALL0 + ms,
-            detections: vec![crate::domain::Detection {
-                class: "person".into(),
-                confidence: 0.8,
-                bbox: [1.0, 1.0, 4.0, 6.0],
-                ts_s: 0.0,
-            }],
+            width: 8,
+            height: 8,
+            // A walking person: the motion detector saw change all over the box.
+            motion: Some(crate::filter::tracking::MotionMask { width: 8, height: 8, changed: vec![1; 64] }),
+            detections: vec![crate::domain::Detection::new("person", 0.8, [1.0, 1.0, 4.0, 6.0], 0.0)],
             jpeg,
         })
     }

@@ -1,16 +1,21 @@
-//! What the live detector saw during one clip: the best detection per class,
-//! the snapshot (the frame of the most confident detection), up to
-//! `vlm_frames` JPEGs spread over the event for the VLM, and which classes are
-//! confirmed: seen in `confirm_frames` frames within `confirm_window_s`, or in
-//! that many frames the detector looked at in a row (when the detector is
-//! saturated its frames come further apart than the window). Memory is bounded:
-//! one snapshot and at most `2 * vlm_frames` JPEGs.
+//! What the live detector saw during one clip: the objects tracked across the
+//! frames (with the camera's zones and memory of stationary objects, and the
+//! motion detector's mask: `filter::tracking`), the snapshot (the frame of the
+//! most confident reason to alert, else of the most confident detection), up
+//! to `vlm_frames` JPEGs spread over the event for the VLM, and which classes
+//! are confirmed: a reason to alert in `confirm_frames` frames within
+//! `confirm_window_s`, or in that many frames the detector looked at in a row
+//! (when the detector is saturated its frames come further apart than the
+//! window). A post or a parked car confirms nothing. Memory is bounded: the
+//! tracker's, one snapshot and at most `2 * vlm_frames` JPEGs.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::domain::{Detection, FilterResult};
 use crate::filter::FilterOutput;
 use crate::filter::service::LiveSettings;
+use crate::filter::tracking::{CameraTracking, EventTracker, MotionMask};
 use crate::media::Jpeg;
 
 /// One frame the live detector looked at, as the recorder gets it.
@@ -18,10 +23,15 @@ use crate::media::Jpeg;
 pub struct ObjectFrame {
     /// When the frame was seen (unix ms).
     pub wall_ms: i64,
+    /// The size of the frame the boxes are in.
+    pub width: u32,
+    pub height: u32,
     /// Most confident first; `ts_s` is set by the recorder (from the clip start).
     pub detections: Vec<Detection>,
     /// The frame as a JPEG (for the snapshot and the VLM).
     pub jpeg: Jpeg,
+    /// Where the camera's motion detector saw change in the frame.
+    pub motion: Option<MotionMask>,
 }
 
 /// A class confirmed for the first time in this clip.
@@ -37,8 +47,11 @@ pub(super) struct ClipObjects {
     settings: LiveSettings,
     start_wall_ms: i64,
     frames_seen: u32,
-    best: HashMap<String, Detection>,
-    snapshot: Option<(f32, Vec<u8>)>,
+    tracker: EventTracker,
+    /// The last frame's size and time (what the tracker's summary is in).
+    last: (u32, u32, i64),
+    /// (was a reason to alert, confidence, JPEG).
+    snapshot: Option<(bool, f32, Vec<u8>)>,
     /// JPEGs kept for the VLM: every `stride`-th frame; when more than twice the
     /// wanted number are kept, every other one goes and the stride doubles.
     kept: Vec<Jpeg>,
@@ -50,12 +63,13 @@ pub(super) struct ClipObjects {
 }
 
 impl ClipObjects {
-    pub(super) fn new(settings: LiveSettings, start_wall_ms: i64) -> Self {
+    pub(super) fn new(settings: LiveSettings, start_wall_ms: i64, tracking: Arc<CameraTracking>) -> Self {
         Self {
             settings,
             start_wall_ms,
             frames_seen: 0,
-            best: HashMap::new(),
+            tracker: EventTracker::new(tracking),
+            last: (0, 0, start_wall_ms),
             snapshot: None,
             kept: Vec::new(),
             stride: 1,
@@ -72,11 +86,17 @@ impl ClipObjects {
         }
         let n = self.frames_seen;
         self.frames_seen += 1;
+        let (w, h) = (frame.width, frame.height);
+        self.last = (w, h, frame.wall_ms);
+        let mask = frame.motion.take();
+        let motion = |b: &[f32; 4]| mask.as_ref().and_then(|m| m.fraction_in(b, w, h));
+        let reasons = self.tracker.observe(&mut frame.detections, w, h, &motion, frame.wall_ms);
 
-        // Confirmation: this many frames with the class within the window.
+        // Confirmation: this many frames with the class a reason to alert, within the window.
         let window_ms = (self.settings.confirm_window_s * 1000.0).round() as i64;
         let mut newly = false;
-        let mut classes: Vec<&str> = frame.detections.iter().map(|d| d.class.as_str()).collect();
+        let mut classes: Vec<&str> =
+            frame.detections.iter().zip(&reasons).filter(|(_, r)| **r).map(|(d, _)| d.class.as_str()).collect();
         classes.sort_unstable();
         classes.dedup();
         for (class, (_, streak)) in &mut self.recent {
@@ -99,15 +119,18 @@ impl ClipObjects {
             }
         }
 
-        for d in &frame.detections {
-            if self.best.get(&d.class).is_none_or(|b| d.confidence > b.confidence) {
-                self.best.insert(d.class.clone(), d.clone());
-            }
-        }
-        let top = frame.detections.first().map_or(0.0, |d| d.confidence);
         let confirmed = newly.then(|| Confirmed { classes: self.confirmed.clone(), jpeg: frame.jpeg.bytes.clone() });
-        if top > 0.0 && self.snapshot.as_ref().is_none_or(|(c, _)| top > *c) {
-            self.snapshot = Some((top, frame.jpeg.bytes.clone()));
+        let top = |only_reasons: bool| {
+            let seen = frame.detections.iter().zip(&reasons).filter(|(_, r)| **r || !only_reasons);
+            seen.map(|(d, _)| d.confidence).fold(0.0f32, f32::max)
+        };
+        let (top_reason, top_any) = (top(true), top(false));
+        let candidate =
+            if top_reason > 0.0 { Some((true, top_reason)) } else { (top_any > 0.0).then_some((false, top_any)) };
+        if let Some((r, c)) = candidate
+            && self.snapshot.as_ref().is_none_or(|(br, bc, _)| (r, c) > (*br, *bc))
+        {
+            self.snapshot = Some((r, c, frame.jpeg.bytes.clone()));
         }
         let wanted = self.settings.vlm_frames as usize;
         if wanted > 0 && n.is_multiple_of(self.stride) {
@@ -136,18 +159,19 @@ impl ClipObjects {
         if self.frames_seen == 0 {
             return None;
         }
-        let mut detections: Vec<Detection> = self.best.into_values().collect();
-        detections.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.class.cmp(&b.class)));
+        let (w, h, at) = self.last;
+        let tracked = self.tracker.finish(w, h, at);
         let result = FilterResult {
-            detected_classes: detections.iter().map(|d| d.class.clone()).collect(),
-            confidence: detections.first().map_or(0.0, |d| d.confidence),
+            confidence: tracked.detections.iter().map(|d| d.confidence).fold(0.0, f32::max),
+            detected_classes: tracked.detected_classes,
+            alert_classes: tracked.alert_classes,
             model: format!("{} (live)", self.settings.model),
             sampled_frames: self.frames_seen,
-            detections,
+            detections: tracked.detections,
         };
         let wanted = self.settings.vlm_frames as usize;
         let frames = spread(self.kept, wanted);
-        Some((FilterOutput { result, snapshot_jpeg: self.snapshot.map(|(_, j)| j) }, frames))
+        Some((FilterOutput { result, snapshot_jpeg: self.snapshot.map(|(_, _, j)| j) }, frames))
     }
 }
 
@@ -169,20 +193,98 @@ mod tests {
         LiveSettings { model: "yolox".into(), confirm_frames: 2, confirm_window_s: 1.0, vlm_frames }
     }
 
-    fn frame(ms: i64, seen: &[(&str, f32)]) -> ObjectFrame {
+    use crate::filter::tracking::{Zone, ZoneConfig, Zones};
+
+    const PERSON: [f32; 4] = [100.0, 100.0, 130.0, 180.0];
+    const CAR: [f32; 4] = [300.0, 200.0, 420.0, 280.0];
+
+    fn camera() -> Arc<CameraTracking> {
+        CameraTracking::new("porch".into(), Zones::default())
+    }
+
+    /// A 640x480 frame whose motion mask (64x48) changed inside `moving`.
+    fn seen_in(ms: i64, seen: &[(&str, f32, [f32; 4])], moving: &[[f32; 4]]) -> ObjectFrame {
+        let mut changed = vec![0u8; 64 * 48];
+        for b in moving {
+            for y in (b[1] / 10.0) as usize..(b[3] / 10.0) as usize {
+                for x in (b[0] / 10.0) as usize..(b[2] / 10.0) as usize {
+                    changed[y * 64 + x] = 1;
+                }
+            }
+        }
         ObjectFrame {
             wall_ms: ms,
-            detections: seen
-                .iter()
-                .map(|(c, conf)| Detection { class: (*c).into(), confidence: *conf, bbox: [0.0; 4], ts_s: 0.0 })
-                .collect(),
+            width: 640,
+            height: 480,
+            detections: seen.iter().map(|(c, conf, b)| Detection::new(*c, *conf, *b, 0.0)).collect(),
             jpeg: Jpeg { ts_s: 0.0, width: 4, height: 4, bytes: ms.to_le_bytes().to_vec() },
+            motion: Some(MotionMask { width: 64, height: 48, changed }),
         }
+    }
+
+    /// Persons and cars at their places, with motion on everything.
+    fn frame(ms: i64, seen: &[(&str, f32)]) -> ObjectFrame {
+        let seen: Vec<_> = seen.iter().map(|(c, conf)| (*c, *conf, if *c == "car" { CAR } else { PERSON })).collect();
+        seen_in(ms, &seen, &[[0.0, 0.0, 640.0, 480.0]])
+    }
+
+    #[test]
+    fn a_post_without_motion_on_it_confirms_nothing_while_a_person_walking_by_does() {
+        let post = [20.0, 100.0, 40.0, 140.0];
+        let cam = camera();
+        let mut o = ClipObjects::new(settings(0), 0, cam.clone());
+        // Motion elsewhere (a tree); the post scores "person" in every frame.
+        for ms in [0, 500, 1_000, 1_500] {
+            assert_eq!(o.observe(seen_in(ms, &[("person", 0.5, post)], &[[500.0, 0.0, 640.0, 100.0]])), None);
+        }
+        // Someone walks by with motion on them: confirmed.
+        let walker = |ms: i64| ("person", 0.8, [300.0 + ms as f32 / 50.0, 200.0, 330.0, 280.0]);
+        let moving = |ms: i64| [[300.0 + ms as f32 / 50.0, 200.0, 330.0, 280.0]];
+        assert_eq!(o.observe(seen_in(2_000, &[walker(2_000), ("person", 0.5, post)], &moving(2_000))), None);
+        let c = o.observe(seen_in(2_500, &[walker(2_500), ("person", 0.5, post)], &moving(2_500))).expect("confirmed");
+        assert_eq!(c.classes, ["person"]);
+        let (out, _) = o.finish().unwrap();
+        assert_eq!(out.result.alert_classes, ["person"]);
+        let post_seen = out.result.detections.iter().find(|d| d.bbox == post).expect("the post is kept");
+        assert!(post_seen.stationary);
+        assert_eq!(out.snapshot_jpeg.unwrap(), 2_000i64.to_le_bytes(), "the walker's frame, not the post's");
+
+        // The next event: motion crosses the post, but the camera remembers it there.
+        let mut o = ClipObjects::new(settings(0), 10_000, cam);
+        for ms in [10_000, 10_500, 11_000] {
+            assert_eq!(o.observe(seen_in(ms, &[("person", 0.5, post)], &[post])), None);
+        }
+        let (out, _) = o.finish().unwrap();
+        assert!(out.result.alert_classes.is_empty() && out.result.detected_classes == ["person"]);
+    }
+
+    #[test]
+    fn only_objects_in_a_required_zone_confirm() {
+        let right_half = Zone::new(&ZoneConfig {
+            name: "drive".into(),
+            points: vec![[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]],
+            classes: vec!["car".into()],
+            required: true,
+        });
+        let cam = CameraTracking::new("porch".into(), Zones::new(vec![right_half]));
+        let mut o = ClipObjects::new(settings(0), 0, cam);
+        let car_right = [400.0, 200.0, 520.0, 280.0];
+        let mut confirmed = None;
+        for ms in [0, 500, 1_000] {
+            let seen = [("person", 0.9, PERSON), ("car", 0.6, [150.0, 200.0, 270.0, 280.0]), ("car", 0.7, car_right)];
+            confirmed = confirmed.or(o.observe(seen_in(ms, &seen, &[[0.0, 0.0, 640.0, 480.0]])));
+        }
+        assert_eq!(confirmed.expect("the car in the zone").classes, ["car"], "the person and the left car are outside");
+        let (out, _) = o.finish().unwrap();
+        assert_eq!(out.result.alert_classes, ["car"]);
+        assert_eq!(out.result.detected_classes, ["person", "car"]);
+        let zones: Vec<_> = out.result.detections.iter().map(|d| (d.bbox[0], d.zones.clone())).collect();
+        assert!(zones.contains(&(400.0, vec!["drive".to_string()])) && zones.contains(&(150.0, vec![])), "{zones:?}");
     }
 
     #[test]
     fn a_class_is_confirmed_by_two_frames_within_a_second_once() {
-        let mut o = ClipObjects::new(settings(0), 10_000);
+        let mut o = ClipObjects::new(settings(0), 10_000, camera());
         assert_eq!(o.observe(frame(10_000, &[("person", 0.7)])), None, "one frame is not enough");
         assert_eq!(o.observe(frame(10_500, &[])), None);
         assert_eq!(o.observe(frame(11_500, &[("person", 0.6)])), None, "1.5 s apart, a frame without between");
@@ -205,14 +307,14 @@ mod tests {
     #[test]
     fn a_saturated_detector_confirms_by_frames_in_a_row() {
         // The detector reaches this camera every 1.5 s only.
-        let mut o = ClipObjects::new(settings(0), 0);
+        let mut o = ClipObjects::new(settings(0), 0, camera());
         assert_eq!(o.observe(frame(0, &[("person", 0.7)])), None);
         assert!(o.observe(frame(1_500, &[("person", 0.7)])).is_some(), "two frames in a row");
     }
 
     #[test]
     fn vlm_frames_are_spread_over_the_event_and_bounded() {
-        let mut o = ClipObjects::new(settings(4), 0);
+        let mut o = ClipObjects::new(settings(4), 0, camera());
         let mut most = 0;
         for i in 0..101 {
             o.observe(frame(i * 500, &[]));
@@ -226,6 +328,6 @@ mod tests {
         assert!(ts[0] < 15.0 && ts[3] > 35.0, "spread over the 50 s event: {ts:?}");
         assert!(ts.windows(2).all(|w| w[1] > w[0]));
         // Nothing seen at all: no live result, the clip is filtered from its file.
-        assert!(ClipObjects::new(settings(4), 0).finish().is_none());
+        assert!(ClipObjects::new(settings(4), 0, camera()).finish().is_none());
     }
 }
