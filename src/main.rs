@@ -382,7 +382,20 @@ async fn zones(cfg: &Config, name: &str, from: Option<&Path>, out: Option<PathBu
             }
         },
     };
-    let mut outlines: Vec<Outline> = Vec::new();
+    let mut outlines: Vec<Outline> = cam
+        .zones
+        .iter()
+        .map(|z| {
+            let mut label = z.name.clone();
+            if !z.classes.is_empty() {
+                label.push_str(&format!(" ({})", z.classes.join(", ")));
+            }
+            if !z.required {
+                label.push_str(" [label only]");
+            }
+            Outline { label, points: z.points.clone(), mask: false }
+        })
+        .collect();
     if let Some(settings) = plugins::motion_settings(cfg, &cam.name) {
         for (i, points) in settings.motion.masks.iter().enumerate() {
             outlines.push(Outline { label: format!("mask {}", i + 1), points: points.clone(), mask: true });
