@@ -47,6 +47,9 @@ pub enum RunError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn run(cfg: Config) -> Result<(), RunError> {
+    // Listening for SIGTERM/SIGINT from the start: a stop that comes while the
+    // daemon is still starting is a graceful stop too, not a kill.
+    let stop = StopSignal::install();
     let layout = cfg.layout();
     layout
         .create_dirs()
@@ -204,7 +207,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     };
     let systemd = crate::sdnotify::ready(plugins.sources.len(), alive, watchdog_stop.clone());
     print_banner(&cfg, &plugins.sources, &plugins.notifiers);
-    wait_for_signal().await;
+    stop.wait().await;
     watchdog_stop.cancel();
     systemd.stopping();
     info!("stopping: sources first, then in-flight clips (up to {} s)", SHUTDOWN_GRACE.as_secs());
@@ -265,25 +268,37 @@ fn print_banner(cfg: &Config, sources: &[Arc<dyn ClipSource>], notifiers: &[Arc<
     info!(data_dir = %cfg.data_dir.display(), "HomeSec {} running; Ctrl-C to stop", env!("CARGO_PKG_VERSION"));
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM (systemd's stop) or SIGINT (Ctrl-C), registered when installed so
+/// that a signal before [`StopSignal::wait`] is not lost.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+            if let Err(e) = &signals {
+                warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+            Self { signals: signals.ok() }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
