@@ -106,7 +106,7 @@ impl Stored for OutboxEntry {
 
     fn upgrade(version: u16, body: &[u8]) -> Result<Self, String> {
         match version {
-            1 => from_archive::<v1::OutboxEntry>(body).map(Into::into),
+            1 => from_archive::<v1::OutboxEntry>(body).map(|e| v2::OutboxEntry::from(e).into()),
             2 => from_archive::<v2::OutboxEntry>(body).map(Into::into),
             v => Err(format!("version {v} is unknown")),
         }
@@ -146,14 +146,14 @@ pub(super) mod v1 {
         last_error: Option<String>,
     }
 
-    impl From<OutboxEntry> for super::OutboxEntry {
+    impl From<OutboxEntry> for super::v2::OutboxEntry {
         fn from(e: OutboxEntry) -> Self {
             let a = e.alert;
             let stage = if a.risk_level.is_some() { AlertStage::Analyzed } else { AlertStage::Final };
-            super::OutboxEntry {
+            super::v2::OutboxEntry {
                 clip_id: e.clip_id,
                 notifier: e.notifier,
-                alert: crate::domain::Alert {
+                alert: super::v2::Alert {
                     clip_id: a.clip_id,
                     camera_name: a.camera_name,
                     storage_uri: a.storage_uri,
@@ -167,8 +167,6 @@ pub(super) mod v1 {
                     upload_failed: a.upload_failed,
                     detected_classes: a.detected_classes,
                     stage,
-                    occurrences: 1,
-                    occurrences_text: None,
                     snapshot_path: a.snapshot_path,
                 },
                 created_ms: e.created_ms,
