@@ -43,8 +43,23 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body.as_bytes()).unwrap();
+    // To the end, or to Content-Length (some servers keep the connection open).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        raw.extend_from_slice(&chunk[..n]);
+        let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n");
+        let length = head_end.and_then(|end| {
+            String::from_utf8_lossy(&raw[..end]).lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+            })
+        });
+        if n == 0 || matches!((head_end, length), (Some(end), Some(len)) if raw.len() >= end + 4 + len) {
+            break;
+        }
+    }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
