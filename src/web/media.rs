@@ -98,8 +98,10 @@ pub(super) async fn camera_picture(
     };
     if let Some(latest) = source.latest_frame() {
         return match latest.fresh(PICTURE_WAIT).await {
-            Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], jpeg.bytes.clone())
-                .into_response(),
+            Some(jpeg) => {
+                ([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], jpeg.bytes.clone())
+                    .into_response()
+            }
             None => state.error(StatusCode::SERVICE_UNAVAILABLE, "the camera delivered no picture"),
         };
     }

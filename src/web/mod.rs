@@ -15,13 +15,13 @@ pub mod session;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Form, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use minijinja::Environment;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -141,12 +141,12 @@ impl WebState {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn open_session(&self) -> Result<(String, String), Response> {
+    fn open_session(&self) -> Result<(String, String), Box<Response>> {
         let (token, csrf) = match (session::random_token(), session::random_token()) {
             (Ok(t), Ok(c)) => (t, c),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, stage = "web", "cannot open a session");
-                return Err(self.error(StatusCode::INTERNAL_SERVER_ERROR, "cannot open a session"));
+                return Err(Box::new(self.error(StatusCode::INTERNAL_SERVER_ERROR, "cannot open a session")));
             }
         };
         self.sessions().open(token.clone(), csrf.clone(), self.now());
@@ -206,7 +206,7 @@ impl FromRequestParts<Arc<WebState>> for Viewer {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         match gate(state.app.api_key.is_some(), peer) {
             Gate::Open => {
-                let (token, csrf) = state.open_session()?;
+                let (token, csrf) = state.open_session().map_err(|r| *r)?;
                 let set_cookie = Some(session::set_cookie(&token));
                 Ok(Viewer { token, csrf, set_cookie })
             }
@@ -229,11 +229,13 @@ pub struct CsrfForm {
 
 impl Viewer {
     /// Refuses a state-changing request whose CSRF token is not the session's.
-    fn check(&self, state: &WebState, form: &CsrfForm) -> Result<(), Response> {
+    fn check(&self, state: &WebState, form: &CsrfForm) -> Result<(), Box<Response>> {
         if state.sessions().check_csrf(&self.token, &form.csrf, state.now()) {
             Ok(())
         } else {
-            Err(state.error(StatusCode::FORBIDDEN, "missing or wrong CSRF token: reload the page and try again"))
+            Err(Box::new(
+                state.error(StatusCode::FORBIDDEN, "missing or wrong CSRF token: reload the page and try again"),
+            ))
         }
     }
 }
@@ -266,7 +268,7 @@ async fn login(State(state): State<Arc<WebState>>, Form(form): Form<LoginForm>) 
     }
     let (token, _) = match state.open_session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut response = Redirect::to("/").into_response();
     if let Ok(c) = HeaderValue::from_str(&session::set_cookie(&token)) {
@@ -277,7 +279,7 @@ async fn login(State(state): State<Arc<WebState>>, Form(form): Form<LoginForm>) 
 
 async fn logout(State(state): State<Arc<WebState>>, viewer: Viewer, Form(form): Form<CsrfForm>) -> Response {
     if let Err(r) = viewer.check(&state, &form) {
-        return r;
+        return *r;
     }
     state.sessions().close(&viewer.token);
     let mut response = Redirect::to(if state.app.api_key.is_some() { "/login" } else { "/" }).into_response();

@@ -78,7 +78,11 @@ pub(super) struct EventsQuery {
     cursor: String,
 }
 
-pub(super) async fn events(State(state): State<Arc<WebState>>, viewer: Viewer, Query(q): Query<EventsQuery>) -> Response {
+pub(super) async fn events(
+    State(state): State<Arc<WebState>>,
+    viewer: Viewer,
+    Query(q): Query<EventsQuery>,
+) -> Response {
     let status = match (!q.status.is_empty()).then(|| q.status.parse::<ClipStatus>()).transpose() {
         Ok(s) => s,
         Err(_) => return state.error(StatusCode::BAD_REQUEST, "status: not a clip status"),
@@ -106,7 +110,9 @@ pub(super) async fn events(State(state): State<Arc<WebState>>, viewer: Viewer, Q
                     if risk.is_empty() || risk_of.as_deref() == Some(risk.as_str()) {
                         shown.push(r);
                         if shown.len() == EVENTS_PAGE {
-                            let next = shown.last().map(|r| Cursor { start_ms: r.clip.start_ms, clip_id: r.clip.clip_id.0.clone() });
+                            let next = shown
+                                .last()
+                                .map(|r| Cursor { start_ms: r.clip.start_ms, clip_id: r.clip.clip_id.0.clone() });
                             return Ok((shown, next));
                         }
                     }
@@ -179,7 +185,7 @@ pub(super) async fn reanalyze(
 ) -> Response {
     use crate::pipeline::Reanalysis;
     if let Err(r) = viewer.check(&state, &form) {
-        return r;
+        return *r;
     }
     let r = match media::record(&state, &id).await {
         Ok(r) => r,
@@ -206,7 +212,9 @@ pub fn rows(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>
         serde_json::Value::Array(items) if items.iter().all(|i| !i.is_object()) => {
             out.push((prefix.to_owned(), items.iter().map(text).collect::<Vec<_>>().join(", ")))
         }
-        serde_json::Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| rows(&key(&i.to_string()), v, out)),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, v)| rows(&key(&i.to_string()), v, out))
+        }
         v => out.push((prefix.to_owned(), text(v))),
     }
 }
@@ -273,7 +281,18 @@ pub(super) async fn system(State(state): State<Arc<WebState>>, viewer: Viewer) -
         store => table(store),
         pipeline => table(pipeline),
         sync => sync.map(|s| table(serde_json::to_value(s).unwrap_or_default())),
-        notifiers => table(serde_json::to_value(&health.notifiers).unwrap_or_default()),
+        notifiers => health
+            .notifiers
+            .iter()
+            .map(|n| {
+                let state = match (&n.last_error, n.connected) {
+                    (_, true) => "connected".to_owned(),
+                    (Some(e), false) => format!("not connected: {e}"),
+                    (None, false) => "not connected".to_owned(),
+                };
+                (n.name.clone(), state)
+            })
+            .collect::<Vec<_>>(),
         outbox => ser(outbox),
         config => state.config_yaml.clone(),
     };
