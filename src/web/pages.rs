@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{CsrfForm, Viewer, WebState, media};
 use crate::domain::{ClipRecord, ClipStatus, ClipSummary};
-use crate::store::{ClipQuery, Cursor, Set};
+use crate::store::{ClipQuery, Cursor, Set, Store, StoreError};
 
 /// Clips on an Events page.
 const EVENTS_PAGE: usize = 24;
@@ -94,36 +94,8 @@ pub(super) async fn events(
     };
     let risk = q.risk.clone();
     let camera = (!q.camera.is_empty()).then(|| q.camera.clone());
-    let page = state
-        .app
-        .pipeline
-        .store()
-        .run(move |s| {
-            let mut shown = Vec::new();
-            let mut query = ClipQuery { camera, status, after, limit: EVENTS_PAGE };
-            let mut scanned = 0;
-            loop {
-                let page = s.clips(&query)?;
-                scanned += page.clips.len();
-                for r in page.clips {
-                    let risk_of = r.analysis.as_ref().map(|a| a.risk_level.to_string());
-                    if risk.is_empty() || risk_of.as_deref() == Some(risk.as_str()) {
-                        shown.push(r);
-                        if shown.len() == EVENTS_PAGE {
-                            let next = shown
-                                .last()
-                                .map(|r| Cursor { start_ms: r.clip.start_ms, clip_id: r.clip.clip_id.0.clone() });
-                            return Ok((shown, next));
-                        }
-                    }
-                }
-                match page.next {
-                    Some(next) if scanned < EVENTS_SCAN => query.after = Some(next),
-                    next => return Ok((shown, next)),
-                }
-            }
-        })
-        .await;
+    let query = ClipQuery { camera, status, after, limit: EVENTS_PAGE };
+    let page = state.app.pipeline.store().run(move |s| listing(s, query, &risk)).await;
     let (clips, next) = match page {
         Ok(p) => p,
         Err(e) => {
@@ -141,6 +113,34 @@ pub(super) async fn events(
         sel => minijinja::context! { camera => q.camera, status => q.status, risk => q.risk },
     };
     state.render(Some(&viewer), StatusCode::OK, "events.html", ctx)
+}
+
+/// One Events page: clips newest first that match `query` and, unless `risk`
+/// is empty, have that risk level; and the cursor of the next page. A risk
+/// filter reads on through the store's pages (at most [`EVENTS_SCAN`] records).
+fn listing(s: &Store, mut query: ClipQuery, risk: &str) -> Result<(Vec<ClipRecord>, Option<Cursor>), StoreError> {
+    let limit = query.limit;
+    let mut shown = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let page = s.clips(&query)?;
+        scanned += page.clips.len();
+        for r in page.clips {
+            let risk_of = r.analysis.as_ref().map(|a| a.risk_level.as_str());
+            if risk.is_empty() || risk_of == Some(risk) {
+                shown.push(r);
+                if shown.len() == limit {
+                    let next =
+                        shown.last().map(|r| Cursor { start_ms: r.clip.start_ms, clip_id: r.clip.clip_id.0.clone() });
+                    return Ok((shown, next));
+                }
+            }
+        }
+        match page.next {
+            Some(next) if scanned < EVENTS_SCAN => query.after = Some(next),
+            next => return Ok((shown, next)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,4 +297,61 @@ pub(super) async fn system(State(state): State<Arc<WebState>>, viewer: Viewer) -
         config => state.config_yaml.clone(),
     };
     state.render(Some(&viewer), StatusCode::OK, "system.html", ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AnalysisResult, Clip, RiskLevel};
+
+    fn store_with(n: i64) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("homesec.redb")).unwrap();
+        store
+            .write(|w| {
+                for i in 0..n {
+                    let mut r = ClipRecord::new(Clip {
+                        clip_id: crate::domain::ClipId(format!("front_{i:03}")),
+                        camera: "front".into(),
+                        local_path: format!("/r/front_{i:03}.mp4"),
+                        start_ms: 1_000 * i,
+                        end_ms: 1_000 * i + 900,
+                        source_backend: "folder".into(),
+                    });
+                    let risk_level = if i % 3 == 0 { RiskLevel::High } else { RiskLevel::Low };
+                    r.analysis = Some(AnalysisResult {
+                        risk_level,
+                        activity_type: "unknown".into(),
+                        summary: String::new(),
+                        entities_timeline: Vec::new(),
+                        requires_review: false,
+                        model: "m".into(),
+                    });
+                    w.insert_clip(&r)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    fn ids(clips: &[ClipRecord]) -> Vec<String> {
+        clips.iter().map(|r| r.clip.clip_id.0.clone()).collect()
+    }
+
+    #[test]
+    fn a_risk_filter_fills_pages_across_the_store_pages_and_the_cursor_goes_on() {
+        let (_dir, store) = store_with(90);
+        let q = ClipQuery { limit: EVENTS_PAGE, ..ClipQuery::default() };
+        let (first, next) = listing(&store, q.clone(), "high").unwrap();
+        assert_eq!(first.len(), EVENTS_PAGE, "a full page of the 30 high-risk clips");
+        assert!(first.iter().all(|r| r.analysis.as_ref().unwrap().risk_level == RiskLevel::High));
+        assert_eq!(ids(&first)[0], "front_087", "newest first");
+        let (second, end) = listing(&store, ClipQuery { after: next, ..q.clone() }, "high").unwrap();
+        assert_eq!(second.len(), 6);
+        assert_eq!(end, None, "the last page says so");
+        assert!(ids(&second).iter().all(|id| !ids(&first).contains(id)), "no clip on two pages");
+        let (all, more) = listing(&store, q, "").unwrap();
+        assert_eq!((all.len(), more.is_some()), (EVENTS_PAGE, true), "unfiltered: one store page");
+    }
 }
