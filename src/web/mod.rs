@@ -33,6 +33,7 @@ use session::Sessions;
 pub struct WebState {
     app: Arc<AppState>,
     sessions: Mutex<Sessions>,
+    throttle: Mutex<session::LoginThrottle>,
     templates: Environment<'static>,
     /// The config file, secrets hidden (see [`redact`]).
     config_yaml: String,
@@ -78,6 +79,7 @@ pub fn router(app: Arc<AppState>, config_text: &str) -> Result<Router, WebError>
     let state = Arc::new(WebState {
         app,
         sessions: Mutex::new(Sessions::default()),
+        throttle: Mutex::new(session::LoginThrottle::default()),
         templates: templates()?,
         config_yaml: redact::config_yaml(config_text),
     });
@@ -253,12 +255,28 @@ struct LoginForm {
     key: String,
 }
 
-async fn login(State(state): State<Arc<WebState>>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<Arc<WebState>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(key) = &state.app.api_key else {
         return Redirect::to("/").into_response();
     };
+    let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    let now = state.now();
+    let throttle = || state.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+    if !throttle().allows(ip, now) {
+        return state.render(
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+            "login.html",
+            minijinja::context! { problem => "Too many wrong keys from this address: wait a minute." },
+        );
+    }
     if !bool::from(form.key.as_bytes().ct_eq(key.as_bytes())) {
-        tracing::warn!(stage = "web", "status page login with a wrong key");
+        throttle().failed(ip, now);
+        tracing::warn!(stage = "web", peer = %ip, "status page login with a wrong key");
         return state.render(
             None,
             StatusCode::UNAUTHORIZED,
@@ -266,6 +284,7 @@ async fn login(State(state): State<Arc<WebState>>, Form(form): Form<LoginForm>) 
             minijinja::context! { problem => "That is not the API key." },
         );
     }
+    throttle().succeeded(ip);
     let (token, _) = match state.open_session() {
         Ok(s) => s,
         Err(r) => return *r,

@@ -81,6 +81,43 @@ impl Sessions {
     }
 }
 
+/// Wrong keys one address may try within [`THROTTLE_WINDOW`] before it waits.
+pub const MAX_FAILURES: u32 = 5;
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most (the oldest are forgotten first).
+const MAX_ADDRESSES: usize = 256;
+
+/// Slows down guessing the API key: after [`MAX_FAILURES`] wrong keys from one
+/// address, that address may not try again until [`THROTTLE_WINDOW`] after
+/// its first failure.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    /// Per address: failures and when the first of them was.
+    failures: HashMap<std::net::IpAddr, (u32, Duration)>,
+}
+
+impl LoginThrottle {
+    /// Whether `ip` may try a key now.
+    pub fn allows(&mut self, ip: std::net::IpAddr, now: Duration) -> bool {
+        self.failures.retain(|_, (_, first)| now < *first + THROTTLE_WINDOW);
+        self.failures.get(&ip).is_none_or(|(n, _)| *n < MAX_FAILURES)
+    }
+
+    pub fn failed(&mut self, ip: std::net::IpAddr, now: Duration) {
+        if self.failures.len() >= MAX_ADDRESSES && !self.failures.contains_key(&ip) {
+            let oldest = self.failures.iter().min_by_key(|(_, (_, first))| *first).map(|(ip, _)| *ip);
+            if let Some(oldest) = oldest {
+                self.failures.remove(&oldest);
+            }
+        }
+        self.failures.entry(ip).or_insert((0, now)).0 += 1;
+    }
+
+    pub fn succeeded(&mut self, ip: std::net::IpAddr) {
+        self.failures.remove(&ip);
+    }
+}
+
 /// The session token in a `Cookie` header, if any.
 pub fn token_in(cookie_header: &str) -> Option<&str> {
     cookie_header.split(';').map(str::trim).find_map(|c| c.strip_prefix(COOKIE)?.strip_prefix('='))
@@ -132,6 +169,22 @@ mod tests {
         assert_eq!(s.len(), MAX_SESSIONS);
         assert!(s.csrf("t0", now).is_none());
         assert!(s.csrf(&format!("t{}", MAX_SESSIONS + 4), now).is_some());
+    }
+
+    #[test]
+    fn wrong_keys_make_an_address_wait_and_others_are_not_held_up() {
+        let mut t = LoginThrottle::default();
+        let (a, b) = ("10.0.0.5".parse().unwrap(), "10.0.0.6".parse().unwrap());
+        for i in 0..MAX_FAILURES {
+            assert!(t.allows(a, Duration::from_secs(i.into())));
+            t.failed(a, Duration::from_secs(i.into()));
+        }
+        assert!(!t.allows(a, Duration::from_secs(10)), "the sixth try waits");
+        assert!(t.allows(b, Duration::from_secs(10)), "another address may try");
+        assert!(t.allows(a, THROTTLE_WINDOW), "after the window, again");
+        t.failed(b, Duration::ZERO);
+        t.succeeded(b);
+        assert!(!t.failures.contains_key(&b), "a login forgets the failures");
     }
 
     #[test]
