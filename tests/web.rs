@@ -105,6 +105,14 @@ fn the_page_takes_the_api_key_and_refuses_what_it_must() {
     let r = request(port, "POST", "/logout", &post, &format!("csrf={csrf}"));
     assert_eq!((r.code, r.header("location")), (303, Some("/login")));
     assert_eq!(request(port, "GET", "/system", &with, "").code, 303, "the old cookie no longer works");
+
+    // Guessing: after 5 wrong keys even the right one waits.
+    for _ in 0..5 {
+        assert_eq!(request(port, "POST", "/login", &form, "key=guess").code, 401);
+    }
+    let r = request(port, "POST", "/login", &form, &format!("key={KEY}"));
+    assert_eq!(r.code, 429, "{}", r.text());
+    assert!(r.header("set-cookie").is_none());
 }
 
 #[test]
