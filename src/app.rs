@@ -173,10 +173,18 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             format!("http://{a}/health")
         });
         let token = shutdown.clone();
-        let router = api::router(state.clone());
+        let mut router = api::router(state.clone());
+        // The status page shows the config file as read, secrets hidden.
+        let config_text = std::fs::read_to_string(&cfg.file).unwrap_or_default();
+        match crate::web::router(state.clone(), &config_text) {
+            Ok(web) => router = router.merge(web),
+            Err(e) => error!(error = %crate::telemetry::chain(&e), "the status page is off"),
+        }
+        // The peer's address: the status page opens to the box itself only when no API key is set.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let task = tokio::spawn(async move {
             let res =
-                axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await }).await;
+                axum::serve(listener, service).with_graceful_shutdown(async move { token.cancelled().await }).await;
             if let Err(e) = res {
                 error!(error = %e, "HTTP API stopped");
             }

@@ -29,3 +29,4 @@ pub mod sync;
 pub mod telemetry;
 pub mod tls;
 pub mod update;
+pub mod web;

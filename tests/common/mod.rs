@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod rtsp;
 pub mod s3;
 pub mod standin;
+pub mod web;
 
 use std::path::PathBuf;
 
