@@ -56,6 +56,8 @@ fn the_page_takes_the_api_key_and_refuses_what_it_must() {
     // The clip page shows the analysis and the video; the video answers a Range request.
     let page = request(port, "GET", &format!("/clips/{CLIP_ID}"), &with, "").text();
     assert!(page.contains("Two people walk along the path and leave."), "{page}");
+    // The parked cars are shown, and shown as no reason to alert; the people as moving.
+    assert!(page.contains("stationary (no alert)") && page.contains("moving"), "{page}");
     assert!(page.contains(&format!("/clips/{CLIP_ID}/video.mp4")), "{page}");
     let r = request(port, "GET", &format!("/clips/{CLIP_ID}/video.mp4"), &[with[0], ("Range", "bytes=0-99")], "");
     assert_eq!(r.code, 206, "{:?}", r.headers);
