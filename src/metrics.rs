@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -363,9 +365,11 @@ impl Metrics {
     pub fn set(&self, v: &ScrapeValues) {
         let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.clips_in_flight.set(g(v.clips_in_flight));
-        for (outbox, n) in
-            [(Outbox::Notifications, v.outbox_notifications), (Outbox::Sync, v.outbox_sync), (Outbox::Logs, v.outbox_logs)]
-        {
+        for (outbox, n) in [
+            (Outbox::Notifications, v.outbox_notifications),
+            (Outbox::Sync, v.outbox_sync),
+            (Outbox::Logs, v.outbox_logs),
+        ] {
             self.outbox_depth.get_or_create(&OutboxLabel { outbox }).set(g(n));
         }
         self.disk_used.set(g(v.disk_used_bytes));
