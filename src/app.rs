@@ -110,6 +110,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         },
         shutdown.clone(),
     );
+    // `/metrics`: the registry, with the pipeline's counters and every
+    // configured camera's series (at zero until its first frame).
+    let metrics = crate::metrics::global();
+    metrics.adopt_clip_counters(&pipeline.stats);
+    for camera in &cfg.cameras {
+        metrics.camera(camera.name.as_str());
+    }
     pipeline.start(&layout.recordings()).await?;
     let retention = Retention::new(
         pipeline.store().clone(),

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod health;
 pub mod homeassistant;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod plugin;

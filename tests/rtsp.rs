@@ -157,6 +157,24 @@ fn live_footage_over_tcp_and_udp_gives_an_early_then_a_final_person_alert_and_on
     assert_eq!(clips_of(&daemon, "porch").len(), 1);
     assert_eq!(clips_of(&daemon, "yard").len(), 1);
     assert!(sub.json_on("homecam/alerts/garden").is_empty());
+
+    // `/metrics`: each camera's frames were received and decoded, its motion
+    // counted, and the scene cameras fed the shared detector.
+    let (_, m) = daemon.metrics();
+    for cam in ["porch", "yard", "garden"] {
+        let camera = [("camera", cam)];
+        let received = m.get("homesec_camera_frames_received_total", &camera);
+        let decoded = m.get("homesec_camera_frames_decoded_total", &camera);
+        assert!(received > 200.0, "{cam}: {received} frames received (30 s at 10-15 fps)");
+        assert!(decoded > 100.0, "{cam}: {decoded} frames decoded");
+        assert!(m.get("homesec_camera_motion_events_total", &camera) >= 1.0, "{cam}: motion counted");
+        let dropped = m.get("homesec_detector_frames_dropped_total", &camera);
+        assert!(dropped <= m.get("homesec_detector_frames_submitted_total", &camera), "{cam}");
+    }
+    for cam in ["porch", "yard"] {
+        let submitted = m.get("homesec_detector_frames_submitted_total", &[("camera", cam)]);
+        assert!(submitted > 0.0, "{cam}: live frames went to the detector");
+    }
     let log = plain_log(&daemon);
     assert!(log.contains("timestamps from the camera's RTCP sender reports"), "wall clock from RTCP");
     assert!(

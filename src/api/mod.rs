@@ -2,7 +2,6 @@
 //! API key, recent clips, Prometheus metrics.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -173,12 +172,12 @@ async fn diagnostics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         "health": h,
         "pipeline": {
             "in_flight": p.in_flight(),
-            "clips_received": s.clips_received.load(Ordering::Relaxed),
-            "clips_completed": s.clips_completed.load(Ordering::Relaxed),
-            "clips_failed": s.clips_failed.load(Ordering::Relaxed),
-            "clips_quarantined": s.clips_quarantined.load(Ordering::Relaxed),
-            "alerts_delivered": s.alerts_delivered.load(Ordering::Relaxed),
-            "alerts_expired": s.alerts_expired.load(Ordering::Relaxed),
+            "clips_received": s.clips_received.get(),
+            "clips_completed": s.clips_completed.get(),
+            "clips_failed": s.clips_failed.get(),
+            "clips_quarantined": s.clips_quarantined.get(),
+            "alerts_delivered": s.alerts_delivered.get(),
+            "alerts_expired": s.alerts_expired.get(),
         },
         "outbox": outbox,
         "live_detection": state.detector.as_ref().map(|d| {
@@ -385,29 +384,23 @@ async fn update(State(state): State<Arc<AppState>>, headers: HeaderMap, request:
     (StatusCode::ACCEPTED, Json(updater.status())).into_response()
 }
 
+/// The process's metrics, with the gauges read from the daemon's state now.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let s = &state.pipeline.stats;
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, v: u64| {
-        out.push_str(&format!("# HELP homesec_{name} {help}\n# TYPE homesec_{name} counter\nhomesec_{name} {v}\n"));
-    };
-    counter("clips_received_total", "Clips handed in by sources.", s.clips_received.load(Ordering::Relaxed));
-    counter("clips_completed_total", "Clips the pipeline finished.", s.clips_completed.load(Ordering::Relaxed));
-    counter("clips_failed_total", "Clips whose filter failed.", s.clips_failed.load(Ordering::Relaxed));
-    counter(
-        "clips_quarantined_total",
-        "Unreadable clip files moved aside.",
-        s.clips_quarantined.load(Ordering::Relaxed),
-    );
-    counter("alerts_delivered_total", "Notifications delivered.", s.alerts_delivered.load(Ordering::Relaxed));
-    counter("alerts_expired_total", "Notifications dropped after their TTL.", s.alerts_expired.load(Ordering::Relaxed));
-    let outbox = state.pipeline.store().run(|s| s.outbox_len()).await.unwrap_or(0);
-    out.push_str(&format!(
-        "# HELP homesec_outbox_size Notifications waiting for delivery.\n# TYPE homesec_outbox_size gauge\nhomesec_outbox_size {outbox}\n"
-    ));
-    out.push_str(&format!(
-        "# HELP homesec_clips_in_flight Clips being processed.\n# TYPE homesec_clips_in_flight gauge\nhomesec_clips_in_flight {}\n",
-        state.pipeline.in_flight()
-    ));
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    let p = &state.pipeline;
+    let (outbox_notifications, outbox_sync, outbox_logs) = p
+        .store()
+        .run(|s| Ok((s.outbox_len().unwrap_or(0), s.sync_backlog().unwrap_or(0), s.log_backlog().unwrap_or(0))))
+        .await
+        .unwrap_or_default();
+    let disk = state.retention.disk();
+    let m = crate::metrics::global();
+    m.set(&crate::metrics::ScrapeValues {
+        clips_in_flight: p.in_flight() as u64,
+        outbox_notifications,
+        outbox_sync,
+        outbox_logs,
+        disk_used_bytes: disk.used_bytes,
+        disk_free_bytes: disk.free_bytes,
+    });
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], m.encode()).into_response()
 }

@@ -97,6 +97,8 @@ struct CameraQueue {
     frames: VecDeque<LiveFrame>,
     results: mpsc::Sender<LiveResult>,
     stats: FeedStats,
+    /// The camera's `/metrics` counters (the same numbers as `stats`, since start).
+    metrics: crate::metrics::CameraMetrics,
     open: bool,
 }
 
@@ -199,6 +201,7 @@ impl Service {
             frames: VecDeque::new(),
             results: tx,
             stats: FeedStats::default(),
+            metrics: crate::metrics::global().camera(camera.as_str()),
             open: true,
         };
         // Reuse the slot of a camera that went away (a restarted source).
@@ -221,10 +224,12 @@ impl Service {
         let mut s = self.lock();
         let Some(q) = s.cameras.get_mut(slot).filter(|q| q.open) else { return false };
         q.stats.submitted += 1;
+        q.metrics.detector_submitted.inc();
         let dropped = q.frames.len() >= LIVE_QUEUE;
         if dropped {
             q.frames.pop_front();
             q.stats.dropped += 1;
+            q.metrics.detector_dropped.inc();
         }
         q.frames.push_back(item);
         drop(s);

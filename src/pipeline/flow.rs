@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tracing::{error, info, warn};
 
@@ -63,7 +62,7 @@ impl Pipeline {
             StageOutcome::Failed(e) => {
                 error!(camera = %camera, error = %crate::telemetry::chain(&e), "filter failed; the clip ends in error");
                 self.complete(&clip, |_| {}).await?;
-                self.stats.clips_failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.clips_failed.inc();
                 return Ok(());
             }
             StageOutcome::Interrupted => return Ok(()),
@@ -125,7 +124,7 @@ impl Pipeline {
                     })
                 })
                 .await?;
-            self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
+            self.stats.clips_completed.inc();
             return Ok(());
         }
 
@@ -213,7 +212,7 @@ impl Pipeline {
             camera = %camera, kind = ?verdict.kind, dedupe_key = %verdict.dedupe_key, occurrences = verdict.occurrences,
             queued, "alert queued"
         );
-        self.stats.clips_completed.fetch_add(1, Ordering::Relaxed);
+        self.stats.clips_completed.inc();
         self.outbox_wake.notify_one();
         Ok(())
     }

@@ -83,16 +83,8 @@ pub struct Parts {
     pub tracking: Arc<crate::filter::tracking::Tracking>,
 }
 
-/// Counters for health and metrics.
-#[derive(Default)]
-pub struct Stats {
-    pub clips_received: AtomicU64,
-    pub clips_completed: AtomicU64,
-    pub clips_failed: AtomicU64,
-    pub clips_quarantined: AtomicU64,
-    pub alerts_delivered: AtomicU64,
-    pub alerts_expired: AtomicU64,
-}
+/// Counters for health and metrics (the daemon registers them for `/metrics`).
+pub type Stats = crate::metrics::ClipCounters;
 
 pub struct Pipeline {
     parts: Parts,

@@ -2,7 +2,6 @@
 //! failure until the entry's TTL, so a broker restart loses no alert.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -43,6 +42,8 @@ impl Pipeline {
     async fn deliver(&self, seq: u64, mut entry: OutboxEntry) -> Result<(), StoreError> {
         let camera = entry.alert.camera_name.clone();
         let clip_id = entry.clip_id.clone();
+        let metrics = crate::metrics::global();
+        let started = self.parts.clock.monotonic();
         let outcome = match self.parts.notifiers.get(&entry.notifier) {
             Some(n) => {
                 let snapshot = match &entry.alert.snapshot_path {
@@ -53,6 +54,8 @@ impl Pipeline {
             }
             None => Err(format!("notifier `{}` is no longer configured", entry.notifier)),
         };
+        let took = self.parts.clock.monotonic().saturating_sub(started);
+        metrics.observe_stage(crate::metrics::Stage::Notify, took.as_secs_f64());
         let notifier = entry.notifier.clone();
         // An early alert's clip may still be recording (no record yet); its
         // outcome is logged, and only the final alert's counts for the notify stage.
@@ -61,27 +64,38 @@ impl Pipeline {
             Ok(()) => {
                 info!(camera = %camera, clip_id = %clip_id, notifier = %notifier, stage = entry.alert.stage.as_str(), attempts = entry.attempts + 1, "alert delivered");
                 let now = self.now();
-                self.stats.alerts_delivered.fetch_add(1, Ordering::Relaxed);
-                self.parts
+                self.stats.alerts_delivered.inc();
+                metrics.notification(&notifier, crate::metrics::Delivery::Delivered);
+                let clip_end_ms = self
+                    .parts
                     .store
                     .run(move |s| {
                         s.write(|w| {
                             w.remove_notification(seq)?;
                             if early {
-                                return Ok(());
+                                return Ok(None);
                             }
                             let others = w.pending_notifications(clip_id.as_str(), seq)?;
-                            w.update_clip(clip_id.as_str(), [EventKind::NotificationDelivered { notifier }], |r| {
-                                if others == 0 && r.notify.status != StageStatus::Error {
-                                    r.notify.status = StageStatus::Ok;
-                                    r.notify.finished_ms = Some(now);
-                                }
-                                r.notify.attempts = r.notify.attempts.max(entry.attempts + 1);
-                            })?;
-                            Ok(())
+                            let r = w.update_clip(
+                                clip_id.as_str(),
+                                [EventKind::NotificationDelivered { notifier }],
+                                |r| {
+                                    if others == 0 && r.notify.status != StageStatus::Error {
+                                        r.notify.status = StageStatus::Ok;
+                                        r.notify.finished_ms = Some(now);
+                                    }
+                                    r.notify.attempts = r.notify.attempts.max(entry.attempts + 1);
+                                },
+                            )?;
+                            Ok(Some(r.clip.end_ms))
                         })
                     })
-                    .await
+                    .await?;
+                // Clip end to final alert delivered (early alerts precede the clip's end).
+                if let Some(end_ms) = clip_end_ms {
+                    metrics.observe_alert_latency((now - end_ms) as f64 / 1000.0);
+                }
+                Ok(())
             }
             Err(error) => {
                 entry.attempts += 1;
@@ -89,7 +103,8 @@ impl Pipeline {
                 let now = self.now();
                 if now >= entry.expires_ms {
                     warn!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempts = entry.attempts, %error, "alert expired undelivered");
-                    self.stats.alerts_expired.fetch_add(1, Ordering::Relaxed);
+                    self.stats.alerts_expired.inc();
+                    metrics.notification(&notifier, crate::metrics::Delivery::Expired);
                     return self
                         .parts
                         .store
@@ -114,6 +129,7 @@ impl Pipeline {
                         })
                         .await;
                 }
+                metrics.notification(&notifier, crate::metrics::Delivery::Failed);
                 let delay = self.schedule.delay(entry.attempts);
                 entry.next_attempt_ms = now + delay.as_millis() as i64;
                 warn!(camera = %camera, clip_id = %clip_id, notifier = %notifier, attempt = entry.attempts, retry_in_s = delay.as_secs(), %error, "alert not delivered; kept in the outbox");

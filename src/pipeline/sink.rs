@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
@@ -88,7 +87,7 @@ impl ClipSink {
             })
             .await?;
         if fresh {
-            self.pipeline.stats.clips_received.fetch_add(1, Ordering::Relaxed);
+            self.pipeline.stats.clips_received.inc();
             self.pipeline.landed.notify_one();
             self.pipeline.spawn_clip(id);
         }
@@ -114,7 +113,7 @@ impl ClipSink {
                 })
             })
             .await?;
-        self.pipeline.stats.clips_quarantined.fetch_add(1, Ordering::Relaxed);
+        self.pipeline.stats.clips_quarantined.inc();
         Ok(())
     }
 

@@ -427,7 +427,7 @@ async fn an_undeliverable_notification_is_kept_until_its_ttl_then_expires() {
     assert_eq!(outbox.len(), 1, "kept until its TTL");
     assert!(outbox[0].1.expires_ms > rig.clock.now_ms());
     assert!(!expired(&rig.events("front_8").await));
-    assert_eq!(rig.pipeline.stats.alerts_expired.load(Ordering::SeqCst), 0);
+    assert_eq!(rig.pipeline.stats.alerts_expired.get(), 0);
 
     // Past the TTL: the next failure drops it.
     rig.advance(Duration::from_secs(2));
@@ -436,7 +436,7 @@ async fn an_undeliverable_notification_is_kept_until_its_ttl_then_expires() {
     assert_eq!(r.status(), ClipStatus::Error);
     assert!(rig.outbox().await.is_empty());
     assert!(expired(&rig.events("front_8").await));
-    assert_eq!(rig.pipeline.stats.alerts_expired.load(Ordering::SeqCst), 1);
+    assert_eq!(rig.pipeline.stats.alerts_expired.get(), 1);
     assert!(rig.sent().is_empty());
 }
 

@@ -1,7 +1,6 @@
 //! The pages: Cameras, Events, a clip, System.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
@@ -264,10 +263,10 @@ pub(super) async fn system(State(state): State<Arc<WebState>>, viewer: Viewer) -
     let s = &app.pipeline.stats;
     let pipeline = json!({
         "in_flight": app.pipeline.in_flight(),
-        "clips_received": s.clips_received.load(Ordering::Relaxed),
-        "clips_completed": s.clips_completed.load(Ordering::Relaxed),
-        "clips_failed": s.clips_failed.load(Ordering::Relaxed),
-        "alerts_delivered": s.alerts_delivered.load(Ordering::Relaxed),
+        "clips_received": s.clips_received.get(),
+        "clips_completed": s.clips_completed.get(),
+        "clips_failed": s.clips_failed.get(),
+        "alerts_delivered": s.alerts_delivered.get(),
         "uptime_s": app.pipeline.clock().monotonic().saturating_sub(app.started).as_secs(),
     });
     let disk = app.retention.disk();

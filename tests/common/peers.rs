@@ -288,6 +288,25 @@ impl Daemon {
         Some((code, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
     }
 
+    /// `GET /metrics`, parsed by a Prometheus text-format parser, with the
+    /// response's content type.
+    pub fn metrics(&self) -> (String, Scrape) {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.api_port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut buf).unwrap();
+        let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+        let content_type = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default();
+        let lines = body.lines().map(|l| Ok(l.to_owned()));
+        (content_type, Scrape(prometheus_parse::Scrape::parse(lines).unwrap()))
+    }
+
     /// Clip records from the API, keyed by status.
     pub fn clips(&self) -> Vec<serde_json::Value> {
         self.get("/api/v1/clips?limit=1000").and_then(|(_, v)| v["clips"].as_array().cloned()).unwrap_or_default()
@@ -364,7 +383,8 @@ impl FakeVlm {
                             "index": 0,
                             "finish_reason": "stop",
                             "message": { "role": "assistant", "content": answer.to_string(), "refusal": null }
-                        }]
+                        }],
+                        "usage": { "prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290 }
                     }))
                 }
             }),
@@ -386,5 +406,33 @@ impl Subscriber {
             .filter(|(t, _, _)| t.starts_with(prefix))
             .filter_map(|(_, p, _)| serde_json::from_slice(p).ok())
             .collect()
+    }
+}
+
+/// A parsed `/metrics` answer.
+pub struct Scrape(pub prometheus_parse::Scrape);
+
+impl Scrape {
+    /// The value of the sample `name` whose labels include `labels` (a
+    /// histogram's `_count` and `_sum` are samples of their own).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        use prometheus_parse::Value;
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .find_map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+    }
+
+    /// [`Scrape::value`], or a panic naming the sample and listing what there is.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels).unwrap_or_else(|| {
+            let names: std::collections::BTreeSet<_> = self.0.samples.iter().map(|s| s.metric.as_str()).collect();
+            panic!("no sample {name}{labels:?} in /metrics; it has {names:?}")
+        })
     }
 }

@@ -177,6 +177,7 @@ impl VlmAnalyzer for OpenAiAnalyzer {
         let result = parse_response(&bytes, &self.cfg.activity_types, &self.cfg.model);
         let usage = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v.get("usage").cloned());
         let tokens = |k: &str| usage.as_ref().and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
+        crate::metrics::global().vlm_tokens(clip.camera.as_str(), tokens("prompt_tokens"), tokens("completion_tokens"));
         match &result {
             Ok(a) => info!(
                 camera = %clip.camera, clip_id = %clip.clip_id, model = %a.model,

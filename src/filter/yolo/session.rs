@@ -453,6 +453,7 @@ impl Detector {
             .filter(|d| d.bbox[2] > d.bbox[0] && d.bbox[3] > d.bbox[1])
             .collect();
         let t3 = Instant::now();
+        crate::metrics::global().observe_inference((t2 - t1).as_secs_f64());
         Ok((detections, Timings { preprocess: t1 - t0, inference: t2 - t1, postprocess: t3 - t2 }))
     }
 }

@@ -242,11 +242,14 @@ pub(crate) struct LiveHealth {
     backend: &'static str,
     rules: HealthRules,
     state: Mutex<HealthState>,
+    /// The camera's `/metrics` counters.
+    metrics: crate::metrics::CameraMetrics,
 }
 
 impl LiveHealth {
     pub(crate) fn new(camera: CameraName, backend: &'static str, rules: HealthRules, has_detect: bool) -> Self {
-        Self { camera, backend, rules, state: Mutex::new(HealthState::new(has_detect, Instant::now())) }
+        let metrics = crate::metrics::global().camera(camera.as_str());
+        Self { camera, backend, rules, state: Mutex::new(HealthState::new(has_detect, Instant::now())), metrics }
     }
 
     fn lock(&self) -> MutexGuard<'_, HealthState> {
@@ -256,6 +259,9 @@ impl LiveHealth {
 
     /// A frame arrived on `role`'s stream: heartbeat, fps, and its error is cleared.
     pub(crate) fn frame(&self, role: Role) {
+        if role == Role::Main {
+            self.metrics.frames_received.inc();
+        }
         if let Some(s) = self.lock().stats(role) {
             s.frame(Instant::now());
         }
@@ -453,6 +459,7 @@ fn run_motion(
         results = Some(r);
     }
     let mut was_motion = false;
+    let metrics = crate::metrics::global().camera(camera.as_str());
     while let Ok(input) = rx.recv() {
         if let Some(r) = &results
             && !r.forward(camera, recorder)
@@ -491,8 +498,12 @@ fn run_motion(
                 continue;
             }
         };
+        metrics.frames_decoded.inc();
         if sample.motion != was_motion {
             was_motion = sample.motion;
+            if sample.motion {
+                metrics.motion_events.inc();
+            }
             info!(camera = %camera, motion = sample.motion, score = sample.score, "motion {}", if sample.motion { "started" } else { "ended" });
         }
         if recorder.blocking_send(RecorderEvent::Motion { pts: report_pts, motion: sample.motion }).is_err() {

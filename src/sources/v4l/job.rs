@@ -120,6 +120,9 @@ impl CaptureJob {
         let mut feed = RecorderFeed::new(negotiated.width, negotiated.height);
         let mut recorder_gone = false;
         let mut bad_in_a_row = 0u64;
+        // `/metrics`: pictures run through motion detection, and motion starts.
+        let metrics = crate::metrics::global().camera(self.camera.as_str());
+        let mut was_motion = false;
         let result = capture::stream(&dev, &spec, &negotiated, self.cfg.frame_timeout(), &self.stop, &mut |frame| {
             let processed = processor.process(frame);
             // Any frame is a heartbeat; a bad one sets the error again below.
@@ -130,6 +133,13 @@ impl CaptureJob {
                         info!(camera = %self.camera, bad_frames = bad_in_a_row, "good frames again");
                     }
                     bad_in_a_row = 0;
+                    if let Some(sample) = &p.motion {
+                        metrics.frames_decoded.inc();
+                        if sample.motion && !was_motion {
+                            metrics.motion_events.inc();
+                        }
+                        was_motion = sample.motion;
+                    }
                     p
                 }
                 Err(e) => {
