@@ -6,7 +6,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use homesec::metrics::{Delivery, Metrics, ScrapeValues, Stage};
+use homesec::domain::Stage;
+use homesec::metrics::{Delivery, Metrics, ScrapeValues};
 
 const N: u32 = 10_000_000;
 

@@ -2,7 +2,8 @@
 //! handles other modules update, and a collector for the process's CPU time
 //! and resident memory.
 //!
-//! A leaf: it imports nothing of the crate, so every module may update it.
+//! A leaf above `domain` (it takes the pipeline's `Stage` for its label): every
+//! other module may update it.
 //! Handles are atomics (a [`Counter`] is an `Arc<AtomicU64>`): a camera takes
 //! its [`CameraMetrics`] once, and the per-frame cost is one relaxed atomic add,
 //! with no lock and no allocation. Label sets are bounded: stages, outboxes and
@@ -23,6 +24,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::domain::Stage;
+
 /// Most distinct values a `camera` or `notifier` label takes; later names are `other`.
 pub const MAX_LABEL_VALUES: usize = 64;
 
@@ -33,26 +36,6 @@ pub const OTHER: &str = "other";
 pub fn global() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
-}
-
-/// A pipeline stage, as the `stage` label names it.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Stage {
-    Upload,
-    Filter,
-    Vlm,
-    Notify,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Upload => "upload",
-            Stage::Filter => "filter",
-            Stage::Vlm => "vlm",
-            Stage::Notify => "notify",
-        }
-    }
 }
 
 /// A durable queue waiting for a peer, as the `outbox` label names it.

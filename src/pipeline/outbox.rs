@@ -55,7 +55,7 @@ impl Pipeline {
             None => Err(format!("notifier `{}` is no longer configured", entry.notifier)),
         };
         let took = self.parts.clock.monotonic().saturating_sub(started);
-        metrics.observe_stage(crate::metrics::Stage::Notify, took.as_secs_f64());
+        metrics.observe_stage(crate::domain::Stage::Notify, took.as_secs_f64());
         let notifier = entry.notifier.clone();
         // An early alert's clip may still be recording (no record yet); its
         // outcome is logged, and only the final alert's counts for the notify stage.

@@ -67,16 +67,6 @@ pub enum StageOutcome<T, Skip = Infallible> {
     Interrupted,
 }
 
-/// A stage as `/metrics` labels it.
-pub(super) fn metric_stage(stage: Stage) -> crate::metrics::Stage {
-    match stage {
-        Stage::Upload => crate::metrics::Stage::Upload,
-        Stage::Filter => crate::metrics::Stage::Filter,
-        Stage::Vlm => crate::metrics::Stage::Vlm,
-        Stage::Notify => crate::metrics::Stage::Notify,
-    }
-}
-
 impl Pipeline {
     /// Runs `op` under the stage's concurrency limit, retrying transient failures
     /// with backoff up to `retry.max_attempts`.
@@ -122,7 +112,7 @@ impl Pipeline {
             let result = op().await;
             drop(permit);
             let took = self.parts.clock.monotonic().saturating_sub(started);
-            crate::metrics::global().observe_stage(metric_stage(stage), took.as_secs_f64());
+            crate::metrics::global().observe_stage(stage, took.as_secs_f64());
             let failure = match result {
                 Ok(v) => return Ok(StageOutcome::Done(v)),
                 Err(e) => e,
