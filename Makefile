@@ -55,20 +55,18 @@ bench-outage: fetch
 
 ## Cross-compile the daemon for arm64 (Raspberry Pi 4/5, Jetson) without Docker:
 ## rustup's aarch64 standard library + Debian's cross gcc/g++ (installed if missing)
-## as linker and as C/C++ compiler for the C deps (openh264's C++/NEON, libde265 via cmake, ring,
-## v4l's bindgen, which finds the arm64 headers through the cross gcc's sysroot):
+## as linker and as C/C++ compiler for the C deps (FFmpeg's decoders with their NEON code, built by
+## build.rs through vendor/ffmpeg/build.sh; openh264's C++/NEON encoder, ring, v4l's bindgen, which
+## finds the arm64 headers through the cross gcc's sysroot):
 ##   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER  links the final binary
 ##   CC_/CXX_/AR_aarch64_unknown_linux_gnu           used by the cc crate in build scripts
-##   PKG_CONFIG_ALLOW_CROSS                          libde265's build reads the .pc file of
-##                                                   the library it just cross-built with cmake
 ## Output: target/aarch64-unknown-linux-gnu/release/homesec (needs glibc >= 2.34 on the device).
 ARM64 := aarch64-unknown-linux-gnu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARM64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
 	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
-	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
-	PKG_CONFIG_ALLOW_CROSS=1
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 
 # Installs the Debian packages named in $(1) that are missing.
 apt_need = @missing=; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -77,7 +75,7 @@ apt_need = @missing=; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="
 
 build-arm64:
 	rustup target add $(ARM64)
-	$(call apt_need,cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
+	$(call apt_need,gcc-aarch64-linux-gnu g++-aarch64-linux-gnu)
 	$(ARM64_ENV) $(CARGO) build --release --target $(ARM64)
 	@ls -l "$${CARGO_TARGET_DIR:-target}/$(ARM64)/release/homesec"
 
@@ -86,7 +84,7 @@ build-arm64:
 ## finds the arm64 libc in the cross toolchain's sysroot (QEMU_LD_PREFIX).
 test-arm64:
 	rustup target add $(ARM64)
-	$(call apt_need,cmake gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static binfmt-support)
+	$(call apt_need,gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user-static binfmt-support)
 	@[ -e /proc/sys/fs/binfmt_misc/status ] || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 	@[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $(SUDO) update-binfmts --enable qemu-aarch64
 	$(ARM64_ENV) QEMU_LD_PREFIX=/usr/aarch64-linux-gnu $(CARGO) test --target $(ARM64) --lib -- --test-threads 2

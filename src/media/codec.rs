@@ -1,14 +1,14 @@
-//! The one video decoder seam: H.264 with openh264, H.265 with libde265, both
-//! taking Annex-B access units and lending planar YUV 4:2:0 [`Picture`]s.
+//! The one video decoder seam: H.264 and H.265 with FFmpeg's libavcodec
+//! (built with those two decoders only, linked statically: `build.rs`,
+//! `vendor/ffmpeg/`), taking Annex-B access units and lending planar YUV 4:2:0
+//! [`Picture`]s.
 //!
 //! Clip decoding (`decode.rs`) and the live detect stream (`detect.rs`) both go
 //! through [`VideoDecoder`]; nothing outside this file names a decoder library.
 //! One decoder per clip or camera, single-threaded on the calling thread.
+//! docs/design.md ("Decoding") has the measurements behind the choice.
 
-use libde265_rs::{Channel, ChromaFormat, DeError, DecodeResult, DecoderInput, DecoderOutput};
-use openh264::OpenH264API;
-use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
-use openh264::formats::YUVSource;
+use std::ffi::{CStr, c_char, c_int, c_void};
 
 /// The video codecs HomeSec records and decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -63,8 +63,6 @@ pub struct Picture<'a> {
     pub v: &'a [u8],
     pub y_stride: usize,
     pub uv_stride: usize,
-    /// openh264's own picture: its (SIMD) RGB conversion is used for it.
-    h264: Option<&'a DecodedYUV<'a>>,
 }
 
 impl std::fmt::Debug for Picture<'_> {
@@ -74,44 +72,24 @@ impl std::fmt::Debug for Picture<'_> {
 }
 
 impl<'a> Picture<'a> {
-    /// A picture of planes held elsewhere (a USB camera's frame, a detect-stream
-    /// picture), converted by the portable code.
+    /// A picture of planes held elsewhere (a decoder's, a USB camera's frame).
     pub fn from_planes(
         (width, height): (u32, u32),
         (y, u, v): (&'a [u8], &'a [u8], &'a [u8]),
         (y_stride, uv_stride): (usize, usize),
     ) -> Self {
-        Self { width, height, y, u, v, y_stride, uv_stride, h264: None }
-    }
-
-    fn from_openh264(yuv: &'a DecodedYUV<'a>) -> Self {
-        let (w, h) = yuv.dimensions();
-        let (y_stride, uv_stride, _) = yuv.strides();
-        Self {
-            width: w as u32,
-            height: h as u32,
-            y: yuv.y(),
-            u: yuv.u(),
-            v: yuv.v(),
-            y_stride,
-            uv_stride,
-            h264: Some(yuv),
-        }
+        Self { width, height, y, u, v, y_stride, uv_stride }
     }
 
     /// Converts the picture to packed RGB (`width * height * 3` bytes), reusing
     /// `out`'s allocation.
     pub fn write_rgb(&self, out: &mut Vec<u8>) {
         out.resize(self.width as usize * self.height as usize * 3, 0);
-        match self.h264 {
-            Some(yuv) => yuv.write_rgb8(out),
-            None => yuv420_to_rgb(self, out),
-        }
+        yuv420_to_rgb(self, out);
     }
 }
 
-/// BT.601 limited-range YUV 4:2:0 to RGB in 14-bit fixed point (what openh264's
-/// conversion computes in floating point). Rows or columns the planes do not
+/// BT.601 limited-range YUV 4:2:0 to RGB in 14-bit fixed point. Rows or columns the planes do not
 /// cover stay black.
 fn yuv420_to_rgb(p: &Picture<'_>, out: &mut [u8]) {
     const Y: i32 = 19077; // 1.164 << 14
@@ -141,161 +119,159 @@ fn yuv420_to_rgb(p: &Picture<'_>, out: &mut [u8]) {
     }
 }
 
-/// libde265's decoder: its input and output halves share one C context.
-struct H265Decoder {
-    input: DecoderInput,
-    output: DecoderOutput,
+// The C side (src/media/avdecode.c).
+#[repr(C)]
+struct HsPicture {
+    y: *const u8,
+    u: *const u8,
+    v: *const u8,
+    y_stride: c_int,
+    uv_stride: c_int,
+    width: c_int,
+    height: c_int,
+    unsupported: c_int,
+    format: [c_char; 32],
 }
 
-// SAFETY: the two halves share their context through an `Rc` that never leaves
-// this struct, so moving the struct moves every handle to the context at once;
-// pictures borrow `&mut self` and cannot outlive a move. libde265 keeps no
-// thread-local state (no worker threads are started).
-unsafe impl Send for H265Decoder {}
+unsafe extern "C" {
+    fn hs_decoder_new(codec: c_int, err: *mut c_char, errlen: usize) -> *mut c_void;
+    fn hs_decoder_free(d: *mut c_void);
+    fn hs_decoder_send(d: *mut c_void, data: *const u8, len: usize) -> c_int;
+    fn hs_decoder_receive(d: *mut c_void, out: *mut HsPicture) -> c_int;
+    fn hs_error_text(code: c_int, out: *mut c_char, len: usize);
+}
 
-/// An H.264 or H.265 decoder: Annex-B access units in, pictures out (in
-/// presentation order, through a callback, since H.265 may give several at once).
-pub(crate) struct VideoDecoder(Inner);
+fn text(buf: &[c_char]) -> String {
+    // SAFETY: the C side always writes a NUL-terminated string into the buffer,
+    // and the buffer ends with a NUL from its zero initialisation.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
 
-enum Inner {
-    H264(Box<Decoder>),
-    H265(Box<H265Decoder>),
+fn error_text(code: c_int) -> String {
+    let mut buf = [0 as c_char; 128];
+    // SAFETY: av_strerror writes at most `len` bytes, NUL-terminated.
+    unsafe { hs_error_text(code, buf.as_mut_ptr(), buf.len() - 1) };
+    text(&buf)
+}
+
+/// A libavcodec decoder for one codec. Not shared between threads.
+pub(crate) struct VideoDecoder {
+    codec: VideoCodec,
+    raw: *mut c_void,
+    /// Parameter sets given on their own, sent in front of the next access unit
+    /// (libavcodec wants them in the same packet as a picture).
+    params: Vec<u8>,
+}
+
+// SAFETY: the decoder is owned by one VideoDecoder, which moves between threads
+// but is never used from two at once (no &self method touches it).
+unsafe impl Send for VideoDecoder {}
+
+impl Drop for VideoDecoder {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from hs_decoder_new and is freed once, here.
+        unsafe { hs_decoder_free(self.raw) };
+    }
 }
 
 impl VideoDecoder {
     pub fn new(codec: VideoCodec) -> Result<Self, DecoderError> {
-        match codec {
-            VideoCodec::H264 => {
-                let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-                Decoder::with_api_config(OpenH264API::from_source(), config)
-                    .map(|d| Self(Inner::H264(Box::new(d))))
-                    .map_err(|e| DecoderError::Create { codec, reason: e.to_string() })
-            }
-            VideoCodec::H265 => {
-                let (input, output) =
-                    libde265_rs::new_decoder().map_err(|e| DecoderError::Create { codec, reason: e.to_string() })?;
-                Ok(Self(Inner::H265(Box::new(H265Decoder { input, output }))))
-            }
+        let mut err = [0 as c_char; 128];
+        let id = match codec {
+            VideoCodec::H264 => 0,
+            VideoCodec::H265 => 1,
+        };
+        // SAFETY: `err` is writable for `len` bytes; a NULL result means failure.
+        let raw = unsafe { hs_decoder_new(id, err.as_mut_ptr(), err.len() - 1) };
+        if raw.is_null() {
+            return Err(DecoderError::Create { codec, reason: text(&err) });
         }
+        Ok(Self { codec, raw, params: Vec::new() })
     }
 
     pub fn codec(&self) -> VideoCodec {
-        match self.0 {
-            Inner::H264(_) => VideoCodec::H264,
-            Inner::H265(_) => VideoCodec::H265,
-        }
+        self.codec
     }
 
-    /// Feeds parameter sets (Annex-B) ahead of the pictures that use them.
+    /// Parameter sets (SPS/PPS, and VPS for H.265) in Annex-B, as a sample entry
+    /// holds them: they go in with the next access unit.
     pub fn parameter_sets(&mut self, annexb: &[u8]) -> Result<(), DecoderError> {
-        match &mut self.0 {
-            Inner::H264(d) => {
-                d.decode(annexb)
-                    .map_err(|e| DecoderError::Decode { codec: VideoCodec::H264, reason: e.to_string() })?;
-                Ok(())
-            }
-            // Parameter-set NAL units make no picture: they wait in the input
-            // queue for the access unit they belong with.
-            Inner::H265(d) => d.input.push_data(annexb, 0, 0).map_err(|e| h265_error(&e)),
-        }
-    }
-
-    /// Decodes one access unit (Annex-B) and lends every picture it completes.
-    pub fn decode(&mut self, annexb: &[u8], on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
-        match &mut self.0 {
-            Inner::H264(d) => {
-                let yuv = d
-                    .decode(annexb)
-                    .map_err(|e| DecoderError::Decode { codec: VideoCodec::H264, reason: e.to_string() })?;
-                if let Some(yuv) = yuv {
-                    on_picture(&Picture::from_openh264(&yuv));
-                }
-                Ok(())
-            }
-            Inner::H265(d) => {
-                // End of NAL, not of frame: libde265 flushes its reorder buffer at
-                // an end of frame (pictures would leave in decode order). A
-                // picture is complete when the next one starts: one access unit
-                // of latency, plus the stream's reordering.
-                d.input.push_data(annexb, 0, 0).map_err(|e| h265_error(&e))?;
-                d.input.push_end_of_nal();
-                d.run(on_picture)
-            }
-        }
-    }
-
-    /// End of stream: lends the pictures the decoder still holds.
-    pub fn flush(&mut self, on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
-        match &mut self.0 {
-            Inner::H264(d) => {
-                let rest = d
-                    .flush_remaining()
-                    .map_err(|e| DecoderError::Decode { codec: VideoCodec::H264, reason: e.to_string() })?;
-                for yuv in &rest {
-                    on_picture(&Picture::from_openh264(yuv));
-                }
-                Ok(())
-            }
-            Inner::H265(d) => {
-                d.input.flush_data().map_err(|e| h265_error(&e))?;
-                d.run(on_picture)
-            }
-        }
-    }
-}
-
-fn chroma_name(chroma: ChromaFormat) -> &'static str {
-    match chroma {
-        ChromaFormat::Mono => "monochrome",
-        ChromaFormat::C420 => "4:2:0",
-        ChromaFormat::C422 => "4:2:2",
-        ChromaFormat::C444 => "4:4:4",
-    }
-}
-
-fn h265_error(e: &DeError) -> DecoderError {
-    DecoderError::Decode { codec: VideoCodec::H265, reason: e.to_string() }
-}
-
-impl H265Decoder {
-    /// Decodes what was pushed, lending each finished picture.
-    fn run(&mut self, on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
-        loop {
-            let result = self.input.decode();
-            self.drain(on_picture)?;
-            match result {
-                Ok(DecodeResult::CallAgain) | Err(DeError::ErrorImageBufferFull) => {}
-                Ok(DecodeResult::Done) | Err(DeError::ErrorWaitingForInputData) => return Ok(()),
-                Err(e) => return Err(h265_error(&e)),
-            }
-        }
-    }
-
-    fn drain(&mut self, on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
-        while let Some(image) = self.output.next_picture() {
-            let bits = image.bits_per_pixel(Channel::Y);
-            let chroma = image.chroma_format();
-            if chroma != ChromaFormat::C420 || bits != 8 {
-                return Err(DecoderError::Format {
-                    codec: VideoCodec::H265,
-                    format: format!("{} {bits}-bit", chroma_name(chroma)),
-                });
-            }
-            let (y, y_stride) = image.plane(Channel::Y);
-            let (u, uv_stride) = image.plane(Channel::Cb);
-            let (v, _) = image.plane(Channel::Cr);
-            on_picture(&Picture {
-                width: image.width(Channel::Y),
-                height: image.height(Channel::Y),
-                y,
-                u,
-                v,
-                y_stride,
-                uv_stride,
-                h264: None,
-            });
-        }
+        self.params.clear();
+        self.params.extend_from_slice(annexb);
         Ok(())
+    }
+
+    /// Decodes one Annex-B access unit, lending each picture it completes.
+    pub fn decode(&mut self, annexb: &[u8], on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
+        let r = if self.params.is_empty() {
+            // SAFETY: `raw` is a live decoder; the data is read during the call only.
+            unsafe { hs_decoder_send(self.raw, annexb.as_ptr(), annexb.len()) }
+        } else {
+            let mut unit = std::mem::take(&mut self.params);
+            unit.extend_from_slice(annexb);
+            // SAFETY: as above.
+            unsafe { hs_decoder_send(self.raw, unit.as_ptr(), unit.len()) }
+        };
+        // Pictures completed before an error still go out.
+        let received = self.receive(on_picture);
+        if r < 0 {
+            return Err(DecoderError::Decode { codec: self.codec, reason: error_text(r) });
+        }
+        received
+    }
+
+    /// The pictures still held back (reordering), at the end of the stream.
+    pub fn flush(&mut self, on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
+        // SAFETY: a NULL packet starts draining.
+        let r = unsafe { hs_decoder_send(self.raw, std::ptr::null(), 0) };
+        if r < 0 {
+            return Err(DecoderError::Decode { codec: self.codec, reason: error_text(r) });
+        }
+        self.receive(on_picture)
+    }
+
+    fn receive(&mut self, on_picture: &mut dyn FnMut(&Picture<'_>)) -> Result<(), DecoderError> {
+        loop {
+            let mut p = HsPicture {
+                y: std::ptr::null(),
+                u: std::ptr::null(),
+                v: std::ptr::null(),
+                y_stride: 0,
+                uv_stride: 0,
+                width: 0,
+                height: 0,
+                unsupported: 0,
+                format: [0; 32],
+            };
+            // SAFETY: `raw` is live; `p` is written by the call.
+            let r = unsafe { hs_decoder_receive(self.raw, &mut p) };
+            if r == 0 {
+                return Ok(());
+            }
+            if r < 0 {
+                return Err(DecoderError::Decode { codec: self.codec, reason: error_text(r) });
+            }
+            if p.unsupported != 0 {
+                return Err(DecoderError::Format { codec: self.codec, format: text(&p.format) });
+            }
+            let (w, h) = (p.width.max(0) as usize, p.height.max(0) as usize);
+            let (ys, uvs) = (p.y_stride.max(0) as usize, p.uv_stride.max(0) as usize);
+            let (y_len, uv_len) = (ys * h, uvs * h.div_ceil(2));
+            if w == 0 || h == 0 || ys < w || uvs < w.div_ceil(2) || p.y.is_null() || p.u.is_null() || p.v.is_null() {
+                return Err(DecoderError::Decode { codec: self.codec, reason: format!("unusable picture {w}x{h}") });
+            }
+            // SAFETY: libavcodec's 4:2:0 planes hold `height` rows of `y_stride`
+            // bytes (luma) and `ceil(height/2)` rows of `uv_stride` (chroma); they
+            // stay valid until the next receive, after `on_picture` returns.
+            let (y, u, v) = unsafe {
+                (
+                    std::slice::from_raw_parts(p.y, y_len),
+                    std::slice::from_raw_parts(p.u, uv_len),
+                    std::slice::from_raw_parts(p.v, uv_len),
+                )
+            };
+            on_picture(&Picture::from_planes((w as u32, h as u32), (y, u, v), (ys, uvs)));
+        }
     }
 }
 
@@ -318,14 +294,14 @@ mod tests {
         // 2x2: white, black, mid grey, and a saturated red chroma sample shared by all.
         let y = [235u8, 16, 126, 126];
         let grey = [128u8];
-        let p = Picture { width: 2, height: 2, y: &y, u: &grey, v: &grey, y_stride: 2, uv_stride: 1, h264: None };
+        let p = Picture { width: 2, height: 2, y: &y, u: &grey, v: &grey, y_stride: 2, uv_stride: 1 };
         let mut rgb = Vec::new();
         p.write_rgb(&mut rgb);
         assert_eq!(rgb, [255, 255, 255, 0, 0, 0, 128, 128, 128, 128, 128, 128]);
         let (u, v) = ([90u8], [240u8]);
         let red = Picture { u: &u, v: &v, ..p };
         red.write_rgb(&mut rgb);
-        // Y 126, U 90, V 240: R clips, B drops (openh264 gives the same within one).
+        // Y 126, U 90, V 240: R clips, B drops.
         assert_eq!(&rgb[6..9], &[255, 52, 51]);
     }
 
@@ -334,7 +310,7 @@ mod tests {
         let mut d = VideoDecoder::new(VideoCodec::H265).unwrap();
         assert_eq!(d.codec(), VideoCodec::H265);
         let mut pictures = 0;
-        // A slice without any parameter set: no picture, whatever libde265 says about it.
+        // A slice without any parameter set: no picture, whatever the decoder says about it.
         let _ = d.decode(&[0, 0, 0, 1, 0x26, 0x01, 0xaf, 0x00, 0x11], &mut |_| pictures += 1);
         let _ = d.flush(&mut |_| pictures += 1);
         assert_eq!(pictures, 0);

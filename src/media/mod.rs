@@ -3,7 +3,7 @@
 //! Everything here is blocking CPU work on the calling thread (one decoder per
 //! call): callers run it on blocking threads, never on the async workers.
 //!
-//! - [`codec`]: the one decoder seam (openh264 for H.264, libde265 for H.265).
+//! - [`codec`]: the one decoder seam (libavcodec for H.264 and H.265).
 //! - [`probe`] reads the container headers only.
 //! - [`for_each_frame`] decodes every frame and lends each one (YUV, convertible to RGB).
 //! - [`sample_frames`] converts to RGB only the frames due at `sample_fps`.

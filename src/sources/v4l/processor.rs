@@ -4,7 +4,7 @@
 //! - MJPEG: decoded to I420 (zune-jpeg), encoded with openh264.
 //! - YUYV: converted to I420 (one pass), encoded with openh264.
 //! - H.264: passed through (Annex-B rewritten as AVCC, SPS/PPS kept for the MP4
-//!   sample entry); decoded with openh264 only for motion.
+//!   sample entry); decoded (libavcodec) only for motion.
 //!
 //! Motion: every picture (converted, or decoded from passthrough H.264) goes
 //! through the camera's [`DetectPipeline`], which runs the detector at most
