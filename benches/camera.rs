@@ -5,8 +5,8 @@
 //! 1. The motion detector alone, per frame, at 640x360, 1280x720 and 1920x1080
 //!    input (downscaled to the default 320 px wide inside).
 //! 2. Decode (one thread) + motion, in CPU milliseconds per second of video, at
-//!    360p (a typical sub-stream), 720p and 1080p, for H.264 (openh264) and
-//!    H.265 (libde265) of the same content. The clips are made at bench start
+//!    360p (a typical sub-stream), 720p and 1080p, for H.264 and H.265
+//!    (libavcodec, one thread) of the same content. The clips are made at bench start
 //!    with ffmpeg from the real footage (`vtest_h264.mp4`, 10 fps, GOP 20, no
 //!    B-frames; libx264 / libx265 at their default quality) into a temp dir; a
 //!    size is skipped with a message when ffmpeg is missing or fails.
@@ -323,7 +323,7 @@ fn main() {
     bench_detector("576p", &footage);
 
     let mut sub_stream_pct = None;
-    let runs = [("H.264 (openh264)", &clips), ("H.265 (libde265)", &clips_h265)];
+    let runs = [("H.264", &clips), ("H.265", &clips_h265)];
     for (n, (codec, clips)) in runs.into_iter().enumerate() {
         println!("\n== decode {codec} + motion on every frame, per second of video (best of {DECODE_RUNS}) ==");
         for (label, w, h, clip) in clips {

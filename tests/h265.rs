@@ -1,6 +1,7 @@
 //! H.265 end to end on real footage re-encoded with ffmpeg (libx265) at test
 //! time: demux of `hvc1` and `hev1` tracks, decode, JPEG sampling, broken files,
-//! the live detect pipeline, and the real YOLOX filter finding a person.
+//! the live detect pipeline, and the real YOLOX filter finding a person; and the
+//! detect pipeline leaving unreferenced pictures undecoded (H.264 B-frames).
 //! Needs ffmpeg with libx265, `../shared/testdata` and, for the filter, ONNX
 //! Runtime (`models/fetch-onnxruntime.sh`).
 
@@ -167,4 +168,73 @@ async fn the_yolo_filter_finds_the_people_in_an_h265_clip() {
     let img = image::load_from_memory_with_format(snapshot, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((img.width(), img.height()), (768, 576));
     f.shutdown().await;
+}
+
+/// Runs an MP4's samples through a detect pipeline: (verdicts, motion verdicts, skipped).
+fn detect_run(path: &Path, codec: VideoCodec, detect_fps: f64) -> (usize, usize, u64) {
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    let mut reader = mp4::Mp4Reader::read_header(std::io::BufReader::new(file), len).unwrap();
+    let (track_id, samples, timescale) = {
+        let t = reader.tracks().values().next().unwrap();
+        (t.track_id(), t.sample_count(), f64::from(t.timescale()))
+    };
+    let settings = DetectSettings { detect_fps, source_fps: None, motion: MotionConfig::default() };
+    let mut pipeline = DetectPipeline::new(&settings);
+    let (mut verdicts, mut motion) = (0, 0);
+    for i in 1..=samples {
+        let sample = reader.read_sample(track_id, i).unwrap().unwrap();
+        let frame = EncodedFrame {
+            ts_s: sample.start_time as f64 / timescale,
+            keyframe: sample.is_sync,
+            codec,
+            format: NalFormat::Avcc,
+            data: &sample.bytes,
+            parameter_sets: None,
+        };
+        if let Some(v) = pipeline.push_encoded(&frame).unwrap() {
+            verdicts += 1;
+            motion += usize::from(v.motion);
+        }
+    }
+    assert_eq!(pipeline.decode_errors(), 0, "{}", path.display());
+    (verdicts, motion, pipeline.skipped())
+}
+
+#[test]
+fn pictures_nothing_refers_to_are_not_decoded_when_motion_does_not_want_them() {
+    // 20 fps H.264 with non-reference B-frames (in-band parameter sets) and the
+    // same with every picture a reference: motion at 5 fps sees the same.
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::footage("tree_motion_no_person.mp4");
+    let make = |name: &str, bf: &str| {
+        let dst = dir.path().join(name);
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&src)
+            .args(["-vf", "fps=20", "-c:v", "libx264", "-preset", "veryfast", "-bf", bf])
+            .args(["-x264-params", "b-pyramid=none:repeat-headers=1", "-g", "40", "-an"])
+            .arg(&dst)
+            .status()
+            .expect("ffmpeg (Debian package ffmpeg; .ci/run installs it)");
+        assert!(status.success());
+        dst
+    };
+    let with_b = make("bframes.mp4", "2");
+    let without = make("pframes.mp4", "0");
+
+    let (verdicts, motion, skipped) = detect_run(&with_b, VideoCodec::H264, 5.0);
+    // 30 s at 5 verdicts per second; x264 makes about a third of the 600
+    // pictures B-frames, and motion wants one picture in four.
+    assert!((145..=152).contains(&verdicts), "{verdicts} verdicts");
+    assert!(skipped > 100, "only {skipped} pictures skipped");
+    assert!(motion > 0, "the swaying tree is still motion");
+    let (all, _, none_skipped) = detect_run(&with_b, VideoCodec::H264, 0.0);
+    assert_eq!(none_skipped, 0, "every picture is wanted at detect_fps 0");
+    assert!(all > 590, "{all} verdicts at every frame");
+
+    let (verdicts, motion_p, skipped) = detect_run(&without, VideoCodec::H264, 5.0);
+    assert_eq!(skipped, 0, "reference pictures are always decoded");
+    assert!((145..=152).contains(&verdicts), "{verdicts} verdicts");
+    assert!(motion_p > 0);
 }

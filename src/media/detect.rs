@@ -23,7 +23,7 @@
 use super::RgbFrame;
 use super::codec::{DecoderError, Picture, VideoCodec, VideoDecoder};
 use super::motion::{MotionConfig, MotionDetector, MotionSample};
-use super::nal::avcc_to_annex_b;
+use super::nal::{annex_b_nals, avcc_nals, avcc_to_annex_b, is_non_reference};
 
 /// Sees the detect stream's pictures that the rate gate lets through, with
 /// the motion verdict for each and the detector that gave it (where the
@@ -57,12 +57,24 @@ impl RateGate {
         Self { interval, next_due: None, last: None }
     }
 
+    /// Whether the frame at `ts_s` would be due, without taking it.
+    pub fn would_be_due(&self, ts_s: f64) -> bool {
+        match self.next_due {
+            Some(next) if self.interval > 0.0 && !self.jumped(ts_s) => ts_s + self.interval * 0.25 >= next,
+            _ => true,
+        }
+    }
+
+    fn jumped(&self, ts_s: f64) -> bool {
+        self.last.is_some_and(|l| ts_s < l - 1.0 || ts_s > l + 10.0)
+    }
+
     /// Whether the frame at `ts_s` (seconds, stream clock) is due.
     pub fn is_due(&mut self, ts_s: f64) -> bool {
         if self.interval <= 0.0 {
             return true;
         }
-        let jumped = self.last.is_some_and(|l| ts_s < l - 1.0 || ts_s > l + 10.0);
+        let jumped = self.jumped(ts_s);
         self.last = Some(ts_s);
         let tolerance = self.interval * 0.25;
         match self.next_due {
@@ -156,11 +168,13 @@ struct StreamDecoder {
     decoder: Option<VideoDecoder>,
     waiting_for_keyframe: bool,
     annexb: Vec<u8>,
+    /// Pictures left undecoded: not wanted, and no other refers to them.
+    skipped: u64,
 }
 
 impl StreamDecoder {
     fn new() -> Self {
-        Self { decoder: None, waiting_for_keyframe: true, annexb: Vec::new() }
+        Self { decoder: None, waiting_for_keyframe: true, annexb: Vec::new(), skipped: 0 }
     }
 
     fn reset(&mut self) {
@@ -169,10 +183,12 @@ impl StreamDecoder {
     }
 
     /// Decodes one frame and lends the pictures it completes (none while waiting
-    /// for a keyframe, or when the decoder holds it back).
+    /// for a keyframe, or when the decoder holds it back). With `skippable` (its
+    /// picture is not wanted), a picture no other refers to is not decoded at all.
     fn decode(
         &mut self,
         frame: &EncodedFrame<'_>,
+        skippable: bool,
         on_picture: &mut dyn FnMut(&DetectFrame<'_>),
     ) -> Result<(), DetectError> {
         if self.decoder.as_ref().is_some_and(|d| d.codec() != frame.codec) {
@@ -180,6 +196,17 @@ impl StreamDecoder {
         }
         if self.waiting_for_keyframe && !frame.keyframe {
             return Ok(());
+        }
+        if skippable && !frame.keyframe {
+            let h265 = frame.codec == VideoCodec::H265;
+            let unreferenced = match frame.format {
+                NalFormat::Avcc => is_non_reference(h265, avcc_nals(frame.data)),
+                NalFormat::AnnexB => is_non_reference(h265, annex_b_nals(frame.data)),
+            };
+            if unreferenced {
+                self.skipped += 1;
+                return Ok(());
+            }
         }
         let data = match frame.format {
             NalFormat::AnnexB => frame.data,
@@ -295,6 +322,12 @@ impl DetectPipeline {
         self.decode_errors
     }
 
+    /// Frames left undecoded since the pipeline was made: not due for analysis,
+    /// and no other picture refers to them.
+    pub fn skipped(&self) -> u64 {
+        self.decoder.skipped
+    }
+
     /// A picture the source has already: the verdict when it was due.
     pub fn push_raw(&mut self, frame: &DetectFrame<'_>) -> Option<MotionSample> {
         self.analysis.frame(frame)
@@ -305,7 +338,8 @@ impl DetectPipeline {
     /// keyframe).
     pub fn push_encoded(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<MotionSample>, DetectError> {
         let (analysis, mut verdict) = (&mut self.analysis, None);
-        match self.decoder.decode(frame, &mut |picture| verdict = analysis.frame(picture).or(verdict)) {
+        let skippable = !analysis.gate.would_be_due(frame.ts_s);
+        match self.decoder.decode(frame, skippable, &mut |picture| verdict = analysis.frame(picture).or(verdict)) {
             Ok(()) => Ok(verdict),
             Err(e) => {
                 self.decode_errors += 1;

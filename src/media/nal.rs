@@ -34,6 +34,44 @@ pub fn is_h264_slice(nal_type: u8) -> bool {
     (1..=H264_NAL_IDR).contains(&nal_type)
 }
 
+/// Whether a picture's NAL units (`nals`: every unit of one access unit) are
+/// all slices no other picture refers to: H.264 slices with `nal_ref_idc` 0,
+/// H.265 sub-layer non-reference slices (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N
+/// and the reserved even types below 16). Such a picture can be left undecoded
+/// without breaking the ones after it. `false` when there is no slice.
+pub fn is_non_reference<'a>(h265: bool, nals: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    let mut slices = 0;
+    for nal in nals {
+        let Some(&first) = nal.first() else { continue };
+        let (slice, reference) = if h265 {
+            let t = (first >> 1) & 0x3f;
+            (t < 32, t > 14 || t % 2 == 1)
+        } else {
+            (is_h264_slice(first & 0x1f), first & 0x60 != 0)
+        };
+        if slice {
+            if reference {
+                return false;
+            }
+            slices += 1;
+        }
+    }
+    slices > 0
+}
+
+/// The NAL units of 4-byte length-prefixed data; stops at a length that
+/// overruns the data.
+pub fn avcc_nals(avcc: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = avcc;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let nal = tail.get(..len)?;
+        rest = &tail[len..];
+        Some(nal)
+    })
+}
+
 /// The next `00 00 01` at or after `from`: (index of its first byte, index after it).
 /// A 4-byte start code is found as its last three bytes; the zero before it is
 /// trailing padding of the previous unit.
@@ -163,6 +201,28 @@ pub fn h264_access_unit_to_avcc<'a>(annex_b: &'a [u8], out: &mut Vec<u8>) -> H26
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_reference_pictures_are_told_by_their_slices() {
+        // H.264: a P slice with nal_ref_idc 0 (0x01), one with 2 (0x41), an SEI (0x06).
+        assert!(is_non_reference(false, [&[0x06u8, 1][..], &[0x01, 0x9a][..]]));
+        assert!(!is_non_reference(false, [&[0x01u8, 0x9a][..], &[0x41, 0x9a][..]]));
+        assert!(!is_non_reference(false, [&[0x06u8, 1][..]]), "no slice: not a skippable picture");
+        assert!(!is_non_reference(false, [&[0x65u8, 0x88][..]]), "an IDR is referenced");
+        // H.265: TRAIL_N (0) and RASL_N (8) are not referenced; TRAIL_R (1) and IDR (19) are.
+        assert!(is_non_reference(true, [&[0x00u8, 0x01][..], &[0x10, 0x01][..]]));
+        assert!(!is_non_reference(true, [&[0x02u8, 0x01][..]]));
+        assert!(!is_non_reference(true, [&[0x26u8, 0x01][..]]));
+        // A prefix SEI (39) next to a TRAIL_N slice does not count.
+        assert!(is_non_reference(true, [&[0x4eu8, 0x01][..], &[0x00, 0x01][..]]));
+    }
+
+    #[test]
+    fn avcc_units_are_split_and_an_overrun_stops() {
+        let data = [0, 0, 0, 2, 0x41, 0x9a, 0, 0, 0, 1, 0x01, 0, 0, 0, 9, 0x01];
+        let nals: Vec<&[u8]> = avcc_nals(&data).collect();
+        assert_eq!(nals, [&[0x41u8, 0x9a][..], &[0x01][..]]);
+    }
 
     fn avcc_of(annex_b: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
