@@ -394,21 +394,27 @@ impl MotionFeed {
         self.reset();
     }
 
-    /// Queues a frame without ever blocking the network loop. When the queue is
-    /// full the frame is dropped and so is everything up to the next keyframe,
-    /// so the decoder never sees a broken reference chain.
+    /// Whether a frame would be queued now (not while skipping to a keyframe):
+    /// a caller that must copy the frame for [`Self::offer`] asks first.
+    pub(crate) fn wants(&self, is_keyframe: bool) -> bool {
+        is_keyframe || !self.gap
+    }
+
+    /// Queues a frame (moved in: no copy) without ever blocking the network
+    /// loop. When the queue is full the frame is dropped and so is everything up
+    /// to the next keyframe, so the decoder never sees a broken reference chain.
     pub(crate) fn offer(
         &mut self,
         camera: &CameraName,
         ts_s: f64,
         report_pts: Option<i64>,
         is_keyframe: bool,
-        data: &[u8],
+        data: Vec<u8>,
     ) {
-        if self.gap && !is_keyframe {
+        if !self.wants(is_keyframe) {
             return;
         }
-        let input = MotionInput::Frame { ts_s, report_pts, is_keyframe, codec: self.codec, data: data.to_vec() };
+        let input = MotionInput::Frame { ts_s, report_pts, is_keyframe, codec: self.codec, data };
         match self.tx.try_send(input) {
             Ok(()) => self.gap = false,
             Err(TrySendError::Full(_)) => {
@@ -657,13 +663,13 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let mut feed = MotionFeed::new(tx);
         let cam: CameraName = "c".into();
-        feed.offer(&cam, 0.0, None, false, &[0, 0, 0, 1, 0x41]); // before any keyframe: skipped
-        feed.offer(&cam, 0.1, None, true, &[0, 0, 0, 1, 0x65]);
-        feed.offer(&cam, 0.2, None, false, &[0, 0, 0, 1, 0x41]);
-        feed.offer(&cam, 0.3, None, false, &[0, 0, 0, 1, 0x41]); // full: dropped, gap
+        feed.offer(&cam, 0.0, None, false, [0, 0, 0, 1, 0x41].to_vec()); // before any keyframe: skipped
+        feed.offer(&cam, 0.1, None, true, [0, 0, 0, 1, 0x65].to_vec());
+        feed.offer(&cam, 0.2, None, false, [0, 0, 0, 1, 0x41].to_vec());
+        feed.offer(&cam, 0.3, None, false, [0, 0, 0, 1, 0x41].to_vec()); // full: dropped, gap
         assert_eq!(rx.try_iter().count(), 2);
-        feed.offer(&cam, 0.4, None, false, &[0, 0, 0, 1, 0x41]); // gap: skipped
-        feed.offer(&cam, 0.5, None, true, &[0, 0, 0, 1, 0x65]);
+        feed.offer(&cam, 0.4, None, false, [0, 0, 0, 1, 0x41].to_vec()); // gap: skipped
+        feed.offer(&cam, 0.5, None, true, [0, 0, 0, 1, 0x65].to_vec());
         let got: Vec<f64> = rx
             .try_iter()
             .filter_map(|i| match i {

@@ -281,16 +281,18 @@ impl Handler {
                 let wall_ms = h.wall_ms(ts);
                 if !h.motion_unsupported
                     && let Some(m) = &mut h.motion
+                    && m.wants(is_keyframe)
                 {
+                    // The recorder keeps the frame: motion gets a copy.
                     let ts_s = ts as f64 / f64::from(h.clock_rate.max(1));
-                    m.offer(&h.camera, ts_s, Some(ts), is_keyframe, frame.data());
+                    m.offer(&h.camera, ts_s, Some(ts), is_keyframe, frame.data().to_vec());
                 }
                 let packet = EncodedPacket { pts: ts, wall_ms, is_keyframe, data: frame.into_data() };
                 h.recorder.send(RecorderEvent::Packet(packet)).await.map_err(|_| StreamError::RecorderGone)
             }
             Handler::Detect(h) => {
                 let ts_s = ts as f64 / f64::from(h.clock_rate.max(1));
-                h.motion.offer(&h.camera, ts_s, None, is_keyframe, frame.data());
+                h.motion.offer(&h.camera, ts_s, None, is_keyframe, frame.into_data());
                 Ok(())
             }
         }
