@@ -37,6 +37,9 @@
 //!    per second per camera) so a stalled stream cannot pass for a cheap one.
 //!
 //! `HOMESEC_CAPACITY_REFERENCE=0` skips the reference runs.
+//! `HOMESEC_CAPACITY_X264_PARAMS` (e.g. `weightp=0`) is passed to libx264 as
+//! `-x264-params` when the streams are made (and keys their cache): camera
+//! encoders differ from libx264's defaults, and decode cost follows.
 //! `HOMESEC_CAPACITY_PERF_DIR=DIR` records `perf record -g` of the daemon for
 //! 20 s after each HomeSec window into `DIR/homesec-N<n>.data` (build the daemon
 //! with `--profile profiling` for symbols and pass it as `HOMESEC_CAPACITY_BIN`).
@@ -136,46 +139,54 @@ fn loop_source(busy: bool) -> Result<PathBuf, String> {
 
 /// `src` looped for `secs` s, re-encoded at `w`x`h`, 20 fps, GOP 40, no
 /// B-frames (libx264 veryfast); cached by its parameters.
-fn make_stream(src: &Path, scene: &str, (w, h): (u32, u32), secs: u64) -> Result<(PathBuf, bool), String> {
-    let out = cache_dir().join(format!("{scene}_{w}x{h}_20fps_gop40_nob_veryfast_{secs}s.mp4"));
+fn make_stream(
+    src: &Path,
+    scene: &str,
+    (w, h): (u32, u32),
+    secs: u64,
+    x264_params: Option<&str>,
+) -> Result<(PathBuf, bool), String> {
+    let extra = x264_params.map_or_else(String::new, |p| format!("_{}", p.replace([':', '='], "-")));
+    let out = cache_dir().join(format!("{scene}_{w}x{h}_20fps_gop40_nob_veryfast{extra}_{secs}s.mp4"));
     if out.is_file() {
         return Ok((out, true));
     }
     let vf = format!("scale={w}:{h},fps=20");
     let t = secs.to_string();
     let src = src.to_string_lossy();
-    ffmpeg_to(
-        &out,
-        &[
-            "-stream_loop",
-            "-1",
-            "-i",
-            &src,
-            "-t",
-            &t,
-            "-vf",
-            &vf,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "40",
-            "-keyint_min",
-            "40",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-            "-an",
-            "-movflags",
-            "+faststart",
-            "-f",
-            "mp4",
-        ],
-    )?;
+    let mut args = vec![
+        "-stream_loop",
+        "-1",
+        "-i",
+        &src,
+        "-t",
+        &t,
+        "-vf",
+        &vf,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "40",
+        "-keyint_min",
+        "40",
+        "-sc_threshold",
+        "0",
+        "-bf",
+        "0",
+        "-an",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+    ];
+    if let Some(p) = x264_params {
+        args.extend(["-x264-params", p]);
+    }
+    ffmpeg_to(&out, &args)?;
     Ok((out, false))
 }
 
@@ -745,6 +756,7 @@ fn main() {
     let window = Duration::from_secs(env_u64("HOMESEC_CAPACITY_WINDOW_S", 30).max(5));
     let reference = std::env::var("HOMESEC_CAPACITY_REFERENCE").map_or(true, |v| v != "0");
     let busy = std::env::var("HOMESEC_CAPACITY_SCENE").is_ok_and(|v| v == "busy");
+    let x264 = std::env::var("HOMESEC_CAPACITY_X264_PARAMS").ok().filter(|p| !p.is_empty());
     let started = Instant::now();
 
     let secs = (window.as_secs() + STREAM_MARGIN_S).max(MIN_STREAM_S);
@@ -753,10 +765,14 @@ fn main() {
     } else {
         ("idle", format!("the empty first {IDLE_CUT_S} s of {IDLE_FOOTAGE} looped (no motion)"))
     };
+    let scene_text = match &x264 {
+        Some(p) => format!("{scene_text}; -x264-params {p}"),
+        None => scene_text,
+    };
     let t0 = Instant::now();
     let streams = loop_source(busy).and_then(|src| {
-        let m = make_stream(&src, scene, MAIN, secs)?;
-        let s = make_stream(&src, scene, SUB, secs)?;
+        let m = make_stream(&src, scene, MAIN, secs, x264.as_deref())?;
+        let s = make_stream(&src, scene, SUB, secs, x264.as_deref())?;
         Ok((m, s))
     });
     let ((main_stream, cached_main), (sub_stream, cached_sub)) = match streams {
