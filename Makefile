@@ -42,7 +42,7 @@ bench-live: fetch
 
 ## Capacity: HomeSec with N cameras (1080p20 main + 360p20 sub-stream each, idle scene) against per-camera
 ## ffmpeg recorder + grey-frame decoder processes on the same streams: CPU and RSS per camera, context
-## switches, N from HOMESEC_CAPACITY_CAMERAS (default 8,16) (~5 min; the first run also encodes the streams).
+## switches, N from HOMESEC_CAPACITY_CAMERAS (default 8,16) (~3 min; the first run also encodes the streams).
 bench-capacity: fetch
 	$(CARGO) bench --bench capacity
 
