@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/demo.yaml
 
-.PHONY: run test fetch build lint bench bench-quality bench-live bench-soak bench-sync bench-outage build-arm64 test-arm64
+.PHONY: run test fetch build lint bench bench-quality bench-live bench-capacity bench-soak bench-sync bench-outage build-arm64 test-arm64
 
 ## Fetch ONNX Runtime and the detector model into .homesec/ (idempotent).
 fetch:
@@ -39,6 +39,12 @@ bench-quality: fetch
 ## early/final alert latency, VLM request preparation, CPU per camera, 8 cameras at once (~3 min).
 bench-live: fetch
 	$(CARGO) bench --bench live
+
+## Capacity: HomeSec with N cameras (1080p20 main + 360p20 sub-stream each, idle scene) against per-camera
+## ffmpeg recorder + grey-frame decoder processes on the same streams: CPU and RSS per camera, context
+## switches, N from HOMESEC_CAPACITY_CAMERAS (default 8,16) (~3 min; the first run also encodes the streams).
+bench-capacity: fetch
+	$(CARGO) bench --bench capacity
 
 ## 20,000 clips on a simulated clock through store, pipeline writes and retention: redb size, RSS, list/recovery/pass latency (~3 min).
 bench-soak:
