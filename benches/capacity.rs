@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{ort_library, repo_root, testdata};
+use common::{clock_ticks, cpu_ticks, ort_library, repo_root, testdata};
 
 /// Time between "every camera streams" and the measuring window.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -280,23 +280,6 @@ impl Servers {
 }
 
 // ---------------------------------------------------------------- process figures
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
 
 /// A `key:  value kB` line of a /proc file.
 fn proc_kb(path: &str, key: &str) -> Option<u64> {

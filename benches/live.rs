@@ -46,7 +46,7 @@ use homesec::filter::yolo::{self, Detector, DetectorOptions};
 use serde_json::{Value, json};
 
 mod common;
-use common::{ort_library, repo_root, testdata};
+use common::{clock_ticks, cpu_ticks, ort_library, repo_root, status_kb, testdata};
 
 /// The fake VLM answers after this long.
 const VLM_DELAY: Duration = Duration::from_millis(1000);
@@ -363,29 +363,6 @@ impl Drop for Daemon {
 }
 
 // ---------------------------------------------------------------- process figures
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-fn status_kb(pid: u32, key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
 
 /// Samples a process's CPU time every 100 ms.
 struct CpuSampler {

@@ -109,32 +109,7 @@ fn the_live_detect_pipeline_decodes_h265_and_sees_motion() {
     // with 4-byte lengths (HVCC) straight from the MP4.
     let dir = tempfile::tempdir().unwrap();
     let path = h265(dir.path(), "tree_motion_no_person.mp4", "hev1", "repeat-headers=1:bframes=0");
-    let file = std::fs::File::open(&path).unwrap();
-    let len = file.metadata().unwrap().len();
-    let mut reader = mp4::Mp4Reader::read_header(std::io::BufReader::new(file), len).unwrap();
-    let (track_id, samples, timescale) = {
-        let t = reader.tracks().values().next().unwrap();
-        (t.track_id(), t.sample_count(), f64::from(t.timescale()))
-    };
-    let settings = DetectSettings { detect_fps: 5.0, source_fps: None, motion: MotionConfig::default() };
-    let mut pipeline = DetectPipeline::new(&settings);
-    let (mut verdicts, mut motion) = (0, 0);
-    for i in 1..=samples {
-        let sample = reader.read_sample(track_id, i).unwrap().unwrap();
-        let frame = EncodedFrame {
-            ts_s: sample.start_time as f64 / timescale,
-            keyframe: sample.is_sync,
-            codec: VideoCodec::H265,
-            format: NalFormat::Avcc,
-            data: &sample.bytes,
-            parameter_sets: None,
-        };
-        if let Some(v) = pipeline.push_encoded(&frame).unwrap() {
-            verdicts += 1;
-            motion += usize::from(v.motion);
-        }
-    }
-    assert_eq!(pipeline.decode_errors(), 0);
+    let (verdicts, motion, _) = detect_run(&path, VideoCodec::H265, 5.0);
     // 30 s at 5 detections per second.
     assert!((145..=152).contains(&verdicts), "{verdicts} verdicts");
     assert!(motion > 0, "the swaying tree is motion in H.265 too");
