@@ -44,14 +44,15 @@ fn build_ffmpeg() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/homesec")))
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()));
     let prefix = cache.join("ffmpeg").join(format!("{target}-{:016x}", fnv1a(&script)));
-    if prefix.join("lib/libavcodec.a").is_file() {
+    let built = || prefix.join("lib/libavcodec.a").is_file();
+    if built() {
         return prefix;
     }
     std::fs::create_dir_all(cache.join("ffmpeg")).unwrap_or_else(|e| panic!("cannot create {}: {e}", cache.display()));
     let lock_path = cache.join("ffmpeg").join(format!("{target}.lock"));
     let lock = File::create(&lock_path).unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
     lock.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-    if prefix.join("lib/libavcodec.a").is_file() {
+    if built() {
         return prefix;
     }
     let compiler = cc::Build::new().get_compiler();

@@ -6,7 +6,7 @@
 //! Clip decoding (`decode.rs`) and the live detect stream (`detect.rs`) both go
 //! through [`VideoDecoder`]; nothing outside this file names a decoder library.
 //! One decoder per clip or camera, single-threaded on the calling thread.
-//! docs/design.md ("Decoding") has the measurements behind the choice.
+//! docs/design.md ("Decoders") has the measurements behind the choice.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 
@@ -89,8 +89,8 @@ impl<'a> Picture<'a> {
     }
 }
 
-/// BT.601 limited-range YUV 4:2:0 to RGB in 14-bit fixed point. Rows or columns the planes do not
-/// cover stay black.
+/// BT.601 limited-range YUV 4:2:0 to RGB in 14-bit fixed point. Rows or
+/// columns the planes do not cover stay black.
 fn yuv420_to_rgb(p: &Picture<'_>, out: &mut [u8]) {
     const Y: i32 = 19077; // 1.164 << 14
     const RV: i32 = 26149; // 1.596

@@ -59,14 +59,20 @@ impl RateGate {
 
     /// Whether the frame at `ts_s` would be due, without taking it.
     pub fn would_be_due(&self, ts_s: f64) -> bool {
-        match self.next_due {
-            Some(next) if self.interval > 0.0 && !self.jumped(ts_s) => ts_s + self.interval * 0.25 >= next,
+        match self.grid(ts_s) {
+            Some(next) if self.interval > 0.0 => ts_s + self.tolerance() >= next,
             _ => true,
         }
     }
 
-    fn jumped(&self, ts_s: f64) -> bool {
-        self.last.is_some_and(|l| ts_s < l - 1.0 || ts_s > l + 10.0)
+    /// The next due time, unless the stream's clock jumped away from the grid.
+    fn grid(&self, ts_s: f64) -> Option<f64> {
+        let jumped = self.last.is_some_and(|l| ts_s < l - 1.0 || ts_s > l + 10.0);
+        self.next_due.filter(|_| !jumped)
+    }
+
+    fn tolerance(&self) -> f64 {
+        self.interval * 0.25
     }
 
     /// Whether the frame at `ts_s` (seconds, stream clock) is due.
@@ -74,26 +80,23 @@ impl RateGate {
         if self.interval <= 0.0 {
             return true;
         }
-        let jumped = self.jumped(ts_s);
+        let (due, grid) = (self.would_be_due(ts_s), self.grid(ts_s));
         self.last = Some(ts_s);
-        let tolerance = self.interval * 0.25;
-        match self.next_due {
-            Some(next) if !jumped => {
-                if ts_s + tolerance < next {
-                    return false;
-                }
+        if !due {
+            return false;
+        }
+        let next = match grid {
+            Some(next) => {
                 let mut n = next + self.interval;
-                while n <= ts_s + tolerance {
+                while n <= ts_s + self.tolerance() {
                     n += self.interval;
                 }
-                self.next_due = Some(n);
-                true
+                n
             }
-            _ => {
-                self.next_due = Some(ts_s + self.interval);
-                true
-            }
-        }
+            None => ts_s + self.interval,
+        };
+        self.next_due = Some(next);
+        true
     }
 
     /// Forgets the grid: the next frame is due.

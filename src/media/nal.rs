@@ -44,10 +44,10 @@ pub fn is_non_reference<'a>(h265: bool, nals: impl IntoIterator<Item = &'a [u8]>
     for nal in nals {
         let Some(&first) = nal.first() else { continue };
         let (slice, reference) = if h265 {
-            let t = (first >> 1) & 0x3f;
+            let t = h265_nal_type(nal);
             (t < 32, t > 14 || t % 2 == 1)
         } else {
-            (is_h264_slice(first & 0x1f), first & 0x60 != 0)
+            (is_h264_slice(h264_nal_type(nal)), first & 0x60 != 0)
         };
         if slice {
             if reference {
