@@ -17,6 +17,14 @@
 //!    at keyframes): CPU and wall time per sample, and the longest single write
 //!    (the fsync a keyframe waits for). `cargo bench --bench camera -- recording`
 //!    runs only this part.
+//! 4. Keyframes when idle (`keyframes_when_idle`): the scene footage
+//!    (`scene_empty_people_empty.mp4`: empty, people walk in at about 8 s) at
+//!    640x360, 20 fps, a keyframe every 2 s, no B-frames, made 8 times with the
+//!    keyframes shifted by 0.25 s against the scene, run through the live detect
+//!    pipeline (detect_fps 5) with every reference frame decoded and with
+//!    keyframes only while idle: how much later motion starts, and decode +
+//!    motion CPU per second of the empty part. `cargo bench --bench camera --
+//!    idle` runs only this part.
 //!
 //! CPU time is the benchmark thread's own time on the CPU, read from
 //! `/proc/thread-self/schedstat` (Linux; decode and motion run on the calling
@@ -29,6 +37,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use homesec::media::codec::VideoCodec;
+use homesec::media::detect::{DetectPipeline, DetectSettings, EncodedFrame, NalFormat};
 use homesec::media::mp4write::{Mp4Writer, SampleEntry, WriteOptions};
 use homesec::media::{self, motion::MotionConfig, motion::MotionDetector};
 
@@ -278,7 +288,105 @@ fn bench_recording(dir: &Path) {
     }
 }
 
+/// Keyframe phases (0.25 s apart) of [`bench_idle_keyframes`].
+const IDLE_PHASES: u32 = 8;
+/// The scene footage is empty before this (stream time, after the phase cut).
+const IDLE_EMPTY_S: f64 = 6.0;
+
+/// One pipeline run of [`bench_idle_keyframes`]: (stream time of the first
+/// motion verdict, CPU of the empty part, pictures not decoded).
+fn idle_run(packets: &Packets, timescale: u32, keyframes_when_idle: bool) -> (Option<f64>, Duration, u64) {
+    let settings =
+        DetectSettings { detect_fps: 5.0, source_fps: None, motion: MotionConfig::default(), keyframes_when_idle };
+    let mut pipeline = DetectPipeline::new(&settings);
+    let mut first = None;
+    let mut push = |(pts, keyframe, data): &(i64, bool, Vec<u8>)| {
+        let ts_s = *pts as f64 / f64::from(timescale);
+        let frame = EncodedFrame {
+            ts_s,
+            keyframe: *keyframe,
+            codec: VideoCodec::H264,
+            format: NalFormat::Avcc,
+            data,
+            parameter_sets: None,
+        };
+        if let Ok(Some(v)) = pipeline.push_encoded(&frame)
+            && v.motion
+            && first.is_none()
+        {
+            first = Some(ts_s);
+        }
+    };
+    let empty = packets.iter().take_while(|p| (p.0 as f64) < IDLE_EMPTY_S * f64::from(timescale)).count();
+    let ((), cpu, _) = measure(|| packets[..empty].iter().for_each(&mut push));
+    packets[empty..].iter().for_each(&mut push);
+    (first, cpu, pipeline.skipped())
+}
+
+fn bench_idle_keyframes(dir: &Path) {
+    println!(
+        "\n== keyframes when idle: scene footage 640x360 @ 20 fps, keyframe every 2 s, no B-frames, detect_fps 5, \
+         {IDLE_PHASES} keyframe phases =="
+    );
+    let src = testdata().join("footage/scene_empty_people_empty.mp4");
+    let (mut extra, mut cpu_all, mut cpu_idle) = (Vec::new(), Duration::ZERO, Duration::ZERO);
+    for k in 0..IDLE_PHASES {
+        let cut = f64::from(k) * 0.25;
+        let out = dir.join(format!("idle-{k}.mp4"));
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-ss", &format!("{cut}"), "-i"])
+            .arg(&src)
+            .args(["-vf", "fps=20,scale=640:360", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast"])
+            .args(["-bf", "0", "-g", "40", "-x264-params", "repeat-headers=1", "-an"])
+            .arg(&out)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            return println!("  SKIPPED: ffmpeg with libx264 could not make the clips");
+        }
+        let (_, timescale, packets) = match load_packets(&out) {
+            Ok(p) => p,
+            Err(e) => return println!("  FAILED: {e}"),
+        };
+        // Warm up the decoder's code and the page cache.
+        idle_run(&packets, timescale, false);
+        let (a, cpu_a, _) = idle_run(&packets, timescale, false);
+        let (b, cpu_b, skipped) = idle_run(&packets, timescale, true);
+        let fmt = |t: Option<f64>| t.map_or_else(|| "none".into(), |t| format!("{:.2} s", t + cut));
+        println!(
+            "  keyframes at +{cut:.2} s: motion at {} (every frame) / {} (keyframes when idle), {skipped} of {} \
+             pictures not decoded",
+            fmt(a),
+            fmt(b),
+            packets.len()
+        );
+        if let (Some(a), Some(b)) = (a, b) {
+            extra.push(b - a);
+        }
+        cpu_all += cpu_a;
+        cpu_idle += cpu_b;
+    }
+    if extra.is_empty() {
+        return println!("  FAILED: no motion found");
+    }
+    let mean = extra.iter().sum::<f64>() / extra.len() as f64;
+    let max = extra.iter().copied().fold(0.0, f64::max);
+    let per_s = |d: Duration| ms(d) / (IDLE_EMPTY_S * f64::from(IDLE_PHASES));
+    println!(
+        "  motion starts {mean:.2} s later on average, {max:.2} s at most (the keyframe interval is 2 s); while \
+         idle, decode + motion costs {:.1} ms/s with every frame and {:.1} ms/s with keyframes only",
+        per_s(cpu_all),
+        per_s(cpu_idle)
+    );
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "idle") {
+        match tempfile::tempdir() {
+            Ok(d) => bench_idle_keyframes(d.path()),
+            Err(e) => println!("cannot create a temp dir: {e}"),
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "recording") {
         match tempfile::tempdir() {
             Ok(d) => bench_recording(d.path()),
@@ -357,6 +465,7 @@ fn main() {
     }
 
     bench_recording(dir.path());
+    bench_idle_keyframes(dir.path());
 
     if let Some(pct) = sub_stream_pct {
         println!("\n== summary ==");

@@ -37,6 +37,8 @@
 //!    per second per camera) so a stalled stream cannot pass for a cheap one.
 //!
 //! `HOMESEC_CAPACITY_REFERENCE=0` skips the reference runs.
+//! `HOMESEC_CAPACITY_KEYFRAMES_WHEN_IDLE=1` sets `keyframes_when_idle` on
+//! HomeSec's cameras (the reference is unchanged).
 //! `HOMESEC_CAPACITY_X264_PARAMS` (e.g. `weightp=0`) is passed to libx264 as
 //! `-x264-params` when the streams are made (and keys their cache): camera
 //! encoders differ from libx264's defaults, and decode cost follows.
@@ -460,6 +462,11 @@ impl Drop for Daemon {
 
 /// N RTSP cameras, main stream + sub-stream, default motion and recording
 /// settings; the yolo filter (the only one; it runs only on motion).
+/// `HOMESEC_CAPACITY_KEYFRAMES_WHEN_IDLE=1`: the cameras decode only keyframes while idle.
+fn keyframes_when_idle() -> bool {
+    std::env::var("HOMESEC_CAPACITY_KEYFRAMES_WHEN_IDLE").is_ok_and(|v| v == "1")
+}
+
 fn config(dir: &Path, tools: &Tools, n: usize, api: u16) -> String {
     let mut y = format!("device_id: capacity\ndata_dir: {}/data\ncameras:", dir.display());
     if n == 0 {
@@ -470,7 +477,8 @@ fn config(dir: &Path, tools: &Tools, n: usize, api: u16) -> String {
     for i in 1..=n {
         y.push_str(&format!(
             "  - name: cam{i}\n    source:\n      backend: rtsp\n      config:\n        rtsp_url_env: CAM{i}_URL\n        \
-             detect_url_env: CAM{i}_SUB\n"
+             detect_url_env: CAM{i}_SUB\n        keyframes_when_idle: {}\n",
+            keyframes_when_idle()
         ));
     }
     y.push_str(&format!(
@@ -748,10 +756,13 @@ fn main() {
     } else {
         ("idle", format!("the empty first {IDLE_CUT_S} s of {IDLE_FOOTAGE} looped (no motion)"))
     };
-    let scene_text = match &x264 {
+    let mut scene_text = match &x264 {
         Some(p) => format!("{scene_text}; -x264-params {p}"),
         None => scene_text,
     };
+    if keyframes_when_idle() {
+        scene_text.push_str("; HomeSec with keyframes_when_idle");
+    }
     let t0 = Instant::now();
     let streams = loop_source(busy).and_then(|src| {
         let m = make_stream(&src, scene, MAIN, secs, x264.as_deref())?;

@@ -109,10 +109,10 @@ fn the_live_detect_pipeline_decodes_h265_and_sees_motion() {
     // with 4-byte lengths (HVCC) straight from the MP4.
     let dir = tempfile::tempdir().unwrap();
     let path = h265(dir.path(), "tree_motion_no_person.mp4", "hev1", "repeat-headers=1:bframes=0");
-    let (verdicts, motion, _) = detect_run(&path, VideoCodec::H265, 5.0);
+    let run = detect_run(&path, VideoCodec::H265, 5.0, false);
     // 30 s at 5 detections per second.
-    assert!((145..=152).contains(&verdicts), "{verdicts} verdicts");
-    assert!(motion > 0, "the swaying tree is motion in H.265 too");
+    assert!((145..=152).contains(&run.verdicts), "{} verdicts", run.verdicts);
+    assert!(run.motion > 0, "the swaying tree is motion in H.265 too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +145,19 @@ async fn the_yolo_filter_finds_the_people_in_an_h265_clip() {
     f.shutdown().await;
 }
 
-/// Runs an MP4's samples through a detect pipeline: (verdicts, motion verdicts, skipped).
-fn detect_run(path: &Path, codec: VideoCodec, detect_fps: f64) -> (usize, usize, u64) {
+/// What [`detect_run`] saw.
+struct DetectRun {
+    verdicts: usize,
+    /// Verdicts with motion on.
+    motion: usize,
+    /// Stream time of the first verdict with motion on.
+    first_motion_s: Option<f64>,
+    skipped: u64,
+    frames: u32,
+}
+
+/// Runs an MP4's samples through a detect pipeline.
+fn detect_run(path: &Path, codec: VideoCodec, detect_fps: f64, keyframes_when_idle: bool) -> DetectRun {
     let file = std::fs::File::open(path).unwrap();
     let len = file.metadata().unwrap().len();
     let mut reader = mp4::Mp4Reader::read_header(std::io::BufReader::new(file), len).unwrap();
@@ -154,13 +165,15 @@ fn detect_run(path: &Path, codec: VideoCodec, detect_fps: f64) -> (usize, usize,
         let t = reader.tracks().values().next().unwrap();
         (t.track_id(), t.sample_count(), f64::from(t.timescale()))
     };
-    let settings = DetectSettings { detect_fps, source_fps: None, motion: MotionConfig::default() };
+    let settings =
+        DetectSettings { detect_fps, source_fps: None, motion: MotionConfig::default(), keyframes_when_idle };
     let mut pipeline = DetectPipeline::new(&settings);
-    let (mut verdicts, mut motion) = (0, 0);
+    let mut run = DetectRun { verdicts: 0, motion: 0, first_motion_s: None, skipped: 0, frames: samples };
     for i in 1..=samples {
         let sample = reader.read_sample(track_id, i).unwrap().unwrap();
+        let ts_s = sample.start_time as f64 / timescale;
         let frame = EncodedFrame {
-            ts_s: sample.start_time as f64 / timescale,
+            ts_s,
             keyframe: sample.is_sync,
             codec,
             format: NalFormat::Avcc,
@@ -168,12 +181,32 @@ fn detect_run(path: &Path, codec: VideoCodec, detect_fps: f64) -> (usize, usize,
             parameter_sets: None,
         };
         if let Some(v) = pipeline.push_encoded(&frame).unwrap() {
-            verdicts += 1;
-            motion += usize::from(v.motion);
+            run.verdicts += 1;
+            run.motion += usize::from(v.motion);
+            if v.motion && run.first_motion_s.is_none() {
+                run.first_motion_s = Some(ts_s);
+            }
         }
     }
     assert_eq!(pipeline.decode_errors(), 0, "{}", path.display());
-    (verdicts, motion, pipeline.skipped())
+    run.skipped = pipeline.skipped();
+    run
+}
+
+/// `footage` re-encoded with libx264 at 20 fps, a keyframe every 2 s, `bf`
+/// B-frames at most, parameter sets in band.
+fn x264(dir: &Path, footage: &str, bf: &str) -> PathBuf {
+    let dst = dir.join(format!("{footage}-bf{bf}.mp4"));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(common::footage(footage))
+        .args(["-vf", "fps=20", "-c:v", "libx264", "-preset", "veryfast", "-bf", bf])
+        .args(["-x264-params", "b-pyramid=none:repeat-headers=1", "-g", "40", "-an"])
+        .arg(&dst)
+        .status()
+        .expect("ffmpeg (Debian package ffmpeg; .ci/run installs it)");
+    assert!(status.success());
+    dst
 }
 
 #[test]
@@ -181,35 +214,55 @@ fn pictures_nothing_refers_to_are_not_decoded_when_motion_does_not_want_them() {
     // 20 fps H.264 with non-reference B-frames (in-band parameter sets) and the
     // same with every picture a reference: motion at 5 fps sees the same.
     let dir = tempfile::tempdir().unwrap();
-    let src = common::footage("tree_motion_no_person.mp4");
-    let make = |name: &str, bf: &str| {
-        let dst = dir.path().join(name);
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(&src)
-            .args(["-vf", "fps=20", "-c:v", "libx264", "-preset", "veryfast", "-bf", bf])
-            .args(["-x264-params", "b-pyramid=none:repeat-headers=1", "-g", "40", "-an"])
-            .arg(&dst)
-            .status()
-            .expect("ffmpeg (Debian package ffmpeg; .ci/run installs it)");
-        assert!(status.success());
-        dst
-    };
-    let with_b = make("bframes.mp4", "2");
-    let without = make("pframes.mp4", "0");
+    let with_b = x264(dir.path(), "tree_motion_no_person.mp4", "2");
+    let without = x264(dir.path(), "tree_motion_no_person.mp4", "0");
 
-    let (verdicts, motion, skipped) = detect_run(&with_b, VideoCodec::H264, 5.0);
+    let run = detect_run(&with_b, VideoCodec::H264, 5.0, false);
     // 30 s at 5 verdicts per second; x264 makes about a third of the 600
     // pictures B-frames, and motion wants one picture in four.
-    assert!((145..=152).contains(&verdicts), "{verdicts} verdicts");
-    assert!(skipped > 100, "only {skipped} pictures skipped");
-    assert!(motion > 0, "the swaying tree is still motion");
-    let (all, _, none_skipped) = detect_run(&with_b, VideoCodec::H264, 0.0);
-    assert_eq!(none_skipped, 0, "every picture is wanted at detect_fps 0");
-    assert!(all > 590, "{all} verdicts at every frame");
+    assert!((145..=152).contains(&run.verdicts), "{} verdicts", run.verdicts);
+    assert!(run.skipped > 100, "only {} pictures skipped", run.skipped);
+    assert!(run.motion > 0, "the swaying tree is still motion");
+    let all = detect_run(&with_b, VideoCodec::H264, 0.0, false);
+    assert_eq!(all.skipped, 0, "every picture is wanted at detect_fps 0");
+    assert!(all.verdicts > 590, "{} verdicts at every frame", all.verdicts);
 
-    let (verdicts, motion_p, skipped) = detect_run(&without, VideoCodec::H264, 5.0);
-    assert_eq!(skipped, 0, "reference pictures are always decoded");
-    assert!((145..=152).contains(&verdicts), "{verdicts} verdicts");
-    assert!(motion_p > 0);
+    let run = detect_run(&without, VideoCodec::H264, 5.0, false);
+    assert_eq!(run.skipped, 0, "reference pictures are always decoded");
+    assert!((145..=152).contains(&run.verdicts), "{} verdicts", run.verdicts);
+    assert!(run.motion > 0);
+}
+
+#[test]
+fn an_idle_stream_is_decoded_at_its_keyframes_and_motion_starts_at_most_a_gop_later() {
+    // The scene: empty for about 8 s, people walking, empty again; a keyframe
+    // every 2 s.
+    let dir = tempfile::tempdir().unwrap();
+    let scene = x264(dir.path(), "scene_empty_people_empty.mp4", "0");
+    let full = detect_run(&scene, VideoCodec::H264, 5.0, false);
+    let idle = detect_run(&scene, VideoCodec::H264, 5.0, true);
+    assert_eq!(full.skipped, 0);
+    assert!(
+        idle.skipped > u64::from(full.frames) / 4,
+        "only {} of {} pictures left undecoded while idle",
+        idle.skipped,
+        full.frames
+    );
+    let (Some(a), Some(b)) = (full.first_motion_s, idle.first_motion_s) else {
+        panic!(
+            "motion with every picture decoded at {:?}, with keyframes when idle at {:?}",
+            full.first_motion_s, idle.first_motion_s
+        )
+    };
+    assert!(
+        b >= a && b - a <= 2.25,
+        "motion at {a:.2} s with every picture decoded, at {b:.2} s with keyframes when idle"
+    );
+    assert!(idle.motion * 10 >= full.motion * 8, "motion verdicts: {} of {}", idle.motion, full.motion);
+
+    // A decoder that holds the keyframe back (B-frames): decoded in full.
+    let with_b = x264(dir.path(), "tree_motion_no_person.mp4", "2");
+    let (idle, full) =
+        (detect_run(&with_b, VideoCodec::H264, 5.0, true), detect_run(&with_b, VideoCodec::H264, 5.0, false));
+    assert_eq!((idle.verdicts, idle.skipped), (full.verdicts, full.skipped));
 }

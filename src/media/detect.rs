@@ -114,6 +114,8 @@ pub struct DetectSettings {
     /// The stream's frame rate when the source knows it (see [`RateGate::new`]).
     pub source_fps: Option<f64>,
     pub motion: MotionConfig,
+    /// While nothing stirs, decode only keyframes (see [`DetectPipeline`]).
+    pub keyframes_when_idle: bool,
 }
 
 /// A decoded picture of the detect stream, borrowed from the decoder or the
@@ -272,10 +274,28 @@ impl Analysis {
 
 /// A camera's detect stream: frames in, motion verdicts (for the frames due at
 /// `detect_fps`) out.
+///
+/// With `keyframes_when_idle`, a GOP whose keyframe shows no change, after a GOP
+/// in which nothing stirred either, is not decoded past its keyframe: an idle
+/// camera costs one decoded picture per GOP. A keyframe that shows a change
+/// (motion, or a frame on its way to it) has the rest of its GOP decoded, so
+/// motion starts at most one GOP later than with every frame decoded, and the
+/// background follows the picture once per GOP while idle. Streams with
+/// B-frames are always decoded in full.
 pub struct DetectPipeline {
     decoder: StreamDecoder,
     analysis: Analysis,
     decode_errors: u64,
+    idle: Option<IdleGop>,
+}
+
+/// The state of `keyframes_when_idle`.
+#[derive(Debug, Default)]
+struct IdleGop {
+    /// The rest of the current GOP is not decoded.
+    skipping: bool,
+    /// Something stirred in the current GOP.
+    stirred: bool,
 }
 
 impl std::fmt::Debug for DetectPipeline {
@@ -297,6 +317,7 @@ impl DetectPipeline {
                 taps: Vec::new(),
             },
             decode_errors: 0,
+            idle: settings.keyframes_when_idle.then(IdleGop::default),
         }
     }
 
@@ -313,6 +334,9 @@ impl DetectPipeline {
         self.decoder.reset();
         self.analysis.motion.reset();
         self.analysis.gate.reset();
+        if let Some(idle) = &mut self.idle {
+            *idle = IdleGop::default();
+        }
     }
 
     /// Whether the motion detector currently reports motion.
@@ -340,15 +364,32 @@ impl DetectPipeline {
     /// error concerns this frame (counted; the pipeline waits for the next
     /// keyframe).
     pub fn push_encoded(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<MotionSample>, DetectError> {
-        let (analysis, mut verdict) = (&mut self.analysis, None);
+        if !frame.keyframe && self.idle.as_ref().is_some_and(|i| i.skipping) {
+            self.decoder.skipped += 1;
+            return Ok(None);
+        }
+        let (analysis, mut verdict, mut pictures) = (&mut self.analysis, None, 0u32);
         let skippable = !analysis.gate.would_be_due(frame.ts_s);
-        match self.decoder.decode(frame, skippable, &mut |picture| verdict = analysis.frame(picture).or(verdict)) {
-            Ok(()) => Ok(verdict),
-            Err(e) => {
-                self.decode_errors += 1;
-                Err(e)
+        let result = self.decoder.decode(frame, skippable, &mut |picture| {
+            pictures += 1;
+            verdict = analysis.frame(picture).or(verdict);
+        });
+        if let Err(e) = result {
+            self.decode_errors += 1;
+            return Err(e);
+        }
+        if let Some(idle) = &mut self.idle {
+            let stirring = self.analysis.motion.stirring();
+            if frame.keyframe {
+                // A decoder that holds pictures back (B-frames) would keep the
+                // keyframe's: such a stream is decoded in full.
+                idle.skipping = pictures > 0 && !stirring && !idle.stirred;
+                idle.stirred = stirring;
+            } else {
+                idle.stirred |= stirring;
             }
         }
+        Ok(verdict)
     }
 }
 
@@ -413,7 +454,7 @@ mod tests {
     }
 
     fn settings(detect_fps: f64) -> DetectSettings {
-        DetectSettings { detect_fps, source_fps: None, motion: MotionConfig::default() }
+        DetectSettings { detect_fps, source_fps: None, motion: MotionConfig::default(), keyframes_when_idle: false }
     }
 
     #[test]

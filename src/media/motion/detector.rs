@@ -79,6 +79,11 @@ impl MotionDetector {
         self.in_motion
     }
 
+    /// Whether motion is on or the last frame counted towards starting it.
+    pub fn stirring(&self) -> bool {
+        self.in_motion || self.streak > 0
+    }
+
     /// Forgets the background and the motion state (e.g. after a reconnect); the
     /// next frame becomes the background.
     pub fn reset(&mut self) {

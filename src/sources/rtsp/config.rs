@@ -50,6 +50,12 @@ pub struct RtspConfig {
     /// How many frames per second the motion detector looks at.
     #[serde(default = "default_detect_fps")]
     pub detect_fps: f64,
+    /// While the picture is still, decode only the detect stream's keyframes
+    /// (one picture per GOP instead of every reference frame): much less CPU
+    /// per idle camera, but motion is noticed up to one GOP later (the
+    /// camera's keyframe interval, often 1-4 s). Off by default.
+    #[serde(default)]
+    pub keyframes_when_idle: bool,
     /// Frames per second the object detector looks at while motion is on (and
     /// for a short hold after); 0 turns live detection off (clips are then
     /// filtered from the file).

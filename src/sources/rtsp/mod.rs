@@ -135,8 +135,12 @@ impl ClipSource for RtspSource {
             sink,
             self.live.as_ref(),
         );
-        let detect_settings =
-            DetectSettings { detect_fps: self.cfg.detect_fps, source_fps: None, motion: self.cfg.motion.clone() };
+        let detect_settings = DetectSettings {
+            detect_fps: self.cfg.detect_fps,
+            source_fps: None,
+            motion: self.cfg.motion.clone(),
+            keyframes_when_idle: self.cfg.keyframes_when_idle,
+        };
         let objects = self.live.as_ref().and_then(|l| live::live_objects(&camera, l, self.cfg.object_fps));
         let (motion_tx, motion_task) =
             live::spawn_motion(camera.clone(), rec_tx.clone(), detect_settings, &self.latest, objects);

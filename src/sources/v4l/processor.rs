@@ -122,25 +122,23 @@ impl FrameProcessor {
     /// Shows every picture motion analyses to `tap` (live object detection,
     /// the camera's newest picture), after the taps added before.
     pub fn add_tap(&mut self, tap: Box<dyn FrameTap>) {
-        let fresh = DetectPipeline::new(&self.detect_settings());
+        let fresh = DetectPipeline::new(&Self::detect_settings(&self.settings));
         let detect = std::mem::replace(&mut self.detect, fresh);
         self.detect = detect.with_tap(tap);
     }
 
-    fn detect_settings(&self) -> DetectSettings {
+    /// Raw pictures: nothing to skip decoding.
+    fn detect_settings(settings: &ProcessorSettings) -> DetectSettings {
         DetectSettings {
-            detect_fps: self.settings.detect_fps,
-            source_fps: Some(self.settings.fps),
-            motion: self.settings.motion.clone(),
+            detect_fps: settings.detect_fps,
+            source_fps: Some(settings.fps),
+            motion: settings.motion.clone(),
+            keyframes_when_idle: false,
         }
     }
 
     pub fn new(settings: ProcessorSettings) -> Self {
-        let detect = DetectSettings {
-            detect_fps: settings.detect_fps,
-            source_fps: Some(settings.fps),
-            motion: settings.motion.clone(),
-        };
+        let detect = Self::detect_settings(&settings);
         Self {
             detect: DetectPipeline::new(&detect),
             settings,
