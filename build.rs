@@ -12,10 +12,15 @@ use std::process::Command;
 
 const SCRIPT: &str = "vendor/ffmpeg/build.sh";
 const SHIM: &str = "src/media/avdecode.c";
+/// Applied by the script to FFmpeg's source.
+const PATCHES: [&str; 1] = ["vendor/ffmpeg/film-grain-on-demand.patch"];
 
 fn main() {
     println!("cargo:rerun-if-changed={SCRIPT}");
     println!("cargo:rerun-if-changed={SHIM}");
+    for patch in PATCHES {
+        println!("cargo:rerun-if-changed={patch}");
+    }
     println!("cargo:rerun-if-env-changed=HOMESEC_FFMPEG_DIR");
     println!("cargo:rerun-if-env-changed=HOMESEC_CACHE");
 
@@ -38,7 +43,10 @@ fn main() {
 fn build_ffmpeg() -> PathBuf {
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
-    let script = std::fs::read(SCRIPT).unwrap_or_else(|e| panic!("cannot read {SCRIPT}: {e}"));
+    let mut script = std::fs::read(SCRIPT).unwrap_or_else(|e| panic!("cannot read {SCRIPT}: {e}"));
+    for patch in PATCHES {
+        script.extend(std::fs::read(patch).unwrap_or_else(|e| panic!("cannot read {patch}: {e}")));
+    }
     let cache = std::env::var_os("HOMESEC_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/homesec")))
@@ -68,7 +76,7 @@ fn build_ffmpeg() -> PathBuf {
     prefix
 }
 
-/// FNV-1a: a change to the build script builds FFmpeg again.
+/// FNV-1a: a change to the build script or its patches builds FFmpeg again.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

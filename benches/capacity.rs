@@ -111,6 +111,9 @@ fn cache_dir() -> PathBuf {
 /// Runs ffmpeg writing `out` (through a `.part` file, so an interrupted encode
 /// is never taken for a made stream).
 fn ffmpeg_to(out: &Path, args: &[&str]) -> Result<(), String> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let part = out.with_extension("part.mp4");
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])

@@ -45,6 +45,9 @@ hs_decoder *hs_decoder_new(int codec, char *err, size_t errlen) {
     if (!d->ctx || !d->pkt || !d->frame) { hs_decoder_free(d); snprintf(err, errlen, "out of memory"); return NULL; }
     /* One thread: a camera's decoder runs on its own worker thread already. */
     d->ctx->thread_count = 1;
+    /* Film grain is described, never painted on: motion and the detector want
+     * the picture as coded. */
+    d->ctx->export_side_data |= AV_CODEC_EXPORT_DATA_FILM_GRAIN;
     int r = avcodec_open2(d->ctx, c, NULL);
     if (r < 0) { av_strerror(r, err, errlen); hs_decoder_free(d); return NULL; }
     return d;

@@ -23,6 +23,7 @@ cache=${HOMESEC_CACHE:-${HOME:-/tmp}/.cache/homesec}/ffmpeg-src
 mirror=${HOMESEC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 say() { echo "ffmpeg/build.sh: $*" >&2; }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # --- the source tarball -------------------------------------------------
 fetch_source() {
@@ -62,6 +63,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tar -C "$work" -xf "$src"
 cd "$work"/ffmpeg-*
+patch -p1 --quiet --forward <"$here/film-grain-on-demand.patch" || { say "cannot apply film-grain-on-demand.patch"; exit 1; }
 # Installed next to PREFIX and moved into place at the end, so an interrupted
 # build never leaves a PREFIX that looks complete.
 rm -rf "$prefix.partial"
