@@ -355,6 +355,12 @@ impl DetectPipeline {
         self.decoder.skipped
     }
 
+    /// Whether the rest of the current GOP is left undecoded
+    /// (`keyframes_when_idle`): its frames need not be pushed.
+    pub fn skipping_gop(&self) -> bool {
+        self.idle.as_ref().is_some_and(|i| i.skipping)
+    }
+
     /// A picture the source has already: the verdict when it was due.
     pub fn push_raw(&mut self, frame: &DetectFrame<'_>) -> Option<MotionSample> {
         self.analysis.frame(frame)

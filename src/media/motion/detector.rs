@@ -27,8 +27,8 @@ pub struct MotionDetector {
     geometry: Option<Geometry>,
     /// One line of row sums, input width.
     acc: Vec<u16>,
-    /// The current frame, downscaled.
-    current: Vec<f32>,
+    /// The current frame, downscaled (box averages, rounded).
+    current: Vec<u8>,
     /// The running-average background, downscaled.
     background: Vec<f32>,
     /// 1 where the last frame changed (and is not masked), else 0.
@@ -99,10 +99,10 @@ impl MotionDetector {
         let n = g.pixels();
         self.acc.clear();
         self.acc.resize(width as usize, 0);
-        for buf in [&mut self.current, &mut self.background] {
-            buf.clear();
-            buf.resize(n, 0.0);
-        }
+        self.current.clear();
+        self.current.resize(n, 0);
+        self.background.clear();
+        self.background.resize(n, 0.0);
         self.changed.clear();
         self.changed.resize(n, 0);
         self.active.clear();
@@ -149,7 +149,7 @@ impl MotionDetector {
         box_downscale(g, luma, stride, &mut self.acc, &mut self.current);
 
         if !self.has_background {
-            self.background.copy_from_slice(&self.current);
+            self.reset_background();
             self.has_background = true;
             self.changed.fill(0);
             return MotionSample { score: 0.0, motion: self.in_motion, recalibrated: false };
@@ -160,7 +160,7 @@ impl MotionDetector {
         for ((c, (&cur, &bg)), &active) in
             self.changed.iter_mut().zip(self.current.iter().zip(&self.background)).zip(&self.active)
         {
-            let hit = u8::from((cur - bg).abs() > threshold) & active;
+            let hit = u8::from((f32::from(cur) - bg).abs() > threshold) & active;
             *c = hit;
             count += u32::from(hit);
         }
@@ -168,13 +168,13 @@ impl MotionDetector {
 
         let recalibrated = score > self.params.recalibrate_area && self.params.recalibrate_area < 1.0;
         if recalibrated {
-            self.background.copy_from_slice(&self.current);
+            self.reset_background();
             self.streak = 0;
             tracing::debug!(score, "motion: sudden global change, background reset");
         } else {
             let alpha = self.params.alpha;
             for (bg, &cur) in self.background.iter_mut().zip(&self.current) {
-                *bg += alpha * (cur - *bg);
+                *bg += alpha * (f32::from(cur) - *bg);
             }
             if self.active_count > 0 && score >= self.params.min_area {
                 self.quiet = 0;
@@ -194,6 +194,13 @@ impl MotionDetector {
             }
         }
         MotionSample { score, motion: self.in_motion, recalibrated }
+    }
+
+    /// The background becomes the current frame.
+    fn reset_background(&mut self) {
+        for (bg, &cur) in self.background.iter_mut().zip(&self.current) {
+            *bg = f32::from(cur);
+        }
     }
 
     /// The last frame's changed pixels as an 8-bit grayscale picture at the
@@ -222,7 +229,7 @@ impl MotionDetector {
         out.height = g.out_h as u32;
         out.data.clear();
         for ((&cur, &c), &a) in self.current.iter().zip(&self.changed).zip(&self.active) {
-            let y = (cur * 0.6) as u8;
+            let y = (u16::from(cur) * 3 / 5) as u8;
             let px = match (c, a) {
                 (1, _) => [255, 32, 32],
                 (_, 0) => [y / 2, y / 2, y / 2 + 96],

@@ -41,9 +41,10 @@ impl Geometry {
 }
 
 /// Box-downscales the `in_w` x `in_h` plane `src` (rows `stride` bytes apart) into
-/// `out` (`out_w * out_h` values), using `acc` (`in_w` entries) as scratch.
+/// `out` (`out_w * out_h` box averages, rounded), using `acc` (`in_w` entries) as
+/// scratch.
 /// The caller checked that `src` holds the whole plane.
-pub(super) fn box_downscale(g: &Geometry, src: &[u8], stride: usize, acc: &mut [u16], out: &mut [f32]) {
+pub(super) fn box_downscale(g: &Geometry, src: &[u8], stride: usize, acc: &mut [u16], out: &mut [u8]) {
     let in_w = g.in_w as usize;
     for (oy, out_row) in out.chunks_exact_mut(g.out_w).enumerate() {
         let (r0, r1) = (g.row_start[oy], g.row_start[oy + 1]);
@@ -88,15 +89,22 @@ pub(super) fn box_downscale(g: &Geometry, src: &[u8], stride: usize, acc: &mut [
 }
 
 /// Pass 2 for boxes `K` columns wide: `out[x] = sum(acc[K*x .. K*x + K]) * scale`.
-fn sum_boxes<const K: usize>(acc: &[u16], out: &mut [f32], scale: f32) {
+fn sum_boxes<const K: usize>(acc: &[u16], out: &mut [u8], scale: f32) {
     for (o, c) in out.iter_mut().zip(acc.chunks_exact(K)) {
         let sum: u32 = c.iter().map(|&v| u32::from(v)).sum();
-        *o = sum as f32 * scale;
+        *o = average(sum, scale);
     }
 }
 
+/// A box's sum times 1 / (its pixels), rounded: 0-255.
+#[inline]
+fn average(sum: u32, scale: f32) -> u8 {
+    // The float-to-int cast saturates; the average of 8-bit samples is at most 255.
+    (sum as f32 * scale + 0.5) as u8
+}
+
 /// Pass 2 for boxes `K` or `K + 1` columns wide: a fixed-width sum plus at most one column.
-fn sum_uneven_boxes_of<const K: usize>(g: &Geometry, acc: &[u16], out: &mut [f32], inv_rows: f32) {
+fn sum_uneven_boxes_of<const K: usize>(g: &Geometry, acc: &[u16], out: &mut [u8], inv_rows: f32) {
     let cols = g.col_start.windows(2).zip(&g.inv_cols);
     for (o, (c, inv_cols)) in out.iter_mut().zip(cols) {
         let b = &acc[c[0]..c[1]];
@@ -107,16 +115,16 @@ fn sum_uneven_boxes_of<const K: usize>(g: &Geometry, acc: &[u16], out: &mut [f32
             // Not reached (boxes are at least K wide); the plain sum stays correct anyway.
             None => b.iter().map(|&v| u32::from(v)).sum(),
         };
-        *o = sum as f32 * (inv_cols * inv_rows);
+        *o = average(sum, inv_cols * inv_rows);
     }
 }
 
 /// Pass 2 for boxes of varying width (the input width is not a multiple of the output's).
-fn sum_uneven_boxes(g: &Geometry, acc: &[u16], out: &mut [f32], inv_rows: f32) {
+fn sum_uneven_boxes(g: &Geometry, acc: &[u16], out: &mut [u8], inv_rows: f32) {
     let cols = g.col_start.windows(2).zip(&g.inv_cols);
     for (o, (c, inv_cols)) in out.iter_mut().zip(cols) {
         let sum: u32 = acc[c[0]..c[1]].iter().map(|&v| u32::from(v)).sum();
-        *o = sum as f32 * (inv_cols * inv_rows);
+        *o = average(sum, inv_cols * inv_rows);
     }
 }
 
@@ -131,9 +139,9 @@ mod tests {
         let g = Geometry::new(4, 2, 2);
         assert_eq!((g.out_w, g.out_h), (2, 1));
         let mut acc = vec![0u16; 4];
-        let mut out = vec![0f32; 2];
+        let mut out = vec![0u8; 2];
         box_downscale(&g, &src, 6, &mut acc, &mut out);
-        assert_eq!(out, [25.0, 60.0]);
+        assert_eq!(out, [25, 60]);
     }
 
     #[test]
@@ -150,20 +158,20 @@ mod tests {
         assert_eq!(g.col_start, [0, 2, 5]);
         let src: Vec<u8> = (0..15).map(|i| i * 10).collect();
         let mut acc = vec![0u16; 5];
-        let mut out = vec![0f32; g.pixels()];
+        let mut out = vec![0u8; g.pixels()];
         box_downscale(&g, &src, 5, &mut acc, &mut out);
         // Column 0-1 of rows 0-2: 0,10,50,60,100,110 → 55; columns 2-4: 20..140 → 80.
         assert_eq!(out.len(), 2);
-        assert!((out[0] - 55.0).abs() < 1e-4 && (out[1] - 80.0).abs() < 1e-4, "{out:?}");
+        assert_eq!(out, [55, 80]);
         // A constant 255 plane over the largest box stays 255 (no u16 overflow).
         let g = Geometry::new(4096, 2160, 8);
         assert!(g.col_start.windows(2).all(|w| w[1] - w[0] <= MAX_BOX as usize));
         assert!(g.row_start.windows(2).all(|w| w[1] - w[0] <= MAX_BOX as usize));
         let src = vec![255u8; 4096 * 2160];
         let mut acc = vec![0u16; 4096];
-        let mut out = vec![0f32; g.pixels()];
+        let mut out = vec![0u8; g.pixels()];
         box_downscale(&g, &src, 4096, &mut acc, &mut out);
-        assert!(out.iter().all(|&v| (v - 255.0).abs() < 1e-3));
+        assert!(out.iter().all(|&v| v == 255));
     }
 
     #[test]
@@ -174,7 +182,7 @@ mod tests {
             let src: Vec<u8> = (0..stride * h).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
             let g = Geometry::new(w as u32, h as u32, 320);
             let mut acc = vec![0u16; w];
-            let mut out = vec![0f32; g.pixels()];
+            let mut out = vec![0u8; g.pixels()];
             box_downscale(&g, &src, stride, &mut acc, &mut out);
             for oy in 0..g.out_h {
                 for ox in 0..g.out_w {
@@ -185,7 +193,7 @@ mod tests {
                         .sum();
                     let naive = sum as f32 / ((r1 - r0) * (c1 - c0)) as f32;
                     let got = out[oy * g.out_w + ox];
-                    assert!((got - naive).abs() < 1e-3, "{w}x{h} at ({ox},{oy}): {got} vs {naive}");
+                    assert_eq!(got, naive.round() as u8, "{w}x{h} at ({ox},{oy}): {got} vs {naive}");
                 }
             }
         }

@@ -17,6 +17,7 @@
 //! - one rule for problems that repeat in the log ([`log_due`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -368,24 +369,44 @@ pub(crate) enum MotionInput {
     /// at keyframes). `ts_s` is its time on its own stream's clock (for
     /// `detect_fps`); `report_pts` is what the verdict carries to the recorder
     /// (the recorded stream's pts when this is that stream, else `None`: now).
-    Frame { ts_s: f64, report_pts: Option<i64>, is_keyframe: bool, codec: VideoCodec, data: Vec<u8> },
+    /// `gop` numbers the feed's keyframes (see [`MotionInlet`]).
+    Frame { ts_s: f64, report_pts: Option<i64>, is_keyframe: bool, gop: u64, codec: VideoCodec, data: Vec<u8> },
     /// The stream restarted or changed: start over with a fresh decoder.
     Reset,
 }
 
+/// The sending end of a camera's motion worker; each stream loop makes its
+/// [`MotionFeed`] from a clone.
+#[derive(Clone)]
+pub(crate) struct MotionInlet {
+    tx: SyncSender<MotionInput>,
+    /// The GOP (numbered by the feed's keyframes from 1) whose other frames the
+    /// worker does not decode (`keyframes_when_idle`), 0 for none: the feed
+    /// does not send them, so an idle camera's worker wakes once per GOP.
+    skip_gop: Arc<AtomicU64>,
+}
+
+impl MotionInlet {
+    pub(crate) fn new(tx: SyncSender<MotionInput>) -> Self {
+        Self { tx, skip_gop: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
 /// The feeding end of the motion worker, kept by a stream loop.
 pub(crate) struct MotionFeed {
-    tx: SyncSender<MotionInput>,
+    inlet: MotionInlet,
     /// The stream's codec, from its parameters.
     codec: VideoCodec,
     /// Frames were dropped: skip to the next keyframe.
     gap: bool,
     dropped: u64,
+    /// The current GOP's number (keyframes sent so far).
+    gop: u64,
 }
 
 impl MotionFeed {
-    pub(crate) fn new(tx: SyncSender<MotionInput>) -> Self {
-        Self { tx, codec: VideoCodec::H264, gap: true, dropped: 0 }
+    pub(crate) fn new(inlet: MotionInlet) -> Self {
+        Self { inlet, codec: VideoCodec::H264, gap: true, dropped: 0, gop: 0 }
     }
 
     /// The stream's (new) codec: the worker starts a fresh decoder for it.
@@ -394,10 +415,11 @@ impl MotionFeed {
         self.reset();
     }
 
-    /// Whether a frame would be queued now (not while skipping to a keyframe):
-    /// a caller that must copy the frame for [`Self::offer`] asks first.
+    /// Whether a frame would be queued now (not while skipping to a keyframe,
+    /// nor the rest of a GOP the worker does not decode): a caller that must
+    /// copy the frame for [`Self::offer`] asks first.
     pub(crate) fn wants(&self, is_keyframe: bool) -> bool {
-        is_keyframe || !self.gap
+        is_keyframe || !(self.gap || self.inlet.skip_gop.load(Ordering::Acquire) == self.gop)
     }
 
     /// Queues a frame (moved in: no copy) without ever blocking the network
@@ -414,8 +436,11 @@ impl MotionFeed {
         if !self.wants(is_keyframe) {
             return;
         }
-        let input = MotionInput::Frame { ts_s, report_pts, is_keyframe, codec: self.codec, data };
-        match self.tx.try_send(input) {
+        if is_keyframe {
+            self.gop += 1;
+        }
+        let input = MotionInput::Frame { ts_s, report_pts, is_keyframe, gop: self.gop, codec: self.codec, data };
+        match self.inlet.tx.try_send(input) {
             Ok(()) => self.gap = false,
             Err(TrySendError::Full(_)) => {
                 self.gap = true;
@@ -430,12 +455,12 @@ impl MotionFeed {
 
     pub(crate) fn reset(&mut self) {
         self.gap = true;
-        let _ = self.tx.try_send(MotionInput::Reset);
+        let _ = self.inlet.tx.try_send(MotionInput::Reset);
     }
 }
 
 /// Starts the motion worker for an encoded detect stream on a blocking thread:
-/// frames from the returned sender (wrap it in a [`MotionFeed`] per stream)
+/// frames from the returned inlet (a [`MotionFeed`] per stream)
 /// through the camera's [`DetectPipeline`], verdicts (and, with `objects`, what
 /// the object detector saw) to `recorder`. It ends when every sender is gone or
 /// the recorder is. Call it from the daemon's runtime.
@@ -445,16 +470,19 @@ pub(crate) fn spawn_motion(
     settings: DetectSettings,
     latest: &Arc<crate::sources::latest::LatestFrame>,
     objects: Option<(ObjectTap, ObjectResults)>,
-) -> (SyncSender<MotionInput>, JoinHandle<()>) {
+) -> (MotionInlet, JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(MOTION_QUEUE);
+    let inlet = MotionInlet::new(tx);
+    let skip_gop = inlet.skip_gop.clone();
     let pipeline = DetectPipeline::new(&settings).with_tap(latest.tap());
-    let task = tokio::task::spawn_blocking(move || run_motion(&camera, &rx, &recorder, pipeline, objects));
-    (tx, task)
+    let task = tokio::task::spawn_blocking(move || run_motion(&camera, &rx, &skip_gop, &recorder, pipeline, objects));
+    (inlet, task)
 }
 
 fn run_motion(
     camera: &CameraName,
     rx: &Receiver<MotionInput>,
+    skip_gop: &AtomicU64,
     recorder: &mpsc::Sender<RecorderEvent>,
     mut pipeline: DetectPipeline,
     objects: Option<(ObjectTap, ObjectResults)>,
@@ -472,12 +500,13 @@ fn run_motion(
         {
             return;
         }
-        let (ts_s, report_pts, is_keyframe, codec, data) = match input {
-            MotionInput::Frame { ts_s, report_pts, is_keyframe, codec, data } => {
-                (ts_s, report_pts, is_keyframe, codec, data)
+        let (ts_s, report_pts, is_keyframe, gop, codec, data) = match input {
+            MotionInput::Frame { ts_s, report_pts, is_keyframe, gop, codec, data } => {
+                (ts_s, report_pts, is_keyframe, gop, codec, data)
             }
             MotionInput::Reset => {
                 pipeline.reset();
+                skip_gop.store(0, Ordering::Release);
                 if was_motion {
                     was_motion = false;
                     debug!(camera = %camera, "motion state reset with the stream");
@@ -493,7 +522,11 @@ fn run_motion(
             data: &data,
             parameter_sets: None,
         };
-        let sample = match pipeline.push_encoded(&frame) {
+        let pushed = pipeline.push_encoded(&frame);
+        if is_keyframe {
+            skip_gop.store(if pipeline.skipping_gop() { gop } else { 0 }, Ordering::Release);
+        }
+        let sample = match pushed {
             Ok(Some(sample)) => sample,
             Ok(None) => continue,
             Err(e) => {
@@ -661,7 +694,7 @@ mod tests {
     #[test]
     fn the_feed_skips_to_a_keyframe_after_overflow() {
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        let mut feed = MotionFeed::new(tx);
+        let mut feed = MotionFeed::new(MotionInlet::new(tx));
         let cam: CameraName = "c".into();
         feed.offer(&cam, 0.0, None, false, [0, 0, 0, 1, 0x41].to_vec()); // before any keyframe: skipped
         feed.offer(&cam, 0.1, None, true, [0, 0, 0, 1, 0x65].to_vec());
@@ -678,5 +711,29 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![0.5]);
+    }
+
+    #[test]
+    fn the_feed_leaves_out_the_rest_of_a_gop_the_worker_does_not_decode() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let inlet = MotionInlet::new(tx);
+        let mut feed = MotionFeed::new(inlet.clone());
+        let cam: CameraName = "c".into();
+        let (key, p) = ([0, 0, 0, 1, 0x65], [0, 0, 0, 1, 0x41]);
+        feed.offer(&cam, 0.0, None, true, key.to_vec()); // GOP 1
+        feed.offer(&cam, 0.1, None, false, p.to_vec());
+        inlet.skip_gop.store(1, Ordering::Release); // the worker: nothing stirs in GOP 1
+        assert!(!feed.wants(false) && feed.wants(true));
+        feed.offer(&cam, 0.2, None, false, p.to_vec()); // left out
+        feed.offer(&cam, 2.0, None, true, key.to_vec()); // GOP 2: the worker has not decided yet
+        feed.offer(&cam, 2.1, None, false, p.to_vec());
+        let got: Vec<(f64, u64)> = rx
+            .try_iter()
+            .filter_map(|i| match i {
+                MotionInput::Frame { ts_s, gop, .. } => Some((ts_s, gop)),
+                MotionInput::Reset => None,
+            })
+            .collect();
+        assert_eq!(got, vec![(0.0, 1), (0.1, 1), (2.0, 2), (2.1, 2)]);
     }
 }

@@ -142,12 +142,12 @@ impl ClipSource for RtspSource {
             keyframes_when_idle: self.cfg.keyframes_when_idle,
         };
         let objects = self.live.as_ref().and_then(|l| live::live_objects(&camera, l, self.cfg.object_fps));
-        let (motion_tx, motion_task) =
+        let (motion_inlet, motion_task) =
             live::spawn_motion(camera.clone(), rec_tx.clone(), detect_settings, &self.latest, objects);
 
         // Stream loops.
         let streams = shutdown.child_token();
-        let main_feed = self.urls.detect.is_none().then(|| MotionFeed::new(motion_tx.clone()));
+        let main_feed = self.urls.detect.is_none().then(|| MotionFeed::new(motion_inlet.clone()));
         let main = session::supervise(
             self.spec(Role::Main, self.urls.main.clone()),
             session::Handler::Main(session::MainHandler::new(camera.clone(), rec_tx, main_feed)),
@@ -158,12 +158,12 @@ impl ClipSource for RtspSource {
                 self.spec(Role::Detect, url),
                 session::Handler::Detect(session::DetectHandler::new(
                     camera.clone(),
-                    MotionFeed::new(motion_tx.clone()),
+                    MotionFeed::new(motion_inlet.clone()),
                 )),
                 streams.clone(),
             )
         });
-        drop(motion_tx);
+        drop(motion_inlet);
         match detect {
             Some(detect) => {
                 // Either loop ending early (recorder gone) stops both.
