@@ -818,9 +818,14 @@ fn main() {
         let hs = match run_homesec(&tools, n, window) {
             Ok(r) => {
                 print_run(&r.fig, n);
+                let decoded = if keyframes_when_idle() {
+                    "only keyframes are decoded while idle"
+                } else {
+                    "every reference picture is decoded; motion takes detect_fps of them"
+                };
                 println!(
                     "  per camera: {} main-stream frames received/s, {} detect-stream pictures through motion/s \
-                     (every picture is decoded; motion takes detect_fps of them)",
+                     ({decoded})",
                     opt(r.received_fps, 1),
                     opt(r.decoded_fps, 1)
                 );
