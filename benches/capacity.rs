@@ -49,18 +49,18 @@
 //! It runs the built daemon only: nothing here depends on HomeSec's decoder.
 //! Test data: `HOMESEC_TESTDATA`, default `../shared/testdata`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{clock_ticks, cpu_ticks, ort_library, repo_root, testdata};
+use common::{RtspServer, clock_ticks, cpu_ticks, free_port, opt, ort_library, testdata, wait_until};
 
 /// Time between "every camera streams" and the measuring window.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -80,21 +80,6 @@ const REFERENCE_FPS: u32 = 5;
 const API_KEY: &str = "bench-api-key";
 /// `perf record` length after the window, when asked for.
 const PERF_S: u64 = 20;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
@@ -197,69 +182,6 @@ fn make_stream(
 
 // ---------------------------------------------------------------- peers
 
-/// `tests/rtsp_server.py` serving one file at /cam, from its start per session.
-struct RtspServer {
-    port: u16,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl RtspServer {
-    fn start(python: &str, file: &Path) -> Result<RtspServer, String> {
-        let port = free_port();
-        let mut child = Command::new(python)
-            .arg(repo_root().join("tests/rtsp_server.py"))
-            .arg("--file")
-            .arg(file)
-            .args(["--mount", "/cam", "--port", &port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {python}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                l.lock().expect("lines lock").push(line);
-            }
-        });
-        let s = RtspServer { port, child, lines };
-        let ready = wait_until(Duration::from_secs(20), || {
-            s.lines.lock().expect("lines lock").iter().any(|l| l.starts_with("READY") || l.starts_with("ERROR"))
-        });
-        if !ready || s.lines.lock().expect("lines lock").iter().any(|l| l.starts_with("ERROR")) {
-            return Err("the RTSP server did not start".into());
-        }
-        Ok(s)
-    }
-
-    fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/cam", self.port)
-    }
-
-    /// Sessions that started streaming.
-    fn playing(&self) -> usize {
-        self.lines.lock().expect("lines lock").iter().filter(|l| *l == "PLAYING").count()
-    }
-
-    /// Sessions whose file ended.
-    fn ended(&self) -> usize {
-        self.lines.lock().expect("lines lock").iter().filter(|l| *l == "EOS").count()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The two servers of a run: main and sub-stream.
 struct Servers {
     main: RtspServer,
@@ -269,8 +191,8 @@ struct Servers {
 impl Servers {
     fn start(tools: &Tools) -> Result<Servers, String> {
         Ok(Servers {
-            main: RtspServer::start(&tools.python, &tools.main)?,
-            sub: RtspServer::start(&tools.python, &tools.sub)?,
+            main: RtspServer::start(&tools.python, &tools.main, &[])?,
+            sub: RtspServer::start(&tools.python, &tools.sub, &[])?,
         })
     }
 
@@ -280,7 +202,7 @@ impl Servers {
 
     /// Every one of `n` cameras has both its sessions streaming.
     fn all_playing(&self, n: usize) -> bool {
-        self.main.playing() >= n && self.sub.playing() >= n
+        self.main.count("PLAYING") >= n && self.sub.count("PLAYING") >= n
     }
 }
 
@@ -531,7 +453,7 @@ fn run_homesec(tools: &Tools, n: usize, window: Duration) -> Result<HomesecRun, 
     let decoded_fps = per_cam_fps(decoded0, daemon.counter("homesec_camera_frames_decoded_total"));
     let received_fps = per_cam_fps(received0, daemon.counter("homesec_camera_frames_received_total"));
     if let Some(s) = &servers
-        && s.main.ended() + s.sub.ended() > 0
+        && s.main.count("EOS") + s.sub.count("EOS") > 0
     {
         println!("  (a stream ended during the window: make the streams longer)");
     }
@@ -731,10 +653,6 @@ fn camera_counts() -> Result<Vec<usize>, String> {
 
 fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
-}
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
 }
 
 fn main() {

@@ -33,8 +33,8 @@
 //!
 //! Test data: `HOMESEC_TESTDATA`, default `../shared/testdata`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +46,7 @@ use homesec::filter::yolo::{self, Detector, DetectorOptions};
 use serde_json::{Value, json};
 
 mod common;
-use common::{clock_ticks, cpu_ticks, ort_library, repo_root, status_kb, testdata};
+use common::{RtspServer, clock_ticks, cpu_ticks, free_port, opt, ort_library, status_kb, testdata, wait_until};
 
 /// The fake VLM answers after this long.
 const VLM_DELAY: Duration = Duration::from_millis(1000);
@@ -62,24 +62,11 @@ const POST: [f32; 4] = [31.0, 111.0, 48.0, 141.0];
 const FOOTAGE: &str = "scene_empty_people_empty.mp4";
 /// The daemon's API key (diagnostics need one).
 const API_KEY: &str = "bench-api-key";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free local port")
-}
+/// The RTSP servers stop at the end of the footage.
+const EOS: &[&str] = &["--exit-on-eos"];
 
 fn unix_s(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -100,65 +87,7 @@ fn stats(v: &[f64], unit: &str, digits: usize) -> String {
     format!("{m:.digits$} {unit} (min {lo:.digits$}, max {hi:.digits$}, n={})", v.len())
 }
 
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
-}
-
 // ---------------------------------------------------------------- peers
-
-/// `tests/rtsp_server.py`: one file, one mount, played from its start per session.
-struct RtspServer {
-    port: u16,
-    child: Child,
-    lines: Arc<Mutex<Vec<(SystemTime, String)>>>,
-}
-
-impl RtspServer {
-    fn start(python: &str, file: &Path) -> Result<RtspServer, String> {
-        let port = free_port();
-        let mut child = Command::new(python)
-            .arg(repo_root().join("tests/rtsp_server.py"))
-            .arg("--file")
-            .arg(file)
-            .args(["--mount", "/cam", "--exit-on-eos", "--port", &port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {python}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let lines: Arc<Mutex<Vec<(SystemTime, String)>>> = Arc::default();
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                l.lock().expect("lines lock").push((SystemTime::now(), line));
-            }
-        });
-        let s = RtspServer { port, child, lines };
-        let ready = wait_until(Duration::from_secs(20), || {
-            s.lines.lock().expect("lines lock").iter().any(|(_, l)| l.starts_with("READY") || l.starts_with("ERROR"))
-        });
-        if !ready || s.lines.lock().expect("lines lock").iter().any(|(_, l)| l.starts_with("ERROR")) {
-            return Err("the RTSP server did not start".into());
-        }
-        Ok(s)
-    }
-
-    fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/cam", self.port)
-    }
-
-    /// When the first session started streaming.
-    fn playing(&self) -> Option<SystemTime> {
-        self.lines.lock().expect("lines lock").iter().find(|(_, l)| l == "PLAYING").map(|(t, _)| *t)
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Broker {
     port: u16,
@@ -611,9 +540,10 @@ fn run(
     let sampler = CpuSampler::start(daemon.pid());
     let ticks = clock_ticks();
 
-    let playing = |c: &Cam| c.detect().playing().map(unix_s);
-    if !wait_until(Duration::from_secs(30), || cams.iter().all(|c| playing(c).is_some() && c.main.playing().is_some()))
-    {
+    let playing = |c: &Cam| c.detect().playing_since().map(unix_s);
+    if !wait_until(Duration::from_secs(30), || {
+        cams.iter().all(|c| playing(c).is_some() && c.main.playing_since().is_some())
+    }) {
         return Err("not every camera started streaming".into());
     }
     let starts: Vec<f64> = cams.iter().filter_map(playing).collect();
@@ -810,10 +740,10 @@ fn main() {
                 Ok(match with_main {
                     Some(m) => Cam {
                         name,
-                        main: RtspServer::start(&tools.python, m)?,
-                        sub: Some(RtspServer::start(&tools.python, &sub)?),
+                        main: RtspServer::start(&tools.python, m, EOS)?,
+                        sub: Some(RtspServer::start(&tools.python, &sub, EOS)?),
                     },
-                    None => Cam { name, main: RtspServer::start(&tools.python, &sub)?, sub: None },
+                    None => Cam { name, main: RtspServer::start(&tools.python, &sub, EOS)?, sub: None },
                 })
             })
             .collect()
