@@ -133,6 +133,9 @@ pub enum RecorderEvent {
         timescale: u32,
     },
     Packet(EncodedPacket),
+    /// Packets in stream order, handed over together (one wake-up of the
+    /// recorder's thread for several frames).
+    Packets(Vec<EncodedPacket>),
     /// A motion verdict. `pts` is the analysed frame's time when it came from the
     /// recorded stream; `None` (another stream, e.g. the camera's sub-stream)
     /// means "now": the newest recorded packet's time.
@@ -286,6 +289,8 @@ impl Recorder {
                 r
             }
             RecorderEvent::Packet(p) => self.packet(p),
+            // Every packet is recorded; the first error is the result.
+            RecorderEvent::Packets(ps) => ps.into_iter().map(|p| self.packet(p)).fold(Ok(()), Result::and),
             RecorderEvent::Motion { pts, motion } => self.motion(pts, motion),
             RecorderEvent::StreamEnd => {
                 let r = self.end_clip(EndReason::StreamEnd, None);

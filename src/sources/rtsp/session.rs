@@ -158,6 +158,34 @@ pub(super) struct MainHandler {
     /// frames are not fed.
     motion_unsupported: bool,
     logged_clock_offset: bool,
+    /// Packets not yet handed to the recorder (see [`PacketBatch`]).
+    batch: PacketBatch,
+}
+
+/// Main-stream packets on their way to the recorder, handed over together once
+/// they span [`BATCH_SPAN_S`] of stream time: the recorder's thread wakes a few
+/// times a second instead of once per frame. The recorder lags by as much,
+/// which shortens a clip's post-roll by at most that.
+#[derive(Debug, Default)]
+struct PacketBatch {
+    packets: Vec<EncodedPacket>,
+}
+
+/// Stream time one hand-off to the recorder spans at most.
+const BATCH_SPAN_S: f64 = 0.25;
+
+impl PacketBatch {
+    /// Adds a packet; the whole batch when it is due for the recorder.
+    fn push(&mut self, p: EncodedPacket, clock_rate: u32) -> Option<Vec<EncodedPacket>> {
+        self.packets.push(p);
+        let span = (BATCH_SPAN_S * f64::from(clock_rate)) as i64;
+        let (first, last) = (self.packets.first()?.pts, self.packets.last()?.pts);
+        (last - first >= span || last < first).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Vec<EncodedPacket> {
+        std::mem::take(&mut self.packets)
+    }
 }
 
 impl MainHandler {
@@ -175,7 +203,21 @@ impl MainHandler {
             local_anchor: None,
             motion_unsupported: false,
             logged_clock_offset: false,
+            batch: PacketBatch::default(),
         }
+    }
+
+    async fn send(&self, ev: RecorderEvent) -> Result<(), StreamError> {
+        self.recorder.send(ev).await.map_err(|_| StreamError::RecorderGone)
+    }
+
+    /// Hands the packets still batched to the recorder.
+    async fn flush(&mut self) -> Result<(), StreamError> {
+        let batch = self.batch.take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.send(RecorderEvent::Packets(batch)).await
     }
 
     fn wall_ms(&mut self, ts: i64) -> i64 {
@@ -258,7 +300,8 @@ impl Handler {
                     }
                 }
                 let timescale = h.clock_rate;
-                h.recorder.send(RecorderEvent::Stream { entry, timescale }).await.map_err(|_| StreamError::RecorderGone)
+                h.flush().await?;
+                h.send(RecorderEvent::Stream { entry, timescale }).await
             }
             Handler::Detect(h) => {
                 let Some(codec) = codec else {
@@ -288,7 +331,10 @@ impl Handler {
                     m.offer(&h.camera, ts_s, Some(ts), is_keyframe, frame.data().to_vec());
                 }
                 let packet = EncodedPacket { pts: ts, wall_ms, is_keyframe, data: frame.into_data() };
-                h.recorder.send(RecorderEvent::Packet(packet)).await.map_err(|_| StreamError::RecorderGone)
+                match h.batch.push(packet, h.clock_rate) {
+                    Some(batch) => h.send(RecorderEvent::Packets(batch)).await,
+                    None => Ok(()),
+                }
             }
             Handler::Detect(h) => {
                 let ts_s = ts as f64 / f64::from(h.clock_rate.max(1));
@@ -324,7 +370,8 @@ impl Handler {
                 if let Some(m) = &mut h.motion {
                     m.reset();
                 }
-                h.recorder.send(RecorderEvent::StreamEnd).await.map_err(|_| StreamError::RecorderGone)
+                h.flush().await?;
+                h.send(RecorderEvent::StreamEnd).await
             }
             Handler::Detect(h) => {
                 h.motion.reset();
@@ -527,5 +574,21 @@ mod tests {
         assert_eq!(ntp_to_unix_ms(ntp), Some(1_700_000_000_500));
         assert_eq!(ntp_to_unix_ms(retina::NtpTimestamp(5)), None);
         assert_eq!(ntp_to_unix_ms(retina::UNIX_EPOCH), None);
+    }
+
+    #[test]
+    fn packets_reach_the_recorder_in_quarter_second_batches_in_order() {
+        // 20 fps at 90 kHz: 4500 ticks a frame, a batch once 22500 are spanned.
+        let mut batch = PacketBatch::default();
+        let packet = |i: i64| EncodedPacket { pts: i * 4500, wall_ms: i * 50, is_keyframe: i == 0, data: vec![0; 8] };
+        let handed: Vec<Vec<i64>> = (0..14)
+            .filter_map(|i| batch.push(packet(i), 90_000))
+            .map(|b| b.iter().map(|p| p.pts / 4500).collect())
+            .collect();
+        assert_eq!(handed, [vec![0, 1, 2, 3, 4, 5], vec![6, 7, 8, 9, 10, 11]]);
+        assert_eq!(batch.take().len(), 2, "the rest waits for the next packet or the stream's end");
+        // A timestamp jump backwards (new RTP base) hands over at once.
+        assert!(batch.push(packet(100), 90_000).is_none());
+        assert_eq!(batch.push(packet(3), 90_000).map(|b| b.len()), Some(2));
     }
 }

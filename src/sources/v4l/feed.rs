@@ -108,6 +108,7 @@ mod tests {
                         "packet".to_owned()
                     }
                     RecorderEvent::Motion { pts, .. } => format!("motion@{}", pts.unwrap_or(-1)),
+                    RecorderEvent::Packets(_) => "packets".to_owned(),
                     RecorderEvent::StreamEnd => "end".to_owned(),
                     RecorderEvent::Objects(_) => "objects".to_owned(),
                 });
