@@ -217,6 +217,8 @@ fn a_new_slot_that_fails_its_health_check_is_marked_bad_and_the_box_goes_back() 
     fake_rauc(dir);
     let good = config(dir, broker.port, Camera::Folder, "");
     let mut d = start(dir, &good);
+    // Slot A is confirmed first, so every mark-good after the install would be slot B's.
+    wait_confirmed(&d);
     let (code, v) = upload(&d, &dir.join("signed.raucb"));
     assert_eq!(code, 202, "{v}");
     wait_state(&d, "rebooting");
