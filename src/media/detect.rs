@@ -370,7 +370,7 @@ impl DetectPipeline {
     /// error concerns this frame (counted; the pipeline waits for the next
     /// keyframe).
     pub fn push_encoded(&mut self, frame: &EncodedFrame<'_>) -> Result<Option<MotionSample>, DetectError> {
-        if !frame.keyframe && self.idle.as_ref().is_some_and(|i| i.skipping) {
+        if !frame.keyframe && self.skipping_gop() {
             self.decoder.skipped += 1;
             return Ok(None);
         }

@@ -3,8 +3,8 @@
 //! Per frame: a two-pass box downscale of the luma plane to about
 //! [`MotionConfig::downscale_width`] pixels wide (rows summed into a `u16` line
 //! first, then columns, rounded to 8 bits), a per-pixel absolute difference
-//! against a running-average background (`f32`), a threshold, and the fraction of unmasked pixels that changed
-//! (the *score*). A frame counts as motion when its score reaches `min_area`;
+//! against a running-average background (`f32`), a threshold, and the fraction
+//! of unmasked pixels that changed (the *score*). A frame counts as motion when its score reaches `min_area`;
 //! motion starts after `min_frames` such frames in a row and ends after
 //! `hold_frames` quiet frames in a row. A sudden change over `recalibrate_area`
 //! (IR switch, lightning, auto-exposure jump) replaces the background instead of
