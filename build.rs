@@ -13,7 +13,7 @@ use std::process::Command;
 const SCRIPT: &str = "vendor/ffmpeg/build.sh";
 const SHIM: &str = "src/media/avdecode.c";
 /// Applied by the script to FFmpeg's source.
-const PATCHES: [&str; 1] = ["vendor/ffmpeg/film-grain-on-demand.patch"];
+const PATCHES: [&str; 2] = ["vendor/ffmpeg/film-grain-on-demand.patch", "vendor/ffmpeg/nal-buffer-not-zeroed.patch"];
 
 fn main() {
     println!("cargo:rerun-if-changed={SCRIPT}");

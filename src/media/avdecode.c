@@ -10,10 +10,6 @@ typedef struct hs_decoder {
     AVCodecContext *ctx;
     AVPacket *pkt;
     AVFrame *frame;
-    /* The input with AV_INPUT_BUFFER_PADDING_SIZE zero bytes after it, kept
-     * between calls (grown, never shrunk). */
-    uint8_t *buf;
-    size_t cap;
 } hs_decoder;
 
 typedef struct hs_picture {
@@ -29,7 +25,6 @@ void hs_decoder_free(hs_decoder *d) {
     avcodec_free_context(&d->ctx);
     av_packet_free(&d->pkt);
     av_frame_free(&d->frame);
-    av_free(d->buf);
     av_free(d);
 }
 
@@ -57,21 +52,13 @@ void hs_error_text(int code, char *out, size_t len) { av_strerror(code, out, len
 
 /* Feeds one Annex-B access unit (data NULL: end of stream, drain). Returns 0,
  * or a negative AVERROR. EAGAIN never happens here: every picture is taken
- * with hs_decoder_receive before the next send. */
+ * with hs_decoder_receive before the next send. The packet has no buffer of
+ * its own, so libavcodec copies it into a padded one: no padding is needed
+ * here. */
 int hs_decoder_send(hs_decoder *d, const uint8_t *data, size_t len) {
     if (!data) return avcodec_send_packet(d->ctx, NULL);
     if (len > INT32_MAX - AV_INPUT_BUFFER_PADDING_SIZE) return AVERROR(EINVAL);
-    if (d->cap < len + AV_INPUT_BUFFER_PADDING_SIZE) {
-        size_t cap = len + AV_INPUT_BUFFER_PADDING_SIZE;
-        cap += cap / 2;
-        uint8_t *b = av_realloc(d->buf, cap);
-        if (!b) return AVERROR(ENOMEM);
-        d->buf = b;
-        d->cap = cap;
-    }
-    memcpy(d->buf, data, len);
-    memset(d->buf + len, 0, AV_INPUT_BUFFER_PADDING_SIZE);
-    d->pkt->data = d->buf;
+    d->pkt->data = (uint8_t *)data;
     d->pkt->size = (int)len;
     int r = avcodec_send_packet(d->ctx, d->pkt);
     d->pkt->data = NULL;

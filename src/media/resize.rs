@@ -1,7 +1,8 @@
 //! RGB resizing (fast_image_resize: SIMD, separable filters) and JPEG encoding.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::images::{TypedImage, TypedImageRef};
+use fast_image_resize::pixels::U8x3;
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::{Jpeg, MediaError, RgbFrame};
 
@@ -53,11 +54,15 @@ impl RgbResizer {
             dst.copy_from_slice(src);
             return Ok(());
         }
+        // Typed (RGB only): the untyped API instantiates every pixel type's
+        // SIMD code, about 2 MB of binary.
         let src_image =
-            ImageRef::new(src_w, src_h, src, PixelType::U8x3).map_err(|e| MediaError::Resize(e.to_string()))?;
-        let mut dst_image = Image::from_slice_u8(dst_w, dst_h, dst.as_mut_slice(), PixelType::U8x3)
+            TypedImageRef::<U8x3>::from_buffer(src_w, src_h, src).map_err(|e| MediaError::Resize(e.to_string()))?;
+        let mut dst_image = TypedImage::<U8x3>::from_buffer(dst_w, dst_h, dst.as_mut_slice())
             .map_err(|e| MediaError::Resize(e.to_string()))?;
-        self.resizer.resize(&src_image, &mut dst_image, &self.options).map_err(|e| MediaError::Resize(e.to_string()))
+        self.resizer
+            .resize_typed(&src_image, &mut dst_image, &self.options)
+            .map_err(|e| MediaError::Resize(e.to_string()))
     }
 }
 

@@ -63,7 +63,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tar -C "$work" -xf "$src"
 cd "$work"/ffmpeg-*
-patch -p1 --quiet --forward <"$here/film-grain-on-demand.patch" || { say "cannot apply film-grain-on-demand.patch"; exit 1; }
+for p in film-grain-on-demand nal-buffer-not-zeroed; do
+    patch -p1 --quiet --forward <"$here/$p.patch" || { say "cannot apply $p.patch"; exit 1; }
+done
 # Installed next to PREFIX and moved into place at the end, so an interrupted
 # build never leaves a PREFIX that looks complete.
 rm -rf "$prefix.partial"
