@@ -24,7 +24,9 @@
 //!      (utime+stime of /proc/PID/stat) is measured over the window
 //!      (`HOMESEC_CAPACITY_WINDOW_S`, default 30 s), then its RSS (VmRSS at the
 //!      end, VmHWM, PSS). A daemon with no camera gives the fixed base: the
-//!      marginal memory per camera is (RSS(N) − RSS(0)) / N.
+//!      marginal memory per camera is (RSS(N) − RSS(0)) / N; the summary also
+//!      gives the slope between consecutive N (what one more camera costs,
+//!      without the first camera's one-time costs).
 //!    - The reference: per camera one `ffmpeg -c copy` recorder of the main
 //!      stream into 60 s MP4 segments and one `ffmpeg` decoding the sub-stream to
 //!      5 fps grey frames on a pipe that the bench reads and discards. Summed CPU
@@ -805,6 +807,19 @@ fn main() {
          their libraries; its PSS is in the run lines above. box busy: HomeSec run / reference run, % of all cores.)",
         mb(base.rss_kb)
     );
+    // The slope between runs leaves out what the first camera brings once
+    // (the live path's code pages, libavcodec's tables).
+    let measured: Vec<(usize, f64)> =
+        rows.iter().filter_map(|(n, hs, _)| Some((*n, mb(hs.as_ref()?.fig.rss_kb)))).collect();
+    for pair in measured.windows(2) {
+        let [(n0, r0), (n1, r1)] = pair else { continue };
+        if n1 > n0 {
+            println!(
+                "  HomeSec RSS from {n0} to {n1} cameras: {:+.2} MB per added camera",
+                (r1 - r0) / (n1 - n0) as f64
+            );
+        }
+    }
     let saturated = rows.iter().any(|(_, hs, rf)| {
         hs.as_ref().is_some_and(|r| r.fig.box_busy_pct > 90.0) || rf.as_ref().is_some_and(|r| r.fig.box_busy_pct > 90.0)
     });
