@@ -4,9 +4,10 @@
 use std::error::Error;
 use std::sync::LazyLock;
 
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 mod capture;
 
@@ -20,9 +21,11 @@ pub fn log_capture() -> &'static LogCapture {
     &CAPTURE
 }
 
-/// Logs to stderr; `HOMESEC_LOG` (or `RUST_LOG`) sets the filter, `HOMESEC_LOG_FORMAT=json`
-/// switches to JSON lines (for journald/collectors). Also installs the log
-/// capture ([`log_capture`]), whose level is its own (not `HOMESEC_LOG`'s).
+/// Logs to stderr; `HOMESEC_LOG` (or `RUST_LOG`) sets the filter
+/// (`level,target=level,...`, e.g. `info,homesec::sources=debug`),
+/// `HOMESEC_LOG_FORMAT=json` switches to JSON lines (for journald/collectors).
+/// Also installs the log capture ([`log_capture`]), whose level is its own
+/// (not `HOMESEC_LOG`'s).
 pub fn init() {
     let filter =
         std::env::var("HOMESEC_LOG").ok().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
@@ -30,7 +33,13 @@ pub fn init() {
     // CWDs as warnings, inside spans that print its whole session: only its
     // errors unless the filter names it (the FTP source logs what matters).
     let filter = if filter.contains("libunftp") { filter } else { format!("{filter},libunftp=error") };
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info,libunftp=error"));
+    let (filter, refused) = match filter.parse::<Targets>() {
+        Ok(targets) => (targets, None),
+        Err(e) => (
+            Targets::new().with_default(tracing::Level::INFO).with_target("libunftp", tracing::Level::ERROR),
+            Some((filter, e)),
+        ),
+    };
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let stderr = if std::env::var("HOMESEC_LOG_FORMAT").is_ok_and(|f| f == "json") {
         stderr.json().with_filter(filter).boxed()
@@ -39,6 +48,9 @@ pub fn init() {
     };
     let res = tracing_subscriber::registry().with(stderr).with(CAPTURE.layer()).try_init();
     let _ = res; // already initialised (tests)
+    if let Some((filter, e)) = refused {
+        tracing::warn!(filter, error = %e, "HOMESEC_LOG is not a log filter (`level,target=level,...`); logging at info");
+    }
 }
 
 /// An error and all its causes, `outer: inner: root`.

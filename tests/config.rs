@@ -112,6 +112,26 @@ fn validate_command_lists_problems_and_fails() {
 }
 
 #[test]
+fn a_log_filter_that_is_not_one_is_named_and_info_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "cameras: []\nfilter:\n  backend: nope\n").unwrap();
+    let run = |filter: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_homesec"))
+            .args(["validate", "--config"])
+            .arg(&file)
+            .env("HOMESEC_LOG", filter)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = run("homesec=loud");
+    assert!(stderr.contains("HOMESEC_LOG is not a log filter") && stderr.contains("homesec=loud"), "{stderr}");
+    assert!(stderr.contains("unknown filter backend `nope`"), "{stderr}");
+    assert!(!run("info,homesec::config=debug").contains("is not a log filter"));
+}
+
+#[test]
 fn the_shipped_configs_are_valid() {
     // SAFETY of the test: these variables are only read by this process's config checks.
     unsafe {

@@ -112,11 +112,11 @@ fn log_lines() -> Arc<Mutex<Vec<u8>>> {
     LOG.get_or_init(|| {
         let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
         let writer = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("homesec=debug")
-            .with_ansi(false)
-            .with_writer(move || Writer(writer.clone()))
-            .try_init();
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let only_homesec = tracing_subscriber::filter::Targets::new().with_target("homesec", tracing::Level::DEBUG);
+        let fmt = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || Writer(writer.clone()));
+        let _ = tracing_subscriber::registry().with(fmt).with(only_homesec).try_init();
         buf
     })
     .clone()

@@ -3,7 +3,9 @@
 //! multipart, errors that name the bucket and endpoint), and the real daemon
 //! on real footage (view_url serves the clip, the analysis JSON next to it, a
 //! missing bucket, the server stopped and restarted, a recording gone from
-//! the box fetched back for processing).
+//! the box fetched back for processing). Wrong credentials are refused by a
+//! stand-in for AWS that checks every request's signature parameters, as
+//! moto checks credentials only when they come in a header.
 
 mod common;
 
@@ -11,8 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::config::ConfigBuilder;
-use common::peers::{Daemon, FakeVlm, wait_for};
+use common::peers::{Daemon, FakeVlm, free_port, wait_for};
 use common::s3::{ACCESS_KEY, ACCESS_KEY_ENV, Moto, SECRET_KEY, SECRET_KEY_ENV};
+use common::standin::{Request, StandIn, Verdict};
 use homesec::domain::{Clip, ClipId};
 use homesec::storage::StorageBackend;
 use homesec::storage::s3::{S3Config, S3Credentials, S3Storage};
@@ -68,7 +71,13 @@ fn a_clip_is_stored_fetched_back_checked_and_deleted() {
     assert!(rt.block_on(s3.ping()), "{:?}", s3.last_error());
     let stored = rt.block_on(s3.put(&c, &src)).unwrap();
     assert_eq!(stored.storage_uri, "s3://clips/driveway/driveway_20261202120000.mp4");
-    assert_eq!(moto.object("clips", "driveway/driveway_20261202120000.mp4").as_deref(), Some(&original[..]));
+    let stored_bytes = moto.object("clips", "driveway/driveway_20261202120000.mp4");
+    assert!(stored_bytes.as_deref() == Some(&original[..]), "the stored object differs from the clip");
+    // Served as video, so a browser opening view_url plays it.
+    assert_eq!(
+        moto.header("clips", "driveway/driveway_20261202120000.mp4", "content-type").as_deref(),
+        Some("video/mp4")
+    );
 
     // The presigned view_url serves the clip to anyone holding it, for the configured time.
     let url = stored.view_url.unwrap();
@@ -92,6 +101,8 @@ fn a_clip_is_stored_fetched_back_checked_and_deleted() {
         serde_json::from_slice(&moto.object("clips", "driveway/driveway_20261202120000.analysis.json").unwrap())
             .unwrap();
     assert_eq!(got, json);
+    let analysis_type = moto.header("clips", "driveway/driveway_20261202120000.analysis.json", "content-type");
+    assert_eq!(analysis_type.as_deref(), Some("application/json"));
 
     assert!(rt.block_on(s3.exists(&stored.storage_uri)).unwrap());
     rt.block_on(s3.delete(&stored.storage_uri)).unwrap();
@@ -121,8 +132,9 @@ fn a_big_clip_goes_up_in_parts() {
     let rt = rt();
 
     let stored = rt.block_on(s3.put(&clip("driveway_big", &src), &src)).unwrap();
-    let etag = moto.etag("big", "driveway/driveway_big.mp4").unwrap();
+    let etag = moto.header("big", "driveway/driveway_big.mp4", "etag").unwrap();
     assert!(etag.trim_matches('"').ends_with("-3"), "not a 3-part upload: ETag {etag}");
+    assert_eq!(moto.header("big", "driveway/driveway_big.mp4", "content-type").as_deref(), Some("video/mp4"));
     let (status, body) = moto.fetch(stored.view_url.as_deref().unwrap());
     assert_eq!(status, 200);
     assert!(body == data, "the stored object differs from the file ({} bytes)", body.len());
@@ -161,22 +173,81 @@ fn a_missing_bucket_and_an_unreachable_endpoint_are_named() {
     assert!(err.is_transient());
 }
 
+/// What is wrong with `req` as an S3 request signed in its query string
+/// (SigV4, AWS's "Authenticating Requests: Using Query Parameters").
+fn sigv4_query_violation(req: &Request) -> Option<String> {
+    let query = req.query.as_deref().unwrap_or_default();
+    let params: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let p = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+    if p("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" {
+        return Some(format!("X-Amz-Algorithm is {:?}", p("X-Amz-Algorithm")));
+    }
+    let credential: Vec<&str> = p("X-Amz-Credential").split('/').collect();
+    let date = p("X-Amz-Date");
+    if credential.len() != 5
+        || credential[2..] != ["us-east-1", "s3", "aws4_request"]
+        || !date.starts_with(credential[1])
+    {
+        return Some(format!("X-Amz-Credential {:?} does not match X-Amz-Date {date}", p("X-Amz-Credential")));
+    }
+    if !p("X-Amz-Expires").parse::<u64>().is_ok_and(|s| (1..=604_800).contains(&s)) {
+        return Some(format!("X-Amz-Expires {:?} is not 1..=604800", p("X-Amz-Expires")));
+    }
+    if !p("X-Amz-SignedHeaders").split(';').any(|h| h == "host") {
+        return Some("host is not signed".into());
+    }
+    let signature = p("X-Amz-Signature");
+    if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(format!("X-Amz-Signature {signature:?} is not 64 hex digits"));
+    }
+    None
+}
+
+/// AWS itself (moto checks credentials only in `Authorization` headers):
+/// every request must be signed, and the key is unknown.
+fn aws_not_knowing_the_key() -> StandIn {
+    StandIn::start(free_port(), |req| {
+        let seen = format!("{:?} {:?} {:?}", req.query, req.headers, String::from_utf8_lossy(&req.body));
+        if seen.contains(SECRET_KEY) {
+            return Verdict::Violation("the secret access key is sent".into());
+        }
+        if let Some(why) = sigv4_query_violation(req) {
+            return Verdict::Violation(why);
+        }
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidAccessKeyId</Code>\
+            <Message>The AWS Access Key Id you provided does not exist in our records.</Message>\
+            <AWSAccessKeyId>AKIAHOMESECTEST00001</AWSAccessKeyId><RequestId>1</RequestId></Error>";
+        let body = if req.method == "HEAD" { String::new() } else { xml.to_owned() };
+        Verdict::Answer(403, body)
+    })
+}
+
 #[test]
 fn wrong_credentials_are_named_and_never_said() {
-    let moto = Moto::start_checking_credentials();
-    let s3 = backend(&moto, "clips", json!({}));
-    let src = common::footage(FOOTAGE);
+    let aws = aws_not_knowing_the_key();
+    let endpoint = format!("http://127.0.0.1:{}", aws.port);
+    let cfg = json!({"bucket": "clips", "endpoint": endpoint, "path_style": true, "allow_http": true, "timeout_s": 5});
+    let keys =
+        S3Credentials { access_key_id: ACCESS_KEY.into(), secret_access_key: SECRET_KEY.into(), session_token: None };
+    let s3 = S3Storage::connect(serde_json::from_value(cfg).unwrap(), keys).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("small.mp4");
+    std::fs::write(&src, vec![7u8; 4096]).unwrap();
     let rt = rt();
 
     assert!(!rt.block_on(s3.ping()));
     let why = s3.last_error().unwrap();
-    let target = format!("S3 bucket `clips` at {}", moto.endpoint());
+    let target = format!("S3 bucket `clips` at {endpoint}");
     assert!(why.contains(&target) && why.contains("InvalidAccessKeyId"), "{why}");
     assert!(why.contains("failed: the access key id is not known to the service"), "{why}");
     let err = rt.block_on(s3.put(&clip("driveway_1", &src), &src)).unwrap_err();
     let text = homesec::telemetry::chain(&err);
     assert!(text.contains(&target) && text.contains("InvalidAccessKeyId"), "{text}");
     assert!(!text.contains(SECRET_KEY) && !why.contains(SECRET_KEY), "the secret in: {text}");
+    // A refusal is not retried at once (the pipeline comes back later).
+    assert_eq!(aws.requests().len(), 2, "{:?}", aws.requests());
+    aws.assert_no_violations();
 }
 
 fn vlm_answer() -> Value {

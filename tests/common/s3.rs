@@ -5,11 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
-
-use object_store::ObjectStore;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
 
 use super::peers::{free_port, wait_for};
 
@@ -37,34 +33,19 @@ pub struct Moto {
     pub port: u16,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
-    /// Checks every request's credentials against its IAM (which knows none).
-    auth: bool,
 }
 
 impl Moto {
     pub fn start() -> Moto {
-        Self::start_as(false)
-    }
-
-    /// A server that checks credentials: every key is unknown to it.
-    pub fn start_checking_credentials() -> Moto {
-        Self::start_as(true)
-    }
-
-    fn start_as(auth: bool) -> Moto {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut m = Moto { port: free_port(), child: None, rt, auth };
+        let mut m = Moto { port: free_port(), child: None, rt };
         m.restart();
         m
     }
 
     /// Starts the server (again) on the same port, empty.
     pub fn restart(&mut self) {
-        let mut cmd = Command::new(moto_server());
-        if self.auth {
-            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
-        }
-        let child = cmd
+        let child = Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -92,36 +73,36 @@ impl Moto {
         assert!(status.is_success(), "creating bucket {bucket}: {status}");
     }
 
-    /// A client of the test's own on `bucket`.
-    pub fn client(&self, bucket: &str) -> Arc<AmazonS3> {
-        Arc::new(
-            AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_region("us-east-1")
-                .with_endpoint(self.endpoint())
-                .with_allow_http(true)
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .build()
-                .unwrap(),
-        )
+    /// A URL for `key` signed with the test's credentials (by the signing
+    /// library, not by the backend under test).
+    fn signed(&self, bucket: &str, key: &str, head: bool) -> String {
+        use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+        let endpoint = self.endpoint().parse().unwrap();
+        let bucket = Bucket::new(endpoint, UrlStyle::Path, bucket.to_owned(), "us-east-1").unwrap();
+        let credentials = Credentials::new(ACCESS_KEY, SECRET_KEY);
+        let expiry = Duration::from_secs(60);
+        let url = if head {
+            bucket.head_object(Some(&credentials), key).sign(expiry)
+        } else {
+            bucket.get_object(Some(&credentials), key).sign(expiry)
+        };
+        url.to_string()
     }
 
     /// The object at `key`, when it is there.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let client = self.client(bucket);
-        let path = object_store::path::Path::from(key);
-        self.rt.block_on(async move {
-            let got = client.get(&path).await.ok()?;
-            got.bytes().await.ok().map(|b| b.to_vec())
-        })
+        let (status, body) = self.fetch(&self.signed(bucket, key, false));
+        (status == 200).then_some(body)
     }
 
-    /// The ETag of the object at `key` (`"<md5>-<parts>"` after a multipart upload).
-    pub fn etag(&self, bucket: &str, key: &str) -> Option<String> {
-        let client = self.client(bucket);
-        let path = object_store::path::Path::from(key);
-        self.rt.block_on(async move { client.head(&path).await.ok()?.e_tag })
+    /// A header of the object at `key`: `etag` (`"<md5>-<parts>"` after a
+    /// multipart upload), `content-type`.
+    pub fn header(&self, bucket: &str, key: &str, name: &str) -> Option<String> {
+        let url = self.signed(bucket, key, true);
+        self.rt.block_on(async {
+            let r = reqwest::Client::new().head(url).send().await.ok()?;
+            r.headers().get(name)?.to_str().ok().map(str::to_owned)
+        })
     }
 
     /// `GET url` without credentials: the status and body.
