@@ -59,7 +59,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_clip_is_stored_fetched_back_checked_and_deleted() {
-    let moto = Moto::start();
+    let moto = Moto::start_recording();
     moto.create_bucket("clips");
     let s3 = backend(&moto, "clips", json!({}));
     let src = common::footage(FOOTAGE);
@@ -117,11 +117,14 @@ fn a_clip_is_stored_fetched_back_checked_and_deleted() {
     assert!(err.to_string().contains("is not an object of this storage (s3://clips/<key>)"), "{err}");
     let err = rt.block_on(s3.exists("file:///etc/passwd")).unwrap_err();
     assert!(err.to_string().contains("is not an object of this storage"), "{err}");
+    // Every request (list, PUT, the view_url's GET, GET, HEAD, DELETE) is
+    // signed as AWS's own SDK signs it.
+    assert!(moto.assert_signatures_valid() >= 10);
 }
 
 #[test]
 fn a_big_clip_goes_up_in_parts() {
-    let moto = Moto::start();
+    let moto = Moto::start_recording();
     moto.create_bucket("big");
     let s3 = backend(&moto, "big", json!({"multipart_threshold_mb": 1, "part_size_mb": 5}));
     let tmp = tempfile::tempdir().unwrap();
@@ -141,6 +144,25 @@ fn a_big_clip_goes_up_in_parts() {
     let back = tmp.path().join("back.mp4");
     rt.block_on(s3.get(&stored.storage_uri, &back)).unwrap();
     assert!(std::fs::read(&back).unwrap() == data);
+    // Start (with its signed content type), three parts and the completion
+    // are signed as AWS's own SDK signs them.
+    assert!(moto.assert_signatures_valid() >= 6);
+}
+
+#[test]
+fn the_signature_check_catches_a_request_signed_with_another_secret() {
+    let moto = Moto::start_recording();
+    moto.create_bucket("clips");
+    let cfg = json!({"bucket": "clips", "endpoint": moto.endpoint(), "path_style": true, "allow_http": true});
+    let keys = S3Credentials {
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: "not-the-secret".into(),
+        session_token: None,
+    };
+    let s3 = S3Storage::connect(serde_json::from_value(cfg).unwrap(), keys).unwrap();
+    assert!(rt().block_on(s3.ping()), "moto takes any signature: {:?}", s3.last_error());
+    let why = moto.check_signatures().unwrap_err();
+    assert!(why.contains("GET /clips/: signature") && why.contains("botocore computes"), "{why}");
 }
 
 #[test]

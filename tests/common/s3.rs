@@ -33,19 +33,60 @@ pub struct Moto {
     pub port: u16,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
+    /// Where moto records every request it gets, when it does.
+    recording: Option<tempfile::TempDir>,
 }
 
 impl Moto {
     pub fn start() -> Moto {
+        Self::start_as(false)
+    }
+
+    /// A server that records every request, for [`Moto::assert_signatures_valid`].
+    pub fn start_recording() -> Moto {
+        Self::start_as(true)
+    }
+
+    fn start_as(record: bool) -> Moto {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut m = Moto { port: free_port(), child: None, rt };
+        let recording = record.then(|| tempfile::tempdir().unwrap());
+        let mut m = Moto { port: free_port(), child: None, rt, recording };
         m.restart();
         m
     }
 
+    /// Checks every signed request moto got against botocore, the AWS SDK's
+    /// own signer (moto itself does not check signatures):
+    /// `tests/s3_sigv4_check.py`. Gives how many were checked.
+    pub fn assert_signatures_valid(&self) -> usize {
+        self.check_signatures().unwrap_or_else(|why| panic!("signatures botocore does not agree with:\n{why}"))
+    }
+
+    /// [`Moto::assert_signatures_valid`], saying what is wrong instead of failing.
+    pub fn check_signatures(&self) -> Result<usize, String> {
+        let dir = self.recording.as_ref().expect("a recording moto");
+        let python = moto_server().with_file_name("python");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_sigv4_check.py");
+        let out = Command::new(python)
+            .arg(script)
+            .arg(dir.path().join("requests.jsonl"))
+            .args([ACCESS_KEY, SECRET_KEY])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            return Err(text);
+        }
+        Ok(text.lines().find_map(|l| l.strip_prefix("verified ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0))
+    }
+
     /// Starts the server (again) on the same port, empty.
     pub fn restart(&mut self) {
-        let child = Command::new(moto_server())
+        let mut cmd = Command::new(moto_server());
+        if let Some(dir) = &self.recording {
+            cmd.env("MOTO_ENABLE_RECORDING", "True").env("MOTO_RECORDER_FILEPATH", dir.path().join("requests.jsonl"));
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
