@@ -12,14 +12,27 @@ use std::process::Command;
 
 const SCRIPT: &str = "vendor/ffmpeg/build.sh";
 const SHIM: &str = "src/media/avdecode.c";
-/// Applied by the script to FFmpeg's source.
-const PATCHES: [&str; 2] = ["vendor/ffmpeg/film-grain-on-demand.patch", "vendor/ffmpeg/nal-buffer-not-zeroed.patch"];
+/// Every `*.patch` here is applied by the script to FFmpeg's source.
+const PATCH_DIR: &str = "vendor/ffmpeg";
+
+/// The patches the script applies, in its order (by name).
+fn patches() -> Vec<PathBuf> {
+    let dir = std::fs::read_dir(PATCH_DIR).unwrap_or_else(|e| panic!("cannot read {PATCH_DIR}: {e}"));
+    let mut found: Vec<PathBuf> = dir
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    found.sort();
+    found
+}
 
 fn main() {
     println!("cargo:rerun-if-changed={SCRIPT}");
     println!("cargo:rerun-if-changed={SHIM}");
-    for patch in PATCHES {
-        println!("cargo:rerun-if-changed={patch}");
+    // The directory: a patch added or removed changes its listing.
+    println!("cargo:rerun-if-changed={PATCH_DIR}");
+    for patch in patches() {
+        println!("cargo:rerun-if-changed={}", patch.display());
     }
     println!("cargo:rerun-if-env-changed=HOMESEC_FFMPEG_DIR");
     println!("cargo:rerun-if-env-changed=HOMESEC_CACHE");
@@ -44,8 +57,8 @@ fn build_ffmpeg() -> PathBuf {
     let target = std::env::var("TARGET").unwrap_or_default();
     let host = std::env::var("HOST").unwrap_or_default();
     let mut script = std::fs::read(SCRIPT).unwrap_or_else(|e| panic!("cannot read {SCRIPT}: {e}"));
-    for patch in PATCHES {
-        script.extend(std::fs::read(patch).unwrap_or_else(|e| panic!("cannot read {patch}: {e}")));
+    for patch in patches() {
+        script.extend(std::fs::read(&patch).unwrap_or_else(|e| panic!("cannot read {}: {e}", patch.display())));
     }
     let cache = std::env::var_os("HOMESEC_CACHE")
         .map(PathBuf::from)

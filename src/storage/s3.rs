@@ -235,6 +235,11 @@ struct Payload {
     content_type: &'static str,
 }
 
+/// A failure to read `local` for `key`.
+fn io_error<'a>(local: &'a Path, key: &'a str) -> impl Fn(std::io::Error) -> StorageError + Copy + 'a {
+    move |source| StorageError::Io { path: local.display().to_string(), key: key.to_owned(), source }
+}
+
 fn content_type(key: &str) -> &'static str {
     if key.ends_with(".json") {
         "application/json"
@@ -398,7 +403,7 @@ impl S3Storage {
     }
 
     async fn upload(&self, key: &str, local: &Path) -> Result<(), StorageError> {
-        let io = |source| StorageError::Io { path: local.display().to_string(), key: key.to_owned(), source };
+        let io = io_error(local, key);
         let size = tokio::fs::metadata(local).await.map_err(io)?.len();
         let content_type = content_type(key);
         if size < self.cfg.multipart_threshold_mb * MIB {
@@ -439,7 +444,7 @@ impl S3Storage {
 
     /// Sends `local` as parts of `part` bytes, then completes the upload.
     async fn upload_parts(&self, key: &str, local: &Path, upload_id: &str, part: u64) -> Result<(), StorageError> {
-        let io = |source| StorageError::Io { path: local.display().to_string(), key: key.to_owned(), source };
+        let io = io_error(local, key);
         let mut file = tokio::fs::File::open(local).await.map_err(io)?;
         let mut etags: Vec<String> = Vec::new();
         loop {

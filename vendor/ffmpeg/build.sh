@@ -63,8 +63,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tar -C "$work" -xf "$src"
 cd "$work"/ffmpeg-*
-for p in film-grain-on-demand nal-buffer-not-zeroed; do
-    patch -p1 --quiet --forward <"$here/$p.patch" || { say "cannot apply $p.patch"; exit 1; }
+# Every patch beside this script, by name (build.rs hashes the same set).
+for p in "$here"/*.patch; do
+    patch -p1 --quiet --forward <"$p" || { say "cannot apply $(basename "$p")"; exit 1; }
 done
 # Installed next to PREFIX and moved into place at the end, so an interrupted
 # build never leaves a PREFIX that looks complete.
